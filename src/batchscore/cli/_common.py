@@ -1,0 +1,45 @@
+"""What every command shares: the workspace option and turning our errors into one message."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ..errors import BatchscoreError
+from ..workspace import Workspace, open_workspace
+
+__all__ = ["WorkspaceOpt", "console", "err_console", "errors", "open_ws"]
+
+console = Console()
+err_console = Console(stderr=True)
+
+WorkspaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--workspace", "-w", envvar="BATCHSCORE_WORKSPACE",
+        help="Workspace folder (default ./.batchscore).", show_default=False,
+    ),
+]
+
+
+@contextlib.contextmanager
+def errors() -> Iterator[None]:
+    """Print a BatchscoreError as one line on stderr and exit with its code (2 for bad input)."""
+    try:
+        yield
+    except BatchscoreError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True,
+                          soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+def open_ws(path: str | None) -> Workspace:
+    return open_workspace(path)

@@ -1,0 +1,324 @@
+"""``batchscore job``: run, list, show, logs, cancel and resume batch jobs."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from .. import jobs as api
+from ..errors import JobFailedError, SpecError
+from ..jobs.runner import ProgressSnapshot
+from ..state.records import Job
+from ._common import WorkspaceOpt, console, err_console, errors, open_ws
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Run and manage batch jobs.", no_args_is_help=True)
+
+JobId = Annotated[str, typer.Argument(help="Job id (a unique prefix is enough).")]
+
+
+class _Bar:
+    """A progress bar of mini-batches, with items succeeded and failed."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("mini-batches  {task.fields[items]}"), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=err_console, disable=not enabled, transient=False,
+        )
+        self.task: Any = None
+
+    def __enter__(self) -> _Bar:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def __call__(self, snap: ProgressSnapshot) -> None:
+        items = f"items {snap.items_succeeded}/{snap.items_total} ok, {snap.items_failed} failed"
+        done = snap.minibatches_done + snap.minibatches_failed
+        if self.task is None:
+            self.task = self.progress.add_task(snap.job_id, total=snap.minibatches_total,
+                                               items=items)
+        self.progress.update(self.task, completed=done, items=items)
+
+
+def _parse_env(pairs: list[str] | None) -> dict[str, str] | None:
+    if not pairs:
+        return None
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SpecError(f"--env {pair!r}: expected KEY=VALUE")
+        env[key] = value
+    return env
+
+
+def _finish(job: Job) -> None:
+    if job.state == "succeeded":
+        console.print(
+            f"job {job.id} succeeded: {job.items_succeeded}/{job.items_total} items"
+            + (f", {job.items_failed} failed" if job.items_failed else "")
+        )
+        console.print(f"output: {job.output_url}")
+        return
+    if job.state == "failed":
+        raise JobFailedError(job.id, job.reason or "unknown reason")
+    console.print(f"job {job.id} {job.state}" + (f": {job.reason}" if job.reason else ""))
+    raise typer.Exit(1)
+
+
+@app.command()
+def run(
+    spec: Annotated[Path | None, typer.Argument(
+        help="Deployment YAML in the Azure ML form (optional if --scoring-script is given).",
+        show_default=False)] = None,
+    input: Annotated[list[str], typer.Option(
+        "--input", "-i", help="Input file, folder, glob or URL (repeatable).")] = [],  # noqa: B006
+    output: Annotated[str | None, typer.Option(
+        "--output", "-o", help="Output folder (path or URL).", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a finished output.")] = False,
+    scoring_script: Annotated[str | None, typer.Option(help="Scoring script path.")] = None,
+    code: Annotated[str | None, typer.Option(help="Folder of the scoring script.")] = None,
+    model_dir: Annotated[str | None, typer.Option(help="Model folder.")] = None,
+    input_format: Annotated[str | None, typer.Option(
+        help="files (default: run gets file paths), csv or parquet (run gets a DataFrame).")
+    ] = None,
+    partition_keys: Annotated[str | None, typer.Option(
+        help="Comma-separated columns: each group of rows is one mini-batch.")] = None,
+    mini_batch_size: Annotated[str | None, typer.Option(
+        help="Files (or rows) per mini-batch, or a size such as 10kb for tables.")] = None,
+    output_action: Annotated[str | None, typer.Option(help="append_row or summary_only.")
+                             ] = None,
+    output_file_name: Annotated[str | None, typer.Option()] = None,
+    max_retries: Annotated[int | None, typer.Option()] = None,
+    timeout: Annotated[float | None, typer.Option(help="Seconds per mini-batch.")] = None,
+    error_threshold: Annotated[int | None, typer.Option(help="-1 ignores all failures.")
+                               ] = None,
+    logging_level: Annotated[str | None, typer.Option()] = None,
+    max_concurrency_per_instance: Annotated[int | None, typer.Option(
+        help="Worker processes per instance.")] = None,
+    instance_count: Annotated[int | None, typer.Option()] = None,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", help="KEY=VALUE set in the workers (repeatable).")] = None,
+    workspace: WorkspaceOpt = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Run a batch job and show its progress; running the same command again resumes it.
+
+    Example:
+
+        batchscore job run examples/diabetes-csv/deployment.yml \\
+            --input 'data/*.csv' --input-format csv --output out/
+        batchscore job run --scoring-script score.py --input images/ --output out/ \\
+            --mini-batch-size 10 --max-concurrency-per-instance 2
+    """
+    with errors():
+        size: int | str | None = None
+        if mini_batch_size is not None:
+            size = int(mini_batch_size) if mini_batch_size.isdigit() else mini_batch_size
+        retry: dict[str, Any] = {}
+        if max_retries is not None:
+            retry["max_retries"] = max_retries
+        if timeout is not None:
+            retry["timeout"] = timeout
+        overrides: dict[str, Any] = dict(
+            scoring_script=scoring_script, code=code, model_dir=model_dir,
+            input_format=input_format, mini_batch_size=size, output_action=output_action,
+            output_file_name=output_file_name, error_threshold=error_threshold,
+            logging_level=logging_level, max_concurrency_per_instance=max_concurrency_per_instance,
+            instance_count=instance_count, environment_variables=_parse_env(env),
+            partition_keys=[k.strip() for k in partition_keys.split(",")]
+            if partition_keys else None,
+        )
+        for key in ("scoring_script", "code", "model_dir"):
+            if overrides[key]:
+                overrides[key] = str(Path(overrides[key]).resolve())
+        if spec is not None:
+            job_spec = api.load_spec(spec, **overrides)
+            if retry:
+                merged = {**job_spec.retry_settings.model_dump(), **retry}
+                job_spec = api.spec_from_mapping(
+                    {**job_spec.model_dump(), "retry_settings": merged}, source=str(spec))
+        else:
+            if retry:
+                overrides["retry_settings"] = retry
+            job_spec = api.spec_from_mapping({}, source="command line", **overrides)
+        if not input:
+            raise SpecError("no input given: pass --input (a file, folder, glob or URL)")
+        if not output:
+            raise SpecError("no output given: pass --output (a folder path or URL)")
+        ws = open_ws(workspace)
+        job, created = api.submit_job(ws, job_spec, input, output, overwrite=overwrite)
+        verb = "created" if created else "resuming"
+        err_console.print(f"{verb} job {job.id}: {job.minibatches_total} mini-batches, "
+                          f"{job.items_total} items, {job_spec.workers} worker(s)")
+        with _Bar(progress and err_console.is_terminal) as bar:
+            finished = api.resume_job(ws, job.id, progress=bar)
+        _finish(finished)
+
+
+@app.command()
+def resume(job_id: JobId, workspace: WorkspaceOpt = None,
+           progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True) -> None:
+    """Finish an interrupted job without re-running its finished mini-batches.
+
+    Example:
+
+        batchscore job resume job-20261121-1a2b3c4d
+    """
+    with errors():
+        ws = open_ws(workspace)
+        with _Bar(progress and err_console.is_terminal) as bar:
+            job = api.resume_job(ws, job_id, progress=bar)
+        _finish(job)
+
+
+@app.command("list")
+def list_(
+    workspace: WorkspaceOpt = None,
+    state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many jobs.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List jobs, newest first.
+
+    Example:
+
+        batchscore job list --state failed
+    """
+    with errors():
+        jobs = api.list_jobs(open_ws(workspace), limit=limit, state=state)
+        if as_json:
+            console.print_json(json.dumps([j.to_dict() for j in jobs], default=str))
+            return
+        table = Table("id", "name", "state", "mini-batches", "items ok", "items failed",
+                      "created")
+        for j in jobs:
+            table.add_row(j.id, j.name, j.display_state, str(j.minibatches_total),
+                          str(j.items_succeeded), str(j.items_failed), _when(j.created_at))
+        console.print(table)
+
+
+@app.command()
+def show(job_id: JobId, workspace: WorkspaceOpt = None,
+         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Show a job: its state, settings, counts and failed mini-batches.
+
+    Example:
+
+        batchscore job show job-20261121-1a2b3c4d --json
+    """
+    with errors():
+        ws = open_ws(workspace)
+        job = api.get_job(ws, job_id)
+        mbs = api.list_minibatches(ws, job.id)
+        counts: dict[str, int] = {}
+        for mb in mbs:
+            counts[mb.state] = counts.get(mb.state, 0) + 1
+        data = job.to_dict()
+        data["minibatches"] = counts
+        data["failed_minibatches"] = [
+            {"idx": mb.idx, "attempts": mb.attempts, "error": (mb.error or "").strip()[-500:]}
+            for mb in mbs if mb.state == "failed"
+        ]
+        if as_json:
+            console.print_json(json.dumps(data, default=str))
+            return
+        for key in ("id", "name", "display_state", "reason", "output_url", "runner"):
+            if data.get(key):
+                console.print(f"{key:>14}: {data[key]}", highlight=False)
+        console.print(f"{'created':>14}: {_when(job.created_at)}")
+        if job.finished_at and job.started_at:
+            console.print(f"{'duration':>14}: {job.finished_at - job.started_at:.2f}s")
+        console.print(f"{'mini-batches':>14}: {job.minibatches_total} {counts}")
+        console.print(f"{'items':>14}: {job.items_total} total, {job.items_succeeded} ok, "
+                      f"{job.items_failed} failed")
+        for mb in data["failed_minibatches"]:
+            last = mb["error"].splitlines()[-1] if mb["error"] else ""
+            console.print(f"  mini-batch {mb['idx']} failed after {mb['attempts']} "
+                          f"attempt(s): {last}", highlight=False)
+
+
+@app.command()
+def logs(
+    job_id: JobId,
+    workspace: WorkspaceOpt = None,
+    errors_only: Annotated[bool, typer.Option("--errors", help="Only the error file.")] = False,
+    timings: Annotated[bool, typer.Option("--timings", help="Per mini-batch timings.")] = False,
+    events: Annotated[bool, typer.Option("--events", help="The runner's events.")] = False,
+    worker: Annotated[str | None, typer.Option(
+        help="Print this worker's log file (a name from the list).")] = None,
+) -> None:
+    """Show a job's logs: overview, errors, timings, and every worker's stdout/stderr.
+
+    Example:
+
+        batchscore job logs job-20261121-1a2b3c4d --errors
+    """
+    with errors():
+        view = api.job_logs(open_ws(workspace), job_id)
+        if errors_only:
+            console.print(view.errors or "no errors", highlight=False, markup=False)
+            return
+        if timings:
+            for rec in view.timings:
+                console.print(json.dumps(rec), highlight=False, markup=False)
+            return
+        if events:
+            for rec in view.events:
+                console.print(json.dumps(rec, default=str), highlight=False, markup=False)
+            return
+        if worker:
+            matches = [n for n in view.worker_logs if worker in n]
+            if not matches:
+                raise SpecError(f"no worker log matches {worker!r}; "
+                                f"logs: {', '.join(view.worker_logs) or 'none'}")
+            for name in matches:
+                console.print(f"==> {name} <==", highlight=False, markup=False)
+                console.print(view.worker_logs[name], highlight=False, markup=False)
+            return
+        if view.overview:
+            console.print_json(json.dumps(view.overview))
+        n_errors = view.errors.count("=== mini-batch")
+        console.print(f"errors: {n_errors} failed attempt(s)"
+                      + (" (see --errors)" if n_errors else ""))
+        console.print(f"timings: {len(view.timings)} record(s) (see --timings)")
+        console.print("worker logs:")
+        for name, text in view.worker_logs.items():
+            console.print(f"  {name} ({len(text)} bytes)", highlight=False)
+
+
+@app.command()
+def cancel(job_id: JobId, workspace: WorkspaceOpt = None) -> None:
+    """Cancel a job; a running one stops within seconds, keeping what it finished.
+
+    Example:
+
+        batchscore job cancel job-20261121-1a2b3c4d
+    """
+    with errors():
+        job = api.cancel_job(open_ws(workspace), job_id)
+        console.print(f"job {job.id} {job.state}")
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
+
+

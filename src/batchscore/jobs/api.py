@@ -1,0 +1,170 @@
+"""The job operations, as plain functions: the CLI and the service call these and nothing else."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import JobNotFoundError, JobStateError
+from ..state import records as db
+from ..storage import expand_inputs, to_url
+from ..workspace import Workspace
+from .crash import crash_point
+from .logs import JobLogs
+from .outputs import check_output
+from .plan import plan_minibatches
+from .runner import ProgressCallback, execute
+from .spec import JobSpec
+from .worker import check_script
+
+__all__ = [
+    "JobLogView",
+    "cancel_job",
+    "get_job",
+    "job_logs",
+    "list_jobs",
+    "list_minibatches",
+    "resume_job",
+    "run_job",
+    "submit_job",
+]
+
+
+def _job_key(spec: JobSpec, urls: list[str], output_url: str) -> str:
+    payload = json.dumps([spec.fingerprint(), urls, output_url], separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def submit_job(
+    ws: Workspace,
+    spec: JobSpec,
+    inputs: Sequence[str],
+    output: str,
+    *,
+    overwrite: bool = False,
+) -> tuple[db.Job, bool]:
+    """Validate, plan and record a job without running it. Returns ``(job, created)``:
+    the same spec, inputs and output as an unfinished job give that job back."""
+    check_script(spec)
+    urls = expand_inputs(inputs)
+    output_url = to_url(output).rstrip("/")
+    key = _job_key(spec, urls, output_url)
+    existing = db.find_active(ws.engine, key)
+    if existing is not None:
+        return existing, False
+    file_name = spec.output_file_name if spec.output_action == "append_row" else None
+    check_output(output_url, file_name, overwrite)
+    batches = plan_minibatches(spec, urls)
+    job, created = db.create_job(
+        ws.engine, key=key, kind=spec.kind, name=spec.name, spec=spec.model_dump(mode="json"),
+        inputs=urls, output_url=output_url, overwrite=overwrite,
+        batches=[(b.items, b.n_items) for b in batches],
+    )
+    if created:
+        logs = JobLogs(ws.system, job.id)
+        logs.event("job-created", inputs=len(urls), minibatches=len(batches),
+                   items=job.items_total, output=output_url)
+        logs.flush()
+    crash_point("job-created")
+    return job, created
+
+
+def run_job(
+    ws: Workspace,
+    spec: JobSpec,
+    inputs: Sequence[str],
+    output: str,
+    *,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> db.Job:
+    """Submit a job (or find the unfinished one with the same key) and run it to its end."""
+    job, _ = submit_job(ws, spec, inputs, output, overwrite=overwrite)
+    return execute(ws, job.id, progress=progress)
+
+
+def resume_job(ws: Workspace, job_id: str, *, progress: ProgressCallback | None = None
+               ) -> db.Job:
+    """Finish an interrupted job; finished mini-batches are not run again."""
+    job = get_job(ws, job_id)
+    if job.finished:
+        raise JobStateError(f"job {job.id} already {job.state}; nothing to resume")
+    return execute(ws, job.id, progress=progress)
+
+
+def cancel_job(ws: Workspace, job_id: str, *, wait: float = 30.0) -> db.Job:
+    """Cancel a job: a live runner stops at its next heartbeat; a job without one at once."""
+    job = get_job(ws, job_id)
+    if job.finished:
+        raise JobStateError(f"job {job.id} already {job.state}; it cannot be canceled")
+    if job.state == "queued" or job.interrupted:
+        return db.finish_job(ws.engine, job.id, "canceled", "canceled by request")
+    db.request_cancel(ws.engine, job.id)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        job = get_job(ws, job.id)
+        if job.finished or job.interrupted:
+            break
+        time.sleep(0.2)
+    if not job.finished:
+        job = db.finish_job(ws.engine, job.id, "canceled", "canceled by request")
+    return job
+
+
+def get_job(ws: Workspace, job_id: str) -> db.Job:
+    """The job with id ``job_id`` (a unique prefix is enough)."""
+    job = db.get_job(ws.engine, job_id)
+    if job is not None:
+        return job
+    matches = db.find_job_prefix(ws.engine, job_id)
+    if len(matches) == 1:
+        found = db.get_job(ws.engine, matches[0])
+        assert found is not None
+        return found
+    if matches:
+        raise JobNotFoundError(f"job id {job_id!r} is ambiguous: {', '.join(matches)}")
+    raise JobNotFoundError(f"no job with id {job_id!r}; `batchscore job list` shows the jobs")
+
+
+def list_jobs(ws: Workspace, *, limit: int = 50, state: str | None = None) -> list[db.Job]:
+    return db.list_jobs(ws.engine, limit=limit, state=state)
+
+
+def list_minibatches(ws: Workspace, job_id: str) -> list[db.MiniBatch]:
+    return db.list_minibatches(ws.engine, get_job(ws, job_id).id)
+
+
+@dataclass(frozen=True)
+class JobLogView:
+    job_id: str
+    overview: dict[str, Any] | None
+    events: list[dict[str, Any]]
+    errors: str
+    timings: list[dict[str, Any]]
+    worker_logs: dict[str, str]
+
+
+def job_logs(ws: Workspace, job_id: str) -> JobLogView:
+    """Everything the job logged in the system store."""
+    job = get_job(ws, job_id)
+    store = ws.system
+    prefix = f"jobs/{job.id}/logs"
+
+    def text(name: str) -> str:
+        return store.read_text(f"{prefix}/{name}") if store.exists(prefix, name) else ""
+
+    def jsonl(name: str) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in text(name).splitlines() if line.strip()]
+
+    overview = json.loads(text("overview.json")) if store.exists(prefix, "overview.json") \
+        else None
+    workers = {
+        rel.rsplit("/", 1)[-1]: store.read_text(rel)
+        for rel in store.list(f"{prefix}/workers")
+    }
+    return JobLogView(job.id, overview, jsonl("events.jsonl"), text("errors.txt"),
+                      jsonl("timings.jsonl"), workers)

@@ -1,0 +1,67 @@
+"""The executor contract: what the runner needs from any pool of workers.
+
+An executor starts workers that each call the script's ``init()`` once, runs submitted
+mini-batches with a per-mini-batch timeout, and reports each attempt's outcome. A worker that
+hangs past the timeout is killed and replaced; a worker that dies costs only the mini-batch it
+was running. Retries, thresholds and outputs are the runner's business, so every executor
+gives the same semantics.
+"""
+
+from __future__ import annotations
+
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from ..worker import TaskResult, WorkerConfig
+
+__all__ = ["Completion", "Executor", "Outcome"]
+
+
+class Outcome(enum.Enum):
+    OK = "ok"
+    ERROR = "error"  # run() raised: retried
+    TIMEOUT = "timeout"  # past retry_settings.timeout: the worker was replaced, retried
+    DIED = "died"  # the worker process died: retried
+    FATAL = "fatal"  # the script cannot work at all (init failed, contract broken): job fails
+
+
+@dataclass(frozen=True)
+class Completion:
+    idx: int
+    attempt: int
+    outcome: Outcome
+    result: TaskResult | None = None
+    error: str | None = None
+
+
+class Executor(ABC):
+    """A pool of workers running mini-batches."""
+
+    @property
+    @abstractmethod
+    def capacity(self) -> int:
+        """How many mini-batches to keep submitted at once."""
+
+    @abstractmethod
+    def start(self, cfg: WorkerConfig, workers: int) -> None: ...
+
+    @abstractmethod
+    def submit(self, idx: int, attempt: int, items: list[Any], timeout: float) -> None: ...
+
+    @property
+    @abstractmethod
+    def in_flight(self) -> int: ...
+
+    @abstractmethod
+    def wait(self, timeout: float) -> list[Completion]:
+        """Completions that arrived within ``timeout`` seconds (possibly none)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Let workers finish (running the script's ``shutdown()``), then stop them."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Stop at once, dropping what is running."""

@@ -1,0 +1,94 @@
+"""The local executor: a pebble process pool on this machine."""
+
+from __future__ import annotations
+
+import multiprocessing
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future
+from concurrent.futures import TimeoutError as FuturesTimeout
+from concurrent.futures import wait as futures_wait
+from typing import Any
+
+from pebble import ProcessExpired, ProcessPool
+
+from ..worker import ContractError, InitError, WorkerConfig, run_task, worker_init
+from .base import Completion, Executor, Outcome
+
+__all__ = ["LocalExecutor"]
+
+
+class LocalExecutor(Executor):
+    """Worker processes on this machine; ``max_concurrency_per_instance`` sets their number."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPool | None = None
+        self._futures: dict[Future[Any], tuple[int, int, float]] = {}
+        self._workers = 1
+
+    @property
+    def capacity(self) -> int:
+        return self._workers * 2
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._futures)
+
+    def start(self, cfg: WorkerConfig, workers: int) -> None:
+        self._workers = workers
+        self._pool = ProcessPool(
+            max_workers=workers,
+            initializer=worker_init,
+            initargs=(cfg,),
+            context=multiprocessing.get_context("fork"),
+        )
+
+    def submit(self, idx: int, attempt: int, items: list[Any], timeout: float) -> None:
+        assert self._pool is not None, "start() first"
+        future = self._pool.schedule(run_task, args=(idx, attempt, items), timeout=timeout)
+        self._futures[future] = (idx, attempt, timeout)
+
+    def wait(self, timeout: float) -> list[Completion]:
+        if not self._futures:
+            return []
+        done, _ = futures_wait(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
+        return [self._completion(f) for f in done]
+
+    def _completion(self, future: Future[Any]) -> Completion:
+        idx, attempt, timeout = self._futures.pop(future)
+        try:
+            return Completion(idx, attempt, Outcome.OK, result=future.result())
+        except FuturesTimeout:
+            return Completion(
+                idx, attempt, Outcome.TIMEOUT,
+                error=f"run() did not finish within retry_settings.timeout={timeout:g}s; "
+                "the worker was killed and replaced",
+            )
+        except ProcessExpired as exc:
+            return Completion(
+                idx, attempt, Outcome.DIED,
+                error=f"the worker process died while running this mini-batch "
+                f"(exit code {exc.exitcode})",
+            )
+        except InitError as exc:
+            return Completion(idx, attempt, Outcome.FATAL,
+                              error=f"loading the scoring script failed:\n{exc}")
+        except ContractError as exc:
+            return Completion(idx, attempt, Outcome.FATAL, error=str(exc))
+        except BaseException as exc:
+            remote = getattr(exc, "traceback", None)
+            text = remote or "".join(traceback.format_exception(exc))
+            return Completion(idx, attempt, Outcome.ERROR, error=text)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join(timeout=30)
+            self._pool = None
+        self._futures.clear()
+
+    def abort(self) -> None:
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool.join(timeout=30)
+            self._pool = None
+        self._futures.clear()

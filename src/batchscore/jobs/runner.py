@@ -1,0 +1,313 @@
+"""The runner: drives one job's mini-batches through an executor to a committed output.
+
+It holds the job's lease (renewed by a heartbeat thread), dispatches pending mini-batches,
+records every attempt, retries up to ``max_retries``, enforces ``error_threshold``, and
+assembles the output in input order once everything has run. Killed at any point, it leaves
+a job that another runner (``job resume``) finishes without re-running finished mini-batches.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+
+from ..errors import JobStateError
+from ..state import records as db
+from ..state.tables import jobs as jobs_table
+from ..workspace import Workspace
+from .crash import crash_point
+from .executors import Completion, Outcome, make_executor
+from .logs import JobLogs
+from .outputs import commit_output
+from .spec import JobSpec
+from .worker import WorkerConfig
+
+__all__ = ["ProgressSnapshot", "execute"]
+
+
+@dataclass(frozen=True)
+class ProgressSnapshot:
+    job_id: str
+    state: str
+    minibatches_total: int
+    minibatches_done: int
+    minibatches_failed: int
+    items_total: int
+    items_succeeded: int
+    items_failed: int
+
+
+ProgressCallback = Callable[[ProgressSnapshot], None]
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, ws: Workspace, job_id: str, runner: str, every: float = 2.0) -> None:
+        super().__init__(daemon=True, name=f"heartbeat-{job_id}")
+        self.ws, self.job_id, self.runner, self.every = ws, job_id, runner, every
+        self.lost = False
+        self.cancel = False
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(self.every):
+            try:
+                ours, cancel = db.heartbeat(self.ws.engine, self.job_id, self.runner)
+            except Exception:
+                continue
+            self.lost = self.lost or not ours
+            self.cancel = self.cancel or cancel
+
+    def stop(self) -> None:
+        self._halt.set()
+
+
+def execute(
+    ws: Workspace,
+    job_id: str,
+    *,
+    progress: ProgressCallback | None = None,
+    executor: str | None = None,
+) -> db.Job:
+    """Run (or resume) job ``job_id`` to its end in this process; returns the finished job."""
+    runner = db.runner_name()
+    if not db.claim_job(ws.engine, job_id, runner):
+        job = db.get_job(ws.engine, job_id)
+        if job is None:
+            raise JobStateError(f"job {job_id} does not exist")
+        if job.finished:
+            raise JobStateError(f"job {job_id} already {job.state}; nothing to resume")
+        age = time.time() - (job.heartbeat_at or 0)
+        raise JobStateError(
+            f"job {job_id} is being run by {job.runner} (heartbeat {age:.0f}s ago); "
+            "cancel it or wait for it"
+        )
+    crash_point("claimed")
+    job = db.get_job(ws.engine, job_id)
+    assert job is not None
+    return _Run(ws, job, runner, progress, executor or ws.settings.executor).run()
+
+
+class _Run:
+    def __init__(self, ws: Workspace, job: db.Job, runner: str,
+                 progress: ProgressCallback | None, executor: str) -> None:
+        self.ws, self.job, self.runner, self.progress = ws, job, runner, progress
+        self.executor_kind = executor
+        self.spec = JobSpec(**job.spec)
+        self.logs = JobLogs(ws.system, job.id)
+        self.prefix = f"jobs/{job.id}"
+        mbs = db.list_minibatches(ws.engine, job.id)
+        self.items = {mb.idx: mb.items for mb in mbs}
+        self.n_items = {mb.idx: mb.n_items for mb in mbs}
+        self.attempts = {mb.idx: mb.attempts for mb in mbs}
+        self.pending: deque[int] = deque(mb.idx for mb in mbs if mb.state == "pending")
+        self.done = sum(mb.state == "done" for mb in mbs)
+        self.failed = sum(mb.state == "failed" for mb in mbs)
+        self.items_ok = job.items_succeeded
+        self.items_failed = job.items_failed
+        self.fatal: str | None = None
+        self.first_error: str | None = None
+
+    # -- helpers -------------------------------------------------------------------------
+    def _snapshot(self, state: str = "running") -> ProgressSnapshot:
+        return ProgressSnapshot(
+            self.job.id, state, len(self.items), self.done, self.failed,
+            self.job.items_total, self.items_ok, self.items_failed,
+        )
+
+    def _report(self, state: str = "running", force: bool = False) -> None:
+        snap = self._snapshot(state)
+        self.logs.overview({
+            "job": snap.job_id, "state": state,
+            "minibatches": {
+                "total": snap.minibatches_total, "done": snap.minibatches_done,
+                "failed": snap.minibatches_failed,
+                "pending": snap.minibatches_total - snap.minibatches_done
+                - snap.minibatches_failed,
+            },
+            "items": {"total": snap.items_total, "succeeded": snap.items_succeeded,
+                      "failed": snap.items_failed},
+        }, force=force)
+        if self.progress is not None:
+            self.progress(snap)
+
+    def _over_threshold(self) -> bool:
+        limit = self.spec.error_threshold
+        return limit != -1 and self.items_failed > limit
+
+    def _staging(self) -> Path:
+        if self.ws.system.is_local:
+            return self.ws.system.local_path(self.prefix, "staging")
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / "batchscore" / self.job.id / "staging"
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self) -> db.Job:
+        self.logs.event("runner-started", runner=self.runner, pending=len(self.pending),
+                        done=self.done, failed=self.failed)
+        beat = _Heartbeat(self.ws, self.job.id, self.runner)
+        beat.start()
+        try:
+            outcome = self._dispatch(beat) if self.pending else "complete"
+        except BaseException:
+            beat.stop()
+            self._release()
+            raise
+        beat.stop()
+        if outcome == "canceled":
+            return self._finish("canceled", "canceled by request")
+        if outcome == "lost":
+            raise JobStateError(f"job {self.job.id}: another runner took over the job")
+        if self.fatal is not None:
+            return self._finish("failed", self.fatal)
+        if self._over_threshold():
+            return self._finish("failed", self._threshold_reason())
+        crash_point("before-commit")
+        self._commit()
+        crash_point("output-committed")
+        return self._finish("succeeded", None)
+
+    def _threshold_reason(self) -> str:
+        reason = (f"{self.items_failed} item(s) failed, more than "
+                  f"error_threshold={self.spec.error_threshold}")
+        if self.first_error:
+            reason += f"; first error: {self.first_error}"
+        return reason
+
+    def _dispatch(self, beat: _Heartbeat) -> str:
+        executor = make_executor(self.executor_kind)
+        cfg = WorkerConfig(
+            job_id=self.job.id, spec=self.spec, system_url=self.ws.system.url,
+            log_prefix=f"{self.prefix}/logs", staging_dir=str(self._staging()),
+            parts_prefix=f"{self.prefix}/parts",
+        )
+        executor.start(cfg, self.spec.workers)
+        timeout = self.spec.retry_settings.timeout
+        try:
+            while self.pending or executor.in_flight:
+                started: list[int] = []
+                while self.pending and executor.in_flight < executor.capacity:
+                    idx = self.pending.popleft()
+                    executor.submit(idx, self.attempts[idx] + 1, self.items[idx], timeout)
+                    started.append(idx)
+                if started:
+                    db.mark_running(self.ws.engine, self.job.id, started)
+                completions = executor.wait(0.2)
+                if completions:
+                    self._record(completions)
+                    crash_point("attempt-recorded")
+                self._report()
+                if beat.lost:
+                    executor.abort()
+                    return "lost"
+                if beat.cancel:
+                    executor.abort()
+                    return "canceled"
+                if self.fatal is not None or self._over_threshold():
+                    executor.abort()
+                    return "stopped"
+        except BaseException:
+            executor.abort()
+            raise
+        executor.close()
+        return "complete"
+
+    def _record(self, completions: list[Completion]) -> None:
+        max_retries = self.spec.retry_settings.max_retries
+        now = time.time()
+        timings: list[dict[str, Any]] = []
+        with self.ws.engine.begin() as conn:
+            for c in completions:
+                n = self.n_items[c.idx]
+                self.attempts[c.idx] = c.attempt
+                if c.outcome is Outcome.OK and c.result is not None:
+                    r = c.result
+                    ok = min(r.returned, n)
+                    short = n - ok
+                    error = None
+                    if short:
+                        error = (f"run() returned {r.returned} item(s) for a mini-batch of {n}; "
+                                 f"the {short} missing item(s) count as failed")
+                        self.logs.error(c.idx, c.attempt, r.worker, "short", error)
+                        self.first_error = self.first_error or error
+                    db.record_attempt(
+                        conn, self.job.id, c.idx, c.attempt, outcome="ok", state="done",
+                        worker=r.worker, started_at=r.started_at, finished_at=r.finished_at,
+                        items=r.returned, error=error, part=r.part,
+                        items_succeeded=ok, items_failed=short,
+                    )
+                    self.done += 1
+                    self.items_ok += ok
+                    self.items_failed += short
+                    timings.append({"minibatch": c.idx, "attempt": c.attempt,
+                                    "worker": r.worker, "start": r.started_at,
+                                    "end": r.finished_at, "items": n,
+                                    "returned": r.returned, "outcome": "ok"})
+                    continue
+                error = c.error or c.outcome.value
+                retry = c.outcome is not Outcome.FATAL and c.attempt <= max_retries
+                state = "pending" if retry else "failed"
+                failed_items = 0 if retry else n
+                db.record_attempt(
+                    conn, self.job.id, c.idx, c.attempt, outcome=c.outcome.value, state=state,
+                    worker=None, started_at=None, finished_at=now, items=None, error=error,
+                    items_failed=failed_items,
+                )
+                self.logs.error(c.idx, c.attempt, None, c.outcome.value, error)
+                timings.append({"minibatch": c.idx, "attempt": c.attempt, "worker": None,
+                                "start": None, "end": now, "items": n, "returned": None,
+                                "outcome": c.outcome.value})
+                last_line = error.strip().splitlines()[-1] if error.strip() else error
+                if c.outcome is Outcome.FATAL:
+                    self.fatal = self.fatal or error.strip()
+                elif retry:
+                    self.pending.append(c.idx)
+                    self.logs.event("retry", minibatch=c.idx, attempt=c.attempt,
+                                    outcome=c.outcome.value, error=last_line)
+                else:
+                    self.failed += 1
+                    self.items_failed += failed_items
+                    self.first_error = self.first_error or (
+                        f"mini-batch {c.idx}: {last_line}")
+                    self.logs.event("minibatch-failed", minibatch=c.idx,
+                                    attempts=c.attempt, error=last_line)
+        for record in timings:
+            self.logs.timing(record)
+
+    def _commit(self) -> None:
+        mbs = db.list_minibatches(self.ws.engine, self.job.id, states=("done",))
+        parts = [mb.part for mb in mbs if mb.part]
+        file_name = self.spec.output_file_name if self.spec.output_action == "append_row" \
+            else None
+        commit_output(self.job.id, self.job.output_url, file_name, self.ws.system, parts,
+                      self._staging())
+        self.logs.event("output-committed", output=self.job.output_url, file=file_name,
+                        parts=len(parts))
+
+    def _finish(self, state: str, reason: str | None) -> db.Job:
+        self._report(state, force=True)
+        self.logs.event("job-finished", state=state, reason=reason,
+                        items_succeeded=self.items_ok, items_failed=self.items_failed)
+        self.logs.flush()
+        return db.finish_job(self.ws.engine, self.job.id, state, reason)
+
+    def _release(self) -> None:
+        """Interrupted (Ctrl-C): leave the job resumable at once by another runner."""
+        try:
+            with self.ws.engine.begin() as conn:
+                conn.execute(
+                    update(jobs_table)
+                    .where(jobs_table.c.id == self.job.id, jobs_table.c.runner == self.runner)
+                    .values(heartbeat_at=None)
+                )
+            self.logs.event("runner-interrupted", runner=self.runner)
+            self.logs.flush()
+        except Exception:
+            pass

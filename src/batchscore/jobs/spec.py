@@ -1,0 +1,234 @@
+"""Job specs: the settings of a batch job, in Azure ML batch deployment terms.
+
+A deployment YAML in the Azure ML form is accepted as it is: settings at the top level or
+under ``settings:``, ``resources.instance_count``, ``code_configuration.code`` /
+``scoring_script``, ``model.path``. Keys that only matter to the cloud (``environment``,
+``compute``, ``$schema``, ...) are accepted and ignored; any other key is refused, with the
+closest known key suggested.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import SpecError
+
+__all__ = ["JobSpec", "RetrySettings", "load_spec", "parse_size", "spec_from_mapping"]
+
+# Keys of an Azure ML deployment YAML that say nothing to a local job.
+_IGNORED = {
+    "$schema", "description", "endpoint_name", "type", "environment", "compute",
+    "tags", "properties", "code_path", "scoring_script_path",
+}
+_SETTINGS = {
+    "mini_batch_size", "output_action", "output_file_name", "retry_settings",
+    "error_threshold", "logging_level", "max_concurrency_per_instance", "instance_count",
+    "environment_variables", "input_format", "partition_keys", "input_encoding",
+}
+_TOP = {"name", "kind", "model", "code_configuration", "resources", "settings", "scoring_script",
+        "code", "model_dir"} | _SETTINGS
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+
+
+class RetrySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_retries: int = Field(3, ge=0, le=100)
+    timeout: float = Field(30.0, gt=0)
+
+
+class JobSpec(BaseModel):
+    """Everything that defines a job except its inputs and output location."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "job"
+    kind: Literal["script"] = "script"
+    code: str | None = None
+    scoring_script: str | None = None
+    model_dir: str | None = None
+    mini_batch_size: int | str = 10
+    output_action: Literal["append_row", "summary_only"] = "append_row"
+    output_file_name: str = "predictions.csv"
+    retry_settings: RetrySettings = RetrySettings()
+    error_threshold: int = Field(-1, ge=-1)
+    logging_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    max_concurrency_per_instance: int = Field(1, ge=1, le=256)
+    instance_count: int = Field(1, ge=1, le=1024)
+    environment_variables: dict[str, str] = {}
+    input_format: Literal["files", "csv", "parquet"] = "files"
+    partition_keys: list[str] = []
+    input_encoding: str = "utf-8"
+
+    @field_validator("logging_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("mini_batch_size")
+    @classmethod
+    def _size(cls, value: int | str) -> int | str:
+        if isinstance(value, int):
+            if value < 1:
+                raise ValueError("must be at least 1")
+            return value
+        parse_size(value)
+        return value.strip().lower()
+
+    @field_validator("output_file_name")
+    @classmethod
+    def _file_name(cls, value: str) -> str:
+        if not value or "/" in value or "\\" in value or value in {".", ".."}:
+            raise ValueError(f"must be a plain file name, not {value!r}")
+        return value
+
+    @field_validator("environment_variables", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    @property
+    def workers(self) -> int:
+        """Worker processes on one machine: instances times concurrency per instance."""
+        return self.instance_count * self.max_concurrency_per_instance
+
+    @property
+    def script_path(self) -> Path | None:
+        if self.scoring_script is None:
+            return None
+        path = Path(self.scoring_script)
+        if not path.is_absolute() and self.code:
+            path = Path(self.code) / path
+        return path
+
+    def fingerprint(self) -> str:
+        """A hash of the settings and of the scoring script's bytes."""
+        digest = hashlib.sha256(self.model_dump_json().encode())
+        path = self.script_path
+        if path is not None and path.is_file():
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
+
+def parse_size(value: str) -> int:
+    """``"10kb"`` -> 10240 bytes; a bare number is bytes."""
+    match = _SIZE.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is neither a count nor a size such as '10kb' or '1mb'")
+    number, unit = match.groups()
+    return max(1, int(float(number) * _UNITS[(unit or "b").lower()]))
+
+
+def load_spec(path: str | Path, **overrides: Any) -> JobSpec:
+    """Read a job spec from a deployment YAML; ``overrides`` (not None) win over the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"job spec {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SpecError(f"job spec {str(path)!r} is not valid YAML: {exc}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise SpecError(f"job spec {str(path)!r} must be a mapping, not {type(raw).__name__}")
+    return spec_from_mapping(raw, base_dir=path.parent.resolve(), source=str(path), **overrides)
+
+
+def spec_from_mapping(
+    raw: dict[str, Any],
+    *,
+    base_dir: Path | None = None,
+    source: str = "job spec",
+    **overrides: Any,
+) -> JobSpec:
+    """Build a :class:`JobSpec` from a deployment mapping (Azure ML keys) plus overrides."""
+    base_dir = base_dir or Path.cwd()
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in _IGNORED:
+            continue
+        if key not in _TOP:
+            raise SpecError(f"{source}: unknown key {key!r}{_suggest(key, _TOP | _IGNORED)}")
+        if key == "settings":
+            flat.update(_section(value, "settings", _SETTINGS, source))
+        elif key == "resources":
+            res = _section(value, "resources", {"instance_count"}, source)
+            flat.update(res)
+        elif key == "code_configuration":
+            cc = _section(value, "code_configuration", {"code", "scoring_script"}, source)
+            flat.update(cc)
+        elif key == "model":
+            flat["model_dir"] = _model_path(value, source)
+        else:
+            flat[key] = value
+    flat.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(flat.get("retry_settings"), dict):
+        extra = set(flat["retry_settings"]) - {"max_retries", "timeout"}
+        if extra:
+            bad = sorted(extra)[0]
+            raise SpecError(
+                f"{source}: unknown key retry_settings.{bad}"
+                f"{_suggest(bad, {'max_retries', 'timeout'})}"
+            )
+    for key in ("code", "model_dir"):
+        if flat.get(key):
+            flat[key] = str((base_dir / str(flat[key])).resolve())
+    if flat.get("scoring_script") and not flat.get("code"):
+        flat["scoring_script"] = str((base_dir / str(flat["scoring_script"])).resolve())
+    try:
+        return JobSpec(**flat)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise SpecError(f"{source}: {where}: {err['msg']} (got {err.get('input')!r})") from None
+
+
+def _section(value: Any, name: str, allowed: set[str], source: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{source}: {name} must be a mapping, not {type(value).__name__}")
+    for key in value:
+        if key not in allowed:
+            raise SpecError(f"{source}: unknown key {name}.{key}{_suggest(key, allowed)}")
+    return dict(value)
+
+
+def _model_path(value: Any, source: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.startswith("azureml:"):
+            raise SpecError(
+                f"{source}: model {value!r} refers to an Azure ML registry; "
+                "give a local folder with model.path"
+            )
+        return value
+    if isinstance(value, dict):
+        extra = set(value) - {"path", "name", "version", "description", "type"}
+        if extra:
+            raise SpecError(f"{source}: unknown key model.{sorted(extra)[0]}")
+        path = value.get("path")
+        return str(path) if path is not None else None
+    raise SpecError(f"{source}: model must be a mapping with a path, not {value!r}")
+
+
+def _suggest(word: str, choices: set[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

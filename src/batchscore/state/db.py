@@ -1,0 +1,113 @@
+"""Opening the state database, and keeping its schema current with Alembic migrations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+
+from ..errors import WorkspaceError
+
+__all__ = ["SCHEMA_HEAD", "connect", "create_database"]
+
+_MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def _script() -> ScriptDirectory:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    return ScriptDirectory.from_config(cfg)
+
+
+SCHEMA_HEAD: str = _script().get_current_head() or ""
+
+
+def _engine(url: str) -> Engine:
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        return create_engine(url, pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError, ImportError) as exc:
+        raise WorkspaceError(f"database URL {url!r} cannot be used: {exc}") from None
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def create_database(url: str) -> Engine:
+    """Create (or upgrade) the database at ``url`` to the current schema."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    engine = _engine(url)
+    _upgrade(engine, url)
+    return engine
+
+
+def connect(url: str) -> Engine:
+    """Open an existing state database, upgrading an older schema; refuse a newer one."""
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        path = Path(url[len("sqlite:///") :])
+        if not path.is_file():
+            raise WorkspaceError(
+                f"state database {path} does not exist; create the workspace with `batchscore init`"
+            )
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+            has_jobs = inspect(conn).has_table("jobs")
+    except OperationalError as exc:
+        raise WorkspaceError(f"cannot open state database {_safe(url)}: {exc.orig}") from None
+    if current is None and not has_jobs:
+        raise WorkspaceError(
+            f"{_safe(url)} is not a batchscore state database (no schema); "
+            "run `batchscore init` to create one"
+        )
+    if current != SCHEMA_HEAD:
+        _upgrade(engine, url)
+    return engine
+
+
+def _upgrade(engine: Engine, url: str) -> None:
+    script = _script()
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_revision()
+    except OperationalError as exc:
+        raise WorkspaceError(f"cannot open state database {_safe(url)}: {exc.orig}") from None
+    if current is not None and current not in {r.revision for r in script.walk_revisions()}:
+        raise WorkspaceError(
+            f"state database {_safe(url)} has schema revision {current!r}, newer than this "
+            f"batchscore understands (up to {SCHEMA_HEAD!r}); upgrade batchscore"
+        )
+    command.upgrade(_alembic_config(engine), "head")
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url

@@ -1,0 +1,340 @@
+"""Reading and writing jobs, mini-batches and attempts. Every write is one short transaction."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .tables import attempts, jobs, minibatches
+
+__all__ = [
+    "FINISHED",
+    "LEASE_SECONDS",
+    "Job",
+    "MiniBatch",
+    "claim_job",
+    "create_job",
+    "finish_job",
+    "get_job",
+    "heartbeat",
+    "list_jobs",
+    "list_minibatches",
+    "minibatch_counts",
+    "record_attempt",
+    "runner_name",
+]
+
+FINISHED = ("succeeded", "failed", "canceled")
+LEASE_SECONDS = 20.0
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    key: str
+    kind: str
+    name: str
+    state: str
+    spec: dict[str, Any]
+    inputs: list[str]
+    output_url: str
+    overwrite: bool
+    reason: str | None
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    runner: str | None
+    heartbeat_at: float | None
+    cancel_requested: bool
+    minibatches_total: int
+    items_total: int
+    items_succeeded: int
+    items_failed: int
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINISHED
+
+    @property
+    def interrupted(self) -> bool:
+        """Running, but its runner stopped renewing its lease (killed, or its machine died)."""
+        return self.state == "running" and (
+            self.heartbeat_at is None or time.time() - self.heartbeat_at > LEASE_SECONDS
+            or _dead_here(self.runner)
+        )
+
+    @property
+    def display_state(self) -> str:
+        return "interrupted" if self.interrupted else self.state
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["display_state"] = self.display_state
+        return data
+
+
+@dataclass(frozen=True)
+class MiniBatch:
+    job_id: str
+    idx: int
+    items: list[Any]
+    n_items: int
+    state: str
+    attempts: int
+    part: str | None
+    items_succeeded: int
+    items_failed: int
+    worker: str | None
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+
+
+def runner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dead_here(runner: str | None) -> bool:
+    """True when ``runner`` is a process of this machine that no longer exists."""
+    if not runner or ":" not in runner:
+        return False
+    host, _, pid = runner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return int(pid) != os.getpid() and _is_zombie(int(pid))
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False
+
+
+def create_job(
+    engine: Engine,
+    *,
+    key: str,
+    kind: str,
+    name: str,
+    spec: dict[str, Any],
+    inputs: list[str],
+    output_url: str,
+    overwrite: bool,
+    batches: list[tuple[list[Any], int]],
+) -> tuple[Job, bool]:
+    """Create a job with its plan in one transaction; or return the unfinished job of ``key``.
+
+    Returns ``(job, created)``.
+    """
+    job_id = f"job-{time.strftime('%Y%m%d')}-{uuid.uuid4().hex[:8]}"
+    now = time.time()
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(jobs).values(
+                id=job_id, key=key, active_key=key, kind=kind, name=name, state="queued",
+                spec=spec, inputs=inputs, output_url=output_url, overwrite=overwrite,
+                created_at=now, cancel_requested=False, minibatches_total=len(batches),
+                items_total=sum(n for _, n in batches), items_succeeded=0, items_failed=0,
+            ))
+            if batches:
+                conn.execute(insert(minibatches), [
+                    {"job_id": job_id, "idx": i, "items": items, "n_items": n,
+                     "state": "pending", "attempts": 0, "items_succeeded": 0,
+                     "items_failed": 0}
+                    for i, (items, n) in enumerate(batches)
+                ])
+    except IntegrityError:
+        existing = find_active(engine, key)
+        if existing is None:
+            raise
+        return existing, False
+    job = get_job(engine, job_id)
+    assert job is not None
+    return job, True
+
+
+def find_active(engine: Engine, key: str) -> Job | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(jobs).where(jobs.c.active_key == key)).mappings().first()
+    return _job(row) if row else None
+
+
+def get_job(engine: Engine | Connection, job_id: str) -> Job | None:
+    if isinstance(engine, Connection):
+        row = engine.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+    else:
+        with engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+    return _job(row) if row else None
+
+
+def find_job_prefix(engine: Engine, prefix: str) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(
+            select(jobs.c.id).where(jobs.c.id.like(f"{prefix}%")).limit(5)
+        ).scalars())
+
+
+def list_jobs(engine: Engine, limit: int = 50, state: str | None = None) -> list[Job]:
+    query = select(jobs).order_by(jobs.c.created_at.desc()).limit(limit)
+    if state:
+        query = query.where(jobs.c.state == state)
+    with engine.connect() as conn:
+        return [_job(r) for r in conn.execute(query).mappings()]
+
+
+def list_minibatches(engine: Engine, job_id: str, states: tuple[str, ...] | None = None
+                     ) -> list[MiniBatch]:
+    query = select(minibatches).where(minibatches.c.job_id == job_id)
+    if states:
+        query = query.where(minibatches.c.state.in_(states))
+    with engine.connect() as conn:
+        rows = conn.execute(query.order_by(minibatches.c.idx)).mappings()
+        return [MiniBatch(**dict(r)) for r in rows]
+
+
+def minibatch_counts(engine: Engine, job_id: str) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(minibatches.c.state, func.count())
+            .where(minibatches.c.job_id == job_id)
+            .group_by(minibatches.c.state)
+        ).all()
+    return {state: count for state, count in rows}
+
+
+def claim_job(engine: Engine, job_id: str, runner: str) -> bool:
+    """Take the job's lease for ``runner`` unless another live runner holds it."""
+    now = time.time()
+    with engine.begin() as conn:
+        job = get_job(conn, job_id)
+        if job is None or job.finished:
+            return False
+        if job.runner not in (None, runner) and job.state == "running" and not job.interrupted:
+            return False
+        result = conn.execute(
+            update(jobs)
+            .where(jobs.c.id == job_id, _same(jobs.c.runner, job.runner))
+            .values(runner=runner, heartbeat_at=now, state="running",
+                    started_at=job.started_at or now)
+        )
+        # Attempts that were running under the previous runner never finished.
+        conn.execute(
+            update(minibatches)
+            .where(minibatches.c.job_id == job_id, minibatches.c.state == "running")
+            .values(state="pending")
+        )
+        return result.rowcount == 1
+
+
+def _same(column: Any, value: Any) -> Any:
+    return column.is_(None) if value is None else column == value
+
+
+def heartbeat(engine: Engine, job_id: str, runner: str) -> tuple[bool, bool]:
+    """Renew the lease. Returns ``(still_ours, cancel_requested)``."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(jobs).where(jobs.c.id == job_id, jobs.c.runner == runner)
+            .values(heartbeat_at=time.time())
+        )
+        row = conn.execute(
+            select(jobs.c.runner, jobs.c.cancel_requested).where(jobs.c.id == job_id)
+        ).first()
+    if row is None:
+        return False, True
+    return row.runner == runner, bool(row.cancel_requested)
+
+
+def mark_running(engine: Engine, job_id: str, idxs: list[int], worker: str | None = None) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            update(minibatches)
+            .where(minibatches.c.job_id == job_id, minibatches.c.idx.in_(idxs))
+            .values(state="running", started_at=time.time())
+        )
+
+
+def record_attempt(
+    conn: Connection,
+    job_id: str,
+    idx: int,
+    attempt: int,
+    *,
+    outcome: str,
+    state: str,
+    worker: str | None,
+    started_at: float | None,
+    finished_at: float,
+    items: int | None,
+    error: str | None,
+    part: str | None = None,
+    items_succeeded: int = 0,
+    items_failed: int = 0,
+) -> None:
+    """Record one finished attempt and the mini-batch's new state, in ``conn``'s transaction."""
+    conn.execute(insert(attempts).values(
+        job_id=job_id, idx=idx, attempt=attempt, worker=worker, started_at=started_at,
+        finished_at=finished_at, outcome=outcome, items=items, error=error,
+    ))
+    conn.execute(
+        update(minibatches)
+        .where(minibatches.c.job_id == job_id, minibatches.c.idx == idx)
+        .values(state=state, attempts=attempt, part=part, worker=worker, error=error,
+                started_at=started_at, finished_at=finished_at,
+                items_succeeded=items_succeeded, items_failed=items_failed)
+    )
+    if items_succeeded or items_failed:
+        conn.execute(
+            update(jobs).where(jobs.c.id == job_id).values(
+                items_succeeded=jobs.c.items_succeeded + items_succeeded,
+                items_failed=jobs.c.items_failed + items_failed,
+            )
+        )
+
+
+def request_cancel(engine: Engine, job_id: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
+
+
+def finish_job(engine: Engine, job_id: str, state: str, reason: str | None = None) -> Job:
+    with engine.begin() as conn:
+        conn.execute(
+            update(jobs).where(jobs.c.id == job_id).values(
+                state=state, reason=reason, finished_at=time.time(), active_key=None,
+                runner=None,
+            )
+        )
+        job = get_job(conn, job_id)
+    assert job is not None
+    return job
+
+
+def list_attempts(engine: Engine, job_id: str) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(attempts).where(attempts.c.job_id == job_id).order_by(attempts.c.id)
+        ).mappings()
+        return [dict(r) for r in rows]
+
+
+def _job(row: Any) -> Job:
+    data = dict(row)
+    data.pop("active_key", None)
+    return Job(**data)

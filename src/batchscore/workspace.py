@@ -1,0 +1,83 @@
+"""A workspace opened for use: its settings, state database and stores."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from sqlalchemy import Engine
+
+from .config import Settings, default_settings, find_workspace, load_settings, write_settings
+from .errors import WorkspaceError
+from .state import connect, create_database
+from .storage import Store
+
+__all__ = ["Workspace", "init_workspace", "open_workspace"]
+
+
+@dataclass
+class Workspace:
+    settings: Settings
+    _engine: Engine | None = field(default=None, repr=False)
+
+    @cached_property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = connect(self.settings.database_url)
+        return self._engine
+
+    @cached_property
+    def data(self) -> Store:
+        return Store(self.settings.data_store, "data")
+
+    @cached_property
+    def system(self) -> Store:
+        return Store(self.settings.system_store, "system")
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+
+
+def init_workspace(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    database_url: str | None = None,
+    data_store: str | None = None,
+    system_store: str | None = None,
+    exist_ok: bool = True,
+) -> Workspace:
+    """Create a workspace (settings file, state database, local stores) and open it."""
+    root = find_workspace(path)
+    if (root / "batchscore.toml").exists():
+        if not exist_ok:
+            raise WorkspaceError(f"a workspace already exists at {root}")
+        ws = open_workspace(root)
+        ws.engine  # noqa: B018 - opens (and upgrades) the database
+        return ws
+    settings = default_settings(root)
+    if database_url:
+        settings = _replace(settings, database_url=database_url)
+    if data_store:
+        settings = _replace(settings, data_store=data_store)
+    if system_store:
+        settings = _replace(settings, system_store=system_store)
+    root.mkdir(parents=True, exist_ok=True)
+    engine = create_database(settings.database_url)
+    write_settings(settings)
+    ws = Workspace(load_settings(root), engine)
+    for store in (ws.data, ws.system):
+        store.fs.makedirs(store.root, exist_ok=True)
+    return ws
+
+
+def open_workspace(path: str | os.PathLike[str] | None = None) -> Workspace:
+    """Open the workspace at ``path`` (default ``$BATCHSCORE_WORKSPACE`` or ``./.batchscore``)."""
+    return Workspace(load_settings(path))
+
+
+def _replace(settings: Settings, **changes: str) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, **changes)

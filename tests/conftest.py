@@ -1,0 +1,86 @@
+"""Shared fixtures: a fresh workspace, scoring scripts written on the fly, input files."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from batchscore.workspace import Workspace, init_workspace
+
+EXECUTORS = ["local"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("BATCHSCORE_WORKSPACE", "BATCHSCORE_DATABASE_URL", "BATCHSCORE_DATA_STORE",
+                "BATCHSCORE_SYSTEM_STORE", "BATCHSCORE_CRASH_AT"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    workspace = init_workspace(tmp_path / "ws")
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture(params=EXECUTORS)
+def executor(request: pytest.FixtureRequest, ws: Workspace) -> str:
+    """Every semantic test runs against each executor (one suite, not a copy)."""
+    object.__setattr__(ws.settings, "executor", request.param)
+    return str(request.param)
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Callable[[str], Path]:
+    """Write a scoring script from source text; returns its path."""
+    counter = iter(range(1000))
+
+    def write(source: str) -> Path:
+        path = tmp_path / f"score_{next(counter)}.py"
+        path.write_text(textwrap.dedent(source))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Callable[[int], Path]:
+    """Make ``n`` small text input files named f000.txt... holding their index."""
+
+    def make(n: int, folder: str = "inputs") -> Path:
+        root = tmp_path / folder
+        root.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            (root / f"f{i:03d}.txt").write_text(f"{i}\n")
+        return root
+
+    return make
+
+
+@pytest.fixture
+def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder the scripts use to leave marks (set as $MARKS in the workers)."""
+    folder = tmp_path / "marks"
+    folder.mkdir()
+    monkeypatch.setenv("MARKS", str(folder))
+    return folder
+
+
+def read_lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+from servers import postgres_url, redis_url  # noqa: E402, F401 - session fixtures

@@ -1,0 +1,108 @@
+"""Crash recovery: kill the runner at each named point (and at random moments), resume, and
+get exactly the output of an undisturbed run, without re-running finished mini-batches."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from batchscore.jobs import list_jobs
+from batchscore.jobs.crash import POINTS
+from batchscore.state.records import list_attempts
+from batchscore.workspace import Workspace
+
+SCRIPT = """
+import os, time
+def run(mini_batch):
+    time.sleep(float(os.environ.get("SLOW", "0")))
+    return [f"{os.path.basename(p)} {int(open(p).read()) ** 2}" for p in mini_batch]
+"""
+
+
+def cli(ws: Workspace, *args: str, env: dict[str, str] | None = None,
+        **kwargs: object) -> subprocess.Popen[bytes]:
+    full_env = {**os.environ, "BATCHSCORE_WORKSPACE": str(ws.settings.root), **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "batchscore", *args], env=full_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+
+def job_args(script: Path, inputs: Path, out: Path) -> list[str]:
+    return ["job", "run", "--scoring-script", str(script), "-i", str(inputs), "-o", str(out),
+            "--mini-batch-size", "2", "--max-concurrency-per-instance", "2", "--no-progress"]
+
+
+@pytest.fixture
+def setup(ws, tmp_path, files):
+    script = tmp_path / "score.py"
+    script.write_text(SCRIPT)
+    inputs = files(15)
+    reference = tmp_path / "reference"
+    proc = cli(ws, *job_args(script, inputs, reference))
+    assert proc.wait(60) == 0, proc.stderr.read()
+    return script, inputs, (reference / "predictions.csv").read_bytes()
+
+
+def assert_exactly_once(ws: Workspace, job_id: str) -> None:
+    ok = Counter(a["idx"] for a in list_attempts(ws.engine, job_id) if a["outcome"] == "ok")
+    assert sorted(ok) == list(range(8)) and set(ok.values()) == {1}
+
+
+@pytest.mark.parametrize("point", [*POINTS, "attempt-recorded:3"])
+def test_kill_at_each_crash_point_then_rerun_gives_identical_output(ws, setup, tmp_path, point):
+    script, inputs, reference = setup
+    out = tmp_path / "out"
+    crashed = cli(ws, *job_args(script, inputs, out), env={"BATCHSCORE_CRASH_AT": point})
+    assert crashed.wait(60) == -signal.SIGKILL
+    if point not in ("marker-written", "output-committed"):
+        assert not (out / "predictions.csv").exists()  # nothing at the output location yet
+    again = cli(ws, *job_args(script, inputs, out))  # the same command resumes
+    _, err = again.communicate(timeout=60)
+    assert again.returncode == 0, err
+    assert (out / "predictions.csv").read_bytes() == reference
+    job = [j for j in list_jobs(ws) if j.output_url.endswith("/out")]
+    assert len(job) == 1 and job[0].state == "succeeded"  # one job, resumed, not a second
+    assert_exactly_once(ws, job[0].id)
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.4, 0.9, 1.5])
+def test_kill_9_at_any_moment_then_job_resume(ws, setup, tmp_path, delay):
+    script, inputs, reference = setup
+    out = tmp_path / "out"
+    proc = cli(ws, *job_args(script, inputs, out), env={"SLOW": "0.15"})
+    deadline = time.monotonic() + 30
+    while not (jobs := [j for j in list_jobs(ws) if j.output_url.endswith("/out")]):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(delay)  # from just after the job is recorded to well into its run
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    job = list_jobs(ws)[0]
+    assert job.id == jobs[0].id
+    if job.state != "succeeded":
+        assert job.display_state in ("queued", "interrupted")  # killed before or after claiming
+        resumed = cli(ws, "job", "resume", job.id, "--no-progress")
+        _, err = resumed.communicate(timeout=60)
+        assert resumed.returncode == 0, err
+    assert (out / "predictions.csv").read_bytes() == reference
+    assert_exactly_once(ws, job.id)
+
+
+def test_ctrl_c_leaves_a_job_that_resumes_at_once(ws, setup, tmp_path):
+    script, inputs, reference = setup
+    out = tmp_path / "out"
+    proc = cli(ws, *job_args(script, inputs, out), env={"SLOW": "0.2"})
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(30) == 130
+    job = next(j for j in list_jobs(ws) if j.output_url.endswith("/out"))
+    assert job.display_state == "interrupted"
+    resumed = cli(ws, "job", "resume", job.id[:16], "--no-progress")
+    assert resumed.wait(60) == 0
+    assert (out / "predictions.csv").read_bytes() == reference
