@@ -98,7 +98,11 @@ def test_ctrl_c_leaves_a_job_that_resumes_at_once(ws, setup, tmp_path):
     script, inputs, reference = setup
     out = tmp_path / "out"
     proc = cli(ws, *job_args(script, inputs, out), env={"SLOW": "0.2"})
-    time.sleep(1.5)
+    deadline = time.monotonic() + 30
+    while not any(j.state == "running" for j in list_jobs(ws)):  # wait until it runs
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     assert proc.wait(30) == 130
     job = next(j for j in list_jobs(ws) if j.output_url.endswith("/out"))

@@ -53,8 +53,10 @@ class JobLogs:
         header = f"=== mini-batch {idx} attempt {attempt} {outcome} on {worker or '?'} at {stamp}"
         self._append("errors.txt", f"{header}\n{text.rstrip()}\n\n")
 
-    def timing(self, record: dict[str, Any]) -> None:
-        self._append("timings.jsonl", json.dumps(record, default=str) + "\n")
+    def timings(self, records: list[dict[str, Any]]) -> None:
+        if records:
+            self._append("timings.jsonl",
+                         "".join(json.dumps(r, default=str) + "\n" for r in records))
 
     def overview(self, data: dict[str, Any], force: bool = False) -> None:
         now = time.time()

@@ -223,63 +223,64 @@ class _Run:
         max_retries = self.spec.retry_settings.max_retries
         now = time.time()
         timings: list[dict[str, Any]] = []
+        records: list[db.AttemptRecord] = []
+        for c in completions:
+            n = self.n_items[c.idx]
+            self.attempts[c.idx] = c.attempt
+            if c.outcome is Outcome.OK and c.result is not None:
+                r = c.result
+                ok = min(r.returned, n)
+                short = n - ok
+                error = None
+                if short:
+                    error = (f"run() returned {r.returned} item(s) for a mini-batch of {n}; "
+                             f"the {short} missing item(s) count as failed")
+                    self.logs.error(c.idx, c.attempt, r.worker, "short", error)
+                    self.first_error = self.first_error or error
+                records.append(db.AttemptRecord(
+                    c.idx, c.attempt, outcome="ok", state="done",
+                    worker=r.worker, started_at=r.started_at, finished_at=r.finished_at,
+                    items=r.returned, error=error, part=r.part,
+                    items_succeeded=ok, items_failed=short,
+                ))
+                self.done += 1
+                self.items_ok += ok
+                self.items_failed += short
+                timings.append({"minibatch": c.idx, "attempt": c.attempt,
+                                "worker": r.worker, "start": r.started_at,
+                                "end": r.finished_at, "items": n,
+                                "returned": r.returned, "outcome": "ok"})
+                continue
+            error = c.error or c.outcome.value
+            retry = c.outcome is not Outcome.FATAL and c.attempt <= max_retries
+            state = "pending" if retry else "failed"
+            failed_items = 0 if retry else n
+            records.append(db.AttemptRecord(
+                c.idx, c.attempt, outcome=c.outcome.value, state=state,
+                worker=None, started_at=None, finished_at=now, items=None, error=error,
+                items_failed=failed_items,
+            ))
+            self.logs.error(c.idx, c.attempt, None, c.outcome.value, error)
+            timings.append({"minibatch": c.idx, "attempt": c.attempt, "worker": None,
+                            "start": None, "end": now, "items": n, "returned": None,
+                            "outcome": c.outcome.value})
+            last_line = error.strip().splitlines()[-1] if error.strip() else error
+            if c.outcome is Outcome.FATAL:
+                self.fatal = self.fatal or error.strip()
+            elif retry:
+                self.pending.append(c.idx)
+                self.logs.event("retry", minibatch=c.idx, attempt=c.attempt,
+                                outcome=c.outcome.value, error=last_line)
+            else:
+                self.failed += 1
+                self.items_failed += failed_items
+                self.first_error = self.first_error or (
+                    f"mini-batch {c.idx}: {last_line}")
+                self.logs.event("minibatch-failed", minibatch=c.idx,
+                                attempts=c.attempt, error=last_line)
         with self.ws.engine.begin() as conn:
-            for c in completions:
-                n = self.n_items[c.idx]
-                self.attempts[c.idx] = c.attempt
-                if c.outcome is Outcome.OK and c.result is not None:
-                    r = c.result
-                    ok = min(r.returned, n)
-                    short = n - ok
-                    error = None
-                    if short:
-                        error = (f"run() returned {r.returned} item(s) for a mini-batch of {n}; "
-                                 f"the {short} missing item(s) count as failed")
-                        self.logs.error(c.idx, c.attempt, r.worker, "short", error)
-                        self.first_error = self.first_error or error
-                    db.record_attempt(
-                        conn, self.job.id, c.idx, c.attempt, outcome="ok", state="done",
-                        worker=r.worker, started_at=r.started_at, finished_at=r.finished_at,
-                        items=r.returned, error=error, part=r.part,
-                        items_succeeded=ok, items_failed=short,
-                    )
-                    self.done += 1
-                    self.items_ok += ok
-                    self.items_failed += short
-                    timings.append({"minibatch": c.idx, "attempt": c.attempt,
-                                    "worker": r.worker, "start": r.started_at,
-                                    "end": r.finished_at, "items": n,
-                                    "returned": r.returned, "outcome": "ok"})
-                    continue
-                error = c.error or c.outcome.value
-                retry = c.outcome is not Outcome.FATAL and c.attempt <= max_retries
-                state = "pending" if retry else "failed"
-                failed_items = 0 if retry else n
-                db.record_attempt(
-                    conn, self.job.id, c.idx, c.attempt, outcome=c.outcome.value, state=state,
-                    worker=None, started_at=None, finished_at=now, items=None, error=error,
-                    items_failed=failed_items,
-                )
-                self.logs.error(c.idx, c.attempt, None, c.outcome.value, error)
-                timings.append({"minibatch": c.idx, "attempt": c.attempt, "worker": None,
-                                "start": None, "end": now, "items": n, "returned": None,
-                                "outcome": c.outcome.value})
-                last_line = error.strip().splitlines()[-1] if error.strip() else error
-                if c.outcome is Outcome.FATAL:
-                    self.fatal = self.fatal or error.strip()
-                elif retry:
-                    self.pending.append(c.idx)
-                    self.logs.event("retry", minibatch=c.idx, attempt=c.attempt,
-                                    outcome=c.outcome.value, error=last_line)
-                else:
-                    self.failed += 1
-                    self.items_failed += failed_items
-                    self.first_error = self.first_error or (
-                        f"mini-batch {c.idx}: {last_line}")
-                    self.logs.event("minibatch-failed", minibatch=c.idx,
-                                    attempts=c.attempt, error=last_line)
-        for record in timings:
-            self.logs.timing(record)
+            db.record_attempts(conn, self.job.id, records)
+        self.logs.timings(timings)
 
     def _commit(self) -> None:
         mbs = db.list_minibatches(self.ws.engine, self.job.id, states=("done",))

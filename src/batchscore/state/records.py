@@ -9,7 +9,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .tables import attempts, jobs, minibatches
@@ -17,6 +17,7 @@ from .tables import attempts, jobs, minibatches
 __all__ = [
     "FINISHED",
     "LEASE_SECONDS",
+    "AttemptRecord",
     "Job",
     "MiniBatch",
     "claim_job",
@@ -27,7 +28,7 @@ __all__ = [
     "list_jobs",
     "list_minibatches",
     "minibatch_counts",
-    "record_attempt",
+    "record_attempts",
     "runner_name",
 ]
 
@@ -270,40 +271,60 @@ def mark_running(engine: Engine, job_id: str, idxs: list[int], worker: str | Non
         )
 
 
-def record_attempt(
-    conn: Connection,
-    job_id: str,
-    idx: int,
-    attempt: int,
-    *,
-    outcome: str,
-    state: str,
-    worker: str | None,
-    started_at: float | None,
-    finished_at: float,
-    items: int | None,
-    error: str | None,
-    part: str | None = None,
-    items_succeeded: int = 0,
-    items_failed: int = 0,
-) -> None:
-    """Record one finished attempt and the mini-batch's new state, in ``conn``'s transaction."""
-    conn.execute(insert(attempts).values(
-        job_id=job_id, idx=idx, attempt=attempt, worker=worker, started_at=started_at,
-        finished_at=finished_at, outcome=outcome, items=items, error=error,
-    ))
-    conn.execute(
-        update(minibatches)
-        .where(minibatches.c.job_id == job_id, minibatches.c.idx == idx)
-        .values(state=state, attempts=attempt, part=part, worker=worker, error=error,
-                started_at=started_at, finished_at=finished_at,
-                items_succeeded=items_succeeded, items_failed=items_failed)
-    )
-    if items_succeeded or items_failed:
+@dataclass(frozen=True)
+class AttemptRecord:
+    """One finished attempt and the new state of its mini-batch."""
+
+    idx: int
+    attempt: int
+    outcome: str
+    state: str
+    worker: str | None
+    started_at: float | None
+    finished_at: float
+    items: int | None
+    error: str | None
+    part: str | None = None
+    items_succeeded: int = 0
+    items_failed: int = 0
+
+
+_UPDATE_MINIBATCH = (
+    update(minibatches)
+    .where(minibatches.c.job_id == bindparam("b_job"), minibatches.c.idx == bindparam("b_idx"))
+    .values(state=bindparam("state"), attempts=bindparam("attempt"), part=bindparam("part"),
+            worker=bindparam("worker"), error=bindparam("error"),
+            started_at=bindparam("started_at"), finished_at=bindparam("finished_at"),
+            items_succeeded=bindparam("items_succeeded"),
+            items_failed=bindparam("items_failed"))
+)
+
+
+def record_attempts(conn: Connection, job_id: str, records: list[AttemptRecord]) -> None:
+    """Record finished attempts and their mini-batches' new states in ``conn``'s transaction
+    (three statements however many attempts)."""
+    if not records:
+        return
+    conn.execute(insert(attempts), [
+        {"job_id": job_id, "idx": r.idx, "attempt": r.attempt, "worker": r.worker,
+         "started_at": r.started_at, "finished_at": r.finished_at, "outcome": r.outcome,
+         "items": r.items, "error": r.error}
+        for r in records
+    ])
+    conn.execute(_UPDATE_MINIBATCH, [
+        {"b_job": job_id, "b_idx": r.idx, "state": r.state, "attempt": r.attempt,
+         "part": r.part, "worker": r.worker, "error": r.error, "started_at": r.started_at,
+         "finished_at": r.finished_at, "items_succeeded": r.items_succeeded,
+         "items_failed": r.items_failed}
+        for r in records
+    ])
+    ok = sum(r.items_succeeded for r in records)
+    failed = sum(r.items_failed for r in records)
+    if ok or failed:
         conn.execute(
             update(jobs).where(jobs.c.id == job_id).values(
-                items_succeeded=jobs.c.items_succeeded + items_succeeded,
-                items_failed=jobs.c.items_failed + items_failed,
+                items_succeeded=jobs.c.items_succeeded + ok,
+                items_failed=jobs.c.items_failed + failed,
             )
         )
 

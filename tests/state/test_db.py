@@ -1,0 +1,95 @@
+"""The state database: created, upgraded, refused when too new; SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from batchscore.errors import WorkspaceError
+from batchscore.jobs import run_job, spec_from_mapping, submit_job
+from batchscore.state import SCHEMA_HEAD, connect, create_database
+from batchscore.state import records as db
+from batchscore.workspace import init_workspace
+
+
+def test_create_then_connect_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    create_database(url).dispose()
+    engine = connect(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == \
+            SCHEMA_HEAD
+    engine.dispose()
+
+
+def test_missing_database_says_to_init(tmp_path: Path) -> None:
+    with pytest.raises(WorkspaceError, match="does not exist; create the workspace"):
+        connect(f"sqlite:///{tmp_path / 'nope.db'}")
+
+
+def test_database_from_newer_version_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    create_database(url).dispose()
+    raw = create_engine(url)
+    with raw.begin() as conn:
+        conn.execute(text("update alembic_version set version_num = 'ffff9999'"))
+    raw.dispose()
+    with pytest.raises(WorkspaceError, match="'ffff9999', newer than this batchscore"):
+        connect(url)
+
+
+def test_not_a_batchscore_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    raw = create_engine(url)
+    with raw.begin() as conn:
+        conn.execute(text("create table t (x int)"))
+    raw.dispose()
+    with pytest.raises(WorkspaceError, match="not a batchscore state database"):
+        connect(url)
+
+
+@pytest.fixture
+def pg_database(postgres_url: str) -> Iterator[str]:
+    """A fresh database on the session's PostgreSQL server."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"create database {name}"))
+    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f"drop database {name} with (force)"))
+    admin.dispose()
+
+
+@pytest.mark.postgres
+def test_job_runs_with_state_in_postgresql(pg_database: str, tmp_path: Path, files) -> None:
+    ws = init_workspace(tmp_path / "ws", database_url=pg_database)
+    script = tmp_path / "score.py"
+    script.write_text("def run(mb):\n    return [p[-8:] for p in mb]\n")
+    spec = spec_from_mapping({"scoring_script": str(script), "mini_batch_size": 2,
+                              "max_concurrency_per_instance": 2})
+    job = run_job(ws, spec, [str(files(5))], str(tmp_path / "out"))
+    assert job.state == "succeeded" and job.items_succeeded == 5
+    assert (tmp_path / "out/predictions.csv").read_text().split() == [
+        f"f{i:03d}.txt" for i in range(5)]
+    assert ws.settings.database_url == pg_database
+    ws.close()
+
+
+@pytest.mark.postgres
+def test_one_active_job_per_key_and_one_runner_per_job(pg_database: str, tmp_path: Path,
+                                                       files) -> None:
+    ws = init_workspace(tmp_path / "ws", database_url=pg_database)
+    script = tmp_path / "score.py"
+    script.write_text("def run(mb):\n    return mb\n")
+    spec = spec_from_mapping({"scoring_script": str(script)})
+    first, created = submit_job(ws, spec, [str(files(3))], str(tmp_path / "out"))
+    again, created_again = submit_job(ws, spec, [str(files(3))], str(tmp_path / "out"))
+    assert created and not created_again and again.id == first.id
+    assert db.claim_job(ws.engine, first.id, "host-a:1")
+    assert not db.claim_job(ws.engine, first.id, "host-b:2")  # a live lease is respected
+    ws.close()
