@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -69,18 +68,6 @@ def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     monkeypatch.setenv("MARKS", str(folder))
     return folder
-
-
-def read_lines(path: Path) -> list[str]:
-    return path.read_text().splitlines()
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 from servers import postgres_url, redis_url  # noqa: E402, F401 - session fixtures

@@ -98,7 +98,11 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         raise WorkspaceError(f"{cfg_path} is not valid TOML: {exc}") from None
     _check_keys(cfg_path, raw)
     fmt = raw.get("workspace", {}).get("format", WORKSPACE_FORMAT)
-    if not isinstance(fmt, int) or fmt > WORKSPACE_FORMAT:
+    if not isinstance(fmt, int) or isinstance(fmt, bool) or fmt < 1:
+        raise WorkspaceError(
+            f"{cfg_path}: workspace.format must be a whole number from 1, not {fmt!r}"
+        )
+    if fmt > WORKSPACE_FORMAT:
         raise WorkspaceError(
             f"{cfg_path} has workspace format {fmt!r}, newer than this batchscore understands "
             f"(up to {WORKSPACE_FORMAT}); upgrade batchscore"

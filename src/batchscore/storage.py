@@ -118,10 +118,12 @@ def _parent(rel: str) -> str:
 
 
 def expand_inputs(patterns: Iterable[str]) -> list[str]:
-    """Expand input URIs and globs into a sorted, de-duplicated list of file URLs.
+    """Expand input URIs and globs into a de-duplicated list of file URLs: the files of each
+    pattern sorted, the patterns in the order given.
 
-    A folder stands for every file below it. Raises :class:`InputError` naming the pattern
-    that matches nothing.
+    A folder stands for every file below it, except hidden ones (a name starting with ``.``,
+    or below such a folder). Raises :class:`InputError` naming the pattern that matches
+    nothing.
     """
     urls: list[str] = []
     seen: set[str] = set()
@@ -136,6 +138,11 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
     return urls
 
 
+def _hidden(rel: str) -> bool:
+    """True for a file that is, or lies below, a dot-file or dot-folder (``.git/``, ...)."""
+    return any(part.startswith(".") for part in rel.split("/") if part)
+
+
 def _expand_one(pattern: str) -> list[str]:
     url = to_url(pattern)
     try:
@@ -144,9 +151,16 @@ def _expand_one(pattern: str) -> list[str]:
         raise InputError(f"input {pattern!r}: {exc}") from None
     protocol = url.split("://", 1)[0]
     if _glob.has_magic(path):
-        found = [p for p in fs.glob(path) if fs.isfile(p)]
+        # Like a shell, a wildcard does not match hidden names unless the pattern says so.
+        parts = path.split("/")
+        first = next(i for i, part in enumerate(parts) if _glob.has_magic(part))
+        base = "/".join(parts[:first])
+        dots = any(part.startswith(".") for part in parts[first:])
+        found = [p for p in fs.glob(path)
+                 if fs.isfile(p) and (dots or not _hidden(p[len(base) :]))]
     elif fs.isdir(path):
-        found = [p for p in fs.find(path) if not Path(p).name.startswith(".")]
+        base = path.rstrip("/")
+        found = [p for p in fs.find(path) if not _hidden(p[len(base) :])]
     elif fs.exists(path):
         found = [path]
     else:

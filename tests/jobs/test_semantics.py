@@ -10,7 +10,7 @@ import pytest
 from batchscore.jobs import job_logs, list_minibatches, run_job, spec_from_mapping
 from batchscore.state.records import list_attempts
 from batchscore.workspace import Workspace
-from conftest import pid_alive
+from helpers import pid_alive
 
 ECHO = """
     import os
@@ -74,6 +74,8 @@ def test_run_that_raises_is_retried_then_succeeds(ws, executor, script, files, m
     assert (1, 1, "error") in outcomes and (1, 2, "ok") in outcomes
     errors = job_logs(ws, job.id).errors
     assert "ValueError: flaky failure" in errors and "mini-batch 1 attempt 1" in errors
+    failed = next(a for a in list_attempts(ws.engine, job.id) if a["outcome"] == "error")
+    assert failed["worker"] and f"on {failed['worker']}" in errors  # which worker failed
 
 
 def test_retries_exhausted_count_items_failed_within_threshold(

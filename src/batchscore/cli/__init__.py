@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import typer
 
-from . import job, workspace
+from . import job, video, workspace
 
 __all__ = ["app", "main"]
 
 app = typer.Typer(
     name="batchscore",
     help="Self-hosted batch scoring: Azure ML style scoring scripts over files and tables, "
-    "in parallel, resumable, with logs in storage.",
+    "in parallel, resumable, with logs in storage.\n\n"
+    "Example:\n\n"
+    "    batchscore init\n"
+    "    batchscore job run deployment.yml --input 'data/*.csv' --input-format csv "
+    "--output out/",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 workspace.register(app)
 app.add_typer(job.app, name="job")
+app.add_typer(video.app, name="video")
 
 
 def main() -> None:

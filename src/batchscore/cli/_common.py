@@ -9,14 +9,17 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from ..errors import BatchscoreError
 from ..workspace import Workspace, open_workspace
 
 __all__ = ["WorkspaceOpt", "console", "err_console", "errors", "open_ws"]
 
-console = Console()
-err_console = Console(stderr=True)
+# Everything printed is data (paths, reasons, tracebacks): no markup, no highlighting, and
+# long lines are not wrapped, so that output can be copied and piped as it is.
+console = Console(markup=False, highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, markup=False, highlight=False, soft_wrap=True)
 
 WorkspaceOpt = Annotated[
     str | None,
@@ -33,8 +36,7 @@ def errors() -> Iterator[None]:
     try:
         yield
     except BatchscoreError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, markup=True,
-                          soft_wrap=True)
+        err_console.print(Text.assemble(("error:", "bold red"), f" {exc}"))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -19,14 +19,21 @@ from rich.progress import (
 from rich.table import Table
 
 from .. import jobs as api
-from ..errors import JobFailedError, SpecError
+from ..errors import SpecError
 from ..jobs.runner import ProgressSnapshot
 from ..state.records import Job
+from ..workspace import Workspace
 from ._common import WorkspaceOpt, console, err_console, errors, open_ws
 
 __all__ = ["app"]
 
-app = typer.Typer(help="Run and manage batch jobs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Run and manage batch jobs.\n\n"
+    "Example:\n\n"
+    "    batchscore job run --scoring-script score.py --input images/ --output out/\n"
+    "    batchscore job list",
+    no_args_is_help=True,
+)
 
 JobId = Annotated[str, typer.Argument(help="Job id (a unique prefix is enough).")]
 
@@ -70,7 +77,7 @@ def _parse_env(pairs: list[str] | None) -> dict[str, str] | None:
     return env
 
 
-def _finish(job: Job) -> None:
+def _finish(ws: Workspace, job: Job) -> None:
     if job.state == "succeeded":
         console.print(
             f"job {job.id} succeeded: {job.items_succeeded}/{job.items_total} items"
@@ -79,7 +86,7 @@ def _finish(job: Job) -> None:
         console.print(f"output: {job.output_url}")
         return
     if job.state == "failed":
-        raise JobFailedError(job.id, job.reason or "unknown reason")
+        raise api.failure(ws, job)
     console.print(f"job {job.id} {job.state}" + (f": {job.reason}" if job.reason else ""))
     raise typer.Exit(1)
 
@@ -151,11 +158,18 @@ def run(
             if overrides[key]:
                 overrides[key] = str(Path(overrides[key]).resolve())
         if spec is not None:
+            # --timeout / --max-retries and --env add to the file's settings, not replace them
+            env_flags = overrides.pop("environment_variables")
             job_spec = api.load_spec(spec, **overrides)
+            merged: dict[str, Any] = {}
             if retry:
-                merged = {**job_spec.retry_settings.model_dump(), **retry}
-                job_spec = api.spec_from_mapping(
-                    {**job_spec.model_dump(), "retry_settings": merged}, source=str(spec))
+                merged["retry_settings"] = {**job_spec.retry_settings.model_dump(), **retry}
+            if env_flags:
+                merged["environment_variables"] = {**job_spec.environment_variables,
+                                                   **env_flags}
+            if merged:
+                job_spec = api.spec_from_mapping({**job_spec.model_dump(), **merged},
+                                                 source=str(spec))
         else:
             if retry:
                 overrides["retry_settings"] = retry
@@ -171,7 +185,7 @@ def run(
                           f"{job.items_total} items, {job_spec.workers} worker(s)")
         with _Bar(progress and err_console.is_terminal) as bar:
             finished = api.resume_job(ws, job.id, progress=bar)
-        _finish(finished)
+        _finish(ws, finished)
 
 
 @app.command()
@@ -187,7 +201,7 @@ def resume(job_id: JobId, workspace: WorkspaceOpt = None,
         ws = open_ws(workspace)
         with _Bar(progress and err_console.is_terminal) as bar:
             job = api.resume_job(ws, job_id, progress=bar)
-        _finish(job)
+        _finish(ws, job)
 
 
 @app.command("list")
@@ -210,10 +224,16 @@ def list_(
             return
         table = Table("id", "name", "state", "mini-batches", "items ok", "items failed",
                       "created")
+        # Ids are what the other commands take: never shorten or wrap them (nor the state),
+        # however narrow the terminal; the other columns give way.
+        for column, values in ((table.columns[0], [j.id for j in jobs]),
+                               (table.columns[2], [j.display_state for j in jobs])):
+            column.no_wrap = True
+            column.min_width = max(map(len, values), default=len(str(column.header)))
         for j in jobs:
             table.add_row(j.id, j.name, j.display_state, str(j.minibatches_total),
                           str(j.items_succeeded), str(j.items_failed), _when(j.created_at))
-        console.print(table)
+        console.print(table, crop=False)
 
 
 @app.command()
@@ -275,7 +295,7 @@ def logs(
     with errors():
         view = api.job_logs(open_ws(workspace), job_id)
         if errors_only:
-            console.print(view.errors or "no errors", highlight=False, markup=False)
+            _print_file(view.errors or "no errors\n")
             return
         if timings:
             for rec in view.timings:
@@ -292,7 +312,7 @@ def logs(
                                 f"logs: {', '.join(view.worker_logs) or 'none'}")
             for name in matches:
                 console.print(f"==> {name} <==", highlight=False, markup=False)
-                console.print(view.worker_logs[name], highlight=False, markup=False)
+                _print_file(view.worker_logs[name])
             return
         if view.overview:
             console.print_json(json.dumps(view.overview))
@@ -316,6 +336,11 @@ def cancel(job_id: JobId, workspace: WorkspaceOpt = None) -> None:
     with errors():
         job = api.cancel_job(open_ws(workspace), job_id)
         console.print(f"job {job.id} {job.state}")
+
+
+def _print_file(text: str) -> None:
+    """Print a log file's text as it is, without adding a blank line after it."""
+    console.print(text, end="" if text.endswith("\n") or not text else "\n")
 
 
 def _when(ts: float | None) -> str:

@@ -3,6 +3,7 @@
 from .api import (
     JobLogView,
     cancel_job,
+    failure,
     get_job,
     job_logs,
     list_jobs,
@@ -20,6 +21,7 @@ __all__ = [
     "ProgressSnapshot",
     "RetrySettings",
     "cancel_job",
+    "failure",
     "get_job",
     "job_logs",
     "list_jobs",

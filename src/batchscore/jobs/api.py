@@ -9,21 +9,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import JobNotFoundError, JobStateError
+from ..errors import JobFailedError, JobNotFoundError, JobStateError, SpecError
 from ..state import records as db
-from ..storage import expand_inputs, to_url
+from ..storage import to_url
 from ..workspace import Workspace
 from .crash import crash_point
+from .kinds import get_kind
 from .logs import JobLogs
-from .outputs import check_output
-from .plan import plan_minibatches
 from .runner import ProgressCallback, execute
 from .spec import JobSpec
-from .worker import check_script
 
 __all__ = [
     "JobLogView",
     "cancel_job",
+    "failure",
     "get_job",
     "job_logs",
     "list_jobs",
@@ -49,16 +48,16 @@ def submit_job(
 ) -> tuple[db.Job, bool]:
     """Validate, plan and record a job without running it. Returns ``(job, created)``:
     the same spec, inputs and output as an unfinished job give that job back."""
-    check_script(spec)
-    urls = expand_inputs(inputs)
+    kind = get_kind(spec.kind)
+    kind.validate(spec)
+    urls = kind.expand_inputs(spec, inputs)
     output_url = to_url(output).rstrip("/")
     key = _job_key(spec, urls, output_url)
     existing = db.find_active(ws.engine, key)
     if existing is not None:
         return existing, False
-    file_name = spec.output_file_name if spec.output_action == "append_row" else None
-    check_output(output_url, file_name, overwrite)
-    batches = plan_minibatches(spec, urls)
+    kind.check_output(spec, output_url, overwrite)
+    batches = kind.plan(spec, urls)
     job, created = db.create_job(
         ws.engine, key=key, kind=spec.kind, name=spec.name, spec=spec.model_dump(mode="json"),
         inputs=urls, output_url=output_url, overwrite=overwrite,
@@ -85,6 +84,15 @@ def run_job(
     """Submit a job (or find the unfinished one with the same key) and run it to its end."""
     job, _ = submit_job(ws, spec, inputs, output, overwrite=overwrite)
     return execute(ws, job.id, progress=progress)
+
+
+def failure(ws: Workspace, job: db.Job) -> JobFailedError:
+    """The error for a failed job: exit code 2 when the script itself broke its contract
+    (its init() failed, or run() returned the wrong type), 1 for failures of the work."""
+    error = JobFailedError(job.id, job.reason or "unknown reason")
+    if any(a["outcome"] == "fatal" for a in db.list_attempts(ws.engine, job.id)):
+        error.exit_code = 2
+    return error
 
 
 def resume_job(ws: Workspace, job_id: str, *, progress: ProgressCallback | None = None
@@ -130,7 +138,13 @@ def get_job(ws: Workspace, job_id: str) -> db.Job:
     raise JobNotFoundError(f"no job with id {job_id!r}; `batchscore job list` shows the jobs")
 
 
+JOB_STATES = ("queued", "running", "succeeded", "failed", "canceled")
+
+
 def list_jobs(ws: Workspace, *, limit: int = 50, state: str | None = None) -> list[db.Job]:
+    """Jobs, newest first; ``state`` filters (an ``interrupted`` job is ``running``)."""
+    if state is not None and state not in JOB_STATES:
+        raise SpecError(f"unknown job state {state!r}; states are {', '.join(JOB_STATES)}")
     return db.list_jobs(ws.engine, limit=limit, state=state)
 
 

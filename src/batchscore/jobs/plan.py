@@ -8,6 +8,7 @@ one mini-batch. Every item is plain JSON, so the plan is stored in the state dat
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,9 +79,11 @@ def _count_rows(spec: JobSpec, url: str) -> tuple[int, int]:
         with fs.open(path, "rb") as fh:
             for chunk in pd.read_csv(fh, chunksize=65536, encoding=spec.input_encoding):
                 rows += len(chunk)
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:
+        at = _first_bad_byte(fs, path, spec.input_encoding)
+        where = f" at byte {at}" if at is not None else ""
         raise InputError(
-            f"input {url}: not valid {spec.input_encoding} text at byte {exc.start} "
+            f"input {url}: not valid {spec.input_encoding} text{where} "
             f"(set input_encoding if the file uses another encoding)"
         ) from None
     except pd.errors.EmptyDataError:
@@ -88,6 +91,26 @@ def _count_rows(spec: JobSpec, url: str) -> tuple[int, int]:
     except (pd.errors.ParserError, ValueError) as exc:
         raise InputError(f"input {url}: not a readable CSV file: {exc}") from None
     return rows, nbytes
+
+
+def _first_bad_byte(fs: Any, path: str, encoding: str) -> int | None:
+    """The offset in the file of the first byte that is not valid ``encoding``.
+
+    pandas reports offsets within its own buffers, so the file is decoded again here.
+    """
+    decoder = codecs.getincrementaldecoder(encoding)()
+    consumed = 0
+    with fs.open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            pending = len(decoder.getstate()[0])
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                return consumed - pending + exc.start
+            if not chunk:
+                return None
+            consumed += len(chunk)
 
 
 def read_table(spec: JobSpec, url: str, start: int | None = None, stop: int | None = None
@@ -115,7 +138,9 @@ def read_table(spec: JobSpec, url: str, start: int | None = None, stop: int | No
 def _plan_partitions(spec: JobSpec, urls: list[str]) -> list[PlannedBatch]:
     frames = []
     for url in urls:
-        _count_rows(spec, url)  # clear errors for unreadable files
+        _, nbytes = _count_rows(spec, url)  # clear errors for unreadable files
+        if nbytes == 0:
+            continue  # an empty file has no rows (and no columns to check)
         frame = read_table(spec, url)
         missing = [k for k in spec.partition_keys if k not in frame.columns]
         if missing:
@@ -137,5 +162,8 @@ def _plan_partitions(spec: JobSpec, urls: list[str]) -> list[PlannedBatch]:
 
 
 def _plain(value: Any) -> Any:
-    """NumPy scalars to plain Python values, for JSON."""
+    """NumPy scalars to plain Python values, for JSON; a missing value (NaN) to None, which
+    the worker matches with ``isna`` (NaN equals nothing, and is not valid JSON)."""
+    if pd.isna(value):
+        return None
     return value.item() if hasattr(value, "item") else value

@@ -24,8 +24,8 @@ from ..state.tables import jobs as jobs_table
 from ..workspace import Workspace
 from .crash import crash_point
 from .executors import Completion, Outcome, make_executor
+from .kinds import CommitContext, get_kind
 from .logs import JobLogs
-from .outputs import commit_output
 from .spec import JobSpec
 from .worker import WorkerConfig
 
@@ -184,7 +184,8 @@ class _Run:
     def _dispatch(self, beat: _Heartbeat) -> str:
         executor = make_executor(self.executor_kind)
         cfg = WorkerConfig(
-            job_id=self.job.id, spec=self.spec, system_url=self.ws.system.url,
+            job_id=self.job.id, spec=self.spec, inputs=tuple(self.job.inputs),
+            system_url=self.ws.system.url,
             log_prefix=f"{self.prefix}/logs", staging_dir=str(self._staging()),
             parts_prefix=f"{self.prefix}/parts",
         )
@@ -226,6 +227,10 @@ class _Run:
         records: list[db.AttemptRecord] = []
         for c in completions:
             n = self.n_items[c.idx]
+            if c.outcome is Outcome.LOST:  # not the mini-batch's fault: run it again, uncounted
+                self.pending.appendleft(c.idx)
+                self.logs.event("requeued", minibatch=c.idx, reason=c.error)
+                continue
             self.attempts[c.idx] = c.attempt
             if c.outcome is Outcome.OK and c.result is not None:
                 r = c.result
@@ -257,11 +262,11 @@ class _Run:
             failed_items = 0 if retry else n
             records.append(db.AttemptRecord(
                 c.idx, c.attempt, outcome=c.outcome.value, state=state,
-                worker=None, started_at=None, finished_at=now, items=None, error=error,
+                worker=c.worker, started_at=None, finished_at=now, items=None, error=error,
                 items_failed=failed_items,
             ))
-            self.logs.error(c.idx, c.attempt, None, c.outcome.value, error)
-            timings.append({"minibatch": c.idx, "attempt": c.attempt, "worker": None,
+            self.logs.error(c.idx, c.attempt, c.worker, c.outcome.value, error)
+            timings.append({"minibatch": c.idx, "attempt": c.attempt, "worker": c.worker,
                             "start": None, "end": now, "items": n, "returned": None,
                             "outcome": c.outcome.value})
             last_line = error.strip().splitlines()[-1] if error.strip() else error
@@ -285,12 +290,12 @@ class _Run:
     def _commit(self) -> None:
         mbs = db.list_minibatches(self.ws.engine, self.job.id, states=("done",))
         parts = [mb.part for mb in mbs if mb.part]
-        file_name = self.spec.output_file_name if self.spec.output_action == "append_row" \
-            else None
-        commit_output(self.job.id, self.job.output_url, file_name, self.ws.system, parts,
-                      self._staging())
-        self.logs.event("output-committed", output=self.job.output_url, file=file_name,
-                        parts=len(parts))
+        get_kind(self.spec.kind).commit(CommitContext(
+            job_id=self.job.id, spec=self.spec, inputs=list(self.job.inputs),
+            output_url=self.job.output_url, system=self.ws.system, parts=parts,
+            staging=self._staging(), minibatches_total=len(self.items),
+        ))
+        self.logs.event("output-committed", output=self.job.output_url, parts=len(parts))
 
     def _finish(self, state: str, reason: str | None) -> db.Job:
         self._report(state, force=True)

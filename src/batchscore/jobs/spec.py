@@ -9,6 +9,7 @@ closest known key suggested.
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import hashlib
 import json
@@ -34,7 +35,7 @@ _SETTINGS = {
     "environment_variables", "input_format", "partition_keys", "input_encoding",
 }
 _TOP = {"name", "kind", "model", "code_configuration", "resources", "settings", "scoring_script",
-        "code", "model_dir"} | _SETTINGS
+        "code", "model_dir", "options"} | _SETTINGS
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 
@@ -52,7 +53,7 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "job"
-    kind: Literal["script"] = "script"
+    kind: Literal["script", "video"] = "script"
     code: str | None = None
     scoring_script: str | None = None
     model_dir: str | None = None
@@ -68,21 +69,39 @@ class JobSpec(BaseModel):
     input_format: Literal["files", "csv", "parquet"] = "files"
     partition_keys: list[str] = []
     input_encoding: str = "utf-8"
+    options: dict[str, Any] = {}  # settings of built-in job kinds (video: model, encoder, ...)
 
     @field_validator("logging_level", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
 
-    @field_validator("mini_batch_size")
+    @field_validator("mini_batch_size", mode="before")
     @classmethod
-    def _size(cls, value: int | str) -> int | str:
+    def _size(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be a count or a size such as '10kb', not a boolean")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)  # "10" (a quoted number) is a count, not 10 bytes
         if isinstance(value, int):
             if value < 1:
                 raise ValueError("must be at least 1")
             return value
-        parse_size(value)
-        return value.strip().lower()
+        if isinstance(value, str):
+            parse_size(value)
+            return value.strip().lower()
+        raise ValueError("must be a count or a size such as '10kb'")
+
+    @field_validator("input_encoding")
+    @classmethod
+    def _encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r}") from None
+        return value
 
     @field_validator("output_file_name")
     @classmethod
@@ -127,6 +146,8 @@ def parse_size(value: str) -> int:
     if not match:
         raise ValueError(f"{value!r} is neither a count nor a size such as '10kb' or '1mb'")
     number, unit = match.groups()
+    if float(number) == 0:
+        raise ValueError(f"{value!r}: a size must be more than 0")
     return max(1, int(float(number) * _UNITS[(unit or "b").lower()]))
 
 
@@ -192,7 +213,8 @@ def spec_from_mapping(
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
-        raise SpecError(f"{source}: {where}: {err['msg']} (got {err.get('input')!r})") from None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise SpecError(f"{source}: {where}: {msg} (got {err.get('input')!r})") from None
 
 
 def _section(value: Any, name: str, allowed: set[str], source: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ class Outcome(enum.Enum):
     ERROR = "error"  # run() raised: retried
     TIMEOUT = "timeout"  # past retry_settings.timeout: the worker was replaced, retried
     DIED = "died"  # the worker process died: retried
+    LOST = "lost"  # the pool broke before or around it (all workers died): re-run, not counted
     FATAL = "fatal"  # the script cannot work at all (init failed, contract broken): job fails
 
 
@@ -34,6 +35,7 @@ class Completion:
     outcome: Outcome
     result: TaskResult | None = None
     error: str | None = None
+    worker: str | None = None
 
 
 class Executor(ABC):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import multiprocessing
+import socket
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future
+from concurrent.futures.process import BrokenProcessPool
 from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures import wait as futures_wait
 from typing import Any
@@ -35,16 +37,27 @@ class LocalExecutor(Executor):
 
     def start(self, cfg: WorkerConfig, workers: int) -> None:
         self._workers = workers
-        self._pool = ProcessPool(
-            max_workers=workers,
+        self._cfg = cfg
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPool:
+        return ProcessPool(
+            max_workers=self._workers,
             initializer=worker_init,
-            initargs=(cfg,),
+            initargs=(self._cfg,),
             context=multiprocessing.get_context("fork"),
         )
 
     def submit(self, idx: int, attempt: int, items: list[Any], timeout: float) -> None:
         assert self._pool is not None, "start() first"
-        future = self._pool.schedule(run_task, args=(idx, attempt, items), timeout=timeout)
+        try:
+            future = self._pool.schedule(run_task, args=(idx, attempt, items), timeout=timeout)
+        except RuntimeError:
+            # pebble gives up on the whole pool when a worker dies while no task is running
+            # on it (between tasks, or all at once): start a new pool and go on.
+            self._pool.stop()
+            self._pool = self._new_pool()
+            future = self._pool.schedule(run_task, args=(idx, attempt, items), timeout=timeout)
         self._futures[future] = (idx, attempt, timeout)
 
     def wait(self, timeout: float) -> list[Completion]:
@@ -67,17 +80,23 @@ class LocalExecutor(Executor):
             return Completion(
                 idx, attempt, Outcome.DIED,
                 error=f"the worker process died while running this mini-batch "
-                f"(exit code {exc.exitcode})",
+                f"(exit code {exc.exitcode})", worker=f"{socket.gethostname()}:{exc.pid}",
             )
+        except BrokenProcessPool:
+            return Completion(idx, attempt, Outcome.LOST,
+                              error="the worker pool broke (its workers died); run again")
         except InitError as exc:
             return Completion(idx, attempt, Outcome.FATAL,
-                              error=f"loading the scoring script failed:\n{exc}")
+                              error=f"loading the scoring script failed:\n{exc}",
+                              worker=getattr(exc, "batchscore_worker", None))
         except ContractError as exc:
-            return Completion(idx, attempt, Outcome.FATAL, error=str(exc))
-        except BaseException as exc:
+            return Completion(idx, attempt, Outcome.FATAL, error=str(exc),
+                              worker=getattr(exc, "batchscore_worker", None))
+        except BaseException as exc:  # run() may raise anything
             remote = getattr(exc, "traceback", None)
             text = remote or "".join(traceback.format_exception(exc))
-            return Completion(idx, attempt, Outcome.ERROR, error=text)
+            return Completion(idx, attempt, Outcome.ERROR, error=text,
+                              worker=getattr(exc, "batchscore_worker", None))
 
     def close(self) -> None:
         if self._pool is not None:

@@ -1,0 +1,209 @@
+"""The entry-script job kind: existing Azure ML batch scoring scripts, run unchanged.
+
+``init()`` once per worker, ``run(mini_batch)`` (or ``run(mini_batch, mini_batch_context)``)
+many times, optional ``shutdown()``. ``run`` gets a list of local file paths (file inputs) or
+a pandas DataFrame (tabular inputs) and returns a list or a DataFrame; with ``append_row``
+each returned item becomes one line of the output file, in input order.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import inspect
+import os
+import sys
+import time
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from fsspec.core import url_to_fs
+
+from ..errors import ScriptError
+from ..storage import Store, expand_inputs
+from .kinds import CommitContext, JobKind, Scorer
+from .outputs import check_output, commit_output
+from .plan import PlannedBatch, plan_minibatches, read_table
+from .spec import JobSpec
+from .worker import ContractError, TaskResult, WorkerConfig, worker_name
+
+__all__ = ["MiniBatchContext", "ScriptKind", "check_script"]
+
+
+@dataclass
+class MiniBatchContext:
+    """The second argument of ``run(mini_batch, mini_batch_context)``."""
+
+    minibatch_index: int
+    partition_key_value: dict[str, Any] = field(default_factory=dict)
+    dataset: str | None = None
+
+
+def check_script(spec: JobSpec) -> Path:
+    """Check, without importing it, that the scoring script exists and defines ``run``."""
+    path = spec.script_path
+    if path is None:
+        raise ScriptError("no scoring script given (code_configuration.scoring_script)")
+    if not path.is_file():
+        raise ScriptError(f"scoring script {str(path)!r} does not exist")
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except SyntaxError as exc:
+        raise ScriptError(f"scoring script {str(path)!r} has a syntax error: {exc}") from None
+    names = {
+        node.name for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+    } | {
+        t.id for node in tree.body if isinstance(node, ast.Assign)
+        for t in node.targets if isinstance(t, ast.Name)
+    } | {
+        alias.asname or alias.name for node in tree.body if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    if "run" not in names:
+        raise ScriptError(f"scoring script {str(path)!r} defines no run(mini_batch) function")
+    if spec.model_dir and not Path(spec.model_dir).exists():
+        raise ScriptError(f"model folder {spec.model_dir!r} does not exist")
+    return path
+
+
+class ScriptKind(JobKind):
+    name = "script"
+
+    def validate(self, spec: JobSpec) -> None:
+        check_script(spec)
+
+    def expand_inputs(self, spec: JobSpec, inputs: Sequence[str]) -> list[str]:
+        return expand_inputs(inputs)
+
+    def check_output(self, spec: JobSpec, output_url: str, overwrite: bool) -> None:
+        name = spec.output_file_name if spec.output_action == "append_row" else None
+        check_output(output_url, name, overwrite)
+
+    def plan(self, spec: JobSpec, urls: list[str]) -> list[PlannedBatch]:
+        return plan_minibatches(spec, urls)
+
+    def make_scorer(self, cfg: WorkerConfig) -> Scorer:
+        return EntryScript(cfg)
+
+    def commit(self, ctx: CommitContext) -> None:
+        name = ctx.spec.output_file_name if ctx.spec.output_action == "append_row" else None
+        commit_output(ctx.job_id, ctx.output_url, name, ctx.system, ctx.parts, ctx.staging)
+
+
+class EntryScript:
+    """A user's scoring script, loaded once in this worker process."""
+
+    def __init__(self, cfg: WorkerConfig) -> None:
+        self.cfg = cfg
+        spec = cfg.spec
+        if spec.model_dir:
+            os.environ["AZUREML_MODEL_DIR"] = str(Path(spec.model_dir).parent)
+        os.environ["AZUREML_BI_OUTPUT_PATH"] = cfg.staging_dir
+        Path(cfg.staging_dir).mkdir(parents=True, exist_ok=True)
+        self.store = Store(cfg.system_url, "system")
+        self.module = _load_module(spec)
+        if callable(getattr(self.module, "init", None)):
+            self.module.init()
+        run = getattr(self.module, "run", None)
+        if not callable(run):
+            raise ScriptError(f"scoring script {spec.script_path} has no callable run()")
+        self.takes_context = _takes_context(run)
+
+    def run(self, idx: int, attempt: int, items: list[Any]) -> TaskResult:
+        spec = self.cfg.spec
+        started = time.time()
+        scratch = Path(self.cfg.staging_dir).parent / "scratch"
+        mini_batch, ctx = _prepare(spec, idx, items, scratch)
+        if self.takes_context:
+            result = self.module.run(mini_batch, ctx)
+        else:
+            result = self.module.run(mini_batch)
+        returned, text = _format_rows(result)
+        part = None
+        if spec.output_action == "append_row":
+            part = f"{self.cfg.parts_prefix}/{idx:08d}-{attempt}.txt"
+            self.store.write_text(part, text)
+        return TaskResult(idx, attempt, worker_name(), started, time.time(), returned, part)
+
+    def shutdown(self) -> None:
+        if callable(getattr(self.module, "shutdown", None)):
+            self.module.shutdown()
+
+
+def _load_module(spec: JobSpec) -> types.ModuleType:
+    path = spec.script_path
+    assert path is not None
+    code_dir = str(Path(spec.code) if spec.code else path.parent)
+    if code_dir not in sys.path:
+        sys.path.insert(0, code_dir)
+    mod_spec = importlib.util.spec_from_file_location(f"batchscore_user_{path.stem}", path)
+    if mod_spec is None or mod_spec.loader is None:
+        raise ScriptError(f"cannot import scoring script {path}")
+    module = importlib.util.module_from_spec(mod_spec)
+    sys.modules[mod_spec.name] = module
+    mod_spec.loader.exec_module(module)
+    return module
+
+
+def _takes_context(run: Any) -> bool:
+    try:
+        params = [
+            p for p in inspect.signature(run).parameters.values()
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 2
+
+
+def _prepare(spec: JobSpec, idx: int, items: list[Any], scratch: Path) -> tuple[Any, Any]:
+    """The mini-batch as the script sees it, and its context."""
+    ctx = MiniBatchContext(minibatch_index=idx)
+    if spec.input_format == "files":
+        return [local_copy(url, scratch) for url in items], ctx
+    if spec.partition_keys:
+        item = items[0]
+        key = item["partition"]
+        ctx.partition_key_value = dict(key)
+        frames = []
+        for url in item["urls"]:
+            frame = read_table(spec, url)
+            mask = pd.Series(True, index=frame.index)
+            for col, value in key.items():
+                col_values = frame[col]
+                mask &= col_values.isna() if value is None else (col_values == value)
+            frames.append(frame[mask])
+        return pd.concat(frames, ignore_index=True), ctx
+    item = items[0]
+    return read_table(spec, item["url"], item["start"], item["stop"]), ctx
+
+
+def local_copy(url: str, scratch: Path) -> str:
+    """A local path for ``url``: local files as they are, remote ones downloaded once."""
+    if url.startswith("file://"):
+        return url_to_fs(url)[1]
+    fs, path = url_to_fs(url)
+    target = scratch / "inputs" / path.lstrip("/")
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        fs.get_file(path, str(tmp))
+        tmp.replace(target)
+    return str(target)
+
+
+def _format_rows(result: Any) -> tuple[int, str]:
+    if isinstance(result, pd.DataFrame):
+        text = result.to_csv(sep=" ", header=False, index=False, lineterminator="\n")
+        return len(result), text
+    if isinstance(result, list):
+        return len(result), "".join(f"{item}\n" for item in result)
+    raise ContractError(
+        f"run() returned a {type(result).__module__}.{type(result).__qualname__}; "
+        "it must return a list (one item per input) or a pandas DataFrame"
+    )

@@ -1,0 +1,257 @@
+"""The video style-transfer job kind: each segment of the input is one mini-batch.
+
+The driver probes the input and plans it into segments; each worker loads the network once,
+and for each segment decodes its frames, stylizes them in batches and encodes a chunk into the
+system store; the runner retries a failed segment alone and resumes from finished ones; at the
+end the chunks are joined packet by packet with the original audio copied untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fsspec.core import url_to_fs
+
+from ..errors import InputError, JobStateError, OutputExistsError, SpecError
+from ..jobs.api import run_job
+from ..jobs.kinds import CommitContext, JobKind, Scorer
+from ..jobs.plan import PlannedBatch
+from ..jobs.runner import ProgressCallback
+from ..jobs.script import local_copy
+from ..jobs.spec import JobSpec
+from ..jobs.worker import TaskResult, WorkerConfig, worker_name
+from ..models.arbitrary import compute_style_vector
+from ..models.onnx_image import load_model_card
+from ..models.runtime import RuntimeOptions
+from ..models.spec import model_from_spec
+from ..state.records import Job
+from ..storage import Store, expand_inputs, to_url
+from ..workspace import Workspace
+from .encoding import EncoderSettings
+from .join import join_chunks
+from .probe import probe
+from .render import render_segment
+from .segments import Segment, plan_segments
+from .smoothing import SmoothingSettings
+
+__all__ = ["VideoKind", "segment_frames_for", "stylize_job"]
+
+_SUFFIXES = (".mp4", ".m4v", ".mov")
+
+
+def segment_frames_for(frame_count: int, workers: int) -> int:
+    """Enough segments to keep every worker busy (about 4 each), none tiny or huge."""
+    return max(16, min(300, math.ceil(frame_count / max(1, 4 * workers))))
+
+
+def _scratch(spec_job: str) -> Path:
+    path = Path(tempfile.gettempdir()) / "batchscore" / spec_job
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _input_path(url: str, scratch: Path) -> str:
+    try:
+        return local_copy(url, scratch)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"input {url}: cannot be read: {exc}") from None
+
+
+class VideoKind(JobKind):
+    name = "video"
+
+    def validate(self, spec: JobSpec) -> None:
+        options = spec.options
+        unknown = set(options) - {"model", "encoder", "smoothing", "segment_frames",
+                                  "batch_size", "warmup_frames"}
+        if unknown:
+            raise SpecError(f"unknown video option(s) {sorted(unknown)}")
+        if not isinstance(options.get("model"), dict):
+            raise SpecError("a video job needs options.model (a style model spec)")
+        model_from_spec(options["model"])
+        EncoderSettings.from_dict(options.get("encoder") or {})
+        if options.get("smoothing") is not None:
+            SmoothingSettings(**options["smoothing"])
+        for key in ("segment_frames", "batch_size"):
+            value = options.get(key)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise SpecError(f"options.{key} must be a positive integer, got {value!r}")
+
+    def expand_inputs(self, spec: JobSpec, inputs: Sequence[str]) -> list[str]:
+        urls = expand_inputs(inputs)
+        if len(urls) != 1:
+            raise InputError(f"a video job takes one input video; {list(inputs)} matched "
+                             f"{len(urls)} files")
+        return urls
+
+    def check_output(self, spec: JobSpec, output_url: str, overwrite: bool) -> None:
+        fs, path = url_to_fs(to_url(output_url))
+        if not path.lower().endswith(_SUFFIXES):
+            raise SpecError(f"output {output_url} must end in {', '.join(_SUFFIXES)}")
+        parent = path.rsplit("/", 1)[0]
+        if to_url(output_url).startswith("file://") and not fs.isdir(parent):
+            raise InputError(f"output folder {parent} does not exist")
+        if fs.exists(path) and not overwrite:
+            raise OutputExistsError(
+                f"output {output_url} already exists; pass --overwrite to replace it")
+
+    def plan(self, spec: JobSpec, urls: list[str]) -> list[PlannedBatch]:
+        path = _input_path(urls[0], _scratch("plan"))
+        info = probe(path)
+        options = spec.options
+        frames = options.get("segment_frames") or segment_frames_for(info.frame_count,
+                                                                      spec.workers)
+        warmup = int(options.get("warmup_frames", 8)) if options.get("smoothing") else 0
+        return [PlannedBatch(items=[s.to_dict()], n_items=s.frame_count)
+                for s in plan_segments(info, frames, warmup)]
+
+    def make_scorer(self, cfg: WorkerConfig) -> Scorer:
+        return VideoScorer(cfg)
+
+    def commit(self, ctx: CommitContext) -> None:
+        if len(ctx.parts) != ctx.minibatches_total:
+            raise JobStateError(
+                f"job {ctx.job_id}: {ctx.minibatches_total - len(ctx.parts)} of "
+                f"{ctx.minibatches_total} segment(s) failed; a video needs all of them")
+        scratch = _scratch(ctx.job_id)
+        source = _input_path(ctx.inputs[0], scratch)
+        chunks = [_local_part(ctx.system, part, scratch) for part in ctx.parts]
+        fs, out = url_to_fs(to_url(ctx.output_url))
+        if to_url(ctx.output_url).startswith("file://"):
+            join_chunks(chunks, source, out)  # written as .partial, renamed when complete
+            return
+        local = scratch / f"output{Path(out).suffix}"
+        join_chunks(chunks, source, local)
+        tmp = f"{out}.partial"
+        fs.put_file(str(local), tmp)
+        fs.mv(tmp, out)
+
+
+def _local_part(system: Store, part: str, scratch: Path) -> Path:
+    if system.is_local:
+        return system.local_path(part)
+    target = scratch / "parts" / part.rsplit("/", 1)[-1]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    system.fs.get_file(system.path(part), str(target))
+    return target
+
+
+class VideoScorer:
+    """One worker's network, loaded once; renders segments into chunks."""
+
+    def __init__(self, cfg: WorkerConfig) -> None:
+        self.cfg = cfg
+        options = cfg.spec.options
+        self.store = Store(cfg.system_url, "system")
+        self.model = model_from_spec(options["model"])
+        self.encoder = EncoderSettings.from_dict(options.get("encoder") or {})
+        smoothing = options.get("smoothing")
+        self.smoothing = SmoothingSettings(**smoothing) if smoothing is not None else None
+        self.batch_size = int(options.get("batch_size") or 4)
+        self.scratch = _scratch(cfg.job_id)
+        self.input = _input_path(cfg.inputs[0], self.scratch)
+
+    def run(self, idx: int, attempt: int, items: list[Any]) -> TaskResult:
+        segment = Segment.from_dict(items[0])
+        started = time.time()
+        rel = f"{self.cfg.parts_prefix}/{idx:08d}-{attempt}.mp4"
+        if self.store.is_local:
+            chunk = self.store.local_path(rel)
+            chunk.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            chunk = self.scratch / "chunks" / Path(rel).name
+            chunk.parent.mkdir(parents=True, exist_ok=True)
+        batches: list[dict[str, Any]] = []
+        last = [started, 0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.time()
+            frames = done - int(last[1])
+            batches.append({"segment": idx, "attempt": attempt,
+                            "first_frame": segment.first_frame + int(last[1]),
+                            "frames": frames, "start": last[0], "end": now,
+                            "ms_per_frame": round(1000 * (now - last[0]) / max(1, frames), 2)})
+            last[0], last[1] = now, done
+
+        frames = render_segment(self.input, segment, self.model.stylize, chunk, self.encoder,
+                                self.batch_size, progress, self.smoothing)
+        if not self.store.is_local:
+            self.store.put_file(chunk, rel)
+            os.unlink(chunk)
+        self.store.write_text(
+            f"{self.cfg.log_prefix}/frames/{idx:08d}-{attempt}.jsonl",
+            "".join(json.dumps(b) + "\n" for b in batches),
+        )
+        return TaskResult(idx, attempt, worker_name(), started, time.time(), frames, rel)
+
+    def shutdown(self) -> None:
+        return None
+
+
+def stylize_job(
+    ws: Workspace,
+    input: str,
+    output: str,
+    *,
+    style: str | int | None = None,
+    style_image: str | None = None,
+    model_card: str | None = None,
+    strength: float = 1.0,
+    max_size: int | None = 512,
+    workers: int = 2,
+    segment_frames: int | None = None,
+    batch_size: int = 4,
+    temporal_smoothing: bool = False,
+    device: str = "cpu",
+    threads: int | None = None,
+    encoder: dict[str, Any] | None = None,
+    max_retries: int = 2,
+    timeout: float = 3600.0,
+    overwrite: bool = False,
+    progress: ProgressCallback | None = None,
+) -> Job:
+    """Restyle every frame of ``input`` into ``output`` as a parallel, resumable job.
+
+    The style is one of the 26 built-in ones (``style=7``, or a blend ``"3:0.5,12:0.5"``),
+    any picture (``style_image``, its style vector computed once here), or a user ONNX
+    image-to-image model (``model_card``). ``max_size`` is the long side the network runs
+    at; the output keeps the input's resolution, frame timestamps and audio.
+    """
+    given = [x is not None for x in (style, style_image, model_card)]
+    if sum(given) > 1:
+        raise SpecError("give one of style, style_image and model_card")
+    common: dict[str, Any] = {
+        "max_size": max_size, "batch_size": batch_size, "strength": strength,
+        "device": device, "threads": threads or max(1, (os.cpu_count() or 1) // workers),
+    }
+    if style_image is not None:
+        if not Path(style_image).is_file():
+            raise InputError(f"style image {style_image!r} does not exist")
+        vector = compute_style_vector(style_image, RuntimeOptions(device=device))
+        model: dict[str, Any] = {"kind": "arbitrary",
+                                 "style_vector": [float(v) for v in vector], **common}
+    elif model_card is not None:
+        card = load_model_card(model_card)
+        model = {"kind": "onnx", "card": card.to_dict(), **common}
+    else:
+        model = {"kind": "multistyle", "style": str(0 if style is None else style), **common}
+    options: dict[str, Any] = {"model": model, "encoder": encoder or {},
+                               "batch_size": batch_size}
+    if segment_frames is not None:
+        options["segment_frames"] = segment_frames
+    if temporal_smoothing:
+        options["smoothing"] = SmoothingSettings().to_dict()
+    spec = JobSpec(
+        name=f"video-style {Path(input).name}", kind="video", options=options,
+        max_concurrency_per_instance=workers, error_threshold=0,
+        retry_settings={"max_retries": max_retries, "timeout": timeout},  # type: ignore[arg-type]
+        output_file_name=Path(output).name,
+    )
+    return run_job(ws, spec, [input], output, overwrite=overwrite, progress=progress)
