@@ -12,7 +12,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import psutil
 import pytest
 
 from batchscore.errors import InputError, MediaError, OutputExistsError, UsageError

@@ -6,9 +6,9 @@ import multiprocessing
 import socket
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future
-from concurrent.futures.process import BrokenProcessPool
 from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures import wait as futures_wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
