@@ -110,3 +110,23 @@ def test_ctrl_c_leaves_a_job_that_resumes_at_once(ws, setup, tmp_path):
     resumed = cli(ws, "job", "resume", job.id[:16], "--no-progress")
     assert resumed.wait(60) == 0
     assert (out / "predictions.csv").read_bytes() == reference
+
+
+def test_cancel_a_running_job_stops_its_runner_and_keeps_the_output_location_empty(
+    ws, setup, tmp_path
+):
+    script, inputs, _ = setup
+    out = tmp_path / "out"
+    proc = cli(ws, *job_args(script, inputs, out), env={"SLOW": "3"})
+    deadline = time.monotonic() + 30
+    while not any(j.state == "running" for j in list_jobs(ws)):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    job = next(j for j in list_jobs(ws) if j.state == "running")
+    canceled = cli(ws, "job", "cancel", job.id)
+    assert canceled.wait(60) == 0
+    assert proc.wait(60) == 1  # the runner stopped at its next heartbeat and said so
+    assert "canceled" in proc.stdout.read().decode()
+    final = next(j for j in list_jobs(ws) if j.id == job.id)
+    assert final.state == "canceled" and final.reason == "canceled by request"
+    assert not out.exists()

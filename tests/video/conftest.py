@@ -111,6 +111,58 @@ def _write_tone(container, stream, rate: int, layout: str, seconds: float) -> No
     container.mux(stream.encode(None))
 
 
+def write_long_clip(path: Path, seconds: float, width: int = 96, height: int = 64) -> Path:
+    """A long 25 fps clip, fast: x264 ultrafast, a keyframe every 10 s, and a mono AAC track
+    made of a few encoded packets repeated (encoding minutes of audio takes longer). Frames
+    carry noise, so packets are large (about 5 KiB): holding them all would show."""
+    fps, rate, block = 25, 8000, 1024
+    base = frame_picture(0, width, height)
+    base[:, :3] = base[:, 3:6]
+    noise = np.random.default_rng(0).integers(0, 64, (7, height, width, 3), dtype=np.uint8)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(
+            "libx264", rate=fps, options={"preset": "ultrafast", "g": str(10 * fps), "crf": "20"}
+        )
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio = container.add_stream("aac", rate=rate, layout="mono")
+        tone = (0.2 * np.sin(2 * np.pi * 440 * np.arange(8 * block) / rate)).astype(np.float32)
+        payloads = []
+        for start in range(0, 8 * block, block):
+            frame = av.AudioFrame.from_ndarray(
+                tone[None, start : start + block].copy(), format="fltp", layout="mono"
+            )
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            payloads += [bytes(packet) for packet in audio.encode(frame)]
+        payloads = payloads[2:]  # past the encoder's start-up
+        audio_pts = 0
+        for i in range(int(seconds * fps)):
+            picture = base + noise[i % 7]
+            bar = (2 * i) % width
+            picture[:, bar : bar + 3] = (250, 250, 30)
+            frame = av.VideoFrame.from_ndarray(picture)
+            frame.pts = i
+            container.mux(video.encode(frame))
+            while audio_pts < (i + 1) * rate / fps:
+                packet = av.Packet(payloads[(audio_pts // block) % len(payloads)])
+                packet.pts = packet.dts = audio_pts
+                packet.duration, packet.time_base = block, Fraction(1, rate)
+                packet.stream = audio
+                container.mux(packet)
+                audio_pts += block
+        container.mux(video.encode(None))
+    return path
+
+
+@pytest.fixture(scope="session")
+def long_clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """96x64 clips of 10 seconds and 10 minutes (15000 frames), written once per session."""
+    folder = tmp_path_factory.mktemp("long")
+    return {
+        "10s": write_long_clip(folder / "10s.mp4", 10),
+        "10min": write_long_clip(folder / "10min.mp4", 600),
+    }
+
+
 VFR_PTS = (0, 33, 50, 120, 130, 170, 200, 260, 300, 305, 340, 400, 420, 480, 500, 560, 600,
            610, 650, 700, 750, 760, 800, 900, 910, 950, 990, 1000, 1040, 1100)  # fmt: skip
 
@@ -133,6 +185,15 @@ CLIPS = {
         time_base=Fraction(1, 90000),
         rate=Fraction(24),
         keyint=8,
+    ),
+    # one keyframe in 90 frames (a long GOP, as cameras and streaming encoders write)
+    "long_gop": ClipSpec(pts=tuple(range(90)), keyint=300, audio=[(48000, "stereo", "eng")]),
+    # variable frame rate with one keyframe every 40 frames
+    "long_gop_vfr": ClipSpec(
+        pts=tuple(sorted({round(i * 41.7 + (i % 3) * 9) for i in range(70)})),
+        time_base=Fraction(1, 1000),
+        rate=Fraction(24),
+        keyint=40,
     ),
     # phone video shot upright: rotation metadata, 25 fps in a 1/12800 time base
     "rotated": ClipSpec(

@@ -23,10 +23,15 @@ def _chunks(clip: Path, folder: Path, target: int, settings=BFRAMES) -> list[Pat
     return paths
 
 
-@pytest.mark.parametrize("name", ["ntsc", "vfr"])
-def test_b_frames_across_chunk_boundaries(clips: dict[str, Path], tmp_path: Path, name: str):
-    chunks = _chunks(clips[name], tmp_path, 1)
-    assert len(chunks) == 3
+@pytest.mark.parametrize(
+    ("name", "target", "count"),
+    [("ntsc", 12, 3), ("vfr", 10, 3), ("ntsc", 7, 5), ("vfr", 4, 8)],  # at keyframes, mid-GOP
+)
+def test_b_frames_across_chunk_boundaries(
+    clips: dict[str, Path], tmp_path: Path, name: str, target: int, count: int
+) -> None:
+    chunks = _chunks(clips[name], tmp_path, target)
+    assert len(chunks) == count
     output = tmp_path / "out.mp4"
     join_chunks(chunks, clips[name], output)
     with av.open(str(output)) as container:

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from batchscore.models import MultiStyleModel
-from batchscore.video import EncoderSettings, VideoInfo, probe, stylize_video
+from batchscore.video import EncoderSettings, VideoInfo, plan_segments, probe, stylize_video
 
 FAST = EncoderSettings(preset="veryfast")
+ULTRAFAST = EncoderSettings(preset="ultrafast")
 
 
 def assert_same_video(source: VideoInfo, output: VideoInfo, *, size: tuple[int, int]) -> None:
@@ -40,6 +41,41 @@ def test_output_keeps_everything(
     assert_same_video(source, probe(output), size=(source.width, source.height))
     assert audio_packets(output) == audio_packets(clips[name])  # copied, not re-encoded
     assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+
+
+@pytest.mark.parametrize(
+    ("name", "target", "count"), [("long_gop", 20, 4), ("long_gop", 7, 13), ("long_gop_vfr", 9, 8)]
+)
+def test_segments_cut_mid_gop_join_to_the_same_video(
+    clips: dict[str, Path],
+    tmp_path: Path,
+    audio_packets: Callable,
+    decode_all: Callable[[Path], np.ndarray],
+    name: str,
+    target: int,
+    count: int,
+) -> None:
+    source = probe(clips[name])
+    segments = plan_segments(source, target)
+    assert len(segments) == count
+    assert sum(s.start_pts in source.keyframe_pts for s in segments) < count  # cut mid-GOP
+    output = tmp_path / "out.mp4"
+    stylize_video(clips[name], output, lambda f: f, target_frames=target, settings=FAST)
+    assert_same_video(source, probe(output), size=(source.width, source.height))
+    assert audio_packets(output) == audio_packets(clips[name])
+    original, result = decode_all(clips[name]).astype(int), decode_all(output).astype(int)
+    assert np.abs(result - original).mean(axis=(1, 2, 3)).max() < 4  # each frame in its place
+
+
+@pytest.mark.slow
+def test_bigbuckbunny_in_four_segments(bbb: Path, tmp_path: Path, audio_packets: Callable):
+    source = probe(bbb)
+    assert len(source.keyframe_pts) == 1
+    assert [s.frame_count for s in plan_segments(source, 33)] == [33, 33, 33, 33]
+    output = tmp_path / "bbb.mp4"
+    stylize_video(bbb, output, lambda f: f, target_frames=33, settings=ULTRAFAST)
+    assert_same_video(source, probe(output), size=(1280, 720))
+    assert audio_packets(output) == audio_packets(bbb)
 
 
 def test_odd_size_is_padded_for_yuv420p(

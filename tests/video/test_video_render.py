@@ -11,6 +11,7 @@ import pytest
 
 from batchscore.errors import MediaError, UsageError
 from batchscore.video import EncoderSettings, plan_segments, probe, render_segment
+from batchscore.video.render import decode_segment
 
 FAST = EncoderSettings(preset="veryfast", crf=20)
 
@@ -42,18 +43,43 @@ def test_chunk_keeps_frames_and_timestamps(clips: dict[str, Path], tmp_path: Pat
     assert not list(tmp_path.glob("*.partial"))
 
 
+@pytest.mark.parametrize(("target", "index", "first"), [(12, 2, 24), (7, 3, 22), (7, 1, 7)])
 def test_chunk_frames_are_the_stylized_segment_frames(
-    clips: dict[str, Path], tmp_path: Path, decode_all: Callable[[Path], np.ndarray]
+    clips: dict[str, Path],
+    tmp_path: Path,
+    decode_all: Callable[[Path], np.ndarray],
+    target: int,
+    index: int,
+    first: int,
 ) -> None:
-    info = probe(clips["ntsc"])
-    segment = plan_segments(info, 12)[2]
+    info = probe(clips["ntsc"])  # keyframes every 12 frames: targets of 7 cut mid-GOP
+    segment = plan_segments(info, target)[index]
+    assert segment.first_frame == first
     chunk = tmp_path / "chunk.mp4"
     render_segment(clips["ntsc"], segment, lambda f: 255 - f, chunk, FAST, batch_size=4)
-    source = decode_all(clips["ntsc"])[24:36].astype(int)
+    assert probe(chunk).keyframe_pts[0] == segment.start_pts  # its own IDR frame first
+    stop = first + segment.frame_count
+    source = decode_all(clips["ntsc"])[first:stop].astype(int)
     result = decode_all(chunk).astype(int)
     errors = np.abs((255 - result) - source).mean(axis=(1, 2, 3))
     assert result.shape == source.shape
     assert errors.max() < 4, errors  # frame i matches frame i: no shift, no reordering
+
+
+def test_mid_gop_warmup_decodes_the_frames_before_the_segment(
+    clips: dict[str, Path], decode_all: Callable[[Path], np.ndarray]
+) -> None:
+    info = probe(clips["long_gop"])  # one keyframe
+    segment = plan_segments(info, 20, warmup_frames=5)[2]
+    assert segment.seek_pts == 0 and segment.first_frame == 45
+    batches = list(decode_segment(clips["long_gop"], segment, 4, warmup=True))
+    assert [(len(frames), warm) for frames, _, warm in batches] == [
+        (4, True), (1, True), (4, False), (4, False), (4, False), (4, False), (4, False),
+        (3, False),
+    ]  # fmt: skip
+    assert [f.pts for frames, _, _ in batches for f in frames] == list(info.frame_pts[40:68])
+    source = decode_all(clips["long_gop"])[40:68]
+    assert np.array_equal(np.concatenate([rgb for _, rgb, _ in batches]), source)
 
 
 def test_rotation_is_kept_on_the_chunk(clips: dict[str, Path], tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """Video style transfer building blocks, PyAV in process: probe, plan, render, join.
 
-The job engine plans a video into keyframe-aligned segments (plain data), renders each
-segment into a chunk on a worker, and joins the chunks with the original audio::
+The job engine plans a video into segments of about equal length (plain data; a segment
+may start at any frame and records the keyframe to decode from), renders each segment into
+a chunk on a worker, and joins the chunks with the original audio::
 
     info = probe("in.mp4")
     segments = plan_segments(info, target_frames=250)

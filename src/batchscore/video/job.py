@@ -41,7 +41,7 @@ from .render import render_segment
 from .segments import Segment, plan_segments
 from .smoothing import SmoothingSettings
 
-__all__ = ["VideoKind", "segment_frames_for", "stylize_job"]
+__all__ = ["VideoKind", "segment_frames_for", "stylize_job", "video_spec"]
 
 _SUFFIXES = (".mp4", ".m4v", ".mov")
 
@@ -242,16 +242,36 @@ def stylize_job(
         model = {"kind": "onnx", "card": card.to_dict(), **common}
     else:
         model = {"kind": "multistyle", "style": str(0 if style is None else style), **common}
+    spec = video_spec(
+        model, name=f"video-style {Path(input).name}", workers=workers,
+        segment_frames=segment_frames, batch_size=batch_size,
+        smoothing=SmoothingSettings() if temporal_smoothing else None, encoder=encoder,
+        max_retries=max_retries, timeout=timeout,
+    )
+    return run_job(ws, spec, [input], output, overwrite=overwrite, progress=progress)
+
+
+def video_spec(
+    model: dict[str, Any],
+    *,
+    name: str = "video-style",
+    workers: int = 2,
+    segment_frames: int | None = None,
+    batch_size: int = 4,
+    smoothing: SmoothingSettings | None = None,
+    encoder: dict[str, Any] | None = None,
+    max_retries: int = 2,
+    timeout: float = 3600.0,
+) -> JobSpec:
+    """The job spec of a video style-transfer job for ``model`` (a model spec)."""
     options: dict[str, Any] = {"model": model, "encoder": encoder or {},
                                "batch_size": batch_size}
     if segment_frames is not None:
         options["segment_frames"] = segment_frames
-    if temporal_smoothing:
-        options["smoothing"] = SmoothingSettings().to_dict()
-    spec = JobSpec(
-        name=f"video-style {Path(input).name}", kind="video", options=options,
-        max_concurrency_per_instance=workers, error_threshold=0,
+    if smoothing is not None:
+        options["smoothing"] = smoothing.to_dict()
+    return JobSpec(
+        name=name, kind="video", options=options, max_concurrency_per_instance=workers,
+        error_threshold=0,  # a video needs every segment
         retry_settings={"max_retries": max_retries, "timeout": timeout},  # type: ignore[arg-type]
-        output_file_name=Path(output).name,
     )
-    return run_job(ws, spec, [input], output, overwrite=overwrite, progress=progress)

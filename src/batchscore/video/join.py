@@ -32,9 +32,11 @@ def join_chunks(
     """Concatenate the chunks' video packets in order and copy the original's audio streams.
 
     Chunks hold the original timestamps (``render_segment`` keeps them), so their packets
-    are copied with pts unchanged; a decode timestamp that would not increase across a chunk
-    boundary (x264's B-frame delay at the start of each chunk) is moved just after the
-    previous one. All chunks must share extradata and time base, i.e. one encoder setting.
+    are copied with pts unchanged. Decode timestamps are assigned afresh over the whole
+    stream (each chunk's encoder delays them by its own amount, so they would not line up
+    at the boundaries), and the last packets' durations are set so that the video stream
+    lasts as long as the original's. The chunks are read twice, one packet at a time. All
+    chunks must share extradata and time base, i.e. one encoder setting.
     Audio packets are copied untouched (same codec, channels, packets) and interleaved by
     time. The rotation of the original (or ``rotation``) is written to the output. The file
     is written as ``<output>.partial`` and renamed when complete.
@@ -122,15 +124,25 @@ def _video_packets(
 ) -> Iterator[av.Packet]:
     """Every chunk's video packets in order, with increasing dts, bound to ``out``.
 
-    The last packet's duration is set so that the stream lasts ``duration`` seconds (the
-    original's): MP4 stores a sample's duration as the distance to the next decode timestamp,
-    so only the last one is free, and the encoder's guess for it is not the original's.
+    Packet durations are set so that the stream lasts ``duration`` seconds (the original's).
+    FFmpeg reads an MP4 video stream's duration as the shorter of the sample table's span
+    (decode timestamps plus the last packet's duration) and the edit list's (the latest
+    ``pts + duration`` of any packet, from the first pts), so the last packet in decode order
+    ends the sample table exactly at ``duration`` and no packet reaches past it in the edit
+    list, except that the last frame shown does reach it.
     """
+    depth, first_pts, last_pts = _scan_chunks(chunks, extradata)
     held: av.Packet | None = None
     first_dts: int | None = None
-    for packet in _chunk_packets(chunks, extradata):
+    end: int | None = None
+    for packet in _retimed(_chunk_packets(chunks), depth, first_pts):
+        assert packet.pts is not None and packet.dts is not None
         if first_dts is None:
             first_dts = packet.dts
+            if duration is not None:
+                end = first_pts + round(duration / packet.time_base)
+        if end is not None and (packet.pts == last_pts or packet.pts + packet.duration > end):
+            packet.duration = max(1, end - packet.pts)
         if held is not None:
             yield held
         packet.stream = out
@@ -144,8 +156,15 @@ def _video_packets(
     yield held
 
 
-def _chunk_packets(chunks: list[Path], extradata: bytes | None) -> Iterator[av.Packet]:
-    last_dts: int | None = None
+def _scan_chunks(chunks: list[Path], extradata: bytes | None) -> tuple[int, int, int]:
+    """Check that the chunks fit together; return (reorder depth, first pts, last pts).
+
+    The reorder depth is the most frames any packet is decoded ahead of its place in
+    presentation order (0 without B-frames); each chunk is read once, holding one chunk's
+    timestamps at a time.
+    """
+    depth = 0
+    first_pts: int | None = None
     last_pts: int | None = None
     time_base: Fraction | None = None
     for number, chunk in enumerate(chunks):
@@ -160,24 +179,51 @@ def _chunk_packets(chunks: list[Path], extradata: bytes | None) -> Iterator[av.P
                 time_base = stream.time_base
             elif stream.time_base != time_base:
                 raise MediaError(f"chunk {chunk} has time base {stream.time_base}, not {time_base}")
-            chunk_start = True
-            for packet in container.demux(stream):
-                if packet.size == 0 or packet.pts is None or packet.dts is None:
-                    continue
-                if chunk_start and last_pts is not None and packet.pts <= last_pts:
-                    raise MediaError(
-                        f"chunk {number} ({chunk}) starts at pts {packet.pts}, not after the "
-                        f"previous chunk's last frame ({last_pts}); chunks overlap or are out "
-                        "of order"
-                    )
-                chunk_start = False
-                if last_dts is not None and packet.dts <= last_dts:
-                    if last_dts + 1 > packet.pts:
-                        raise MediaError(f"chunk {chunk}: no room for a decode timestamp")
-                    packet.dts = last_dts + 1
-                last_dts = packet.dts
-                last_pts = packet.pts if last_pts is None else max(last_pts, packet.pts)
-                yield packet
+            pts = [p.pts for p in container.demux(stream) if _usable(p)]
+        if not pts:
+            continue
+        if last_pts is not None and min(pts) <= last_pts:
+            raise MediaError(
+                f"chunk {number} ({chunk}) starts at pts {min(pts)}, not after the "
+                f"previous chunk's last frame ({last_pts}); chunks overlap or are out of order"
+            )
+        rank = {value: i for i, value in enumerate(sorted(pts))}
+        depth = max([depth, *(i - rank[value] for i, value in enumerate(pts))])
+        first_pts = min(pts) if first_pts is None else first_pts
+        last_pts = max(pts)
+    if first_pts is None or last_pts is None:
+        raise MediaError(f"chunks {chunks[0]}... hold no video packets")
+    return depth, first_pts, last_pts
+
+
+def _usable(packet: av.Packet) -> bool:
+    return packet.size > 0 and packet.pts is not None and packet.dts is not None
+
+
+def _chunk_packets(chunks: list[Path]) -> Iterator[av.Packet]:
+    for chunk in chunks:
+        with open_input(chunk) as container:
+            for packet in container.demux(video_stream(container)):
+                if _usable(packet):
+                    yield packet
+
+
+def _retimed(packets: Iterator[av.Packet], depth: int, first: int) -> Iterator[av.Packet]:
+    """The packets with decode timestamps made consistent across chunk boundaries.
+
+    Each chunk's encoder delays decode timestamps by its own amount (x264 picks it per
+    chunk: a short chunk may have no B-frames at all), so the chunks' own dts do not line
+    up. As an encoder does, the packet decoded ``i``-th gets the ``i - depth``-th smallest
+    pts (the first ``depth`` packets get the ticks just before ``first``, the smallest pts):
+    dts then increase, never exceed their pts, and end as early as they can. Holds
+    ``depth`` + 1 timestamps.
+    """
+    waiting: list[int] = []  # pts seen and not yet handed out as a dts
+    for i, packet in enumerate(packets):
+        assert packet.pts is not None
+        heapq.heappush(waiting, packet.pts)
+        packet.dts = first - (depth - i) if i < depth else heapq.heappop(waiting)
+        yield packet
 
 
 def _audio_packets(

@@ -33,7 +33,7 @@ def stylize_video(
     smoothing: SmoothingSettings | None = None,
     warmup_frames: int = 8,
 ) -> VideoInfo:
-    """Probe, split at keyframes, render every segment in turn, and join; returns the probe.
+    """Probe, split into segments, render every segment in turn, and join; returns the probe.
 
     ``model`` is a StyleModel or any function from N,H,W,3 uint8 frames to the same shape.
     Chunks go to a temporary folder (inside ``work_dir`` when given) that is removed after.

@@ -12,6 +12,7 @@ import av
 import av.error
 import av.video.stream
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from batchscore.errors import MediaError, UsageError
 from batchscore.video.encoding import EncoderSettings, add_video_stream, mov_timescale
@@ -31,34 +32,44 @@ def decode_segment(
 ) -> Iterator[tuple[list[av.VideoFrame], np.ndarray, bool]]:
     """Yield (source frames, N,H,W,3 uint8 RGB array, is_warmup) batches, in order.
 
-    Seeks to the segment's keyframe (or, with ``warmup``, to the keyframe before its warm-up
-    frames, which come first in batches of their own) and decodes until the next segment
-    starts; raises MediaError when fewer frames decode than the plan expects (damaged file).
+    Seeks to the segment's keyframe (``Segment.seek_pts``; with ``warmup``, the keyframe
+    before its warm-up frames, which come first in batches of their own), drops the decoded
+    frames before the first one it keeps, and decodes until the next segment starts; raises
+    MediaError when fewer frames decode than the plan expects (damaged file).
     """
     decoded = 0
-    first = segment.start_pts
-    if warmup and segment.warmup_pts is not None:
-        first = segment.warmup_pts
+    seek, first = segment.decode_from(warmup)
+    to_rgb = _RgbConverter()
     with open_input(input_path) as container:
         stream = video_stream(container)
         stream.thread_type = "AUTO"
-        container.seek(first, stream=stream, backward=True)
+        container.seek(seek, stream=stream, backward=True)
         batch: list[av.VideoFrame] = []
         in_warmup = first < segment.start_pts
+        started = False
         try:
             for frame in container.decode(stream):
-                if frame.pts is None or frame.pts < first:
+                if frame.pts is None:
+                    continue
+                if not started and frame.pts > first:
+                    raise MediaError(
+                        f"{input_path}: seeking to the keyframe at pts {seek} for segment "
+                        f"{segment.index} landed at pts {frame.pts}, after its first frame "
+                        f"(pts {first}); the file's index is damaged"
+                    )
+                started = True
+                if frame.pts < first:
                     continue
                 if segment.end_pts is not None and frame.pts >= segment.end_pts:
                     break
                 if in_warmup and frame.pts >= segment.start_pts:
                     if batch:
-                        yield batch, _to_rgb(batch), True
+                        yield batch, to_rgb(batch), True
                     batch, in_warmup = [], False
                 batch.append(frame)
                 decoded += 0 if in_warmup else 1
                 if len(batch) == batch_size:
-                    yield batch, _to_rgb(batch), in_warmup
+                    yield batch, to_rgb(batch), in_warmup
                     batch = []
         except av.error.FFmpegError as exc:
             raise MediaError(
@@ -66,7 +77,7 @@ def decode_segment(
                 f"{decoded} frames: {exc}"
             ) from None
         if batch:
-            yield batch, _to_rgb(batch), in_warmup
+            yield batch, to_rgb(batch), in_warmup
     if decoded != segment.frame_count:
         raise MediaError(
             f"{input_path}: segment {segment.index} should hold {segment.frame_count} frames "
@@ -74,8 +85,18 @@ def decode_segment(
         )
 
 
-def _to_rgb(frames: list[av.VideoFrame]) -> np.ndarray:
-    return np.stack([f.to_ndarray(format="rgb24", src_color_range=f.color_range) for f in frames])
+class _RgbConverter:
+    """Frames to one N,H,W,3 RGB array, reusing one scaler (creating one per frame costs
+    more than converting a small frame)."""
+
+    def __init__(self) -> None:
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frames: list[av.VideoFrame]) -> np.ndarray:
+        convert = self._reformatter.reformat
+        return np.stack(
+            [convert(f, format="rgb24", src_color_range=f.color_range).to_ndarray() for f in frames]
+        )
 
 
 def render_segment(
@@ -112,6 +133,7 @@ def render_segment(
     if time_base is None:
         raise MediaError(f"{input_path}: the video stream has no time base")
     done = 0
+    reformatter = VideoReformatter()
     try:
         options = {"movie_timescale": str(mov_timescale(time_base))}
         with av.open(str(partial), "w", format="mp4", options=options) as output:
@@ -130,7 +152,7 @@ def render_segment(
                     if frames[0].rotation:
                         stream.set_display_rotation(frames[0].rotation)
                 for source_frame, picture in zip(frames, styled, strict=True):
-                    frame = _encodable(picture, stream, color)
+                    frame = _encodable(picture, stream, color, reformatter)
                     frame.pts = source_frame.pts
                     frame.duration = source_frame.duration
                     frame.time_base = time_base
@@ -158,7 +180,10 @@ def _check_output(styled: np.ndarray, rgb: np.ndarray) -> np.ndarray:
 
 
 def _encodable(
-    picture: np.ndarray, stream: av.video.stream.VideoStream, color: dict[str, int]
+    picture: np.ndarray,
+    stream: av.video.stream.VideoStream,
+    color: dict[str, int],
+    reformatter: VideoReformatter,
 ) -> av.VideoFrame:
     """An RGB picture as a frame in the encoder's size and pixel format."""
     height, width = picture.shape[:2]
@@ -166,7 +191,8 @@ def _encodable(
     if pad_h or pad_w:
         picture = np.pad(picture, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
     frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
-    return frame.reformat(
+    return reformatter.reformat(
+        frame,
         format=stream.pix_fmt,
         dst_colorspace=color["colorspace"],
         dst_color_range=color["color_range"],

