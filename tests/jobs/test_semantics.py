@@ -307,6 +307,8 @@ def test_worker_output_timings_and_overview_are_logged(ws, executor, script, fil
 def test_shutdown_is_called_in_each_worker(ws, executor, script, files, marks, tmp_path):
     with_shutdown = script("""
         import os
+        def init():
+            open(os.path.join(os.environ["MARKS"], f"init-{os.getpid()}"), "w").close()
         def run(mini_batch):
             return mini_batch
         def shutdown():
@@ -315,4 +317,6 @@ def test_shutdown_is_called_in_each_worker(ws, executor, script, files, marks, t
     job = run(ws, with_shutdown, files(4), tmp_path / "out", mini_batch_size=1,
               max_concurrency_per_instance=2)
     assert job.state == "succeeded"
-    assert len(list(marks.glob("shutdown-*"))) >= 1
+    inits = {p.name.split("-")[1] for p in marks.glob("init-*")}
+    shutdowns = {p.name.split("-")[1] for p in marks.glob("shutdown-*")}
+    assert inits and shutdowns == inits  # every worker that started was shut down

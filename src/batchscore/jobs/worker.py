@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import faulthandler
 import logging
+import multiprocessing.util
 import os
 import signal
 import socket
 import sys
 import tempfile
+import threading
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,9 +78,21 @@ def worker_name() -> str:
 
 
 def _die_with_parent() -> None:
-    """Linux: the kernel kills this worker when the process that started it dies."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    """Exit when the process that started this worker dies (``kill -9`` of the runner).
+
+    A watcher thread rather than Linux's PR_SET_PDEATHSIG: that signal fires when the
+    *thread* that forked the worker ends, and pebble forks replacement workers from its
+    manager thread, which ends before the pool stops its workers.
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="batchscore-parent-watch", daemon=True).start()
 
 
 def worker_init(cfg: WorkerConfig) -> None:
@@ -98,6 +112,9 @@ def worker_init(cfg: WorkerConfig) -> None:
             force=True,
         )
         _state["scorer"] = get_kind(spec.kind).make_scorer(cfg)
+        # However the worker ends: its pool closes its channel (a multiprocessing child runs
+        # its finalizers, not atexit), it is terminated (SIGTERM), or the interpreter exits.
+        multiprocessing.util.Finalize(None, _shutdown, exitpriority=100)
         atexit.register(_shutdown)
         signal.signal(signal.SIGTERM, _on_term)
     except BaseException:
