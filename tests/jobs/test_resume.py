@@ -17,6 +17,7 @@ from batchscore.jobs import list_jobs
 from batchscore.jobs.crash import POINTS
 from batchscore.state.records import list_attempts
 from batchscore.workspace import Workspace
+from helpers import pid_alive
 
 SCRIPT = """
 import os, time
@@ -85,6 +86,13 @@ def test_kill_9_at_any_moment_then_job_resume(ws, setup, tmp_path, delay):
     proc.wait(30)
     job = list_jobs(ws)[0]
     assert job.id == jobs[0].id
+    workers = ws.system.local_path("jobs", job.id, "logs", "workers")
+    pids = {int(p.name.split(".")[0].rsplit("-", 1)[1]) for p in workers.glob("*")} \
+        if workers.is_dir() else set()
+    deadline = time.monotonic() + 10
+    while any(pid_alive(pid) for pid in pids):  # orphaned workers exit by themselves
+        assert time.monotonic() < deadline, f"workers {pids} outlived their runner"
+        time.sleep(0.1)
     if job.state != "succeeded":
         assert job.display_state in ("queued", "interrupted")  # killed before or after claiming
         resumed = cli(ws, "job", "resume", job.id, "--no-progress")
