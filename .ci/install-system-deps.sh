@@ -26,10 +26,12 @@ fi
 
 have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
 have_redis() { command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]]; }
+have_chromium() { [[ -x /usr/bin/chromium ]]; }  # the dashboard test drives it (Playwright)
 
 missing=()
 have_postgres || missing+=(postgresql)
 have_redis || missing+=(redis-server)
+have_chromium || missing+=(chromium)
 
 if ((${#missing[@]})); then
   echo "install-system-deps: installing ${missing[*]}"
@@ -46,7 +48,7 @@ if ((${#missing[@]})); then
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
-  echo "install-system-deps: postgresql and redis-server already installed"
+  echo "install-system-deps: postgresql, redis-server and chromium already installed"
 fi
 
 # Stop the system services in case the packages (or an earlier boot) started them.
@@ -67,3 +69,18 @@ fi
 initdb=$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n 1)
 echo "install-system-deps: $("$initdb" --version)"
 echo "install-system-deps: $(redis-server --version)"
+
+# Azurite, the Azure Blob emulator (tests/azurite.py starts it), pinned for Node 20.
+AZURITE_VERSION=3.35.0
+if [[ "$(azurite-blob --version 2>/dev/null)" != "$AZURITE_VERSION" ]]; then
+  if ! command -v npm >/dev/null 2>&1; then
+    echo "install-system-deps: no npm here; installing Debian's nodejs and npm"
+    "${SUDO[@]}" apt-get update -q
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -q --no-install-recommends nodejs npm
+  fi
+  echo "install-system-deps: installing azurite@$AZURITE_VERSION"
+  "${SUDO[@]}" npm install -g --no-audit --no-fund "azurite@$AZURITE_VERSION" >/dev/null
+fi
+echo "install-system-deps: azurite-blob $(azurite-blob --version)"
+echo "install-system-deps: $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium ?')"

@@ -10,7 +10,7 @@ import pytest
 
 from batchscore.workspace import Workspace, init_workspace
 
-EXECUTORS = ["local"]
+EXECUTORS = ["local", pytest.param("ray", marks=pytest.mark.ray)]
 
 
 @pytest.fixture(autouse=True)
@@ -28,9 +28,15 @@ def ws(tmp_path: Path) -> Workspace:
 
 
 @pytest.fixture(params=EXECUTORS)
-def executor(request: pytest.FixtureRequest, ws: Workspace) -> str:
+def executor(request: pytest.FixtureRequest, ws: Workspace,
+             monkeypatch: pytest.MonkeyPatch) -> str:
     """Every semantic test runs against each executor (one suite, not a copy)."""
     object.__setattr__(ws.settings, "executor", request.param)
+    if request.param == "ray":  # the session's Ray cluster (skipped when Ray is missing)
+        cluster = request.getfixturevalue("ray_cluster")
+        object.__setattr__(ws.settings, "ray_address", cluster.address)
+        monkeypatch.setenv("BATCHSCORE_RAY_ENV", "MARKS")  # as forked local workers see it
+        monkeypatch.setenv("BATCHSCORE_RAY_PLACEMENT_TIMEOUT", "5")
     return str(request.param)
 
 
@@ -70,4 +76,5 @@ def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
+from ray_cluster import ray_cluster, ray_worker_node  # noqa: E402, F401 - fixtures
 from servers import postgres_url, redis_url  # noqa: E402, F401 - session fixtures

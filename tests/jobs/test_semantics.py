@@ -320,3 +320,22 @@ def test_shutdown_is_called_in_each_worker(ws, executor, script, files, marks, t
     inits = {p.name.split("-")[1] for p in marks.glob("init-*")}
     shutdowns = {p.name.split("-")[1] for p in marks.glob("shutdown-*")}
     assert inits and shutdowns == inits  # every worker that started was shut down
+
+
+def test_commit_failure_leaves_the_job_resumable(
+    ws, executor, script, files, tmp_path, monkeypatch
+):
+    from batchscore.jobs import api, get_job, resume_job
+
+    def broken_commit(*args: object, **kwargs: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("batchscore.jobs.script.commit_output", broken_commit)
+    with pytest.raises(OSError, match="disk full"):
+        run(ws, script("def run(mb):\n    return mb\n"), files(3), tmp_path / "out")
+    job = api.list_jobs(ws)[0]
+    assert get_job(ws, job.id).display_state == "interrupted"
+    monkeypatch.undo()
+    done = resume_job(ws, job.id)
+    assert done.state == "succeeded" and (tmp_path / "out/predictions.csv").exists()
+    assert {a["outcome"] for a in list_attempts(ws.engine, job.id)} == {"ok"}  # not re-run

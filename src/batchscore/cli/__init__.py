@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import job, video, workspace
+from . import job, serve, trigger, video, workspace
 
 __all__ = ["app", "main"]
 
@@ -23,6 +23,8 @@ app = typer.Typer(
 workspace.register(app)
 app.add_typer(job.app, name="job")
 app.add_typer(video.app, name="video")
+serve.register(app)
+app.add_typer(trigger.app, name="trigger")
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -36,6 +37,21 @@ app = typer.Typer(
 )
 
 JobId = Annotated[str, typer.Argument(help="Job id (a unique prefix is enough).")]
+ExecutorOpt = Annotated[str | None, typer.Option(
+    help="local (worker processes here) or ray (Ray actors); default: the workspace's "
+    "executor.kind.", show_default=False)]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    help="Ray cluster to join (ray://HOST:10001, HOST:6379 or auto); implies --executor ray. "
+    "Default: the workspace's executor.ray_address, else a local Ray instance.",
+    show_default=False)]
+
+
+def use_executor(ws: Workspace, executor: str | None, ray_address: str | None) -> str | None:
+    """Apply --executor / --ray-address to this run; returns the executor to pass on."""
+    if ray_address:
+        ws.settings = replace(ws.settings, ray_address=ray_address)
+        executor = executor or "ray"
+    return executor
 
 
 class _Bar:
@@ -126,6 +142,8 @@ def run(
         "--env", help="KEY=VALUE set in the workers (repeatable).")] = None,
     workspace: WorkspaceOpt = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Run a batch job and show its progress; running the same command again resumes it.
 
@@ -135,6 +153,8 @@ def run(
             --input 'data/*.csv' --input-format csv --output out/
         batchscore job run --scoring-script score.py --input images/ --output out/ \\
             --mini-batch-size 10 --max-concurrency-per-instance 2
+        batchscore job run deployment.yml -i 'data/*.csv' -o out/ --executor ray \\
+            --ray-address ray://head:10001
     """
     with errors():
         size: int | str | None = None
@@ -179,28 +199,32 @@ def run(
         if not output:
             raise SpecError("no output given: pass --output (a folder path or URL)")
         ws = open_ws(workspace)
+        executor = use_executor(ws, executor, ray_address)
         job, created = api.submit_job(ws, job_spec, input, output, overwrite=overwrite)
         verb = "created" if created else "resuming"
         err_console.print(f"{verb} job {job.id}: {job.minibatches_total} mini-batches, "
                           f"{job.items_total} items, {job_spec.workers} worker(s)")
         with _Bar(progress and err_console.is_terminal) as bar:
-            finished = api.resume_job(ws, job.id, progress=bar)
+            finished = api.resume_job(ws, job.id, progress=bar, executor=executor)
         _finish(ws, finished)
 
 
 @app.command()
 def resume(job_id: JobId, workspace: WorkspaceOpt = None,
-           progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True) -> None:
+           progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+           executor: ExecutorOpt = None, ray_address: RayAddressOpt = None) -> None:
     """Finish an interrupted job without re-running its finished mini-batches.
 
     Example:
 
         batchscore job resume job-20261121-1a2b3c4d
+        batchscore job resume job-20261121-1a2b3c4d --executor ray --ray-address auto
     """
     with errors():
         ws = open_ws(workspace)
+        executor = use_executor(ws, executor, ray_address)
         with _Bar(progress and err_console.is_terminal) as bar:
-            job = api.resume_job(ws, job_id, progress=bar)
+            job = api.resume_job(ws, job_id, progress=bar, executor=executor)
         _finish(ws, job)
 
 

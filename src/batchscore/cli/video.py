@@ -19,6 +19,7 @@ from rich.progress import (
 from ..jobs import failure
 from ..jobs.runner import ProgressSnapshot
 from ._common import WorkspaceOpt, console, err_console, errors, open_ws
+from .job import ExecutorOpt, RayAddressOpt, use_executor
 
 __all__ = ["app"]
 
@@ -85,6 +86,8 @@ def stylize(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
     workspace: WorkspaceOpt = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    executor: ExecutorOpt = None,
+    ray_address: RayAddressOpt = None,
 ) -> None:
     """Restyle every frame of a video in parallel segments, keeping its timing and audio.
 
@@ -99,6 +102,7 @@ def stylize(
 
     with errors():
         ws = open_ws(workspace)
+        executor = use_executor(ws, executor, ray_address)
         with _FrameBar(progress and err_console.is_terminal) as bar:
             job = stylize_job(
                 ws, str(input), str(output), style=style,
@@ -107,7 +111,7 @@ def stylize(
                 max_size=max_size, workers=workers, segment_frames=segment_frames,
                 batch_size=batch_size, temporal_smoothing=temporal_smoothing, device=device,
                 threads=threads, encoder={"crf": crf} if crf is not None else None,
-                overwrite=overwrite, progress=bar,
+                overwrite=overwrite, progress=bar, executor=executor,
             )
         if job.state != "succeeded":
             raise failure(ws, job)

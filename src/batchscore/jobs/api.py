@@ -14,6 +14,7 @@ from ..state import records as db
 from ..storage import to_url
 from ..workspace import Workspace
 from .crash import crash_point
+from .executors import EXECUTORS
 from .kinds import get_kind
 from .logs import JobLogs
 from .runner import ProgressCallback, execute
@@ -80,10 +81,15 @@ def run_job(
     *,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    executor: str | None = None,
 ) -> db.Job:
-    """Submit a job (or find the unfinished one with the same key) and run it to its end."""
+    """Submit a job (or find the unfinished one with the same key) and run it to its end.
+
+    ``executor`` (``"local"`` or ``"ray"``) overrides the workspace's ``executor.kind``.
+    """
+    _check_executor(executor)
     job, _ = submit_job(ws, spec, inputs, output, overwrite=overwrite)
-    return execute(ws, job.id, progress=progress)
+    return execute(ws, job.id, progress=progress, executor=executor)
 
 
 def failure(ws: Workspace, job: db.Job) -> JobFailedError:
@@ -95,13 +101,20 @@ def failure(ws: Workspace, job: db.Job) -> JobFailedError:
     return error
 
 
-def resume_job(ws: Workspace, job_id: str, *, progress: ProgressCallback | None = None
-               ) -> db.Job:
+def resume_job(ws: Workspace, job_id: str, *, progress: ProgressCallback | None = None,
+               executor: str | None = None) -> db.Job:
     """Finish an interrupted job; finished mini-batches are not run again."""
+    _check_executor(executor)
     job = get_job(ws, job_id)
     if job.finished:
         raise JobStateError(f"job {job.id} already {job.state}; nothing to resume")
-    return execute(ws, job.id, progress=progress)
+    return execute(ws, job.id, progress=progress, executor=executor)
+
+
+def _check_executor(executor: str | None) -> None:
+    if executor is not None and executor not in EXECUTORS:
+        raise SpecError(
+            f"unknown executor {executor!r}; available: {', '.join(map(repr, EXECUTORS))}")
 
 
 def cancel_job(ws: Workspace, job_id: str, *, wait: float = 30.0) -> db.Job:

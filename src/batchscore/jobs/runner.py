@@ -156,23 +156,24 @@ class _Run:
         beat.start()
         try:
             outcome = self._dispatch(beat) if self.pending else "complete"
+            if outcome == "canceled":
+                return self._finish("canceled", "canceled by request")
+            if outcome == "lost":
+                raise JobStateError(f"job {self.job.id}: another runner took over the job")
+            if self.fatal is not None:
+                return self._finish("failed", self.fatal)
+            if self._over_threshold():
+                return self._finish("failed", self._threshold_reason())
+            crash_point("before-commit")
+            self._commit()  # an error here (say, an unwritable output) leaves it resumable
+            crash_point("output-committed")
+            return self._finish("succeeded", None)
         except BaseException:
-            beat.stop()
-            self._release()
+            if not beat.lost:
+                self._release()
             raise
-        beat.stop()
-        if outcome == "canceled":
-            return self._finish("canceled", "canceled by request")
-        if outcome == "lost":
-            raise JobStateError(f"job {self.job.id}: another runner took over the job")
-        if self.fatal is not None:
-            return self._finish("failed", self.fatal)
-        if self._over_threshold():
-            return self._finish("failed", self._threshold_reason())
-        crash_point("before-commit")
-        self._commit()
-        crash_point("output-committed")
-        return self._finish("succeeded", None)
+        finally:
+            beat.stop()
 
     def _threshold_reason(self) -> str:
         reason = (f"{self.items_failed} item(s) failed, more than "
@@ -182,7 +183,7 @@ class _Run:
         return reason
 
     def _dispatch(self, beat: _Heartbeat) -> str:
-        executor = make_executor(self.executor_kind)
+        executor = make_executor(self.executor_kind, ray_address=self.ws.settings.ray_address)
         cfg = WorkerConfig(
             job_id=self.job.id, spec=self.spec, inputs=tuple(self.job.inputs),
             system_url=self.ws.system.url,

@@ -1,8 +1,9 @@
 """Job specs: the settings of a batch job, in Azure ML batch deployment terms.
 
 A deployment YAML in the Azure ML form is accepted as it is: settings at the top level or
-under ``settings:``, ``resources.instance_count``, ``code_configuration.code`` /
-``scoring_script``, ``model.path``. Keys that only matter to the cloud (``environment``,
+under ``settings:``, ``resources.instance_count`` (plus each worker's ``resources.num_cpus``
+and ``num_gpus`` on the ray executor), ``code_configuration.code`` / ``scoring_script``,
+``model.path``. Keys that only matter to the cloud (``environment``,
 ``compute``, ``$schema``, ...) are accepted and ignored; any other key is refused, with the
 closest known key suggested.
 """
@@ -34,8 +35,9 @@ _SETTINGS = {
     "error_threshold", "logging_level", "max_concurrency_per_instance", "instance_count",
     "environment_variables", "input_format", "partition_keys", "input_encoding",
 }
+_RESOURCES = {"instance_count", "num_cpus", "num_gpus"}
 _TOP = {"name", "kind", "model", "code_configuration", "resources", "settings", "scoring_script",
-        "code", "model_dir", "options"} | _SETTINGS
+        "code", "model_dir", "options"} | _SETTINGS | _RESOURCES
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 
@@ -65,6 +67,8 @@ class JobSpec(BaseModel):
     logging_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     max_concurrency_per_instance: int = Field(1, ge=1, le=256)
     instance_count: int = Field(1, ge=1, le=1024)
+    num_cpus: float | None = Field(None, gt=0)  # per worker, on the ray executor
+    num_gpus: float = Field(0, ge=0)  # per worker, on the ray executor
     environment_variables: dict[str, str] = {}
     input_format: Literal["files", "csv", "parquet"] = "files"
     partition_keys: list[str] = []
@@ -185,7 +189,7 @@ def spec_from_mapping(
         if key == "settings":
             flat.update(_section(value, "settings", _SETTINGS, source))
         elif key == "resources":
-            res = _section(value, "resources", {"instance_count"}, source)
+            res = _section(value, "resources", _RESOURCES, source)
             flat.update(res)
         elif key == "code_configuration":
             cc = _section(value, "code_configuration", {"code", "scoring_script"}, source)

@@ -14,9 +14,19 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
-__all__ = ["attempts", "jobs", "metadata", "minibatches"]
+__all__ = [
+    "api_tokens",
+    "attempts",
+    "jobs",
+    "metadata",
+    "minibatches",
+    "pipeline_runs",
+    "trigger_ledger",
+    "triggers",
+]
 
 metadata = MetaData()
 
@@ -83,4 +93,74 @@ attempts = Table(
     Column("error", Text),
     ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
     Index("ix_attempts_job", "job_id", "idx"),
+)
+
+# --- the control plane (service): pipeline runs, triggers and their ledger, API tokens -------
+
+pipeline_runs = Table(
+    "pipeline_runs",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("pipeline", String(64), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # queued, running, succeeded, failed, canceled
+    # Idempotency: a trigger reserves its run under a key (trigger + blob version, or schedule
+    # + tick); the unique constraint allows one run per key, across restarts.
+    Column("run_key", String(300), unique=True),
+    Column("trigger_id", String(40)),
+    Column("job_id", String(40)),
+    Column("output_url", Text),
+    Column("reason", Text),
+    Column("created_by", String(100)),
+    Column("runner", String(200)),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Index("ix_pipeline_runs_state", "state"),
+)
+
+triggers = Table(
+    "triggers",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),  # storage, schedule
+    Column("pipeline", String(64), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("prefix", Text),
+    Column("pattern", String(200)),
+    Column("output", Text),
+    Column("marker", String(200)),
+    Column("settle_seconds", Float, nullable=False, default=2.0),
+    Column("cron", String(100)),
+    Column("cursor", Float),  # schedules: the last tick that started a run
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", Float, nullable=False),
+)
+
+trigger_ledger = Table(
+    "trigger_ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("trigger_id", String(40), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("version", String(200), nullable=False),  # etag, else size:mtime
+    Column("size", Integer),
+    Column("state", String(16), nullable=False),  # baseline (present at creation), started
+    Column("run_id", String(40)),
+    Column("created_at", Float, nullable=False),
+    ForeignKeyConstraint(["trigger_id"], ["triggers.id"], ondelete="CASCADE"),
+    UniqueConstraint("trigger_id", "path", "version", name="uq_trigger_ledger_blob"),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),  # viewer, operator, admin
+    Column("token_hash", String(64), nullable=False, unique=True),  # sha256 of the token
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+    Column("revoked", Boolean, nullable=False, default=False),
 )

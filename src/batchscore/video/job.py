@@ -216,13 +216,15 @@ def stylize_job(
     timeout: float = 3600.0,
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
+    executor: str | None = None,
 ) -> Job:
     """Restyle every frame of ``input`` into ``output`` as a parallel, resumable job.
 
     The style is one of the 26 built-in ones (``style=7``, or a blend ``"3:0.5,12:0.5"``),
     any picture (``style_image``, its style vector computed once here), or a user ONNX
     image-to-image model (``model_card``). ``max_size`` is the long side the network runs
-    at; the output keeps the input's resolution, frame timestamps and audio.
+    at; the output keeps the input's resolution, frame timestamps and audio. ``executor``
+    (``"local"`` or ``"ray"``) overrides the workspace's ``executor.kind``.
     """
     given = [x is not None for x in (style, style_image, model_card)]
     if sum(given) > 1:
@@ -248,7 +250,8 @@ def stylize_job(
         smoothing=SmoothingSettings() if temporal_smoothing else None, encoder=encoder,
         max_retries=max_retries, timeout=timeout,
     )
-    return run_job(ws, spec, [input], output, overwrite=overwrite, progress=progress)
+    return run_job(ws, spec, [input], output, overwrite=overwrite, progress=progress,
+                   executor=executor)
 
 
 def video_spec(

@@ -1,0 +1,348 @@
+"""The REST API under ``/api/v1``: pipelines and their runs, jobs, triggers, tokens, uploads,
+signed downloads. Handlers are thin: they check the caller's role and call one function of
+the library (``batchscore.pipelines``, ``batchscore.jobs``, ``batchscore.triggers``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi.responses import StreamingResponse
+from fsspec.core import url_to_fs
+from pydantic import BaseModel, ConfigDict, Field
+
+from .. import jobs as job_api
+from ..errors import InputError
+from ..pipelines import (
+    PIPELINES,
+    cancel_run,
+    data_url,
+    get_pipeline,
+    get_run,
+    list_runs,
+    request_run,
+    resolve_data_path,
+)
+from ..triggers import create_trigger, get_trigger, ledger, list_triggers, remove_trigger
+from .auth import ROLES, Principal, create_token, list_tokens, revoke_token
+from .links import check_link, sign_link
+
+__all__ = ["require", "router"]
+
+router = APIRouter()
+_LOG_TAIL = 200_000  # characters of each worker log returned
+
+
+def require(request: Request, role: str) -> Principal:
+    """The caller, if its role allows ``role``; else 401 (who are you?) or 403 (not allowed)."""
+    from .app import principal_of
+
+    who = principal_of(request)
+    if who is None:
+        raise HTTPException(401, "a valid API token is required (Authorization: Bearer ...)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if not who.can(role):
+        raise HTTPException(403, f"token {who.name!r} has role {who.role}; this needs {role}")
+    return who
+
+
+def _service(request: Request) -> Any:
+    return request.app.state.service
+
+
+# --- pipelines and runs ----------------------------------------------------------------------
+
+
+@router.get("/pipelines", tags=["pipelines"])
+def pipelines(request: Request) -> list[dict[str, Any]]:
+    """The published pipelines and the JSON schema of their parameters."""
+    require(request, "viewer")
+    return [{"name": p.name, "summary": p.summary, "parameters": p.params.model_json_schema()}
+            for p in PIPELINES.values()]
+
+
+def _start(request: Request, name: str, params: dict[str, Any]) -> dict[str, Any]:
+    who = require(request, "operator")
+    service = _service(request)
+    get_pipeline(name)
+    wait = service.limiter.take(who.name)
+    if wait:
+        raise HTTPException(429, f"too many runs started by {who.name!r}; try again in "
+                            f"{wait:.0f}s", headers={"Retry-After": str(int(wait) + 1)})
+    run = request_run(service.ws, name, params, created_by=who.name)
+    service.slots.wake.set()
+    return {**run.to_dict(), "links": _run_links(run.id)}
+
+
+def _run_links(run_id: str) -> dict[str, str]:
+    return {"self": f"/api/v1/runs/{run_id}", "output": f"/api/v1/runs/{run_id}/output"}
+
+
+def _published(name: str) -> Any:
+    model = PIPELINES[name].params
+
+    def start(request: Request, params: Annotated[Any, Body()]) -> dict[str, Any]:
+        return _start(request, name, params.model_dump(mode="json"))
+
+    start.__annotations__ = {"request": Request, "params": Annotated[model, Body()],
+                             "return": dict[str, Any]}
+    start.__doc__ = f"Start a run of {name}: {PIPELINES[name].summary}"
+    return start
+
+
+for _name in PIPELINES:
+    router.add_api_route(f"/pipelines/{_name}/runs", _published(_name), methods=["POST"],
+                         status_code=202, tags=["pipelines"], name=f"start-{_name}")
+
+
+@router.post("/pipelines/{name}/runs", status_code=202, tags=["pipelines"])
+def start_any(request: Request, name: str, params: Annotated[dict[str, Any], Body()]
+              ) -> dict[str, Any]:
+    """Start a run of the pipeline ``name`` (an unknown name is 404)."""
+    return _start(request, name, params)
+
+
+@router.get("/runs", tags=["runs"])
+def runs(request: Request, state: str | None = None, trigger: str | None = None,
+         limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
+    """Pipeline runs, newest first, each with its job's progress."""
+    require(request, "viewer")
+    ws = _service(request).ws
+    trigger_id = get_trigger(ws.engine, trigger).id if trigger else None
+    return [_with_job(ws, r.to_dict()) for r in
+            list_runs(ws.engine, state=state, trigger_id=trigger_id, limit=limit)]
+
+
+def _with_job(ws: Any, run: dict[str, Any]) -> dict[str, Any]:
+    if run["job_id"]:
+        job = job_api.get_job(ws, run["job_id"])
+        run["job"] = _job_summary(job)
+    else:
+        run["job"] = None
+    return run
+
+
+def _job_summary(job: Any) -> dict[str, Any]:
+    data = job.to_dict()
+    data.pop("spec", None)
+    return data
+
+
+@router.get("/runs/{run_id}", tags=["runs"])
+def run(request: Request, run_id: str) -> dict[str, Any]:
+    require(request, "viewer")
+    ws = _service(request).ws
+    return {**_with_job(ws, get_run(ws.engine, run_id).to_dict()), "links": _run_links(run_id)}
+
+
+@router.post("/runs/{run_id}/cancel", tags=["runs"])
+def cancel(request: Request, run_id: str) -> dict[str, Any]:
+    require(request, "operator")
+    return cancel_run(_service(request).ws, run_id).to_dict()
+
+
+@router.get("/runs/{run_id}/output", tags=["runs"])
+def run_output(request: Request, run_id: str) -> dict[str, Any]:
+    """A signed link to download the run's output, valid for a while."""
+    require(request, "viewer")
+    service = _service(request)
+    found = get_run(service.ws.engine, run_id)
+    if found.state != "succeeded" or not found.output_url:
+        raise HTTPException(409, f"run {run_id} is {found.state}; it has no output yet")
+    path = resolve_data_path(service.ws, found.output_url, "output")
+    url, expires = sign_link(service.ws, path, service.config.link_ttl)
+    return {"url": url, "expires": expires, "path": path}
+
+
+# --- jobs ------------------------------------------------------------------------------------
+
+
+@router.get("/jobs", tags=["jobs"])
+def jobs(request: Request, state: str | None = None,
+         limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
+    require(request, "viewer")
+    return [_job_summary(j) for j in
+            job_api.list_jobs(_service(request).ws, limit=limit, state=state)]
+
+
+@router.get("/jobs/{job_id}", tags=["jobs"])
+def job(request: Request, job_id: str) -> dict[str, Any]:
+    require(request, "viewer")
+    return job_api.get_job(_service(request).ws, job_id).to_dict()
+
+
+@router.get("/jobs/{job_id}/minibatches", tags=["jobs"])
+def minibatches(request: Request, job_id: str) -> list[dict[str, Any]]:
+    """Each mini-batch: state, attempts, worker, times, error."""
+    require(request, "viewer")
+    return [dataclasses.asdict(mb) for mb in
+            job_api.list_minibatches(_service(request).ws, job_id)]
+
+
+@router.get("/jobs/{job_id}/logs", tags=["jobs"])
+def logs(request: Request, job_id: str) -> dict[str, Any]:
+    """The job's logs from the system store: overview, events, errors, timings, per-frame
+    batch timings (video) and the tail of every worker's stdout/stderr."""
+    require(request, "viewer")
+    ws = _service(request).ws
+    view = job_api.job_logs(ws, job_id)
+    frames: list[dict[str, Any]] = []
+    for rel in ws.system.list(f"jobs/{view.job_id}/logs/frames"):
+        frames += [json.loads(line) for line in ws.system.read_text(rel).splitlines()
+                   if line.strip()]
+    data = dataclasses.asdict(view)
+    data["worker_logs"] = {k: v[-_LOG_TAIL:] for k, v in view.worker_logs.items()}
+    data["frames"] = frames
+    return data
+
+
+@router.post("/jobs/{job_id}/cancel", tags=["jobs"])
+def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
+    require(request, "operator")
+    return job_api.cancel_job(_service(request).ws, job_id, wait=10.0).to_dict()
+
+
+# --- triggers --------------------------------------------------------------------------------
+
+
+class TriggerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=100)
+    pipeline: str = Field(max_length=64)
+    params: dict[str, Any] = Field(default_factory=dict)
+    prefix: str | None = Field(None, max_length=1024, description="Storage: folder to watch.")
+    pattern: str = Field("*", max_length=200)
+    output: str | None = Field(None, max_length=1024)
+    marker: str | None = Field(None, max_length=200,
+                               description="Wait for a marker file (such as 'trigger*').")
+    settle_seconds: float = Field(2.0, ge=0, le=3600)
+    cron: str | None = Field(None, max_length=100, description="Schedule: cron expression.")
+    process_existing: bool = False
+
+
+def _trigger_view(request: Request, trigger: Any) -> dict[str, Any]:
+    service = _service(request)
+    health = service.triggers.health.get(trigger.id)
+    started = list_runs(service.ws.engine, trigger_id=trigger.id, limit=20)
+    return {**trigger.to_dict(),
+            "last_error": health.last_error if health else None,
+            "last_scan": health.last_scan if health else None,
+            "runs": [{"id": r.id, "state": r.state, "input": r.params.get("input"),
+                      "created_at": r.created_at} for r in started]}
+
+
+@router.get("/triggers", tags=["triggers"])
+def triggers(request: Request) -> list[dict[str, Any]]:
+    """Triggers, with their health and the runs they started."""
+    require(request, "viewer")
+    return [_trigger_view(request, t) for t in list_triggers(_service(request).ws.engine)]
+
+
+@router.post("/triggers", status_code=201, tags=["triggers"])
+def add_trigger(request: Request, body: TriggerIn) -> dict[str, Any]:
+    require(request, "admin")
+    service = _service(request)
+    trigger = create_trigger(service.ws, **body.model_dump())
+    service.triggers.wake.set()
+    return _trigger_view(request, trigger)
+
+
+@router.get("/triggers/{name}", tags=["triggers"])
+def trigger(request: Request, name: str) -> dict[str, Any]:
+    require(request, "viewer")
+    service = _service(request)
+    found = get_trigger(service.ws.engine, name)
+    return {**_trigger_view(request, found), "ledger": ledger(service.ws.engine, found.id)}
+
+
+@router.delete("/triggers/{name}", tags=["triggers"])
+def delete_trigger(request: Request, name: str) -> dict[str, Any]:
+    require(request, "admin")
+    return remove_trigger(_service(request).ws, name).to_dict()
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+class TokenIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    role: str = Field(description=f"One of {', '.join(ROLES)}.")
+
+
+@router.get("/tokens", tags=["tokens"])
+def tokens(request: Request) -> list[dict[str, Any]]:
+    require(request, "admin")
+    return list_tokens(_service(request).ws.engine)
+
+
+@router.post("/tokens", status_code=201, tags=["tokens"])
+def add_token(request: Request, body: TokenIn) -> dict[str, Any]:
+    """A new token; the response is the only place it is ever shown."""
+    require(request, "admin")
+    record, token = create_token(_service(request).ws.engine, body.name, body.role)
+    return {**record, "token": token}
+
+
+@router.delete("/tokens/{name}", tags=["tokens"])
+def delete_token(request: Request, name: str) -> dict[str, str]:
+    require(request, "admin")
+    revoke_token(_service(request).ws.engine, name)
+    return {"revoked": name}
+
+
+# --- data: uploads and signed downloads ------------------------------------------------------
+
+
+@router.put("/data/{path:path}", status_code=201, tags=["data"])
+async def upload(request: Request, path: str) -> dict[str, Any]:
+    """Upload an input into the data store (operators); the body is the file. It appears
+    under its name only when complete, so a trigger never sees half a file."""
+    require(request, "operator")
+    ws = _service(request).ws
+    rel = resolve_data_path(ws, path, "path")
+    if rel.endswith("/"):
+        raise InputError(f"path {path!r} names a folder; give a file name")
+    fs, final = url_to_fs(data_url(ws, rel))
+    parent = final.rsplit("/", 1)[0]
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
+    size = 0
+    try:
+        with fs.open(tmp, "wb") as fh:
+            async for chunk in request.stream():
+                size += len(chunk)
+                fh.write(chunk)
+        fs.mv(tmp, final)
+    except BaseException:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise
+    return {"path": rel, "size": size}
+
+
+@router.get("/download", tags=["data"])
+def download(request: Request, path: str, expires: int, sig: str) -> StreamingResponse:
+    """Download a file of the data store through a signed link (no token needed)."""
+    ws = _service(request).ws
+    rel = resolve_data_path(ws, path, "path")
+    check_link(ws, rel, expires, sig)
+    fs, full = url_to_fs(data_url(ws, rel))
+    if not fs.isfile(full):
+        raise HTTPException(404, f"{rel} does not exist")
+
+    def chunks() -> Iterator[bytes]:
+        with fs.open(full, "rb") as fh:
+            while block := fh.read(1024 * 1024):
+                yield block
+
+    name = rel.rsplit("/", 1)[-1]
+    return StreamingResponse(chunks(), media_type="application/octet-stream",
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -1,0 +1,27 @@
+"""Triggers: storage triggers (a new blob starts exactly one pipeline run) and schedules."""
+
+from .records import (
+    Trigger,
+    TriggerNotFoundError,
+    create_trigger,
+    get_trigger,
+    ledger,
+    list_triggers,
+    remove_trigger,
+)
+from .watch import Blob, TriggerLoop, list_blobs, scan_storage, tick_schedule
+
+__all__ = [
+    "Blob",
+    "Trigger",
+    "TriggerLoop",
+    "TriggerNotFoundError",
+    "create_trigger",
+    "get_trigger",
+    "ledger",
+    "list_blobs",
+    "list_triggers",
+    "remove_trigger",
+    "scan_storage",
+    "tick_schedule",
+]

@@ -1,0 +1,87 @@
+"""The Azure Blob emulator (Azurite, from npm) for tests: started by the test on 127.0.0.1 on
+a free port with a temporary workspace folder, stopped after.
+
+``azurite_blob()`` yields a connection string for the well-known development account
+``devstoreaccount1``; the session fixture ``azurite`` wraps it. A missing ``azurite-blob``
+binary skips the test, or fails it with ``BATCHSCORE_REQUIRE_SERVICES=1`` (CI), where
+``.ci/install-system-deps.sh`` installs ``azurite@3.35.0`` with npm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from servers import free_port, services_required
+
+__all__ = ["ACCOUNT", "KEY", "azurite", "azurite_blob", "connection_string"]
+
+ACCOUNT = "devstoreaccount1"
+# The emulator's published development key (the same in every Azurite install).
+KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+VERSION = "3.35.0"
+ARGS = ["--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"]
+
+
+def connection_string(port: int) -> str:
+    return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
+            f"BlobEndpoint=http://127.0.0.1:{port}/{ACCOUNT};")
+
+
+def _binary() -> str:
+    found = shutil.which("azurite-blob")
+    if found:
+        return found
+    message = (f"azurite-blob not found; install it with `npm install -g azurite@{VERSION}` "
+               "(Node 20), or run .ci/install-system-deps.sh as root")
+    if services_required():
+        pytest.fail(f"{message}; BATCHSCORE_REQUIRE_SERVICES=1 requires every test service",
+                    pytrace=False)
+    pytest.skip(message)
+
+
+@contextlib.contextmanager
+def azurite_blob() -> Iterator[str]:
+    binary = _binary()
+    folder = Path(tempfile.mkdtemp(prefix="bs-azurite-"))
+    log = open(folder / "azurite.log", "wb")  # noqa: SIM115 - closed below
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
+         str(folder / "data"), *ARGS], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"azurite exited with {proc.returncode}: "
+                                   f"{(folder / 'azurite.log').read_text()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError("azurite did not start within 30 s")
+            time.sleep(0.1)
+        yield connection_string(port)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[str]:
+    """A connection string of a running Azurite blob service (one per test session)."""
+    with azurite_blob() as conn:
+        yield conn

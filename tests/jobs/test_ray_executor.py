@@ -1,0 +1,212 @@
+"""The ray executor beyond the shared semantic suite: several nodes, lost workers and nodes,
+per-worker resources, and bad input. (test_semantics.py runs every engine behaviour on both
+executors.)"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from batchscore.errors import SpecError, UsageError
+from batchscore.jobs import job_logs, run_job, spec_from_mapping
+from batchscore.jobs.executors import make_executor
+from batchscore.jobs.executors.ray import import_ray
+from batchscore.jobs.spec import JobSpec
+from batchscore.jobs.worker import WorkerConfig
+from batchscore.state.records import list_attempts
+from batchscore.workspace import Workspace
+from servers import free_port
+
+# Each mini-batch leaves a mark named after the worker's pid, then takes a while, so that a
+# test can kill a worker (or its node) while it runs.
+SLOW = """
+import os, time
+def run(mini_batch):
+    open(os.path.join(os.environ["MARKS"], f"run-{os.getpid()}-{len(os.listdir(os.environ['MARKS']))}"), "w").close()
+    time.sleep(float(os.environ.get("SLOW", "0.4")))
+    return [f"{os.path.basename(p)} {int(open(p).read()) ** 2}" for p in mini_batch]
+"""  # noqa: E501
+
+
+def expected(n: int) -> str:
+    return "".join(f"f{i:03d}.txt {i * i}\n" for i in range(n))
+
+
+@pytest.fixture
+def ray_ws(ws: Workspace, ray_cluster, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    object.__setattr__(ws.settings, "executor", "ray")
+    object.__setattr__(ws.settings, "ray_address", ray_cluster.address)
+    monkeypatch.setenv("BATCHSCORE_RAY_ENV", "MARKS,SLOW")
+    monkeypatch.setenv("BATCHSCORE_RAY_PLACEMENT_TIMEOUT", "1")
+    return ws
+
+
+def run_in_thread(target) -> tuple[threading.Thread, dict]:  # type: ignore[no-untyped-def]
+    box: dict = {}
+
+    def go() -> None:
+        try:
+            box["job"] = target()
+        except BaseException as exc:  # pragma: no cover - reported by the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=go, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def wait_for_mark(marks: Path, pids: Callable[[], set[int]] | None = None,
+                  timeout: float = 60) -> int:
+    """The pid of a worker that has started a mini-batch (one of ``pids()`` if given)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        among = pids() if pids is not None else None
+        for mark in marks.glob("run-*"):
+            pid = int(mark.name.split("-")[1])
+            if among is None or pid in among:
+                return pid
+        time.sleep(0.05)
+    raise AssertionError("no worker started a mini-batch in time")
+
+
+def assert_exactly_once(ws: Workspace, job_id: str, n: int) -> list[dict]:
+    attempts = list_attempts(ws.engine, job_id)
+    ok = Counter(a["idx"] for a in attempts if a["outcome"] == "ok")
+    assert sorted(ok) == list(range(n)) and set(ok.values()) == {1}
+    return attempts
+
+
+@pytest.mark.ray
+def test_killed_worker_node_costs_only_its_minibatches(
+    ray_ws, ray_worker_node, script, files, marks, tmp_path, monkeypatch
+):
+    """A pre-empted VM: every process of the second node is killed mid-job."""
+    monkeypatch.setenv("SLOW", "1.0")  # the job outlasts the start of the node's actors
+    inputs = files(20)
+    spec = spec_from_mapping({"scoring_script": str(script(SLOW)), "mini_batch_size": 1,
+                              "max_concurrency_per_instance": 4,
+                              "retry_settings": {"max_retries": 0, "timeout": 60}})
+    thread, box = run_in_thread(
+        lambda: run_job(ray_ws, spec, [str(inputs)], str(tmp_path / "out")))
+    victim = wait_for_mark(marks, ray_worker_node.pids)  # a mini-batch runs on the node
+    ray_worker_node.kill()
+    thread.join(120)
+    assert not thread.is_alive() and "error" not in box, box
+    job = box["job"]
+    # max_retries=0: had the lost node cost an attempt, its mini-batches would have failed.
+    assert job.state == "succeeded" and (job.items_succeeded, job.items_failed) == (20, 0)
+    assert (tmp_path / "out/predictions.csv").read_text() == expected(20)
+    attempts = assert_exactly_once(ray_ws, job.id, 20)
+    assert all(a["outcome"] == "ok" for a in attempts)  # lost ones re-ran uncounted
+    events = job_logs(ray_ws, job.id).events
+    requeued = [e for e in events if e["event"] == "requeued"]
+    assert requeued and all("was lost" in e["reason"] for e in requeued)
+    assert any(str(victim) in e["reason"] for e in requeued)
+
+
+@pytest.mark.ray
+def test_killed_worker_process_costs_its_minibatch_one_attempt(
+    ray_ws, script, files, marks, tmp_path
+):
+    inputs = files(8)
+    spec = spec_from_mapping({"scoring_script": str(script(SLOW)), "mini_batch_size": 1,
+                              "max_concurrency_per_instance": 2})
+    thread, box = run_in_thread(
+        lambda: run_job(ray_ws, spec, [str(inputs)], str(tmp_path / "out")))
+    victim = wait_for_mark(marks)
+    os.kill(victim, signal.SIGKILL)
+    thread.join(120)
+    assert not thread.is_alive() and "error" not in box, box
+    job = box["job"]
+    assert job.state == "succeeded" and job.items_succeeded == 8
+    assert (tmp_path / "out/predictions.csv").read_text() == expected(8)
+    attempts = assert_exactly_once(ray_ws, job.id, 8)
+    died = [a for a in attempts if a["outcome"] == "died"]
+    assert len(died) == 1 and died[0]["worker"].endswith(f":{victim}")
+    assert "Ray actor died" in job_logs(ray_ws, job.id).errors
+
+
+@pytest.mark.ray
+def test_resource_request_no_node_can_hold_fails_clearly(ray_ws, script, files, tmp_path):
+    spec = spec_from_mapping({"scoring_script": str(script("def run(mb):\n    return mb\n")),
+                              "resources": {"instance_count": 1, "num_gpus": 1,
+                                            "num_cpus": 2}})
+    started = time.monotonic()
+    with pytest.raises(SpecError, match=r"no Ray node can hold one worker with num_cpus=2, "
+                       r"num_gpus=1 \(waited 1s\); the cluster's nodes have: .*CPU=4"):
+        run_job(ray_ws, spec, [str(files(2))], str(tmp_path / "out"))
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.ray
+def test_script_that_cannot_be_imported_on_workers_fails_the_job(
+    ray_ws, script, files, tmp_path
+):
+    broken = script("import module_that_is_not_installed\ndef run(mb):\n    return mb\n")
+    job = run_job(ray_ws, spec_from_mapping({"scoring_script": str(broken)}),
+                  [str(files(2))], str(tmp_path / "out"))
+    assert job.state == "failed"
+    assert "loading the scoring script failed" in job.reason
+    assert "No module named 'module_that_is_not_installed'" in job.reason
+
+
+@pytest.mark.ray
+def test_settings_that_cannot_be_pickled_are_refused(ray_cluster, tmp_path):
+    spec = JobSpec(scoring_script="x.py", options={"lock": threading.Lock()})
+    cfg = WorkerConfig("job-x", spec, (), f"file://{tmp_path}", "logs", str(tmp_path), "parts")
+    with pytest.raises(SpecError, match=r"could not be sent to the Ray workers.*lock"):
+        make_executor("ray").start(cfg, 1)
+
+
+def test_missing_ray_names_the_extra(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(UsageError, match=r"pip install 'batchscore\[ray\]'"):
+        import_ray()
+
+
+def test_resources_per_worker_in_the_deployment_yaml(tmp_path):
+    (tmp_path / "d.yml").write_text(
+        "code_configuration: {code: ., scoring_script: s.py}\n"
+        "resources: {instance_count: 2, num_gpus: 1, num_cpus: 2}\n"
+        "settings: {max_concurrency_per_instance: 3}\n")
+    from batchscore.jobs import load_spec
+
+    spec = load_spec(tmp_path / "d.yml")
+    assert (spec.instance_count, spec.num_gpus, spec.num_cpus, spec.workers) == (2, 1, 2, 6)
+    (tmp_path / "bad.yml").write_text("resources: {num_gpu: 1}\n")
+    with pytest.raises(SpecError, match=r"unknown key resources.num_gpu .*'num_gpus'"):
+        load_spec(tmp_path / "bad.yml")
+
+
+def test_unknown_executor_is_refused(ws, script, files, tmp_path):
+    with pytest.raises(SpecError, match="unknown executor 'dask'; available: 'local', 'ray'"):
+        run_job(ws, spec_from_mapping({"scoring_script": str(script("def run(m):\n  return m"))}),
+                [str(files(1))], str(tmp_path / "out"), executor="dask")
+
+
+def test_cluster_address_that_does_not_answer_fails_fast(ws, script, files, tmp_path):
+    """Through the CLI: a clear message, exit code 2, within a bounded time."""
+    pytest.importorskip("ray", reason="Ray is not installed; pip install -e '.[ray]'")
+    port = free_port()
+    env = {**os.environ, "BATCHSCORE_WORKSPACE": str(ws.settings.root)}
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchscore", "job", "run", "--scoring-script",
+         str(script("def run(mb):\n    return mb\n")), "-i", str(files(2)), "-o",
+         str(tmp_path / "out"), "--ray-address", f"ray://127.0.0.1:{port}", "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert time.monotonic() - started < 60
+    message = " ".join(proc.stderr.split())
+    assert f"the Ray cluster at 'ray://127.0.0.1:{port}' does not answer" in message
+    assert f"a TCP connection to 127.0.0.1:{port} failed" in message

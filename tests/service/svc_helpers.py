@@ -1,0 +1,36 @@
+"""Helpers of the service tests: a tiny clip with audio, fast job settings, waiting, and the
+test client (imported here, where its deprecation warning is silenced)."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from video.conftest import ClipSpec, write_clip
+
+with warnings.catch_warnings():  # starlette warns about its own httpx-based test client
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient
+
+__all__ = ["CLIP", "FAST", "TestClient", "make_clip", "wait_for"]
+
+CLIP = ClipSpec(pts=tuple(range(24)), keyint=12, audio=[(48000, "stereo", "eng")])
+FAST = {"max_size": 64, "workers": 1, "segment_frames": 12, "batch_size": 4}
+
+
+def make_clip(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_clip(path, CLIP)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
