@@ -324,7 +324,19 @@ def claim_run(ws: Workspace, run_id: str, runner: str | None = None) -> bool:
         return result.rowcount == 1
 
 
+def _public(ws: Workspace, reason: str | None) -> str | None:
+    """The reason without the stores' internal locations: data-store paths become relative
+    (what API clients send), system-store paths ``system:...``."""
+    if reason is None:
+        return None
+    for prefix, shown in ((ws.data.url, ""), (ws.data.root, ""),
+                          (ws.system.url, "system:"), (ws.system.root, "system:")):
+        reason = reason.replace(f"{prefix}/", shown)
+    return reason
+
+
 def _finish(ws: Workspace, run_id: str, state: str, reason: str | None) -> Run:
+    reason = _public(ws, reason)
     with ws.engine.begin() as conn:
         conn.execute(update(pipeline_runs)
                      .where(pipeline_runs.c.id == run_id,

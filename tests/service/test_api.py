@@ -186,7 +186,8 @@ def test_failed_run_shows_its_reason(ws, client_for):
     run_id = client.post(RUNS, json={"input": "incoming/broken.mp4", "output": "outgoing/",
                                      **FAST}).json()["id"]
     run = finished(client, run_id)
-    assert run["state"] == "failed" and "broken.mp4" in run["reason"]
+    assert run["state"] == "failed" and "incoming/broken.mp4" in run["reason"]
+    assert str(ws.data.root) not in run["reason"]  # no internal locations leak out
     started = time.time()
     assert client.get(f"/api/v1/runs/{run_id}/output").status_code == 409
     assert time.time() - started < 5

@@ -5,16 +5,25 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from ..errors import BatchscoreError
+from ..errors import BatchscoreError, UsageError
 from ..workspace import Workspace, open_workspace
 
-__all__ = ["WorkspaceOpt", "console", "err_console", "errors", "open_ws"]
+__all__ = [
+    "ServerOpt",
+    "TokenOpt",
+    "WorkspaceOpt",
+    "call_server",
+    "console",
+    "err_console",
+    "errors",
+    "open_ws",
+]
 
 # Everything printed is data (paths, reasons, tracebacks): no markup, no highlighting, and
 # long lines are not wrapped, so that output can be copied and piped as it is.
@@ -28,6 +37,34 @@ WorkspaceOpt = Annotated[
         help="Workspace folder (default ./.batchscore).", show_default=False,
     ),
 ]
+
+
+ServerOpt = Annotated[str | None, typer.Option(
+    "--server", envvar="BATCHSCORE_SERVER",
+    help="Act through a running service (its URL) instead of the workspace.")]
+TokenOpt = Annotated[str | None, typer.Option(
+    "--token", envvar="BATCHSCORE_TOKEN", help="API token for --server.")]
+
+
+def call_server(server: str, token: str | None, method: str, path: str,
+                body: dict[str, Any] | None = None, params: dict[str, Any] | None = None
+                ) -> Any:
+    """One call of the service's REST API (``/api/v1`` + ``path``); errors as UsageError."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        response = httpx.request(method, f"{server.rstrip('/')}/api/v1{path}", json=body,
+                                 params=params, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        raise UsageError(f"cannot reach the service at {server}: {exc}") from None
+    if response.status_code >= 400:
+        try:
+            detail = response.json().get("detail")
+        except ValueError:
+            detail = response.text
+        raise UsageError(f"the service answered {response.status_code}: {detail}")
+    return response.json()
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import replace
 from datetime import datetime
@@ -24,7 +25,16 @@ from ..errors import SpecError
 from ..jobs.runner import ProgressSnapshot
 from ..state.records import Job
 from ..workspace import Workspace
-from ._common import WorkspaceOpt, console, err_console, errors, open_ws
+from ._common import (
+    ServerOpt,
+    TokenOpt,
+    WorkspaceOpt,
+    call_server,
+    console,
+    err_console,
+    errors,
+    open_ws,
+)
 
 __all__ = ["app"]
 
@@ -234,35 +244,45 @@ def list_(
     state: Annotated[str | None, typer.Option(help="Only jobs in this state.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many jobs.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """List jobs, newest first.
 
     Example:
 
         batchscore job list --state failed
+        batchscore job list --server http://scoring.internal:8000 --token $TOKEN
     """
     with errors():
-        jobs = api.list_jobs(open_ws(workspace), limit=limit, state=state)
+        if server:
+            jobs = call_server(server, token, "GET", "/jobs",
+                               params={"limit": limit, **({"state": state} if state else {})})
+        else:
+            jobs = [j.to_dict() for j in api.list_jobs(open_ws(workspace), limit=limit,
+                                                        state=state)]
         if as_json:
-            console.print_json(json.dumps([j.to_dict() for j in jobs], default=str))
+            console.print_json(json.dumps(jobs, default=str))
             return
         table = Table("id", "name", "state", "mini-batches", "items ok", "items failed",
                       "created")
         # Ids are what the other commands take: never shorten or wrap them (nor the state),
         # however narrow the terminal; the other columns give way.
-        for column, values in ((table.columns[0], [j.id for j in jobs]),
-                               (table.columns[2], [j.display_state for j in jobs])):
+        for column, key in ((table.columns[0], "id"), (table.columns[2], "display_state")):
             column.no_wrap = True
-            column.min_width = max(map(len, values), default=len(str(column.header)))
+            column.min_width = max((len(j[key]) for j in jobs),
+                                   default=len(str(column.header)))
         for j in jobs:
-            table.add_row(j.id, j.name, j.display_state, str(j.minibatches_total),
-                          str(j.items_succeeded), str(j.items_failed), _when(j.created_at))
+            table.add_row(j["id"], j["name"], j["display_state"], str(j["minibatches_total"]),
+                          str(j["items_succeeded"]), str(j["items_failed"]),
+                          _when(j["created_at"]))
         console.print(table, crop=False)
 
 
 @app.command()
 def show(job_id: JobId, workspace: WorkspaceOpt = None,
-         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+         as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+         server: ServerOpt = None, token: TokenOpt = None) -> None:
     """Show a job: its state, settings, counts and failed mini-batches.
 
     Example:
@@ -270,17 +290,21 @@ def show(job_id: JobId, workspace: WorkspaceOpt = None,
         batchscore job show job-20261121-1a2b3c4d --json
     """
     with errors():
-        ws = open_ws(workspace)
-        job = api.get_job(ws, job_id)
-        mbs = api.list_minibatches(ws, job.id)
+        if server:
+            data = call_server(server, token, "GET", f"/jobs/{job_id}")
+            mbs = call_server(server, token, "GET", f"/jobs/{data['id']}/minibatches")
+        else:
+            ws = open_ws(workspace)
+            data = api.get_job(ws, job_id).to_dict()
+            mbs = [dataclasses.asdict(mb) for mb in api.list_minibatches(ws, data["id"])]
         counts: dict[str, int] = {}
         for mb in mbs:
-            counts[mb.state] = counts.get(mb.state, 0) + 1
-        data = job.to_dict()
+            counts[mb["state"]] = counts.get(mb["state"], 0) + 1
         data["minibatches"] = counts
         data["failed_minibatches"] = [
-            {"idx": mb.idx, "attempts": mb.attempts, "error": (mb.error or "").strip()[-500:]}
-            for mb in mbs if mb.state == "failed"
+            {"idx": mb["idx"], "attempts": mb["attempts"],
+             "error": (mb["error"] or "").strip()[-500:]}
+            for mb in mbs if mb["state"] == "failed"
         ]
         if as_json:
             console.print_json(json.dumps(data, default=str))
@@ -288,12 +312,12 @@ def show(job_id: JobId, workspace: WorkspaceOpt = None,
         for key in ("id", "name", "display_state", "reason", "output_url", "runner"):
             if data.get(key):
                 console.print(f"{key:>14}: {data[key]}", highlight=False)
-        console.print(f"{'created':>14}: {_when(job.created_at)}")
-        if job.finished_at and job.started_at:
-            console.print(f"{'duration':>14}: {job.finished_at - job.started_at:.2f}s")
-        console.print(f"{'mini-batches':>14}: {job.minibatches_total} {counts}")
-        console.print(f"{'items':>14}: {job.items_total} total, {job.items_succeeded} ok, "
-                      f"{job.items_failed} failed")
+        console.print(f"{'created':>14}: {_when(data['created_at'])}")
+        if data["finished_at"] and data["started_at"]:
+            console.print(f"{'duration':>14}: {data['finished_at'] - data['started_at']:.2f}s")
+        console.print(f"{'mini-batches':>14}: {data['minibatches_total']} {counts}")
+        console.print(f"{'items':>14}: {data['items_total']} total, "
+                      f"{data['items_succeeded']} ok, {data['items_failed']} failed")
         for mb in data["failed_minibatches"]:
             last = mb["error"].splitlines()[-1] if mb["error"] else ""
             console.print(f"  mini-batch {mb['idx']} failed after {mb['attempts']} "
@@ -309,6 +333,8 @@ def logs(
     events: Annotated[bool, typer.Option("--events", help="The runner's events.")] = False,
     worker: Annotated[str | None, typer.Option(
         help="Print this worker's log file (a name from the list).")] = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Show a job's logs: overview, errors, timings, and every worker's stdout/stderr.
 
@@ -317,40 +343,41 @@ def logs(
         batchscore job logs job-20261121-1a2b3c4d --errors
     """
     with errors():
-        view = api.job_logs(open_ws(workspace), job_id)
+        if server:  # the service sends the tail of each worker's log
+            view = call_server(server, token, "GET", f"/jobs/{job_id}/logs")
+        else:
+            view = dataclasses.asdict(api.job_logs(open_ws(workspace), job_id))
+        worker_logs: dict[str, str] = view["worker_logs"]
         if errors_only:
-            _print_file(view.errors or "no errors\n")
+            _print_file(view["errors"] or "no errors\n")
             return
-        if timings:
-            for rec in view.timings:
-                console.print(json.dumps(rec), highlight=False, markup=False)
-            return
-        if events:
-            for rec in view.events:
+        if timings or events:
+            for rec in view["timings"] if timings else view["events"]:
                 console.print(json.dumps(rec, default=str), highlight=False, markup=False)
             return
         if worker:
-            matches = [n for n in view.worker_logs if worker in n]
+            matches = [n for n in worker_logs if worker in n]
             if not matches:
                 raise SpecError(f"no worker log matches {worker!r}; "
-                                f"logs: {', '.join(view.worker_logs) or 'none'}")
+                                f"logs: {', '.join(worker_logs) or 'none'}")
             for name in matches:
                 console.print(f"==> {name} <==", highlight=False, markup=False)
-                _print_file(view.worker_logs[name])
+                _print_file(worker_logs[name])
             return
-        if view.overview:
-            console.print_json(json.dumps(view.overview))
-        n_errors = view.errors.count("=== mini-batch")
+        if view["overview"]:
+            console.print_json(json.dumps(view["overview"]))
+        n_errors = view["errors"].count("=== mini-batch")
         console.print(f"errors: {n_errors} failed attempt(s)"
                       + (" (see --errors)" if n_errors else ""))
-        console.print(f"timings: {len(view.timings)} record(s) (see --timings)")
+        console.print(f"timings: {len(view['timings'])} record(s) (see --timings)")
         console.print("worker logs:")
-        for name, text in view.worker_logs.items():
+        for name, text in worker_logs.items():
             console.print(f"  {name} ({len(text)} bytes)", highlight=False)
 
 
 @app.command()
-def cancel(job_id: JobId, workspace: WorkspaceOpt = None) -> None:
+def cancel(job_id: JobId, workspace: WorkspaceOpt = None, server: ServerOpt = None,
+           token: TokenOpt = None) -> None:
     """Cancel a job; a running one stops within seconds, keeping what it finished.
 
     Example:
@@ -358,8 +385,11 @@ def cancel(job_id: JobId, workspace: WorkspaceOpt = None) -> None:
         batchscore job cancel job-20261121-1a2b3c4d
     """
     with errors():
-        job = api.cancel_job(open_ws(workspace), job_id)
-        console.print(f"job {job.id} {job.state}")
+        if server:
+            job = call_server(server, token, "POST", f"/jobs/{job_id}/cancel")
+        else:
+            job = api.cancel_job(open_ws(workspace), job_id).to_dict()
+        console.print(f"job {job['id']} {job['state']}")
 
 
 def _print_file(text: str) -> None:

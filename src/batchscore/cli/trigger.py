@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import SpecError, UsageError
-from ._common import WorkspaceOpt, console, errors, open_ws
+from ..errors import SpecError
+from ._common import ServerOpt, TokenOpt, WorkspaceOpt, call_server, console, errors, open_ws
 
 __all__ = ["app"]
 
@@ -19,13 +19,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-ServerOpt = Annotated[str | None, typer.Option(
-    "--server", envvar="BATCHSCORE_SERVER",
-    help="Act through a running service (its URL) instead of the workspace.")]
-TokenOpt = Annotated[str | None, typer.Option(
-    "--token", envvar="BATCHSCORE_TOKEN", help="API token for --server.")]
-
-
 def _params(pairs: list[str]) -> dict[str, Any]:
     params: dict[str, Any] = {}
     for pair in pairs:
@@ -34,25 +27,6 @@ def _params(pairs: list[str]) -> dict[str, Any]:
             raise SpecError(f"--param takes KEY=VALUE, got {pair!r}")
         params[key.strip()] = value
     return params
-
-
-def _call(server: str, token: str | None, method: str, path: str,
-          body: dict[str, Any] | None = None) -> Any:
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        response = httpx.request(method, f"{server.rstrip('/')}/api/v1{path}", json=body,
-                                 headers=headers, timeout=60)
-    except httpx.HTTPError as exc:
-        raise UsageError(f"cannot reach the service at {server}: {exc}") from None
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail")
-        except ValueError:
-            detail = response.text
-        raise UsageError(f"the service answered {response.status_code}: {detail}")
-    return response.json()
 
 
 @app.command("add")
@@ -94,7 +68,7 @@ def add(
                     pattern=pattern, output=output, marker=marker, settle_seconds=settle,
                     cron=cron, process_existing=process_existing)
         if server:
-            created = _call(server, token, "POST", "/triggers", body)
+            created = call_server(server, token, "POST", "/triggers", body)
         else:
             created = create_trigger(open_ws(workspace), **body).to_dict()
         console.print(f"trigger {created['name']} ({created['kind']}) -> {created['pipeline']}")
@@ -117,7 +91,7 @@ def list_(
 
     with errors():
         if server:
-            found = _call(server, token, "GET", "/triggers")
+            found = call_server(server, token, "GET", "/triggers")
         else:
             found = [t.to_dict() for t in list_triggers(open_ws(workspace).engine)]
         if as_json:
@@ -145,7 +119,7 @@ def remove(
 
     with errors():
         if server:
-            _call(server, token, "DELETE", f"/triggers/{name}")
+            call_server(server, token, "DELETE", f"/triggers/{name}")
         else:
             remove_trigger(open_ws(workspace), name)
         console.print(f"removed trigger {name}")
