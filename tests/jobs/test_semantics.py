@@ -339,3 +339,75 @@ def test_commit_failure_leaves_the_job_resumable(
     done = resume_job(ws, job.id)
     assert done.state == "succeeded" and (tmp_path / "out/predictions.csv").exists()
     assert {a["outcome"] for a in list_attempts(ws.engine, job.id)} == {"ok"}  # not re-run
+
+
+def test_workers_run_the_code_snapshot_taken_when_the_job_started(
+    ws, executor, script, files, tmp_path
+):
+    from batchscore.jobs import resume_job, submit_job
+
+    code = tmp_path / "code"
+    (code / ".git").mkdir(parents=True)
+    (code / ".git" / "big").write_text("not shipped")
+    (code / "helper.py").write_text("def label(path):\n    return 'v1 ' + path[-8:]\n")
+    (code / "score.py").write_text("import helper\ndef run(mb):\n"
+                                   "    return [helper.label(p) for p in mb]\n")
+    spec = spec_from_mapping({"code": str(code), "scoring_script": "score.py"})
+    job, _ = submit_job(ws, spec, [str(files(2))], str(tmp_path / "out"))
+    done = resume_job(ws, job.id)  # the first run takes the snapshot
+    assert done.state == "succeeded"
+    shipped = ws.system.list(f"jobs/{job.id}/code")
+    assert sorted(shipped) == [f"jobs/{job.id}/code/{n}" for n in
+                               (".complete", "helper.py", "score.py")]
+    assert (tmp_path / "out/predictions.csv").read_text() == "v1 f000.txt\nv1 f001.txt\n"
+
+
+def test_a_resumed_job_runs_the_code_it_was_started_with(ws, executor, script, files, tmp_path):
+    from batchscore.jobs import resume_job, submit_job
+    from batchscore.jobs.kinds import get_kind
+
+    path = script("def run(mb):\n    return ['old' for _ in mb]\n")
+    spec = spec_from_mapping({"scoring_script": str(path)})
+    job, _ = submit_job(ws, spec, [str(files(2))], str(tmp_path / "out"))
+    get_kind("script").stage(job.id, spec, ws.system)  # as the first runner did, then died
+    path.write_text("def run(mb):\n    return ['new' for _ in mb]\n")
+    assert resume_job(ws, job.id).state == "succeeded"
+    assert (tmp_path / "out/predictions.csv").read_text() == "old\nold\n"
+
+
+def test_model_folder_from_a_store_url_is_downloaded_once_per_worker(
+    ws, executor, script, files, tmp_path
+):
+    model = tmp_path / "store" / "models" / "model"
+    model.mkdir(parents=True)
+    (model / "weights.txt").write_text("7")
+    reads = script("""
+        import os
+        def init():
+            global w
+            w = open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model",
+                                  "weights.txt")).read()
+        def run(mb):
+            return [w for _ in mb]
+    """)
+    # local:// is a store URL that is not file://, so workers fetch it as from az:// or s3://
+    job = run(ws, reads, files(3), tmp_path / "out", model_dir=f"local://{model}")
+    assert job.state == "succeeded", job.reason
+    assert (tmp_path / "out/predictions.csv").read_text() == "7\n7\n7\n"
+
+
+def test_a_code_folder_too_big_to_ship_is_refused(ws, files, tmp_path, monkeypatch):
+    from batchscore.errors import ScriptError
+
+    monkeypatch.setattr("batchscore.jobs.script.CODE_LIMIT", 1000)
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "score.py").write_text("def run(mb):\n    return mb\n")
+    (code / "weights.bin").write_bytes(b"\0" * 5000)
+    spec = spec_from_mapping({"code": str(code), "scoring_script": "score.py"})
+    with pytest.raises(ScriptError, match=r"keep models out of code_configuration\.code"):
+        run_job(ws, spec, [str(files(1))], str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+    from batchscore.jobs import list_jobs
+
+    assert list_jobs(ws) == []  # refused before anything was recorded

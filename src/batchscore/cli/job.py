@@ -185,7 +185,7 @@ def run(
             if partition_keys else None,
         )
         for key in ("scoring_script", "code", "model_dir"):
-            if overrides[key]:
+            if overrides[key] and "://" not in overrides[key]:
                 overrides[key] = str(Path(overrides[key]).resolve())
         if spec is not None:
             # --timeout / --max-retries and --env add to the file's settings, not replace them

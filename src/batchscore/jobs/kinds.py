@@ -65,6 +65,10 @@ class JobKind(ABC):
     @abstractmethod
     def plan(self, spec: JobSpec, urls: list[str]) -> list[PlannedBatch]: ...
 
+    def stage(self, job_id: str, spec: JobSpec, system: Store) -> None:
+        """Put what workers need into the system store before they start (idempotent)."""
+        return None
+
     @abstractmethod
     def make_scorer(self, cfg: WorkerConfig) -> Scorer:
         """Called once in each worker process (load the model here)."""

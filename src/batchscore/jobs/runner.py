@@ -190,6 +190,7 @@ class _Run:
             log_prefix=f"{self.prefix}/logs", staging_dir=str(self._staging()),
             parts_prefix=f"{self.prefix}/parts",
         )
+        get_kind(self.spec.kind).stage(self.job.id, self.spec, self.ws.system)
         executor.start(cfg, self.spec.workers)
         timeout = self.spec.retry_settings.timeout
         try:

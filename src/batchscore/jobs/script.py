@@ -24,7 +24,7 @@ import pandas as pd
 from fsspec.core import url_to_fs
 
 from ..errors import ScriptError
-from ..storage import Store, expand_inputs
+from ..storage import Store, expand_inputs, to_url
 from .kinds import CommitContext, JobKind, Scorer
 from .outputs import check_output, commit_output
 from .plan import PlannedBatch, plan_minibatches, read_table
@@ -66,9 +66,39 @@ def check_script(spec: JobSpec) -> Path:
     }
     if "run" not in names:
         raise ScriptError(f"scoring script {str(path)!r} defines no run(mini_batch) function")
-    if spec.model_dir and not Path(spec.model_dir).exists():
+    if spec.model_dir and not _exists(spec.model_dir):
         raise ScriptError(f"model folder {spec.model_dir!r} does not exist")
     return path
+
+
+def _exists(location: str) -> bool:
+    fs, path = url_to_fs(to_url(location))
+    return bool(fs.exists(path))
+
+
+CODE_LIMIT = 100 * 1024**2  # scoring code, not models: those go in model.path
+
+
+def _code_files(spec: JobSpec) -> tuple[Path, list[Path]]:
+    """The folder the script's code lives in, and the files of it that the job ships."""
+    script = spec.script_path
+    assert script is not None
+    if not spec.code:
+        return script.parent, [script]
+    root = Path(spec.code)
+    files = [
+        p for p in sorted(root.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") or part == "__pycache__"
+                                   for part in p.relative_to(root).parts)
+    ]
+    size = sum(p.stat().st_size for p in files)
+    if size > CODE_LIMIT:
+        raise ScriptError(
+            f"code folder {str(root)!r} holds {size / 1024**2:.0f} MiB, more than the "
+            f"{CODE_LIMIT // 1024**2} MiB a job ships to its workers; keep models out of "
+            "code_configuration.code (give them as model.path)"
+        )
+    return root, files
 
 
 class ScriptKind(JobKind):
@@ -76,6 +106,7 @@ class ScriptKind(JobKind):
 
     def validate(self, spec: JobSpec) -> None:
         check_script(spec)
+        _code_files(spec)  # refuse code too big to ship before anything is recorded
 
     def expand_inputs(self, spec: JobSpec, inputs: Sequence[str]) -> list[str]:
         return expand_inputs(inputs)
@@ -86,6 +117,18 @@ class ScriptKind(JobKind):
 
     def plan(self, spec: JobSpec, urls: list[str]) -> list[PlannedBatch]:
         return plan_minibatches(spec, urls)
+
+    def stage(self, job_id: str, spec: JobSpec, system: Store) -> None:
+        """Snapshot the scoring code into the system store (``jobs/<id>/code/``): workers
+        load it from there, so remote nodes need no copy of their own, and a resumed job
+        runs the code it was submitted with."""
+        prefix = f"jobs/{job_id}/code"
+        if system.exists(prefix, ".complete"):
+            return
+        root, files = _code_files(spec)
+        for path in files:
+            system.put_file(path, f"{prefix}/{path.relative_to(root).as_posix()}")
+        system.write_text(f"{prefix}/.complete", "")
 
     def make_scorer(self, cfg: WorkerConfig) -> Scorer:
         return EntryScript(cfg)
@@ -101,12 +144,19 @@ class EntryScript:
     def __init__(self, cfg: WorkerConfig) -> None:
         self.cfg = cfg
         spec = cfg.spec
+        self.store = Store(cfg.system_url, "system")
+        scratch = Path(cfg.staging_dir).parent / "scratch"
         if spec.model_dir:
-            os.environ["AZUREML_MODEL_DIR"] = str(Path(spec.model_dir).parent)
+            model = Path(local_copy(spec.model_dir, scratch / "model", recursive=True))
+            os.environ["AZUREML_MODEL_DIR"] = str(model.parent)
         os.environ["AZUREML_BI_OUTPUT_PATH"] = cfg.staging_dir
         Path(cfg.staging_dir).mkdir(parents=True, exist_ok=True)
-        self.store = Store(cfg.system_url, "system")
-        self.module = _load_module(spec)
+        code = Path(local_copy(self.store.url_of("jobs", cfg.job_id, "code"), scratch / "code",
+                              recursive=True))
+        script = spec.script_path
+        assert script is not None
+        root = Path(spec.code) if spec.code else script.parent
+        self.module = _load_module(code / script.relative_to(root), code)
         if callable(getattr(self.module, "init", None)):
             self.module.init()
         run = getattr(self.module, "run", None)
@@ -135,10 +185,8 @@ class EntryScript:
             self.module.shutdown()
 
 
-def _load_module(spec: JobSpec) -> types.ModuleType:
-    path = spec.script_path
-    assert path is not None
-    code_dir = str(Path(spec.code) if spec.code else path.parent)
+def _load_module(path: Path, code: Path) -> types.ModuleType:
+    code_dir = str(code)
     if code_dir not in sys.path:
         sys.path.insert(0, code_dir)
     mod_spec = importlib.util.spec_from_file_location(f"batchscore_user_{path.stem}", path)
@@ -165,7 +213,7 @@ def _prepare(spec: JobSpec, idx: int, items: list[Any], scratch: Path) -> tuple[
     """The mini-batch as the script sees it, and its context."""
     ctx = MiniBatchContext(minibatch_index=idx)
     if spec.input_format == "files":
-        return [local_copy(url, scratch) for url in items], ctx
+        return [local_copy(url, scratch / "inputs") for url in items], ctx
     if spec.partition_keys:
         item = items[0]
         key = item["partition"]
@@ -183,16 +231,21 @@ def _prepare(spec: JobSpec, idx: int, items: list[Any], scratch: Path) -> tuple[
     return read_table(spec, item["url"], item["start"], item["stop"]), ctx
 
 
-def local_copy(url: str, scratch: Path) -> str:
-    """A local path for ``url``: local files as they are, remote ones downloaded once."""
+def local_copy(url: str, scratch: Path, recursive: bool = False) -> str:
+    """A local path for ``url``: local files as they are, remote ones (a folder with
+    ``recursive``) downloaded once into ``scratch``."""
+    url = to_url(url)
     if url.startswith("file://"):
         return url_to_fs(url)[1]
     fs, path = url_to_fs(url)
-    target = scratch / "inputs" / path.lstrip("/")
+    target = scratch / path.lstrip("/")
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        fs.get_file(path, str(tmp))
+        if recursive:
+            fs.get(path.rstrip("/") + "/", str(tmp), recursive=True)
+        else:
+            fs.get_file(path, str(tmp))
         tmp.replace(target)
     return str(target)
 

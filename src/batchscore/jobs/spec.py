@@ -208,7 +208,7 @@ def spec_from_mapping(
                 f"{_suggest(bad, {'max_retries', 'timeout'})}"
             )
     for key in ("code", "model_dir"):
-        if flat.get(key):
+        if flat.get(key) and "://" not in str(flat[key]):  # URLs (az://...) stay as they are
             flat[key] = str((base_dir / str(flat[key])).resolve())
     if flat.get("scoring_script") and not flat.get("code"):
         flat["scoring_script"] = str((base_dir / str(flat["scoring_script"])).resolve())
