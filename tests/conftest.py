@@ -76,5 +76,5 @@ def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-from ray_cluster import ray_cluster, ray_worker_node  # noqa: E402, F401 - fixtures
+from ray_cluster import ray_cluster, ray_gpu_node, ray_worker_node  # noqa: E402, F401 - fixtures
 from servers import postgres_url, redis_url  # noqa: E402, F401 - session fixtures

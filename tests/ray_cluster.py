@@ -131,6 +131,7 @@ class Cluster:
     address: str
     head: RayNode
     temp_dir: str
+    client_port: int  # the Ray Client server: ray://127.0.0.1:<client_port>
 
 
 @pytest.fixture(scope="session")
@@ -142,9 +143,10 @@ def ray_cluster() -> Iterator[Cluster]:
     # A short temp dir (Ray's socket paths must fit 107 bytes), private to this session.
     temp_dir = tempfile.mkdtemp(prefix="bsray-", dir="/tmp")
     port = free_port()
+    client_port = free_port()
     head = _start_node(
         ["--head", "--port", str(port), "--num-cpus", str(HEAD_CPUS),
-         "--include-dashboard", "false", "--ray-client-server-port", str(free_port()),
+         "--include-dashboard", "false", "--ray-client-server-port", str(client_port),
          "--temp-dir", temp_dir],
         Path(temp_dir) / "head.log",
     )
@@ -154,7 +156,7 @@ def ray_cluster() -> Iterator[Cluster]:
         _wait_port(head, port)
         address = f"127.0.0.1:{port}"
         ray.init(address=address, log_to_driver=False, configure_logging=False)
-        yield Cluster(address, head, temp_dir)
+        yield Cluster(address, head, temp_dir, client_port)
     finally:
         with contextlib.suppress(Exception):
             ray.shutdown()
@@ -167,14 +169,12 @@ def ray_cluster() -> Iterator[Cluster]:
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-@pytest.fixture
-def ray_worker_node(ray_cluster: Cluster) -> Iterator[RayNode]:
-    """A second node (2 CPUs) joined to ``ray_cluster``; killed or stopped after the test."""
+def _join_node(cluster: Cluster, *args: str) -> Iterator[RayNode]:
     import ray
 
     before = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-    node = _start_node(["--address", ray_cluster.address, "--num-cpus", "2"],
-                       Path(ray_cluster.temp_dir) / f"worker-{free_port()}.log")
+    node = _start_node(["--address", cluster.address, *args],
+                       Path(cluster.temp_dir) / f"worker-{free_port()}.log")
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ({n["NodeID"] for n in ray.nodes() if n["Alive"]} - before):
@@ -185,3 +185,15 @@ def ray_worker_node(ray_cluster: Cluster) -> Iterator[RayNode]:
         yield node
     finally:
         node.stop()
+
+
+@pytest.fixture
+def ray_worker_node(ray_cluster: Cluster) -> Iterator[RayNode]:
+    """A second node (2 CPUs) joined to ``ray_cluster``; killed or stopped after the test."""
+    yield from _join_node(ray_cluster, "--num-cpus", "2")
+
+
+@pytest.fixture
+def ray_gpu_node(ray_cluster: Cluster) -> Iterator[RayNode]:
+    """A node that declares one GPU (a logical resource: Ray places by it, no GPU needed)."""
+    yield from _join_node(ray_cluster, "--num-cpus", "1", "--num-gpus", "1")

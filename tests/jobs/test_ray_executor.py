@@ -210,3 +210,39 @@ def test_cluster_address_that_does_not_answer_fails_fast(ws, script, files, tmp_
     message = " ".join(proc.stderr.split())
     assert f"the Ray cluster at 'ray://127.0.0.1:{port}' does not answer" in message
     assert f"a TCP connection to 127.0.0.1:{port} failed" in message
+
+
+@pytest.mark.ray
+def test_job_through_the_ray_client_address(ray_cluster, ws, script, files, tmp_path):
+    """`--ray-address ray://host:port` joins a running cluster as a Ray Client."""
+    env = {**os.environ, "BATCHSCORE_WORKSPACE": str(ws.settings.root)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "batchscore", "job", "run", "--scoring-script",
+         str(script("import os\ndef run(mb):\n    return [os.path.basename(p) for p in mb]\n")),
+         "-i", str(files(4)), "-o", str(tmp_path / "out"), "--mini-batch-size", "1",
+         "--max-concurrency-per-instance", "2",
+         "--ray-address", f"ray://127.0.0.1:{ray_cluster.client_port}", "--no-progress"],
+        env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out/predictions.csv").read_text().split() == [
+        f"f{i:03d}.txt" for i in range(4)]
+
+
+@pytest.mark.ray
+def test_workers_asking_for_a_gpu_run_on_the_gpu_node(
+    ray_ws, ray_gpu_node, script, files, marks, tmp_path
+):
+    where = script("""
+        import os
+        def run(mb):
+            gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+            open(os.path.join(os.environ["MARKS"], f"gpu-{os.getpid()}-{gpus}"), "w").close()
+            return mb
+    """)
+    spec = spec_from_mapping({"scoring_script": str(where), "mini_batch_size": 1,
+                              "resources": {"instance_count": 1, "num_gpus": 1}})
+    job = run_job(ray_ws, spec, [str(files(3))], str(tmp_path / "out"))
+    assert job.state == "succeeded", job.reason
+    seen = {tuple(p.name.split("-")[1:]) for p in marks.glob("gpu-*")}
+    assert seen and all(int(pid) in ray_gpu_node.pids() and gpus == "0" for pid, gpus in seen)
