@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import job, serve, trigger, video, workspace
+from . import job, model, pipeline, serve, trigger, video, workspace
 
 __all__ = ["app", "main"]
 
@@ -25,6 +25,8 @@ app.add_typer(job.app, name="job")
 app.add_typer(video.app, name="video")
 serve.register(app)
 app.add_typer(trigger.app, name="trigger")
+app.add_typer(model.app, name="model")
+app.add_typer(pipeline.app, name="pipeline")
 
 
 def main() -> None:

@@ -1,0 +1,183 @@
+"""The ``train-evaluate-register`` pipeline: data tests, train, evaluate, register.
+
+1. **data tests**: the project's ``data_tests.check``; any problem stops the run with a
+   :class:`DataTestError` naming the columns.
+2. **train** on the training split, in an MLflow run (params, metrics, the model with its
+   signature).
+3. **evaluate** the candidate and the current ``production`` version on the same held-out
+   split. The candidate is promoted to ``staging`` only when its rmse beats production's by
+   the project's ``promotion.margin`` (relative); with no production version yet it is.
+   Not promoted is a normal, successful outcome whose reason says why.
+4. **register** the candidate as a new version (tags: data hash, code version, metrics, the
+   pipeline run, the decision) and, when promoted, move ``staging`` to it.
+
+The run is recorded as a pipeline run (``pipeline_runs``) so that it shows beside the
+others; the model version's ``batchscore.pipeline_run`` tag points back to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import update
+
+from ..errors import BatchscoreError
+from ..pipelines import create_run
+from ..state.tables import pipeline_runs
+from ..workspace import Workspace
+from .errors import DataTestError, ProjectError
+from .project import Project, load_project
+from .registry import alias_version, artifact_location, client, registry_uri
+
+__all__ = ["PIPELINE_NAME", "Outcome", "data_hash", "train_evaluate_register"]
+
+PIPELINE_NAME = "train-evaluate-register"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    pipeline_run: str
+    mlflow_run: str
+    model_name: str
+    version: int
+    promoted: bool
+    reason: str
+    metrics: dict[str, float]
+    production_version: int | None = None
+    production_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def data_hash(frame: pd.DataFrame) -> str:
+    """A stable hash of a DataFrame's columns and values (not its index)."""
+    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _finish(ws: Workspace, run_id: str, state: str, reason: str) -> None:
+    with ws.engine.begin() as conn:
+        conn.execute(update(pipeline_runs).where(pipeline_runs.c.id == run_id)
+                     .values(state=state, reason=reason, finished_at=time.time()))
+
+
+def _decide(candidate: float, production: float | None, margin: float) -> tuple[bool, str]:
+    if production is None:
+        return True, "no production version yet: the first model becomes the candidate"
+    needed = production * (1 - margin)
+    if candidate <= needed:
+        return True, (f"rmse {candidate:.4f} beats production's {production:.4f} by more "
+                      f"than the margin of {margin:.1%} (needed <= {needed:.4f})")
+    return False, (f"not promoted: rmse {candidate:.4f} does not beat production's "
+                   f"{production:.4f} by the margin of {margin:.1%} (needed <= {needed:.4f})")
+
+
+def train_evaluate_register(ws: Workspace, project: str | Path | Project, *,
+                            data: pd.DataFrame | None = None,
+                            overrides: dict[str, str] | None = None,
+                            log: Callable[[str], None] = lambda _: None) -> Outcome:
+    """Run the pipeline on ``project`` (a folder); ``data`` replaces ``data.load()``."""
+    proj = project if isinstance(project, Project) else load_project(project, overrides)
+    with ws.engine.begin() as conn:
+        run = create_run(conn, PIPELINE_NAME, {"project": str(proj.path)}, state="running")
+    try:
+        outcome = _run(ws, proj, run.id, data, log)
+    except DataTestError as exc:
+        _finish(ws, run.id, "failed", str(exc))
+        raise
+    except BatchscoreError as exc:
+        _finish(ws, run.id, "failed", str(exc))
+        raise
+    except Exception as exc:
+        _finish(ws, run.id, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    _finish(ws, run.id, "succeeded", outcome.reason)
+    return outcome
+
+
+def _run(ws: Workspace, proj: Project, run_id: str, data: pd.DataFrame | None,
+         log: Callable[[str], None]) -> Outcome:
+    import mlflow
+    import sklearn
+    from mlflow.models import infer_signature
+    from sklearn.model_selection import train_test_split
+
+    params = proj.params
+    data_mod = proj.module("data")
+    frame = data if data is not None else data_mod.load()
+    features, target = list(data_mod.FEATURES), str(data_mod.TARGET)
+
+    log("data tests ...")
+    problems = proj.module("data_tests").check(frame, data_mod.reference())
+    if problems:
+        raise DataTestError(list(problems))
+    log(f"data tests passed ({len(frame)} rows)")
+
+    train_df, test_df = train_test_split(frame, test_size=float(params["data"]["test_size"]),
+                                         random_state=int(params["data"]["seed"]))
+    uri = registry_uri(ws)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    c = client(ws)
+    experiment = c.get_experiment_by_name(proj.model_name)
+    experiment_id = (experiment.experiment_id if experiment is not None else
+                     c.create_experiment(proj.model_name,
+                                         artifact_location=f"{artifact_location(ws)}/"
+                                         f"{proj.model_name}"))
+    digest, code = data_hash(frame), proj.code_version()
+    tags = {"batchscore.pipeline_run": run_id, "batchscore.data_hash": digest,
+            "batchscore.code_version": code, "batchscore.project": str(proj.path)}
+
+    log("train ...")
+    with mlflow.start_run(experiment_id=experiment_id, tags=tags) as active:
+        mlflow.log_params({"train." + k: v for k, v in params.get("train", {}).items()})
+        mlflow.log_params({"data.test_size": params["data"]["test_size"],
+                           "data.seed": params["data"]["seed"],
+                           "promotion.margin": params["promotion"]["margin"]})
+        model = proj.module("train").train(train_df[features], train_df[target], params)
+        evaluate = proj.module("evaluate").evaluate
+        metrics = {k: float(v) for k, v in
+                   evaluate(model, test_df[features], test_df[target]).items()}
+        if "rmse" not in metrics:
+            raise ProjectError(f"evaluate() must return an 'rmse' metric, got {sorted(metrics)}")
+        mlflow.log_metrics(metrics)
+        signature = infer_signature(train_df[features], model.predict(train_df[features][:5]))
+        info = mlflow.sklearn.log_model(  # type: ignore[attr-defined]
+            model, name="model", signature=signature,
+            pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
+        mlflow_run = active.info.run_id
+    log(f"trained: {', '.join(f'{k}={v:.4f}' for k, v in sorted(metrics.items()))}")
+
+    log("evaluate against production ...")
+    production = alias_version(ws, proj.model_name, "production")
+    prod_metrics: dict[str, float] = {}
+    if production is not None:
+        prod_model = mlflow.pyfunc.load_model(production.uri)
+        prod_metrics = {k: float(v) for k, v in
+                        evaluate(prod_model, test_df[features], test_df[target]).items()}
+    promoted, reason = _decide(metrics["rmse"], prod_metrics.get("rmse"),
+                               float(params["promotion"]["margin"]))
+    log(reason)
+
+    log("register ...")
+    if c.search_registered_models(f"name = '{proj.model_name}'") == []:
+        c.create_registered_model(proj.model_name)
+    version_tags = {**tags, "batchscore.decision": "promoted" if promoted else "not promoted",
+                    "batchscore.reason": reason,
+                    **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
+    if production is not None:
+        version_tags["batchscore.compared_with"] = str(production.version)
+    mv = c.create_model_version(proj.model_name, info.model_uri, run_id=mlflow_run,
+                                tags=version_tags)
+    if promoted:
+        c.set_registered_model_alias(proj.model_name, "staging", mv.version)
+    log(f"registered {proj.model_name} version {mv.version}"
+        + (" as staging" if promoted else ""))
+    return Outcome(pipeline_run=run_id, mlflow_run=mlflow_run, model_name=proj.model_name,
+                   version=int(mv.version), promoted=promoted, reason=reason, metrics=metrics,
+                   production_version=production.version if production else None,
+                   production_metrics=prod_metrics)

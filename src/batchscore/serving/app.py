@@ -1,0 +1,194 @@
+"""The online scoring app: MLflow's scoring protocol and the Open Inference Protocol v2."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+
+from ..errors import UsageError
+from ..workspace import Workspace
+from .datalog import InferenceLogger
+from .inputs import InputProblem, Signature, parse_mlflow, parse_v2
+
+__all__ = ["MAX_BODY_BYTES", "ServedModel", "create_app", "load_served_model"]
+
+MAX_BODY_BYTES = 5 * 1024 * 1024
+_V2_TYPES = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32",
+             "boolean": "BOOL", "string": "BYTES"}
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    name: str
+    version: str
+    signature: Signature
+    predict: Callable[[pd.DataFrame], Any]
+
+
+def load_served_model(ws: Workspace, ref: str) -> ServedModel:
+    """A registry version (``NAME@ALIAS``, ``NAME/VERSION``) loaded through MLflow pyfunc."""
+    import mlflow.pyfunc
+
+    from ..mlops.registry import get_version, registry_uri
+
+    version = get_version(ws, ref)
+    mlflow.set_tracking_uri(registry_uri(ws))
+    mlflow.set_registry_uri(registry_uri(ws))
+    model = mlflow.pyfunc.load_model(version.uri)
+    schema = model.metadata.get_input_schema()
+    if schema is None or not schema.has_input_names():
+        raise UsageError(f"model {version.uri} has no input signature with column names; "
+                         "log it with a signature to serve it")
+    sig = [(spec.name, spec.type.name) for spec in schema.inputs]
+    return ServedModel(version.name, str(version.version), sig, model.predict)
+
+
+def _jsonable(predictions: Any) -> list[Any]:
+    if isinstance(predictions, pd.DataFrame):
+        return predictions.to_dict(orient="records")
+    return np.asarray(predictions).tolist()
+
+
+def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
+               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    app = FastAPI(title=f"batchscore model {model.name}", version=model.version)
+    registry = CollectorRegistry()
+    latency = Histogram("batchscore_serving_request_seconds", "Request latency.", ["route"],
+                        registry=registry)
+    requests = Counter("batchscore_serving_requests", "Requests by route and status.",
+                       ["route", "status"], registry=registry)
+    errors = Counter("batchscore_serving_errors", "Requests answered with an error.",
+                     ["route", "status"], registry=registry)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        latency.labels(route).observe(time.perf_counter() - started)
+        requests.labels(route, str(response.status_code)).inc()
+        if response.status_code >= 400:
+            errors.labels(route, str(response.status_code)).inc()
+        return response
+
+    def fail(message: str, status: int, request_id: str) -> JSONResponse:
+        return JSONResponse({"error_code": "BAD_REQUEST" if status == 400 else
+                             "REQUEST_TOO_LARGE" if status == 413 else "NOT_FOUND",
+                             "message": message}, status_code=status,
+                            headers={"X-Request-ID": request_id})
+
+    async def body_of(request: Request) -> Any:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > max_body_bytes:
+            raise InputProblem(f"request body of {declared} bytes is over the limit of "
+                               f"{max_body_bytes} bytes", 413)
+        raw = await request.body()
+        if len(raw) > max_body_bytes:
+            raise InputProblem(f"request body of {len(raw)} bytes is over the limit of "
+                               f"{max_body_bytes} bytes", 413)
+        if not raw.strip():
+            raise InputProblem("request body is empty; send JSON such as "
+                               '{"dataframe_split": {"columns": [...], "data": [[...]]}}')
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise InputProblem(f"request body is not valid JSON: {exc}") from None
+
+    def score(frame: pd.DataFrame, request_id: str) -> list[Any]:
+        predictions = model.predict(frame)
+        if logger is not None:
+            logger.log(frame, _jsonable(predictions), request_id=request_id,
+                       model=model.name, version=model.version)
+        return _jsonable(predictions)
+
+    @app.get("/ping")
+    @app.get("/health")
+    def ping() -> PlainTextResponse:
+        return PlainTextResponse("\n")
+
+    @app.get("/version")
+    def version() -> dict[str, str]:
+        return {"model": model.name, "version": model.version}
+
+    @app.post("/invocations")
+    async def invocations(request: Request) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        try:
+            frame = parse_mlflow(await body_of(request), model.signature)
+        except InputProblem as exc:
+            return fail(str(exc), exc.status, request_id)
+        return JSONResponse({"predictions": score(frame, request_id)},
+                            headers={"X-Request-ID": request_id})
+
+    @app.get("/v2/health/ready")
+    @app.get("/v2/health/live")
+    def v2_health() -> dict[str, bool]:
+        return {"ready": True, "live": True}
+
+    @app.get("/v2")
+    def v2_server() -> dict[str, Any]:
+        return {"name": "batchscore", "version": model.version, "extensions": []}
+
+    def metadata() -> dict[str, Any]:
+        return {"name": model.name, "versions": [model.version], "platform": "mlflow",
+                "inputs": [{"name": n, "datatype": _V2_TYPES.get(k, "BYTES"), "shape": [-1]}
+                           for n, k in model.signature],
+                "outputs": [{"name": "predict", "datatype": "FP64", "shape": [-1]}]}
+
+    def unknown(name: str, request_id: str) -> JSONResponse | None:
+        if name == model.name:
+            return None
+        return fail(f"no model named {name!r}; this server serves {model.name!r}", 404,
+                    request_id)
+
+    @app.get("/v2/models/{name}")
+    def v2_metadata(name: str) -> Any:
+        return unknown(name, "") or metadata()
+
+    @app.get("/v2/models/{name}/ready")
+    def v2_ready(name: str) -> Any:
+        return unknown(name, "") or {"name": name, "ready": True}
+
+    @app.post("/v2/models/{name}/infer")
+    async def v2_infer(name: str, request: Request) -> Response:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        missing = unknown(name, request_id)
+        if missing is not None:
+            return missing
+        try:
+            body = await body_of(request)
+            frame = parse_v2(body, model.signature)
+        except InputProblem as exc:
+            return fail(str(exc), exc.status, request_id)
+        if isinstance(body.get("id"), str):
+            request_id = body["id"]
+        data = score(frame, request_id)
+        return JSONResponse({"model_name": model.name, "model_version": model.version,
+                             "id": request_id,
+                             "outputs": [{"name": "predict", "shape": [len(data)],
+                                          "datatype": "FP64", "data": data}]},
+                            headers={"X-Request-ID": request_id})
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    if logger is not None:
+        app.router.on_shutdown.append(logger.close)
+    return app

@@ -1,0 +1,174 @@
+"""Request bodies of both protocols turned into rows, checked against the model signature.
+
+Every refusal is an :class:`InputProblem` whose message names the rule and the value."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["MLFLOW_KEYS", "InputProblem", "Signature", "parse_mlflow", "parse_v2"]
+
+Signature = list[tuple[str, str]]  # (column, MLflow type name: double, long, string, ...)
+MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+_NUMERIC = {"double", "float", "long", "integer"}
+
+
+class InputProblem(ValueError):
+    """A request the model cannot score; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _names(sig: Signature) -> str:
+    return ", ".join(name for name, _ in sig)
+
+
+def _by_name(record: Any, sig: Signature, where: str) -> list[Any]:
+    if not isinstance(record, dict):
+        raise InputProblem(f"{where} must be an object of column: value, got "
+                           f"{type(record).__name__}")
+    expected = [name for name, _ in sig]
+    missing = [n for n in expected if n not in record]
+    unknown = [str(n) for n in record if n not in expected]
+    if missing or unknown:
+        parts = ([f"missing columns: {', '.join(missing)}"] if missing else []) + (
+            [f"unknown columns: {', '.join(unknown)}"] if unknown else [])
+        raise InputProblem(f"{where}: {'; '.join(parts)} (the model expects {_names(sig)})")
+    return [record[n] for n in expected]
+
+
+def _positional(rows: Any, sig: Signature, what: str) -> list[list[Any]]:
+    if not isinstance(rows, list):
+        raise InputProblem(f"{what} must be a list of rows, got {type(rows).__name__}")
+    out = []
+    for i, row in enumerate(rows):
+        if isinstance(row, dict):
+            out.append(_by_name(row, sig, f"{what} row {i}"))
+            continue
+        if not isinstance(row, list):
+            row = [row]
+        if len(row) != len(sig):
+            raise InputProblem(f"{what} row {i} has {len(row)} values; the model expects "
+                               f"{len(sig)} columns ({_names(sig)})")
+        out.append(row)
+    return out
+
+
+def _columnar(columns: dict[str, Any], sig: Signature, what: str) -> list[list[Any]]:
+    values = _by_name(columns, sig, what)
+    if not all(isinstance(v, list) for v in values):
+        raise InputProblem(f"{what} as an object must map each column to a list of values")
+    lengths = {len(v) for v in values}
+    if len(lengths) > 1:
+        raise InputProblem(f"{what}: columns have different lengths {sorted(lengths)}")
+    return [list(r) for r in zip(*values, strict=True)]
+
+
+def _check_value(value: Any, kind: str, column: str, row: int) -> Any:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise InputProblem(f"column {column!r} has a missing value (NaN/null) in row {row}")
+    if kind in _NUMERIC:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if kind in ("long", "integer") and isinstance(value, float):
+            ok = value.is_integer()
+        if not ok:
+            raise InputProblem(f"column {column!r} must be {kind}, got {value!r} "
+                               f"({type(value).__name__}) in row {row}")
+        if isinstance(value, float) and math.isinf(value):
+            raise InputProblem(f"column {column!r} has an infinite value in row {row}")
+    elif kind == "boolean" and not isinstance(value, bool):
+        raise InputProblem(f"column {column!r} must be boolean, got {value!r} in row {row}")
+    elif kind == "string" and not isinstance(value, str):
+        raise InputProblem(f"column {column!r} must be string, got {value!r} in row {row}")
+    return value
+
+
+def to_frame(rows: list[list[Any]], sig: Signature) -> pd.DataFrame:
+    """Rows checked value by value against the signature, as a typed DataFrame."""
+    if not rows:
+        raise InputProblem("the request holds no rows to score")
+    for i, row in enumerate(rows):
+        for value, (column, kind) in zip(row, sig, strict=True):
+            _check_value(value, kind, column, i)
+    frame = pd.DataFrame(rows, columns=[name for name, _ in sig])
+    dtypes = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32",
+              "boolean": "bool"}
+    return frame.astype({n: dtypes[k] for n, k in sig if k in dtypes})
+
+
+def parse_mlflow(body: Any, sig: Signature) -> pd.DataFrame:
+    """A body of the MLflow scoring protocol (one of :data:`MLFLOW_KEYS`)."""
+    if not isinstance(body, dict):
+        raise InputProblem(f"the body must be a JSON object with one of {', '.join(MLFLOW_KEYS)}")
+    keys = [k for k in MLFLOW_KEYS if k in body]
+    if len(keys) != 1:
+        raise InputProblem(f"the body must hold exactly one of {', '.join(MLFLOW_KEYS)}; "
+                           f"got {', '.join(map(str, body)) or 'none'}")
+    key = keys[0]
+    value = body[key]
+    if key == "dataframe_split":
+        if not isinstance(value, dict) or "data" not in value:
+            raise InputProblem("dataframe_split must be an object with 'data' (and 'columns')")
+        columns = value.get("columns")
+        if columns is not None:
+            if not isinstance(columns, list):
+                raise InputProblem("dataframe_split.columns must be a list of column names")
+            if len(columns) != len(sig):
+                raise InputProblem(f"dataframe_split has {len(columns)} columns; the model "
+                                   f"expects {len(sig)} ({_names(sig)})")
+        rows = _positional(value["data"], sig, "dataframe_split.data")
+        if columns is not None:
+            rows = [_by_name(dict(zip(columns, r, strict=True)), sig, "dataframe_split")
+                    for r in rows]
+        return to_frame(rows, sig)
+    if key == "dataframe_records":
+        if not isinstance(value, list):
+            raise InputProblem("dataframe_records must be a list of objects")
+        return to_frame([_by_name(r, sig, f"dataframe_records row {i}")
+                         for i, r in enumerate(value)], sig)
+    if isinstance(value, dict):
+        return to_frame(_columnar(value, sig, key), sig)
+    return to_frame(_positional(value, sig, key), sig)
+
+
+def _flatten(data: Any) -> list[Any]:
+    if isinstance(data, list):
+        return [x for item in data for x in _flatten(item)]
+    return [data]
+
+
+def parse_v2(body: Any, sig: Signature) -> pd.DataFrame:
+    """An Open Inference Protocol v2 request: one [rows, columns] tensor, or one [rows]
+    tensor per column named after it."""
+    if not isinstance(body, dict) or not isinstance(body.get("inputs"), list) or not body["inputs"]:
+        raise InputProblem("the body must be an object with a non-empty 'inputs' list of tensors")
+    tensors = body["inputs"]
+    for t in tensors:
+        if not isinstance(t, dict) or not {"name", "shape", "datatype", "data"} <= set(t):
+            raise InputProblem("every input tensor needs name, shape, datatype and data")
+        if not isinstance(t["shape"], list) or not all(isinstance(n, int) for n in t["shape"]):
+            raise InputProblem(f"input {t['name']!r}: shape must be a list of integers")
+    if len(tensors) == 1 and len(tensors[0]["shape"]) == 2:
+        t = tensors[0]
+        n, width = t["shape"]
+        flat = _flatten(t["data"])
+        if width != len(sig):
+            raise InputProblem(f"input {t['name']!r} has {width} columns; the model expects "
+                               f"{len(sig)} ({_names(sig)})")
+        if len(flat) != n * width:
+            raise InputProblem(f"input {t['name']!r}: shape {t['shape']} needs {n * width} "
+                               f"values, got {len(flat)}")
+        return to_frame([flat[i * width:(i + 1) * width] for i in range(n)], sig)
+    columns = {}
+    for t in tensors:
+        flat = _flatten(t["data"])
+        if math.prod(t["shape"]) != len(flat):
+            raise InputProblem(f"input {t['name']!r}: shape {t['shape']} needs "
+                               f"{math.prod(t['shape'])} values, got {len(flat)}")
+        columns[t["name"]] = flat
+    return to_frame(_columnar(columns, sig, "inputs"), sig)
