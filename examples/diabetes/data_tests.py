@@ -8,7 +8,6 @@ import sys
 
 import pandas as pd
 import pandera.pandas as pa
-
 from batchscore.mlops.datatests import run_checks
 
 RANGES = {  # plausible ranges in the data's own units

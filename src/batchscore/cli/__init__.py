@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import job, model, pipeline, serve, trigger, video, workspace
+from . import ci, job, model, pipeline, serve, trigger, video, workspace
 
 __all__ = ["app", "main"]
 
@@ -21,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 workspace.register(app)
+ci.register(app)
 app.add_typer(job.app, name="job")
 app.add_typer(video.app, name="video")
 serve.register(app)
