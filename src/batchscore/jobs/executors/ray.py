@@ -203,8 +203,12 @@ class RayExecutor(Executor):
             return
         stops = []
         for slot in self._slots.values():
-            if slot.worker is not None:
-                with contextlib.suppress(Exception):
+            # Every actor that has started owes its script's shutdown(), also one whose
+            # ready() the loop has not collected yet; one never placed is just killed.
+            with contextlib.suppress(Exception):
+                started = slot.worker is not None or bool(
+                    ray.wait([slot.ready_ref], timeout=0)[0])
+                if started:
                     stops.append(slot.handle.stop.remote())
         if stops:
             with contextlib.suppress(Exception):
