@@ -43,6 +43,7 @@ CLUSTER_PLACEMENT_TIMEOUT_S = 600.0  # an autoscaler starting a GPU node from ze
 CONNECT_TIMEOUT_S = 10.0
 MAX_LOST = 3
 _STOP_TIMEOUT_S = 30.0
+_START_WAIT_S = 10.0  # at close, for actors still running their init()
 _NODE_DEATH = re.compile(r"node (has )?died|node .* (was )?(terminated|removed|dead)", re.I)
 
 
@@ -202,9 +203,13 @@ class RayExecutor(Executor):
         if ray is None:
             return
         stops = []
+        # An actor still in its init() (it started after the work ran out) finishes it
+        # first: init() and shutdown() come in pairs. One that was never placed is killed.
+        starting = [slot.ready_ref for slot in self._slots.values() if slot.worker is None]
+        if starting:
+            with contextlib.suppress(Exception):
+                ray.wait(starting, num_returns=len(starting), timeout=_START_WAIT_S)
         for slot in self._slots.values():
-            # Every actor that has started owes its script's shutdown(), also one whose
-            # ready() the loop has not collected yet; one never placed is just killed.
             with contextlib.suppress(Exception):
                 started = slot.worker is not None or bool(
                     ray.wait([slot.ready_ref], timeout=0)[0])
