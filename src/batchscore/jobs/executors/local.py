@@ -25,6 +25,7 @@ class LocalExecutor(Executor):
     def __init__(self) -> None:
         self._pool: ProcessPool | None = None
         self._futures: dict[Future[Any], tuple[int, int, float]] = {}
+        self._lost: list[Completion] = []  # in flight on a pool that was replaced
         self._workers = 1
 
     @property
@@ -33,7 +34,7 @@ class LocalExecutor(Executor):
 
     @property
     def in_flight(self) -> int:
-        return len(self._futures)
+        return len(self._futures) + len(self._lost)
 
     def start(self, cfg: WorkerConfig, workers: int) -> None:
         self._workers = workers
@@ -54,15 +55,26 @@ class LocalExecutor(Executor):
             future = self._pool.schedule(run_task, args=(idx, attempt, items), timeout=timeout)
         except RuntimeError:
             # pebble gives up on the whole pool when a worker dies while no task is running
-            # on it (between tasks, or all at once): start a new pool and go on.
-            self._pool.stop()
-            self._pool = self._new_pool()
+            # on it (between tasks, or all at once): start a new pool and go on. What was in
+            # flight on the old one is lost (re-run uncounted), whether or not pebble said so.
+            self._replace_pool()
             future = self._pool.schedule(run_task, args=(idx, attempt, items), timeout=timeout)
         self._futures[future] = (idx, attempt, timeout)
 
+    def _replace_pool(self) -> None:
+        assert self._pool is not None
+        old, self._futures = self._futures, {}
+        for future, (idx, attempt, _) in old.items():
+            future.cancel()
+            self._lost.append(Completion(idx, attempt, Outcome.LOST,
+                                         error="the worker pool broke (its workers died)"))
+        self._pool.stop()
+        self._pool = self._new_pool()
+
     def wait(self, timeout: float) -> list[Completion]:
-        if not self._futures:
-            return []
+        lost, self._lost = self._lost, []
+        if lost or not self._futures:
+            return lost
         done, _ = futures_wait(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
         return [self._completion(f) for f in done]
 
