@@ -19,7 +19,7 @@ from fsspec.core import url_to_fs
 
 from .errors import InputError
 
-__all__ = ["Store", "expand_inputs", "is_local_url", "to_url"]
+__all__ = ["Store", "expand_inputs", "is_local_url", "local_copy", "to_url"]
 
 
 def to_url(location: str | os.PathLike[str]) -> str:
@@ -166,3 +166,22 @@ def _expand_one(pattern: str) -> list[str]:
     else:
         return []
     return sorted(f"{protocol}://{p}" if protocol != "file" else f"file://{p}" for p in found)
+
+
+def local_copy(url: str, scratch: Path, recursive: bool = False) -> str:
+    """A local path for ``url``: local files as they are, remote ones (a folder with
+    ``recursive``) downloaded once into ``scratch``."""
+    url = to_url(url)
+    if url.startswith("file://"):
+        return url_to_fs(url)[1]
+    fs, path = url_to_fs(url)
+    target = scratch / path.lstrip("/")
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        if recursive:
+            fs.get(path.rstrip("/") + "/", str(tmp), recursive=True)
+        else:
+            fs.get_file(path, str(tmp))
+        tmp.replace(target)
+    return str(target)

@@ -23,6 +23,11 @@ ECHO = """
 """
 
 
+def _pids(marks: Path, what: str) -> set[str]:
+    """The pids of the workers that left a ``<what>-<pid>`` mark."""
+    return {p.name.split("-")[1] for p in marks.glob(f"{what}-*")}
+
+
 def spec(script: Path, **settings: object):  # type: ignore[no-untyped-def]
     return spec_from_mapping({"scoring_script": str(script), **settings})
 
@@ -317,8 +322,7 @@ def test_shutdown_is_called_in_each_worker(ws, executor, script, files, marks, t
     job = run(ws, with_shutdown, files(4), tmp_path / "out", mini_batch_size=1,
               max_concurrency_per_instance=2)
     assert job.state == "succeeded"
-    inits = {p.name.split("-")[1] for p in marks.glob("init-*")}
-    shutdowns = {p.name.split("-")[1] for p in marks.glob("shutdown-*")}
+    inits, shutdowns = _pids(marks, "init"), _pids(marks, "shutdown")
     assert inits and shutdowns == inits  # every worker that started was shut down
 
 
@@ -433,6 +437,5 @@ def test_a_worker_still_starting_when_the_work_runs_out_is_shut_down_if_it_start
     job = run(ws, slow_second, files(4), tmp_path / "out", mini_batch_size=1,
               max_concurrency_per_instance=2)
     assert job.state == "succeeded"
-    inits = {p.name.split("-")[1] for p in marks.glob("init-*")}
-    shutdowns = {p.name.split("-")[1] for p in marks.glob("shutdown-*")}
+    inits, shutdowns = _pids(marks, "init"), _pids(marks, "shutdown")
     assert inits and shutdowns == inits  # init() and shutdown() come in pairs

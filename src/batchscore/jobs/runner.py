@@ -8,6 +8,7 @@ a job that another runner (``job resume``) finishes without re-running finished 
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from collections import deque
@@ -144,8 +145,6 @@ class _Run:
     def _staging(self) -> Path:
         if self.ws.system.is_local:
             return self.ws.system.local_path(self.prefix, "staging")
-        import tempfile
-
         return Path(tempfile.gettempdir()) / "batchscore" / self.job.id / "staging"
 
     # -- the run -------------------------------------------------------------------------

@@ -24,7 +24,7 @@ import pandas as pd
 from fsspec.core import url_to_fs
 
 from ..errors import ScriptError
-from ..storage import Store, expand_inputs, to_url
+from ..storage import Store, expand_inputs, local_copy, to_url
 from .kinds import CommitContext, JobKind, Scorer
 from .outputs import check_output, commit_output
 from .plan import PlannedBatch, plan_minibatches, read_table
@@ -229,25 +229,6 @@ def _prepare(spec: JobSpec, idx: int, items: list[Any], scratch: Path) -> tuple[
         return pd.concat(frames, ignore_index=True), ctx
     item = items[0]
     return read_table(spec, item["url"], item["start"], item["stop"]), ctx
-
-
-def local_copy(url: str, scratch: Path, recursive: bool = False) -> str:
-    """A local path for ``url``: local files as they are, remote ones (a folder with
-    ``recursive``) downloaded once into ``scratch``."""
-    url = to_url(url)
-    if url.startswith("file://"):
-        return url_to_fs(url)[1]
-    fs, path = url_to_fs(url)
-    target = scratch / path.lstrip("/")
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
-        if recursive:
-            fs.get(path.rstrip("/") + "/", str(tmp), recursive=True)
-        else:
-            fs.get_file(path, str(tmp))
-        tmp.replace(target)
-    return str(target)
 
 
 def _format_rows(result: Any) -> tuple[int, str]:

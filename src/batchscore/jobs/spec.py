@@ -13,7 +13,6 @@ from __future__ import annotations
 import codecs
 import difflib
 import hashlib
-import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -254,7 +253,3 @@ def _model_path(value: Any, source: str) -> str | None:
 def _suggest(word: str, choices: set[str]) -> str:
     close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def canonical_json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)

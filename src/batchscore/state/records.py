@@ -262,7 +262,7 @@ def heartbeat(engine: Engine, job_id: str, runner: str) -> tuple[bool, bool]:
     return row.runner == runner, bool(row.cancel_requested)
 
 
-def mark_running(engine: Engine, job_id: str, idxs: list[int], worker: str | None = None) -> None:
+def mark_running(engine: Engine, job_id: str, idxs: list[int]) -> None:
     with engine.begin() as conn:
         conn.execute(
             update(minibatches)

@@ -24,7 +24,6 @@ from ..jobs.api import run_job
 from ..jobs.kinds import CommitContext, JobKind, Scorer
 from ..jobs.plan import PlannedBatch
 from ..jobs.runner import ProgressCallback
-from ..jobs.script import local_copy
 from ..jobs.spec import JobSpec
 from ..jobs.worker import TaskResult, WorkerConfig, worker_name
 from ..models.arbitrary import compute_style_vector
@@ -32,7 +31,7 @@ from ..models.onnx_image import load_model_card
 from ..models.runtime import RuntimeOptions
 from ..models.spec import model_from_spec
 from ..state.records import Job
-from ..storage import Store, expand_inputs, to_url
+from ..storage import Store, expand_inputs, local_copy, to_url
 from ..workspace import Workspace
 from .encoding import EncoderSettings
 from .join import join_chunks
