@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[demo,test,postgres,smoothing,ray,service,azure,mlops]'
+	$(BIN)/python -m pip install -q -e '.[demo,test,postgres,smoothing,ray,service,azure,mlops,streaming]'
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

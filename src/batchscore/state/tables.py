@@ -20,6 +20,7 @@ from sqlalchemy import (
 __all__ = [
     "api_tokens",
     "attempts",
+    "endpoints",
     "jobs",
     "metadata",
     "minibatches",
@@ -163,4 +164,16 @@ api_tokens = Table(
     Column("created_at", Float, nullable=False),
     Column("last_used_at", Float),
     Column("revoked", Boolean, nullable=False, default=False),
+)
+
+endpoints = Table(
+    "endpoints",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("spec", JSON, nullable=False),  # the JobSpec mapping every invocation starts from
+    Column("model", Text),  # the model reference as given (models:/NAME@production, a folder)
+    Column("description", Text),
+    Column("created_by", String(100)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )
