@@ -28,7 +28,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from .errors import BatchscoreError, InputError, SpecError, UsageError
 from .jobs.api import get_job, submit_job
-from .jobs.runner import execute
+from .jobs.runner import ProgressCallback, execute
 from .jobs.spec import JobSpec
 from .state.records import runner_name
 from .state.tables import pipeline_runs
@@ -37,6 +37,7 @@ from .workspace import Workspace
 __all__ = [
     "PIPELINES",
     "RUN_STATES",
+    "BatchEndpointParams",
     "Pipeline",
     "PipelineNotFoundError",
     "Run",
@@ -191,11 +192,72 @@ def _video_plan(ws: Workspace, p: VideoStyleParams, run_id: str) -> Plan:
     return Plan(spec, [data_url(ws, resolve_data_path(ws, p.input, "input"))], output)
 
 
+class BatchEndpointParams(BaseModel):
+    """Parameters of ``batch-endpoint``: one invocation of a batch endpoint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: str = Field(description="The endpoint's name.", max_length=100)
+    input: str | None = Field(None, description="One input (a storage trigger sets it): a "
+                              "path in the data store, or a database URL with query.",
+                              max_length=1024)
+    inputs: list[str] = Field([], description="Inputs: paths or globs in the data store.",
+                              max_length=1000)
+    query: str | None = Field(None, description="SQL query when the input is a database URL.",
+                              max_length=100_000)
+    output: str = Field(description="A folder ending in '/' (then <folder>/<run id>/), a "
+                        ".parquet/.csv path in the data store, or a database URL with table.",
+                        max_length=1024)
+    table: str | None = Field(None, description="SQL table when the output is a database URL.",
+                              max_length=200)
+    overwrite: bool = False
+
+    def all_inputs(self) -> list[str]:
+        return ([self.input] if self.input else []) + list(self.inputs)
+
+
+def data_pointer(ws: Workspace, value: str, what: str) -> str:
+    """A data-store path as its URL; a database URL as it is."""
+    from .endpoints import is_database_url
+
+    if is_database_url(value):
+        return value
+    return data_url(ws, resolve_data_path(ws, value, what))
+
+
+def check_endpoint_params(ws: Workspace, p: BatchEndpointParams) -> None:
+    from .endpoints import get_endpoint
+
+    get_endpoint(ws, p.endpoint)
+    if not p.all_inputs():
+        raise InputError(f"endpoint {p.endpoint!r}: no input given")
+    for value in p.all_inputs():
+        data_pointer(ws, value, "input")
+    data_pointer(ws, p.output, "output")
+
+
+def _endpoint_plan(ws: Workspace, p: BatchEndpointParams, run_id: str) -> Plan:
+    from .endpoints import endpoint_job_spec, get_endpoint, is_database_url
+
+    check_endpoint_params(ws, p)
+    spec = endpoint_job_spec(ws, get_endpoint(ws, p.endpoint), query=p.query, table=p.table)
+    output = p.output
+    if output.endswith("/") and not is_database_url(output):
+        output = f"{output}{run_id}/"
+    return Plan(spec, [data_pointer(ws, v, "input") for v in p.all_inputs()],
+                data_pointer(ws, output, "output"))
+
+
 PIPELINES: dict[str, Pipeline] = {
     "video-style": Pipeline(
         name="video-style",
         summary="Restyle every frame of a video with a built-in style, keeping its audio.",
         params=VideoStyleParams, check=_video_check, plan=_video_plan,
+    ),
+    "batch-endpoint": Pipeline(
+        name="batch-endpoint",
+        summary="Invoke a batch endpoint: score data files or a SQL query with its model.",
+        params=BatchEndpointParams, check=check_endpoint_params, plan=_endpoint_plan,
     ),
 }
 
@@ -276,13 +338,19 @@ def request_run(ws: Workspace, pipeline: str, params: dict[str, Any], *,
     """Validate ``params`` and queue a run of ``pipeline``; the service's slots execute it."""
     model = validate_params(ws, pipeline, params)
     source = getattr(model, "input", None)
-    if isinstance(source, str):
+    if isinstance(source, str) and not _pattern_or_database(source):
         fs, path = url_to_fs(data_url(ws, resolve_data_path(ws, source, "input")))
         if not fs.isfile(path):
             raise InputError(f"input {source!r} does not exist in the data store")
     with ws.engine.begin() as conn:
         return create_run(conn, pipeline, model.model_dump(mode="json"),
                           created_by=created_by)
+
+
+def _pattern_or_database(value: str) -> bool:
+    from .endpoints import is_database_url
+
+    return is_database_url(value) or any(c in value for c in "*?[")
 
 
 def get_run(engine: Engine | Connection, run_id: str) -> Run:
@@ -345,7 +413,8 @@ def _finish(ws: Workspace, run_id: str, state: str, reason: str | None) -> Run:
         return get_run(conn, run_id)
 
 
-def execute_run(ws: Workspace, run_id: str) -> Run:
+def execute_run(ws: Workspace, run_id: str, *, progress: ProgressCallback | None = None
+                ) -> Run:
     """Run a claimed run's job to its end (starting the job, or resuming it); returns the
     finished run. Errors of the run's own making end it as ``failed`` with their message."""
     run = get_run(ws.engine, run_id)
@@ -361,7 +430,7 @@ def execute_run(ws: Workspace, run_id: str) -> Run:
         else:
             job = get_job(ws, run.job_id)
         if not job.finished:
-            job = execute(ws, job.id)
+            job = execute(ws, job.id, progress=progress)
     except BatchscoreError as exc:
         return _finish(ws, run.id, "failed", str(exc))
     except Exception as exc:  # a bug or an unreachable store: keep the message on the run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import ci, job, model, pipeline, serve, trigger, video, workspace
+from . import ci, endpoint, job, model, pipeline, serve, trigger, video, workspace
 
 __all__ = ["app", "main"]
 
@@ -28,6 +28,7 @@ serve.register(app)
 app.add_typer(trigger.app, name="trigger")
 app.add_typer(model.app, name="model")
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(endpoint.app, name="endpoint")
 
 
 def main() -> None:

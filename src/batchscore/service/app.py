@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from ..endpoints import EndpointExistsError, EndpointNotFoundError
 from ..errors import JobNotFoundError, JobStateError, OutputExistsError, UsageError
 from ..pipelines import PipelineNotFoundError, RunNotFoundError
 from ..triggers import TriggerLoop, TriggerNotFoundError
@@ -170,15 +171,15 @@ async def _send_413(send: Callable[[Any], Awaitable[None]], limit: int) -> None:
 _STATUS: list[tuple[type[Exception], int]] = [
     (LinkError, 403),
     (RunNotFoundError, 404), (JobNotFoundError, 404), (PipelineNotFoundError, 404),
-    (TriggerNotFoundError, 404),
-    (OutputExistsError, 409), (JobStateError, 409),
+    (TriggerNotFoundError, 404), (EndpointNotFoundError, 404),
+    (OutputExistsError, 409), (JobStateError, 409), (EndpointExistsError, 409),
     (UsageError, 400),
 ]
 
 
 def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     """The service for workspace ``ws``."""
-    from . import api
+    from . import api, endpoints_api
 
     config = config or ServiceConfig()
     service = Service(ws, config, RunSlots(ws, config.run_slots),
@@ -240,6 +241,7 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
         return RedirectResponse("/dashboard/")
 
     app.include_router(api.router, prefix="/api/v1")
+    app.include_router(endpoints_api.router, prefix="/api/v1")
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True), name="dashboard")
     app.add_middleware(_BodyLimit, config=config)
     return app

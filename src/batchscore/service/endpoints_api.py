@@ -1,0 +1,131 @@
+"""Batch endpoints in the REST API: create, list, show, delete, invoke.
+
+``POST /api/v1/endpoints/{name}/invoke`` answers 202 with the job's and the run's ids at once;
+the service's run slots run the job. Data pointers name paths inside the workspace's data store
+(as every path of the API does) or a database URL with a query / a table.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..endpoints import (
+    create_endpoint,
+    delete_endpoint,
+    get_endpoint,
+    invocations,
+    invoke_endpoint,
+    list_endpoints,
+    tabular_endpoint_spec,
+)
+from ..pipelines import BatchEndpointParams, check_endpoint_params, data_pointer
+from .api import require
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mini_batch_size: int | str | None = None
+    error_threshold: int | None = Field(None, ge=-1)
+    max_concurrency_per_instance: int | None = Field(None, ge=1, le=256)
+    instance_count: int | None = Field(None, ge=1, le=1024)
+    retry_settings: dict[str, float] | None = None
+    logging_level: str | None = None
+
+
+class EndpointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=100)
+    model: str = Field(description="models:/NAME@ALIAS, models:/NAME/VERSION, or a model folder "
+                       "on the service's machine; {Column} placeholders with group_by.",
+                       max_length=1024)
+    group_by: list[str] = Field([], max_length=32)
+    keys: list[str] = Field([], max_length=256)
+    features: list[str] | None = Field(None, max_length=10_000)
+    prediction: str | None = Field(None, max_length=200)
+    description: str | None = Field(None, max_length=2000)
+    settings: Settings = Settings()
+
+
+class InvokeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: list[str] = Field(min_length=1, max_length=1000,
+                              description="Paths or globs in the data store, or one database "
+                              "URL (with query).")
+    query: str | None = Field(None, max_length=100_000)
+    output: str = Field(max_length=1024, description="A folder or .parquet/.csv path in the "
+                        "data store, or a database URL (with table).")
+    table: str | None = Field(None, max_length=200)
+    overwrite: bool = False
+
+
+def _ws(request: Request) -> Any:
+    return request.app.state.service.ws
+
+
+def _links(name: str, job_id: str, run_id: str) -> dict[str, str]:
+    return {"endpoint": f"/api/v1/endpoints/{name}", "job": f"/api/v1/jobs/{job_id}",
+            "run": f"/api/v1/runs/{run_id}", "logs": f"/api/v1/jobs/{job_id}/logs"}
+
+
+@router.get("/endpoints", tags=["endpoints"])
+def endpoints(request: Request) -> list[dict[str, Any]]:
+    require(request, "viewer")
+    return [e.to_dict() for e in list_endpoints(_ws(request))]
+
+
+@router.post("/endpoints", status_code=201, tags=["endpoints"])
+def create(request: Request, body: EndpointIn) -> dict[str, Any]:
+    """Create a batch endpoint scoring a registered model or a model folder."""
+    who = require(request, "operator")
+    settings = body.settings.model_dump(exclude_none=True)
+    spec = tabular_endpoint_spec(body.name, body.model, group_by=body.group_by, keys=body.keys,
+                                 features=body.features, prediction=body.prediction,
+                                 settings=settings)
+    return create_endpoint(_ws(request), body.name, spec, model=body.model,
+                           description=body.description, created_by=who.name).to_dict()
+
+
+@router.get("/endpoints/{name}", tags=["endpoints"])
+def endpoint(request: Request, name: str) -> dict[str, Any]:
+    """The endpoint and its latest invocations."""
+    require(request, "viewer")
+    ws = _ws(request)
+    return {**get_endpoint(ws, name).to_dict(), "invocations": invocations(ws, name)}
+
+
+@router.delete("/endpoints/{name}", tags=["endpoints"])
+def delete(request: Request, name: str) -> dict[str, Any]:
+    require(request, "operator")
+    return delete_endpoint(_ws(request), name).to_dict()
+
+
+@router.post("/endpoints/{name}/invoke", status_code=202, tags=["endpoints"])
+def invoke(request: Request, name: str, body: InvokeIn) -> dict[str, Any]:
+    """Start a job of the endpoint over the inputs; answers at once with its ids."""
+    who = require(request, "operator")
+    service = request.app.state.service
+    ws = service.ws
+    params = BatchEndpointParams(endpoint=name, inputs=body.inputs, query=body.query,
+                                 output=body.output, table=body.table, overwrite=body.overwrite)
+    check_endpoint_params(ws, params)
+    wait = service.limiter.take(who.name)
+    if wait:
+        raise HTTPException(429, f"too many runs started by {who.name!r}; try again in "
+                            f"{wait:.0f}s", headers={"Retry-After": str(int(wait) + 1)})
+    inv = invoke_endpoint(
+        ws, name, [data_pointer(ws, v, "input") for v in body.inputs], data_pointer(ws, body.output,
+                                                                             "output"),
+        query=body.query, table=body.table, overwrite=body.overwrite, created_by=who.name,
+        start=False)
+    service.slots.wake.set()
+    return {**inv.to_dict(), "links": _links(name, inv.job_id, inv.run_id)}
