@@ -5,36 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-
-import httpx
-import pytest
 
 from batchscore.jobs import run_job, spec_from_mapping, submit_job
 from servers import free_port
-
-
-@pytest.fixture
-def service(ws):
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "batchscore", "serve", "-w", str(ws.settings.root),
-         "--port", str(port), "--run-slots", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-        time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(30)
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:

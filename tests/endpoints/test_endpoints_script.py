@@ -126,6 +126,7 @@ def test_rest_api_create_needs_operator_and_invoke_runs_in_the_service(
         ws.data.put_file(src, f"incoming/rows-{i}.csv")
     viewer = {"Authorization": f"Bearer {create_token(ws.engine, 'v', 'viewer')[1]}"}
     operator = {"Authorization": f"Bearer {create_token(ws.engine, 'o', 'operator')[1]}"}
+    admin = {"Authorization": f"Bearer {create_token(ws.engine, 'a', 'admin')[1]}"}
     with TestClient(create_app(ws, ServiceConfig(run_slots=1))) as client:
         body = {"inputs": ["incoming/*.csv"], "output": "scored/diabetes/"}
         assert client.post("/api/v1/endpoints/diabetes/invoke", json=body,
@@ -151,11 +152,10 @@ def test_rest_api_create_needs_operator_and_invoke_runs_in_the_service(
         assert bad.status_code == 400 and "leaves the data store" in bad.json()["detail"]
         missing = client.post("/api/v1/endpoints/nope/invoke", headers=operator, json=body)
         assert missing.status_code == 404
-        taken = client.post("/api/v1/endpoints", headers=operator,
-                            json={"name": "diabetes", "model": str(diabetes / "model")})
-        assert taken.status_code in (400, 409)
-        assert client.delete("/api/v1/endpoints/diabetes", headers=viewer).status_code == 403
-        assert client.delete("/api/v1/endpoints/diabetes", headers=operator).status_code == 200
+        assert client.post("/api/v1/endpoints", headers=operator, json={
+            "name": "other", "model": str(diabetes / "model")}).status_code == 403
+        assert client.delete("/api/v1/endpoints/diabetes", headers=operator).status_code == 403
+        assert client.delete("/api/v1/endpoints/diabetes", headers=admin).status_code == 200
 
 
 # --- bad input ---------------------------------------------------------------------------

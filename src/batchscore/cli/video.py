@@ -16,9 +16,19 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from ..errors import UsageError
 from ..jobs import failure
 from ..jobs.runner import ProgressSnapshot
-from ._common import WorkspaceOpt, console, err_console, errors, open_ws
+from ._common import (
+    ServerOpt,
+    TokenOpt,
+    WorkspaceOpt,
+    call_server,
+    console,
+    err_console,
+    errors,
+    open_ws,
+)
 from .job import ExecutorOpt, RayAddressOpt, use_executor
 
 __all__ = ["app"]
@@ -88,19 +98,39 @@ def stylize(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Restyle every frame of a video in parallel segments, keeping its timing and audio.
 
     Running the same command again resumes an interrupted run from its finished segments.
+    With --server the video is uploaded to the service, restyled there by its video-style
+    pipeline, and the result downloaded to --output.
 
     Example:
 
         batchscore video stylize clip.mp4 -o styled.mp4 --style 7 --max-size 384
         batchscore video stylize clip.mp4 -o styled.mp4 --style-image painting.jpg --workers 4
+        batchscore video stylize clip.mp4 -o styled.mp4 --style 7 --server http://gpu-box:8000
     """
     from ..video.job import stylize_job
 
     with errors():
+        if server:
+            local_only = [flag for flag, used in (
+                ("--style-image", style_image), ("--model-card", model_card),
+                ("--temporal-smoothing", temporal_smoothing), ("--device", device != "cpu"),
+                ("--threads", threads), ("--crf", crf), ("--executor", executor),
+                ("--ray-address", ray_address)) if used]
+            if local_only:
+                raise UsageError(f"{', '.join(local_only)} cannot be used with --server (the "
+                                 "service's video-style pipeline takes --style, --strength, "
+                                 "--max-size, --workers, --segment-frames, --batch-size)")
+            _stylize_remote(server, token, input, output, style=style or "0",
+                            strength=strength, max_size=max_size, workers=workers,
+                            segment_frames=segment_frames, batch_size=batch_size,
+                            overwrite=overwrite, progress=progress and err_console.is_terminal)
+            return
         ws = open_ws(workspace)
         executor = use_executor(ws, executor, ray_address)
         with _FrameBar(progress and err_console.is_terminal) as bar:
@@ -119,3 +149,61 @@ def stylize(
         console.print(f"job {job.id}: {job.items_succeeded} frames in {took:.1f}s "
                       f"({job.items_succeeded / max(took, 1e-9):.1f} frames/s)")
         console.print(f"output: {output.resolve()}")
+
+
+def _stylize_remote(server: str, token: str | None, source: Path, output: Path, *,
+                    progress: bool, overwrite: bool, **params: Any) -> None:
+    """Upload, start a video-style run, follow it, download its output."""
+    import time
+    import uuid
+
+    import httpx
+
+    from ..errors import InputError, OutputExistsError
+
+    if not source.is_file():
+        raise InputError(f"input video {str(source)!r} does not exist")
+    if output.exists() and not overwrite:
+        raise OutputExistsError(f"output {str(output)!r} exists; pass --overwrite to replace it")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    base = server.rstrip("/")
+    folder = f"cli/{uuid.uuid4().hex[:12]}"
+    with source.open("rb") as fh:
+        try:
+            answer = httpx.put(f"{base}/api/v1/data/incoming/{folder}/{source.name}",
+                               content=fh, headers=headers, timeout=600)
+        except httpx.HTTPError as exc:
+            raise UsageError(f"cannot reach the service at {server}: {exc}") from None
+    if answer.status_code >= 400:
+        raise UsageError(f"the service refused the upload ({answer.status_code}): "
+                         f"{answer.text[:500]}")
+    run = call_server(server, token, "POST", "/pipelines/video-style/runs", {
+        "input": f"incoming/{folder}/{source.name}",
+        "output": f"outgoing/{folder}/{output.name}", **params})
+    err_console.print(f"run {run['id']} started on {server}")
+    with _FrameBar(progress) as bar:
+        while True:
+            run = call_server(server, token, "GET", f"/runs/{run['id']}")
+            job = run.get("job")
+            if job:
+                bar(ProgressSnapshot(job["id"], job["state"], job["minibatches_total"], 0, 0,
+                                     job["items_total"], job["items_succeeded"],
+                                     job["items_failed"]))
+            if run["state"] in ("succeeded", "failed", "canceled"):
+                break
+            time.sleep(0.5)
+    if run["state"] != "succeeded":
+        raise UsageError(f"run {run['id']} {run['state']}: {run.get('reason') or ''}".strip())
+    link = call_server(server, token, "GET", f"/runs/{run['id']}/output")
+    tmp = output.with_name(f".{output.name}.part")
+    with httpx.stream("GET", f"{base}{link['url']}", timeout=600) as response:
+        if response.status_code >= 400:
+            raise UsageError(f"download of the output failed ({response.status_code})")
+        with tmp.open("wb") as fh:
+            for chunk in response.iter_bytes():
+                fh.write(chunk)
+    tmp.replace(output)
+    job = run.get("job") or {}
+    console.print(f"run {run['id']} (job {run.get('job_id')}): "
+                  f"{job.get('items_succeeded', '?')} frames")
+    console.print(f"output: {output.resolve()}")

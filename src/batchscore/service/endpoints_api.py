@@ -85,8 +85,8 @@ def endpoints(request: Request) -> list[dict[str, Any]]:
 
 @router.post("/endpoints", status_code=201, tags=["endpoints"])
 def create(request: Request, body: EndpointIn) -> dict[str, Any]:
-    """Create a batch endpoint scoring a registered model or a model folder."""
-    who = require(request, "operator")
+    """Create a batch endpoint scoring a registered model or a model folder (admin)."""
+    who = require(request, "admin")
     settings = body.settings.model_dump(exclude_none=True)
     spec = tabular_endpoint_spec(body.name, body.model, group_by=body.group_by, keys=body.keys,
                                  features=body.features, prediction=body.prediction,
@@ -105,7 +105,8 @@ def endpoint(request: Request, name: str) -> dict[str, Any]:
 
 @router.delete("/endpoints/{name}", tags=["endpoints"])
 def delete(request: Request, name: str) -> dict[str, Any]:
-    require(request, "operator")
+    """Delete the endpoint (admin); its jobs and their outputs stay."""
+    require(request, "admin")
     return delete_endpoint(_ws(request), name).to_dict()
 
 
