@@ -42,6 +42,7 @@ __all__ = [
     "PipelineNotFoundError",
     "Run",
     "RunNotFoundError",
+    "TrainParams",
     "VideoStyleParams",
     "cancel_run",
     "create_run",
@@ -150,11 +151,17 @@ class Plan:
 
 @dataclass(frozen=True)
 class Pipeline:
+    """A published pipeline: a run either becomes one batch job (``plan``) or is carried out
+    by ``execute`` (``train-evaluate-register``: data tests, training, evaluation are not a
+    batch job). ``role`` is what the REST API asks of a caller starting a run."""
+
     name: str
     summary: str
     params: type[BaseModel]
     check: Callable[[Workspace, Any], None]  # refuse bad paths before a run is recorded
-    plan: Callable[[Workspace, Any, str], Plan]  # (ws, params, run id) -> the job
+    plan: Callable[[Workspace, Any, str], Plan] | None = None  # (ws, params, run id) -> job
+    execute: Callable[[Workspace, Any, str], tuple[str, str | None]] | None = None
+    role: str = "operator"
 
 
 def _video_check(ws: Workspace, p: VideoStyleParams) -> None:
@@ -248,6 +255,41 @@ def _endpoint_plan(ws: Workspace, p: BatchEndpointParams, run_id: str) -> Plan:
                 data_pointer(ws, output, "output"))
 
 
+class TrainParams(BaseModel):
+    """Parameters of ``train-evaluate-register``: retrain a project's model, evaluate it
+    against production, register it (a schedule or new data under a prefix starts it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    project: str = Field(description="The project folder (with params.yaml) on the service's "
+                         "machine.", max_length=1024)
+    input: str | None = Field(None, description="Training data in the data store (CSV or "
+                              "Parquet; a storage trigger sets it); default: the project's "
+                              "data.load().", max_length=1024)
+    output: str | None = Field(None, description="Unused (storage triggers set it).",
+                               max_length=1024)
+    params: dict[str, str] = Field({}, description="params.yaml overrides, SECTION.KEY: VALUE.")
+
+
+def _train_check(ws: Workspace, p: TrainParams) -> None:
+    from .mlops.project import load_project
+
+    load_project(p.project, p.params)
+    if p.input is not None:
+        rel = resolve_data_path(ws, p.input, "input")
+        if not rel.lower().endswith((".csv", ".parquet")):
+            raise InputError(f"input {p.input!r} must be a .csv or .parquet file")
+
+
+def _train_execute(ws: Workspace, p: TrainParams, run_id: str) -> tuple[str, str | None]:
+    from .mlops.flow import run_in_pipeline
+
+    _train_check(ws, p)
+    source = data_url(ws, resolve_data_path(ws, p.input, "input")) if p.input else None
+    outcome = run_in_pipeline(ws, p.project, run_id, data_url=source, overrides=p.params)
+    return "succeeded", (f"{outcome.model_name} version {outcome.version}: {outcome.reason}")
+
+
 PIPELINES: dict[str, Pipeline] = {
     "video-style": Pipeline(
         name="video-style",
@@ -258,6 +300,12 @@ PIPELINES: dict[str, Pipeline] = {
         name="batch-endpoint",
         summary="Invoke a batch endpoint: score data files or a SQL query with its model.",
         params=BatchEndpointParams, check=check_endpoint_params, plan=_endpoint_plan,
+    ),
+    "train-evaluate-register": Pipeline(
+        name="train-evaluate-register",
+        summary="Retrain a project's model: data tests, train, evaluate against production, "
+        "register (staging moves when it is better).",
+        params=TrainParams, check=_train_check, execute=_train_execute, role="admin",
     ),
 }
 
@@ -421,8 +469,13 @@ def execute_run(ws: Workspace, run_id: str, *, progress: ProgressCallback | None
     if run.finished:
         return run
     try:
+        pipeline = get_pipeline(run.pipeline)
+        if pipeline.execute is not None:
+            state, reason = pipeline.execute(ws, pipeline.params.model_validate(run.params),
+                                             run.id)
+            return _finish(ws, run.id, state, reason)
         if run.job_id is None:
-            pipeline = get_pipeline(run.pipeline)
+            assert pipeline.plan is not None
             plan = pipeline.plan(ws, pipeline.params.model_validate(run.params), run.id)
             job, _ = submit_job(ws, plan.spec, plan.inputs, plan.output,
                                 overwrite=bool(run.params.get("overwrite", False)))

@@ -34,7 +34,7 @@ from .errors import DataTestError, ProjectError
 from .project import Project, load_project
 from .registry import alias_version, artifact_location, client, registry_uri
 
-__all__ = ["PIPELINE_NAME", "Outcome", "data_hash", "train_evaluate_register"]
+__all__ = ["PIPELINE_NAME", "Outcome", "data_hash", "run_in_pipeline", "train_evaluate_register"]
 
 PIPELINE_NAME = "train-evaluate-register"
 
@@ -97,6 +97,27 @@ def train_evaluate_register(ws: Workspace, project: str | Path | Project, *,
         raise
     _finish(ws, run.id, "succeeded", outcome.reason)
     return outcome
+
+
+def run_in_pipeline(ws: Workspace, project: str | Path, run_id: str, *,
+                    data_url: str | None = None, overrides: dict[str, str] | None = None
+                    ) -> Outcome:
+    """The pipeline for a run that exists already (a schedule's or a storage trigger's,
+    executed by the service's run slots, which record its end). ``data_url``: a CSV or
+    Parquet file to train on instead of the project's ``data.load()``."""
+    proj = load_project(project, overrides)
+    data = None
+    if data_url is not None:
+        from fsspec.core import url_to_fs
+
+        fs, path = url_to_fs(data_url)
+        try:
+            with fs.open(path, "rb") as fh:
+                data = (pd.read_parquet(fh) if path.lower().endswith(".parquet")
+                        else pd.read_csv(fh))
+        except (OSError, ValueError) as exc:
+            raise DataTestError([f"training data {data_url}: cannot be read: {exc}"]) from None
+    return _run(ws, proj, run_id, data, lambda _: None)
 
 
 def _run(ws: Workspace, proj: Project, run_id: str, data: pd.DataFrame | None,

@@ -66,7 +66,8 @@ def pipelines(request: Request) -> list[dict[str, Any]]:
 
 
 def _start(request: Request, name: str, params: dict[str, Any]) -> dict[str, Any]:
-    who = require(request, "operator")
+    known = PIPELINES.get(name)
+    who = require(request, known.role if known is not None else "operator")
     service = _service(request)
     get_pipeline(name)
     wait = service.limiter.take(who.name)

@@ -119,7 +119,8 @@ def create_trigger(
         if output.startswith(prefix) or prefix.startswith(output):
             raise SpecError(f"output {output!r} and prefix {prefix!r} overlap: outputs would "
                             "trigger runs themselves")
-        probe = "video.mp4" if pipeline == "video-style" else "input"
+        probe = {"video-style": "video.mp4", "train-evaluate-register": "data.csv"}.get(
+            pipeline, "input")
         validate_params(ws, pipeline, {**params, "input": f"{prefix}{probe}", "output": output})
         kind = "storage"
     now = time.time()
