@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import socket
+import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import TimeoutError as FuturesTimeout
@@ -16,7 +18,20 @@ from pebble import ProcessExpired, ProcessPool
 from ..worker import ContractError, InitError, WorkerConfig, run_task, worker_init
 from .base import Completion, Executor, Outcome
 
-__all__ = ["LocalExecutor"]
+__all__ = ["LocalExecutor", "stall_seconds"]
+
+MAX_STALLS = 3
+
+
+def stall_seconds(timeout: float, started_any: bool) -> float:
+    """How long a pool may start no task while tasks wait before it counts as stalled:
+    ``$BATCHSCORE_STALL_SECONDS``, else the longer of 120 s and twice the task timeout, once
+    the pool has started a task (before that its workers may still be in a slow init(): 30
+    minutes)."""
+    env = os.environ.get("BATCHSCORE_STALL_SECONDS")
+    if env:
+        return float(env)
+    return max(120.0, 2 * timeout) if started_any else 1800.0
 
 
 class LocalExecutor(Executor):
@@ -27,6 +42,9 @@ class LocalExecutor(Executor):
         self._futures: dict[Future[Any], tuple[int, int, float]] = {}
         self._lost: list[Completion] = []  # in flight on a pool that was replaced
         self._workers = 1
+        self._progress_at = time.monotonic()  # a task last started or finished
+        self._started_any = False  # the current pool has started a task
+        self._stalls = 0
 
     @property
     def capacity(self) -> int:
@@ -51,6 +69,8 @@ class LocalExecutor(Executor):
 
     def submit(self, idx: int, attempt: int, items: list[Any], timeout: float) -> None:
         assert self._pool is not None, "start() first"
+        if not self._futures:
+            self._progress_at = time.monotonic()
         try:
             future = self._pool.schedule(run_task, args=(idx, attempt, items), timeout=timeout)
         except RuntimeError:
@@ -61,22 +81,56 @@ class LocalExecutor(Executor):
             future = self._pool.schedule(run_task, args=(idx, attempt, items), timeout=timeout)
         self._futures[future] = (idx, attempt, timeout)
 
-    def _replace_pool(self) -> None:
+    def _replace_pool(self, why: str = "the worker pool broke (its workers died)") -> None:
         assert self._pool is not None
         old, self._futures = self._futures, {}
         for future, (idx, attempt, _) in old.items():
             future.cancel()
-            self._lost.append(Completion(idx, attempt, Outcome.LOST,
-                                         error="the worker pool broke (its workers died)"))
+            self._lost.append(Completion(idx, attempt, Outcome.LOST, error=why))
         self._pool.stop()
         self._pool = self._new_pool()
+        self._progress_at = time.monotonic()
+        self._started_any = False
 
     def wait(self, timeout: float) -> list[Completion]:
         lost, self._lost = self._lost, []
         if lost or not self._futures:
             return lost
         done, _ = futures_wait(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
+        now = time.monotonic()
+        if done or any(f.running() for f in self._futures):
+            self._progress_at = now
+            self._started_any = True
+            if done:
+                self._stalls = 0
+        else:
+            stalled = self._stalled(now)
+            if stalled:
+                return stalled
         return [self._completion(f) for f in done]
+
+    def _stalled(self, now: float) -> list[Completion]:
+        """A watchdog: tasks wait, none runs, and none started or finished for a long time.
+
+        A worker killed while it held the pool's channel lock leaves the others unable to
+        take tasks, and per-task timeouts never fire for tasks that never started. The pool
+        is replaced and its tasks re-run uncounted; after MAX_STALLS in a row (a worker
+        init() that never ends) the tasks fail for good."""
+        limit = stall_seconds(max(t for _, _, t in self._futures.values()), self._started_any)
+        if now - self._progress_at < limit:
+            return []
+        self._stalls += 1
+        if self._stalls > MAX_STALLS:
+            out = [Completion(idx, attempt, Outcome.FATAL, error=(
+                f"the worker pool started no task for {limit:.0f}s, {MAX_STALLS + 1} times "
+                "in a row (a worker's init() does not finish?)"))
+                for idx, attempt, _ in self._futures.values()]
+            self._futures.clear()
+            return out
+        self._replace_pool(f"the worker pool started no task for {limit:.0f}s (stalled); "
+                           "replaced")
+        lost, self._lost = self._lost, []
+        return lost
 
     def _completion(self, future: Future[Any]) -> Completion:
         idx, attempt, timeout = self._futures.pop(future)
