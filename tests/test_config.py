@@ -75,13 +75,21 @@ def test_write_then_load_round_trips(tmp_path):
     root = tmp_path / "ws"
     settings = Settings(root=root, data_store="memory://d", system_store=f"file://{root}/sys",
                         database_url="sqlite:///:memory:", executor="ray", max_workers=3,
-                        ray_address="auto")
+                        ray_address="auto", redis_url="redis://127.0.0.1:6380/1")
     path = write_settings(settings)
     assert path == root / CONFIG_FILE
     assert load_settings(root) == settings
     assert f"format = {WORKSPACE_FORMAT}" in path.read_text()
-    write_settings(replace(settings, max_workers=None, ray_address=None))
+    assert "[streams]" in path.read_text()
+    write_settings(replace(settings, max_workers=None, ray_address=None, redis_url=None))
     assert "max_workers" not in path.read_text() and "ray_address" not in path.read_text()
+    assert "[streams]" not in path.read_text()
+
+
+def test_streams_section_knows_only_redis_url(tmp_path):
+    root = make(tmp_path / "ws", '[streams]\nredis = "redis://x"\n')
+    with pytest.raises(WorkspaceError, match="unknown key streams.redis .*redis_url"):
+        load_settings(root)
 
 
 def test_missing_workspace_says_to_run_init(tmp_path):

@@ -39,6 +39,7 @@ _KNOWN = {
     "stores": {"data", "system"},
     "database": {"url"},
     "executor": {"kind", "max_workers", "ray_address"},
+    "streams": {"redis_url"},
 }
 
 
@@ -53,6 +54,7 @@ class Settings:
     executor: str = "local"
     max_workers: int | None = None
     ray_address: str | None = None
+    redis_url: str | None = None  # the broker of streams (Redis Streams)
 
     def to_toml(self) -> dict[str, Any]:
         executor: dict[str, Any] = {"kind": self.executor}
@@ -60,12 +62,15 @@ class Settings:
             executor["max_workers"] = self.max_workers
         if self.ray_address:
             executor["ray_address"] = self.ray_address
-        return {
+        out: dict[str, Any] = {
             "workspace": {"format": WORKSPACE_FORMAT},
             "stores": {"data": self.data_store, "system": self.system_store},
             "database": {"url": self.database_url},
             "executor": executor,
         }
+        if self.redis_url:
+            out["streams"] = {"redis_url": self.redis_url}
+        return out
 
 
 def find_workspace(path: str | os.PathLike[str] | None = None) -> Path:
@@ -118,6 +123,7 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         executor=executor.get("kind", base.executor),
         max_workers=executor.get("max_workers"),
         ray_address=executor.get("ray_address"),
+        redis_url=raw.get("streams", {}).get("redis_url"),
     )
     return _apply_env(settings)
 

@@ -46,6 +46,7 @@ def init_workspace(
     database_url: str | None = None,
     data_store: str | None = None,
     system_store: str | None = None,
+    redis_url: str | None = None,
     exist_ok: bool = True,
 ) -> Workspace:
     """Create a workspace (settings file, state database, local stores) and open it."""
@@ -63,6 +64,8 @@ def init_workspace(
         settings = _replace(settings, data_store=data_store)
     if system_store:
         settings = _replace(settings, system_store=system_store)
+    if redis_url:
+        settings = _replace(settings, redis_url=redis_url)
     root.mkdir(parents=True, exist_ok=True)
     engine = create_database(settings.database_url)
     write_settings(settings)

@@ -21,6 +21,9 @@ def init(
     system_store: Annotated[str | None, typer.Option(
         help="fsspec URL of the system store (default: the workspace's system/ folder).")
     ] = None,
+    redis_url: Annotated[str | None, typer.Option(
+        help="Redis of the event streams (redis://host:6379/0); streams may name their own.")
+    ] = None,
 ) -> None:
     """Create a workspace: settings, state database and the data and system stores.
 
@@ -33,12 +36,14 @@ def init(
     """
     with errors():
         ws = init_workspace(workspace, database_url=database_url, data_store=data_store,
-                            system_store=system_store)
+                            system_store=system_store, redis_url=redis_url)
         s = ws.settings
         console.print(f"workspace {s.root}")
         console.print(f"  database {s.database_url}")
         console.print(f"  data     {s.data_store}")
         console.print(f"  system   {s.system_store}")
+        if s.redis_url:
+            console.print(f"  redis    {s.redis_url}")
 
 
 def register(app: typer.Typer) -> None:
