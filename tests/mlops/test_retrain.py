@@ -104,3 +104,19 @@ def test_starting_a_retraining_run_through_the_api_needs_admin(mws):
         answer = client.post(url, json=body, headers=admin)
         assert answer.status_code == 202, answer.text
         assert get_run(mws.engine, answer.json()["id"]).state == "queued"
+
+
+def test_the_uri_mlflow_exports_for_us_is_not_taken_for_the_users(tmp_path, monkeypatch):
+    """mlflow.set_tracking_uri exports $MLFLOW_TRACKING_URI; a second workspace in the same
+    process must still get its own registry, while a URI the user set is honoured."""
+    from batchscore.mlops.registry import registry_uri, use_registry
+    from batchscore.workspace import init_workspace
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    first, second = init_workspace(tmp_path / "a"), init_workspace(tmp_path / "b")
+    assert use_registry(first).endswith("/a/mlflow.db")
+    assert registry_uri(second).endswith("/b/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
+    assert registry_uri(second) == "http://tracking.example:5000"
+    assert use_registry(second) == "http://tracking.example:5000"
+    assert registry_uri(first) == "http://tracking.example:5000"

@@ -32,7 +32,7 @@ from ..state.tables import pipeline_runs
 from ..workspace import Workspace
 from .errors import DataTestError, ProjectError
 from .project import Project, load_project
-from .registry import alias_version, artifact_location, client, registry_uri
+from .registry import alias_version, artifact_location, client, use_registry
 
 __all__ = ["PIPELINE_NAME", "Outcome", "data_hash", "run_in_pipeline", "train_evaluate_register"]
 
@@ -140,9 +140,7 @@ def _run(ws: Workspace, proj: Project, run_id: str, data: pd.DataFrame | None,
 
     train_df, test_df = train_test_split(frame, test_size=float(params["data"]["test_size"]),
                                          random_state=int(params["data"]["seed"]))
-    uri = registry_uri(ws)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    use_registry(ws)
     c = client(ws)
     experiment = c.get_experiment_by_name(proj.model_name)
     experiment_id = (experiment.experiment_id if experiment is not None else

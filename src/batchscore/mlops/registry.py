@@ -37,15 +37,36 @@ __all__ = [
     "promote",
     "registry_uri",
     "rollback",
+    "use_registry",
 ]
 
 ALIASES = ("staging", "production")
 HISTORY_TAG = "batchscore.production_history"
 
 
+# URIs that mlflow.set_tracking_uri exported into $MLFLOW_TRACKING_URI on our behalf (it does
+# so for subprocesses): they are not the user's choice, so registry_uri() ignores them.
+_EXPORTED: set[str] = set()
+
+
 def registry_uri(ws: Workspace) -> str:
-    """``$MLFLOW_TRACKING_URI`` when set, else the workspace's ``mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ws.settings.root / 'mlflow.db'}"
+    """``$MLFLOW_TRACKING_URI`` when the user set it, else the workspace's ``mlflow.db``."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env and env not in _EXPORTED:
+        return env
+    return f"sqlite:///{ws.settings.root / 'mlflow.db'}"
+
+
+def use_registry(ws: Workspace) -> str:
+    """Point mlflow's tracking and registry at the workspace's registry; returns its URI."""
+    import mlflow
+
+    uri = registry_uri(ws)
+    if os.environ.get("MLFLOW_TRACKING_URI") != uri:
+        _EXPORTED.add(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
 
 
 def artifact_location(ws: Workspace) -> str:

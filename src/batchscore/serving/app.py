@@ -45,11 +45,10 @@ def load_served_model(ws: Workspace, ref: str) -> ServedModel:
     """A registry version (``NAME@ALIAS``, ``NAME/VERSION``) loaded through MLflow pyfunc."""
     import mlflow.pyfunc
 
-    from ..mlops.registry import get_version, registry_uri
+    from ..mlops.registry import get_version, use_registry
 
     version = get_version(ws, ref)
-    mlflow.set_tracking_uri(registry_uri(ws))
-    mlflow.set_registry_uri(registry_uri(ws))
+    use_registry(ws)
     model = mlflow.pyfunc.load_model(version.uri)
     schema = model.metadata.get_input_schema()
     if schema is None or not schema.has_input_names():
