@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_DIR ?= demo-output
 
-.PHONY: demo test lint install install-dev clean
+.PHONY: demo test lint install install-dev clean docker-image
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "batchscore needs Python 3.11+"'
@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[demo,test,postgres,smoothing,ray,service,azure,mlops,streaming]'
+	$(BIN)/python -m pip install -q -e '.[demo,test,postgres,smoothing,ray,service,azure,mlops,streaming,tabular]'
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
@@ -33,6 +33,18 @@ test: $(VENV)/.installed-dev
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests examples benchmarks
+
+# make docker-image MODEL=diabetes@production [IMAGE_DIR=build/image] [IMAGE=name:tag]
+# writes the model's container recipe (batchscore model dockerfile) with a batchscore wheel
+# in its wheels/ folder, and builds it; without docker it says so and fails.
+IMAGE_DIR ?= build/image
+docker-image:
+	@test -n "$(MODEL)" || { echo "docker-image: give MODEL=NAME@ALIAS or NAME/VERSION" >&2; exit 2; }
+	@docker info >/dev/null 2>&1 || { echo "docker-image: docker is not available here (no docker command, or its daemon does not answer 'docker info'); the recipe alone: batchscore model dockerfile $(MODEL) --out $(IMAGE_DIR)" >&2; exit 1; }
+	$(MAKE) install-dev
+	$(BIN)/batchscore model dockerfile $(MODEL) --out $(IMAGE_DIR) --force
+	$(BIN)/python -m pip wheel -q --no-deps -w $(IMAGE_DIR)/wheels .
+	docker build -t $${IMAGE:-batchscore-$$(echo '$(MODEL)' | sed 's/[@\/].*//' | tr 'A-Z' 'a-z'):latest} $(IMAGE_DIR)
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -58,7 +58,7 @@ def submit_job(
     if existing is not None:
         return existing, False
     kind.check_output(spec, output_url, overwrite)
-    batches = kind.plan(spec, urls)
+    batches = kind.plan(spec, urls, ws.system)
     job, created = db.create_job(
         ws.engine, key=key, kind=spec.kind, name=spec.name, spec=spec.model_dump(mode="json"),
         inputs=urls, output_url=output_url, overwrite=overwrite,

@@ -1,4 +1,4 @@
-"""Job kinds: what differs between an entry-script job and a built-in one (video).
+"""Job kinds: what differs between an entry-script job and a built-in one (video, tabular).
 
 The engine (planning records, runner, executors, retries, logs, resume) is the same for every
 kind; a kind says how inputs are checked and planned into mini-batches, what a worker does
@@ -26,6 +26,7 @@ __all__ = ["CommitContext", "JobKind", "Scorer", "get_kind"]
 _REGISTRY = {
     "script": "batchscore.jobs.script:ScriptKind",
     "video": "batchscore.video.job:VideoKind",
+    "tabular": "batchscore.tabular.job:TabularKind",
 }
 
 
@@ -63,7 +64,9 @@ class JobKind(ABC):
     def check_output(self, spec: JobSpec, output_url: str, overwrite: bool) -> None: ...
 
     @abstractmethod
-    def plan(self, spec: JobSpec, urls: list[str]) -> list[PlannedBatch]: ...
+    def plan(self, spec: JobSpec, urls: list[str], system: Store) -> list[PlannedBatch]:
+        """Split the inputs into mini-batches (``system``: where a kind may keep what it
+        must read again identically, such as the snapshot of a SQL query's result)."""
 
     def stage(self, job_id: str, spec: JobSpec, system: Store) -> None:
         """Put what workers need into the system store before they start (idempotent)."""

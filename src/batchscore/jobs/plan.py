@@ -1,25 +1,26 @@
 """Planning: inputs become an ordered list of mini-batches, deterministically.
 
 File inputs are split into mini-batches of ``mini_batch_size`` files. Tabular inputs (CSV,
-Parquet) into mini-batches of rows, or of about a size such as ``"10kb"``; a mini-batch never
-crosses a file boundary. With ``partition_keys`` each distinct combination of key values is
-one mini-batch. Every item is plain JSON, so the plan is stored in the state database.
+Parquet, a SQL query) into mini-batches of rows, or of about a size such as ``"10kb"``; a
+mini-batch never crosses a file boundary. With ``partition_keys`` each distinct combination of
+key values is one mini-batch. Every item is plain JSON, so the plan is stored in the state
+database. The readers (byte ranges of CSV files, row groups of Parquet files, SQL snapshots)
+live in :mod:`batchscore.tabular.readers`, shared with the tabular job kind.
 """
 
 from __future__ import annotations
 
-import codecs
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-import pyarrow.parquet as pq
-from fsspec.core import url_to_fs
 
 from ..errors import InputError, SpecError
-from .spec import JobSpec, parse_size
+from ..storage import Store
+from ..tabular import readers
+from .spec import JobSpec
 
-__all__ = ["PlannedBatch", "plan_minibatches", "read_table"]
+__all__ = ["PlannedBatch", "plan_minibatches", "read_batch", "read_table"]
 
 
 @dataclass(frozen=True)
@@ -28,11 +29,15 @@ class PlannedBatch:
     n_items: int
 
 
-def plan_minibatches(spec: JobSpec, urls: list[str]) -> list[PlannedBatch]:
-    """Split the expanded input ``urls`` into mini-batches, in input order."""
+def plan_minibatches(spec: JobSpec, urls: list[str], system: Store | None = None
+                     ) -> list[PlannedBatch]:
+    """Split the expanded input ``urls`` into mini-batches, in input order. A SQL input
+    (``input_format: sql``, one database URL, ``options.query``) is run once and kept as a
+    snapshot in the ``system`` store; its mini-batches are row ranges of the snapshot."""
     if spec.input_format == "files":
         if spec.partition_keys:
-            raise SpecError("partition_keys need tabular inputs (input_format csv or parquet)")
+            raise SpecError("partition_keys need tabular inputs (input_format csv, parquet "
+                            "or sql)")
         if not isinstance(spec.mini_batch_size, int):
             raise SpecError(
                 f"mini_batch_size for file inputs is a number of files, "
@@ -43,105 +48,55 @@ def plan_minibatches(spec: JobSpec, urls: list[str]) -> list[PlannedBatch]:
             PlannedBatch(items=urls[i : i + size], n_items=len(urls[i : i + size]))
             for i in range(0, len(urls), size)
         ]
+    fmt = _format(spec)
+    source = None
+    if spec.input_format == "sql":
+        source, urls = _snapshot(spec, urls, system)
     if spec.partition_keys:
-        return _plan_partitions(spec, urls)
+        return _plan_partitions(spec, urls, fmt)
     batches: list[PlannedBatch] = []
     for url in urls:
-        rows, nbytes = _count_rows(spec, url)
-        step = _rows_per_batch(spec.mini_batch_size, rows, nbytes)
-        for start in range(0, rows, step):
-            stop = min(rows, start + step)
-            batches.append(PlannedBatch(items=[{"url": url, "start": start, "stop": stop}],
-                                        n_items=stop - start))
+        plan = readers.plan_file(url, fmt, spec.mini_batch_size, spec.input_encoding, source)
+        batches.extend(PlannedBatch(items=[item], n_items=n) for item, n in plan.batches)
     return batches
 
 
-def _rows_per_batch(size: int | str, rows: int, nbytes: int) -> int:
-    if isinstance(size, int):
-        return size
-    if rows == 0:
-        return 1
-    per_row = max(1.0, nbytes / rows)
-    return max(1, int(parse_size(size) / per_row))
+def _format(spec: JobSpec) -> str:
+    return "parquet" if spec.input_format == "sql" else spec.input_format
 
 
-def _count_rows(spec: JobSpec, url: str) -> tuple[int, int]:
-    fs, path = url_to_fs(url)
-    nbytes = int(fs.size(path) or 0)
-    if spec.input_format == "parquet":
-        try:
-            with fs.open(path, "rb") as fh:
-                return pq.ParquetFile(fh).metadata.num_rows, nbytes
-        except Exception as exc:  # pyarrow raises several types for a bad file
-            raise InputError(f"input {url}: not a readable Parquet file: {exc}") from None
-    rows = 0
-    try:
-        with fs.open(path, "rb") as fh:
-            for chunk in pd.read_csv(fh, chunksize=65536, encoding=spec.input_encoding):
-                rows += len(chunk)
-    except UnicodeDecodeError:
-        at = _first_bad_byte(fs, path, spec.input_encoding)
-        where = f" at byte {at}" if at is not None else ""
-        raise InputError(
-            f"input {url}: not valid {spec.input_encoding} text{where} "
-            f"(set input_encoding if the file uses another encoding)"
-        ) from None
-    except pd.errors.EmptyDataError:
-        return 0, nbytes
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise InputError(f"input {url}: not a readable CSV file: {exc}") from None
-    return rows, nbytes
-
-
-def _first_bad_byte(fs: Any, path: str, encoding: str) -> int | None:
-    """The offset in the file of the first byte that is not valid ``encoding``.
-
-    pandas reports offsets within its own buffers, so the file is decoded again here.
-    """
-    decoder = codecs.getincrementaldecoder(encoding)()
-    consumed = 0
-    with fs.open(path, "rb") as fh:
-        while True:
-            chunk = fh.read(1 << 20)
-            pending = len(decoder.getstate()[0])
-            try:
-                decoder.decode(chunk, final=not chunk)
-            except UnicodeDecodeError as exc:
-                return consumed - pending + exc.start
-            if not chunk:
-                return None
-            consumed += len(chunk)
+def _snapshot(spec: JobSpec, urls: list[str], system: Store | None) -> tuple[str, list[str]]:
+    if len(urls) != 1 or not readers.is_database_url(urls[0]):
+        raise InputError(f"input_format sql takes one database URL as input, got {urls}")
+    if system is None:
+        raise SpecError("a SQL input needs the system store to keep its snapshot")
+    query = readers.check_query(spec.options.get("query"))
+    rows = spec.mini_batch_size if isinstance(spec.mini_batch_size, int) \
+        else readers.DEFAULT_SQL_ROW_GROUP
+    url, _ = readers.snapshot_query(urls[0], query, system, rows)
+    return f"{readers.safe_url(urls[0])} (query)", [url]
 
 
 def read_table(spec: JobSpec, url: str, start: int | None = None, stop: int | None = None
                ) -> pd.DataFrame:
     """Rows ``start:stop`` of one tabular input file as a DataFrame."""
-    fs, path = url_to_fs(url)
-    with fs.open(path, "rb") as fh:
-        if spec.input_format == "parquet":
-            table = pq.read_table(fh)
-            if start is not None:
-                table = table.slice(start, (stop or table.num_rows) - start)
-            return table.to_pandas()
-        if start is None:
-            return pd.read_csv(fh, encoding=spec.input_encoding)
-        frame = pd.read_csv(
-            fh,
-            encoding=spec.input_encoding,
-            skiprows=range(1, start + 1),
-            nrows=(stop - start) if stop is not None else None,
-        )
-        frame.index = range(start, start + len(frame))
-        return frame
+    return readers.read_rows(url, _format(spec), spec.input_encoding, start, stop)
 
 
-def _plan_partitions(spec: JobSpec, urls: list[str]) -> list[PlannedBatch]:
+def read_batch(spec: JobSpec, item: dict[str, Any]) -> pd.DataFrame:
+    """The rows of one planned row-range item (items of older plans carry no format)."""
+    if "format" in item:
+        return readers.read_item(item, spec.input_encoding)
+    return read_table(spec, item["url"], item["start"], item["stop"])
+
+
+def _plan_partitions(spec: JobSpec, urls: list[str], fmt: str) -> list[PlannedBatch]:
     frames = []
     for url in urls:
-        _, nbytes = _count_rows(spec, url)  # clear errors for unreadable files
-        if nbytes == 0:
-            continue  # an empty file has no rows (and no columns to check)
-        frame = read_table(spec, url)
+        # clear errors for unreadable files; an empty one has no rows (nor columns to check)
+        if readers.plan_file(url, fmt, 1 << 62, spec.input_encoding).rows == 0:
+            continue
+        frame = readers.read_rows(url, fmt, spec.input_encoding)
         missing = [k for k in spec.partition_keys if k not in frame.columns]
         if missing:
             raise InputError(
@@ -157,7 +112,8 @@ def _plan_partitions(spec: JobSpec, urls: list[str]) -> list[PlannedBatch]:
     for values, n in counts.items():
         tup = values if isinstance(values, tuple) else (values,)
         key = {k: _plain(v) for k, v in zip(spec.partition_keys, tup, strict=True)}
-        batches.append(PlannedBatch(items=[{"partition": key, "urls": urls}], n_items=int(n)))
+        batches.append(PlannedBatch(items=[{"partition": key, "urls": urls, "format": fmt}],
+                                    n_items=int(n)))
     return batches
 
 

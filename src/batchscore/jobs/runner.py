@@ -239,9 +239,12 @@ class _Run:
                 short = n - ok
                 error = None
                 if short:
-                    error = (f"run() returned {r.returned} item(s) for a mini-batch of {n}; "
-                             f"the {short} missing item(s) count as failed")
+                    error = r.error or (
+                        f"run() returned {r.returned} item(s) for a mini-batch of {n}; "
+                        f"the {short} missing item(s) count as failed")
                     self.logs.error(c.idx, c.attempt, r.worker, "short", error)
+                    self.logs.event("items-failed", minibatch=c.idx, attempt=c.attempt,
+                                    items=short, error=error)
                     self.first_error = self.first_error or error
                 records.append(db.AttemptRecord(
                     c.idx, c.attempt, outcome="ok", state="done",

@@ -23,11 +23,12 @@ from typing import Any
 import pandas as pd
 from fsspec.core import url_to_fs
 
-from ..errors import ScriptError
+from ..errors import InputError, ScriptError
 from ..storage import Store, expand_inputs, local_copy, to_url
+from ..tabular import readers
 from .kinds import CommitContext, JobKind, Scorer
 from .outputs import check_output, commit_output
-from .plan import PlannedBatch, plan_minibatches, read_table
+from .plan import PlannedBatch, plan_minibatches, read_batch, read_table
 from .spec import JobSpec
 from .worker import ContractError, TaskResult, WorkerConfig, worker_name
 
@@ -107,16 +108,23 @@ class ScriptKind(JobKind):
     def validate(self, spec: JobSpec) -> None:
         check_script(spec)
         _code_files(spec)  # refuse code too big to ship before anything is recorded
+        if spec.input_format == "sql":
+            readers.check_query(spec.options.get("query"))
 
     def expand_inputs(self, spec: JobSpec, inputs: Sequence[str]) -> list[str]:
+        if spec.input_format == "sql":  # one database URL, run as options.query
+            if len(inputs) != 1 or not readers.is_database_url(inputs[0]):
+                raise InputError(f"input_format sql takes one database URL as input "
+                                 f"(sqlite:///..., postgresql://...), got {list(inputs)}")
+            return [inputs[0]]
         return expand_inputs(inputs)
 
     def check_output(self, spec: JobSpec, output_url: str, overwrite: bool) -> None:
         name = spec.output_file_name if spec.output_action == "append_row" else None
         check_output(output_url, name, overwrite)
 
-    def plan(self, spec: JobSpec, urls: list[str]) -> list[PlannedBatch]:
-        return plan_minibatches(spec, urls)
+    def plan(self, spec: JobSpec, urls: list[str], system: Store) -> list[PlannedBatch]:
+        return plan_minibatches(spec, urls, system)
 
     def stage(self, job_id: str, spec: JobSpec, system: Store) -> None:
         """Snapshot the scoring code into the system store (``jobs/<id>/code/``): workers
@@ -227,8 +235,7 @@ def _prepare(spec: JobSpec, idx: int, items: list[Any], scratch: Path) -> tuple[
                 mask &= col_values.isna() if value is None else (col_values == value)
             frames.append(frame[mask])
         return pd.concat(frames, ignore_index=True), ctx
-    item = items[0]
-    return read_table(spec, item["url"], item["start"], item["stop"]), ctx
+    return read_batch(spec, items[0]), ctx
 
 
 def _format_rows(result: Any) -> tuple[int, str]:

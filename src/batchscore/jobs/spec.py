@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ..errors import SpecError
 
@@ -39,6 +46,7 @@ _TOP = {"name", "kind", "model", "code_configuration", "resources", "settings", 
         "code", "model_dir", "options"} | _SETTINGS | _RESOURCES
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+TABULAR_MINI_BATCH_ROWS = 100_000  # a tabular job's default: 10 (for files) is tiny for rows
 
 
 class RetrySettings(BaseModel):
@@ -54,7 +62,7 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = "job"
-    kind: Literal["script", "video"] = "script"
+    kind: Literal["script", "video", "tabular"] = "script"
     code: str | None = None
     scoring_script: str | None = None
     model_dir: str | None = None
@@ -69,10 +77,18 @@ class JobSpec(BaseModel):
     num_cpus: float | None = Field(None, gt=0)  # per worker, on the ray executor
     num_gpus: float = Field(0, ge=0)  # per worker, on the ray executor
     environment_variables: dict[str, str] = {}
-    input_format: Literal["files", "csv", "parquet"] = "files"
+    input_format: Literal["files", "csv", "parquet", "sql"] = "files"
     partition_keys: list[str] = []
     input_encoding: str = "utf-8"
-    options: dict[str, Any] = {}  # settings of built-in job kinds (video: model, encoder, ...)
+    options: dict[str, Any] = {}  # settings of built-in job kinds (video, tabular; sql query)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _kind_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "tabular" \
+                and data.get("mini_batch_size") is None:
+            return {**data, "mini_batch_size": TABULAR_MINI_BATCH_ROWS}
+        return data
 
     @field_validator("logging_level", mode="before")
     @classmethod
@@ -96,6 +112,14 @@ class JobSpec(BaseModel):
             parse_size(value)
             return value.strip().lower()
         raise ValueError("must be a count or a size such as '10kb'")
+
+    @field_validator("input_format", mode="before")
+    @classmethod
+    def _input_format(cls, value: Any) -> Any:
+        if value not in ("files", "csv", "parquet", "sql"):
+            raise ValueError("Input should be 'files', 'csv' or 'parquet', or 'sql' (one "
+                             "database URL as input, and options.query)")
+        return value
 
     @field_validator("input_encoding")
     @classmethod

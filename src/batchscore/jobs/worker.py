@@ -68,6 +68,9 @@ class TaskResult:
     finished_at: float
     returned: int
     part: str | None
+    # Why the items not returned failed (a kind that rejects some rows says which and why);
+    # None: the runner says that run() returned fewer items than the mini-batch had.
+    error: str | None = None
 
 
 _state: dict[str, Any] = {}

@@ -101,7 +101,7 @@ class VideoKind(JobKind):
             raise OutputExistsError(
                 f"output {output_url} already exists; pass --overwrite to replace it")
 
-    def plan(self, spec: JobSpec, urls: list[str]) -> list[PlannedBatch]:
+    def plan(self, spec: JobSpec, urls: list[str], system: Store) -> list[PlannedBatch]:
         path = _input_path(urls[0], _scratch("plan"))
         info = probe(path)
         options = spec.options
