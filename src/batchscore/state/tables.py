@@ -25,6 +25,9 @@ __all__ = [
     "metadata",
     "minibatches",
     "pipeline_runs",
+    "stream_landings",
+    "stream_partitions",
+    "streams",
     "trigger_ledger",
     "triggers",
 ]
@@ -176,4 +179,72 @@ endpoints = Table(
     Column("created_by", String(100)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+# --- streams: definitions, the ledger of what landed, closed partitions ---------------------
+
+streams = Table(
+    "streams",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("window_s", Integer, nullable=False),
+    Column("lateness_s", Float, nullable=False),
+    Column("aggregates", JSON, nullable=False),
+    Column("max_future_s", Float, nullable=False),
+    Column("redis_url", Text),  # None: the workspace's default
+    Column("redis_key", String(300), nullable=False),
+    Column("partition_by", String(8), nullable=False),  # hour, day
+    Column("endpoint", String(100)),
+    Column("endpoint_output", Text),
+    Column("created_by", String(100)),
+    Column("created_at", Float, nullable=False),
+    # Progress, committed with each landing: the watermark reached, and the counters.
+    Column("watermark", Float),
+    Column("max_event_time", Float),
+    Column("events_landed", Integer, nullable=False, default=0),
+    Column("windows_landed", Integer, nullable=False, default=0),
+    Column("events_late", Integer, nullable=False, default=0),
+    Column("events_rejected", Integer, nullable=False, default=0),
+    Column("partitions_closed", Integer, nullable=False, default=0),
+    Column("last_landed_at", Float),
+    # One consumer at a time: the lease (a live holder renews it; a dead one's is taken over).
+    Column("lease_owner", String(200)),
+    Column("lease_token", String(40)),
+    Column("lease_until", Float),
+)
+
+stream_landings = Table(
+    "stream_landings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("stream", String(100), nullable=False),
+    Column("kind", String(16), nullable=False),  # window, late, rejected
+    Column("state", String(16), nullable=False),  # writing (intent), landed
+    Column("window_start", Float),  # windows only: one landing per window, ever
+    Column("partition_key", String(64)),  # date=2018-08-28/hour=23
+    Column("partition_end", Float),
+    Column("path", Text, nullable=False),  # data store path of the file
+    Column("raw_path", Text),  # windows: the raw events with their entry ids
+    Column("events", Integer, nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("first_entry", String(48)),  # sortable forms of the lowest and highest entry id
+    Column("last_entry", String(48)),
+    Column("created_at", Float, nullable=False),
+    ForeignKeyConstraint(["stream"], ["streams.name"], ondelete="CASCADE"),
+    UniqueConstraint("stream", "kind", "window_start", name="uq_stream_landings_window"),
+    Index("ix_stream_landings_entries", "stream", "last_entry"),
+    Index("ix_stream_landings_partition", "stream", "kind", "partition_key"),
+)
+
+stream_partitions = Table(
+    "stream_partitions",
+    metadata,
+    Column("stream", String(100), primary_key=True),
+    Column("partition_key", String(64), primary_key=True),
+    Column("partition_end", Float, nullable=False),
+    Column("closed_at", Float, nullable=False),
+    Column("job_id", String(40)),  # the endpoint's job for this partition, if any
+    Column("run_id", String(40)),
+    Column("error", Text),  # why the endpoint could not be invoked
+    ForeignKeyConstraint(["stream"], ["streams.name"], ondelete="CASCADE"),
 )

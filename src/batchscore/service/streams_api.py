@@ -1,0 +1,126 @@
+"""Streams in the REST API: create, list, show, delete, and send events.
+
+``POST /api/v1/streams/{name}/events`` takes ``{"events": [...]}``: every event is validated,
+and a batch with any bad event is refused whole (422, each bad event named by index, field and
+problem; nothing written). A good batch is appended to the stream's Redis stream in one
+transaction and answered with 202, the count and the entry ids; the stream's consumer lands it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..streaming import (
+    EventBatchError,
+    StreamNotFoundError,
+    StreamUnavailableError,
+    create_stream,
+    delete_stream,
+    get_stream,
+    list_streams,
+    send_events,
+)
+from ..streaming.ingest import MAX_BATCH
+from ..streaming.records import DEFAULT_AGGREGATES
+from ..streaming.status import stream_status
+from .api import require
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+class StreamIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(max_length=100)
+    window: str | float = Field("60s", description="Window length: 60s, 5min, 1h.")
+    lateness: str | float = Field("30s", description="Allowed lateness.")
+    aggregates: list[str] = Field(list(DEFAULT_AGGREGATES), max_length=16)
+    max_future: str | float = Field("1h", description="Refuse events further in the future.")
+    redis_url: str | None = Field(None, max_length=1024,
+                                  description="Default: the service's $BATCHSCORE_REDIS_URL.")
+    redis_key: str | None = Field(None, max_length=300)
+    partition: str = Field("hour", description="hour or day.")
+    endpoint: str | None = Field(None, max_length=100)
+    endpoint_output: str | None = Field(None, max_length=1024)
+
+
+class EventsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    events: list[Any] = Field(max_length=MAX_BATCH, description=(
+        "Objects with device, sensor, timestamp (ISO 8601 or UNIX seconds) and value."))
+
+
+def _ws(request: Request) -> Any:
+    return request.app.state.service.ws
+
+
+def _consumer(request: Request, name: str) -> dict[str, Any] | None:
+    pool = getattr(request.app.state, "streams", None)
+    return pool.status(name) if pool is not None else None
+
+
+def _found(call: Any, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return call(*args, **kwargs)
+    except StreamNotFoundError as exc:
+        raise HTTPException(404, str(exc)) from None
+    except StreamUnavailableError as exc:
+        raise HTTPException(503, str(exc)) from None
+
+
+@router.get("/streams", tags=["streams"])
+def streams(request: Request) -> list[dict[str, Any]]:
+    """Streams with their counters and this service's consumer of each."""
+    require(request, "viewer")
+    return [{**s.to_dict(), "consumer": _consumer(request, s.name)}
+            for s in list_streams(_ws(request))]
+
+
+@router.post("/streams", status_code=201, tags=["streams"])
+def add_stream(request: Request, body: StreamIn) -> dict[str, Any]:
+    """Create a stream (admin); the service starts its consumer."""
+    who = require(request, "admin")
+    made = _found(create_stream, _ws(request), created_by=who.name, **body.model_dump())
+    pool = getattr(request.app.state, "streams", None)
+    if pool is not None:
+        pool.wake.set()
+    return dict(made.to_dict())
+
+
+@router.get("/streams/{name}", tags=["streams"])
+def stream(request: Request, name: str) -> dict[str, Any]:
+    """Settings, counters (events received, in windows, late, rejected; windows landed;
+    partitions closed), watermark, Redis length and pending entries, closed partitions."""
+    require(request, "viewer")
+    status = _found(stream_status, _ws(request), name)
+    return {**status, "consumer": _consumer(request, name)}
+
+
+@router.delete("/streams/{name}", tags=["streams"])
+def remove_stream(request: Request, name: str,
+                  purge: bool = Query(False, description="Also remove landed data and the "
+                                      "Redis stream.")) -> dict[str, Any]:
+    """Delete a stream (admin): its definition, ledger and consumer group."""
+    require(request, "admin")
+    return dict(_found(delete_stream, _ws(request), name, purge=purge).to_dict())
+
+
+@router.post("/streams/{name}/events", status_code=202, tags=["streams"])
+def post_events(request: Request, name: str, body: EventsIn) -> Any:
+    """Append a batch of events (operator); refused whole if any event is bad."""
+    require(request, "operator")
+    ws = _ws(request)
+    _found(get_stream, ws, name)
+    try:
+        sent = _found(send_events, ws, name, body.events, source=f"stream {name!r}")
+    except EventBatchError as exc:
+        return JSONResponse({"detail": str(exc),
+                             "errors": [p.to_dict() for p in exc.problems]}, status_code=422)
+    return sent.to_dict()

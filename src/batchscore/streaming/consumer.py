@@ -1,0 +1,293 @@
+"""The consumer of one stream: Redis Streams entries in, tumbling windows out, exactly once.
+
+It holds the stream's lease, reads entries through the consumer group (its own pending entries
+first, then the pending entries of consumers that died, then new ones), validates them into
+events, puts each into its window or keeps it aside as late or rejected, lands what is due
+(:mod:`.landing`), and acknowledges entries only after they have landed. Entries of windows
+still open stay pending in Redis: a consumer that dies loses nothing, and the next one, finding
+them pending, rebuilds those windows. Entries that landed but were not acknowledged before a
+crash are recognised by the ledger and only acknowledged.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import redis
+
+from ..jobs.crash import crash_point
+from ..workspace import Workspace
+from .errors import StreamUnavailableError
+from .events import Event, parse_event
+from .landing import Lander, PartitionHook
+from .lease import LEASE_SECONDS, Lease
+from .records import PARTITIONS, Stream, get_stream, redis_url_of
+from .redis_source import (
+    Entry,
+    ack,
+    autoclaim,
+    connect_redis,
+    ensure_group,
+    read_new,
+    read_own_pending,
+    safe_url,
+)
+from .windows import TumblingWindows
+
+__all__ = ["ConsumeStats", "StreamConsumer", "consume", "endpoint_hook"]
+
+log = logging.getLogger("batchscore.streaming")
+
+
+@dataclass
+class ConsumeStats:
+    """What one consumer did (this run only; the stream's totals are in its row)."""
+
+    read: int = 0  # entries read, redelivered ones included
+    events: int = 0  # events that landed in windows
+    windows: int = 0
+    late: int = 0
+    rejected: int = 0
+    duplicates: int = 0  # redelivered entries that had landed already: only acknowledged
+    deleted: int = 0  # pending entries deleted from the Redis stream meanwhile
+    acked: int = 0
+    partitions: int = 0
+    open_windows: int = 0
+    open_events: int = 0
+    watermark: float | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def endpoint_hook(ws: Workspace, *, start: bool = True) -> PartitionHook:
+    """A partition hook that invokes the stream's batch endpoint once per partition (the run
+    key ``stream:NAME:PARTITION`` makes a second call return the first invocation)."""
+
+    def invoke(stream: Stream, partition: str, inputs: list[str], output: str) -> Any:
+        from ..endpoints import invoke_endpoint
+
+        assert stream.endpoint is not None
+        return invoke_endpoint(ws, stream.endpoint, inputs, output,
+                               run_key=f"stream:{stream.name}:{partition}", start=start,
+                               created_by=f"stream:{stream.name}")
+
+    return invoke
+
+
+class StreamConsumer:
+    """Consumes stream ``name`` until stopped; see :meth:`run`."""
+
+    def __init__(
+        self,
+        ws: Workspace,
+        name: str,
+        *,
+        consumer: str | None = None,
+        batch: int = 1000,
+        block_ms: int = 500,
+        claim_idle_ms: int = 60_000,
+        lease_seconds: float = LEASE_SECONDS,
+        on_partition: PartitionHook | None = None,
+        start_endpoint_jobs: bool = True,
+        progress: Callable[[ConsumeStats], None] | None = None,
+    ) -> None:
+        if batch < 1:
+            raise ValueError(f"batch must be 1 or more, got {batch}")
+        self.ws, self.name = ws, name
+        self.consumer = consumer or socket.gethostname()
+        self.batch, self.block_ms, self.claim_idle_ms = batch, block_ms, claim_idle_ms
+        self.lease = Lease(ws, name, lease_seconds)
+        self.on_partition = on_partition
+        self.start_endpoint_jobs = start_endpoint_jobs
+        self.progress = progress
+        self.stats = ConsumeStats()
+        self._late: list[tuple[str, Event, int]] = []
+        self._rejected: list[tuple[str, dict[str, str], str]] = []
+        self._ack_only: list[str] = []
+        self._checked_partition: float | None = None
+
+    def run(self, stop: threading.Event | None = None, *, max_events: int | None = None,
+            until_idle_s: float | None = None, close_all: bool = False) -> ConsumeStats:
+        """Consume until ``stop`` is set, ``max_events`` entries have been read, or nothing new
+        came for ``until_idle_s`` seconds. ``close_all`` then lands the windows still open (the
+        end of the input: later events for them will be late). Entries of windows left open
+        stay pending in Redis for the next consumer."""
+        stop = stop or threading.Event()
+        began = time.monotonic()
+        stream = get_stream(self.ws, self.name)
+        url = redis_url_of(self.ws, stream)
+        client = connect_redis(url)
+        try:
+            ensure_group(client, stream.redis_key, start="0")
+            self.lease.acquire()
+            try:
+                self._consume(client, stop, max_events, until_idle_s, close_all)
+            except redis.RedisError as exc:
+                raise StreamUnavailableError(
+                    f"stream {self.name!r}: Redis at {safe_url(url)} failed: {exc}") from None
+            finally:
+                self._release()
+        finally:
+            client.close()
+            self.stats.seconds = time.monotonic() - began
+        return self.stats
+
+    def _release(self) -> None:
+        try:
+            self.lease.release()
+        except Exception as exc:  # the database is gone: the lease expires by itself
+            log.warning("stream %s: could not release the lease: %s", self.name, exc)
+
+    def _consume(self, client: redis.Redis, stop: threading.Event, max_events: int | None,
+                 until_idle_s: float | None, close_all: bool) -> None:
+        self.lander = Lander(self.ws, get_stream(self.ws, self.name), self.lease)
+        self.lander.recover()
+        stream = get_stream(self.ws, self.name)  # the watermark as last committed
+        self.stream, self.key = stream, stream.redis_key
+        self.windows = TumblingWindows(stream.window_s, stream.lateness_s,
+                                       watermark=stream.watermark,
+                                       max_event_time=stream.max_event_time)
+        self._close_partitions()
+        # 1. Our own pending entries: delivered to this consumer name before, never acked.
+        cursor = "0"
+        while not stop.is_set():
+            entries = read_own_pending(client, self.key, self.consumer, cursor, self.batch)
+            if not entries:
+                break
+            cursor = entries[-1][0]
+            self._take(client, entries, redelivered=True)
+        # 2. Pending entries of other consumers: with the lease, they are dead or fenced off.
+        self._claim(client, 0, stop)
+        last_claim = time.monotonic()
+        idle_since = time.monotonic()
+        # 3. New entries.
+        while not stop.is_set():
+            if max_events is not None and self.stats.read >= max_events:
+                break
+            count = self.batch if max_events is None else min(self.batch,
+                                                              max_events - self.stats.read)
+            entries = read_new(client, self.key, self.consumer, count, self.block_ms)
+            now = time.monotonic()
+            if entries:
+                self._take(client, entries, redelivered=False)
+                idle_since = now
+            elif until_idle_s is not None and now - idle_since >= until_idle_s:
+                break
+            if now - last_claim >= self.claim_idle_ms / 1000:
+                self._claim(client, self.claim_idle_ms, stop)
+                last_claim = time.monotonic()
+            self.lease.renew()
+            self._report()
+        if close_all and not stop.is_set():
+            self._flush(client, close_all=True)
+        self._report()
+
+    def _claim(self, client: redis.Redis, min_idle_ms: int, stop: threading.Event) -> None:
+        cursor = "0-0"
+        while not stop.is_set():
+            cursor, entries, deleted = autoclaim(client, self.key, self.consumer, min_idle_ms,
+                                                 cursor, self.batch)
+            if deleted:
+                self.stats.deleted += len(deleted)
+                log.warning("stream %s: %d pending entries were deleted from Redis before "
+                            "they landed", self.name, len(deleted))
+            if entries:
+                self._take(client, entries, redelivered=True)
+            if cursor == "0-0":
+                break
+
+    def _take(self, client: redis.Redis, entries: list[Entry], *, redelivered: bool) -> None:
+        """Validate, window and land one batch of entries; acknowledge what landed."""
+        windows = self.windows
+        landed: set[str] = set()
+        if redelivered:
+            landed = self.lander.landed_ids([i for i, _ in entries if i not in windows.held])
+        now = time.time()
+        max_future = self.stream.max_future_s
+        for entry_id, fields in entries:
+            if redelivered and entry_id in windows.held:
+                continue  # in an open window already (claimed back from ourselves)
+            self.stats.read += 1
+            if entry_id in landed:  # landed before a crash, not acknowledged then
+                self.stats.duplicates += 1
+                self._ack_only.append(entry_id)
+                continue
+            if not fields:
+                self.stats.deleted += 1
+                self._ack_only.append(entry_id)
+                continue
+            result = parse_event(fields, max_future_s=max_future, now=now)
+            if isinstance(result, Event):
+                if windows.add(entry_id, result) is None:
+                    self._late.append((entry_id, result, windows.window_of(result.timestamp)))
+            else:
+                problem = "; ".join(f"{p.field}: {p.problem}" for p in result)
+                self._rejected.append((entry_id, fields, problem))
+        self._flush(client)
+
+    def _flush(self, client: redis.Redis, *, close_all: bool = False) -> None:
+        windows = self.windows
+        due = windows.close_all() if close_all else windows.due()
+        to_ack = self._ack_only
+        self._ack_only = []
+        if due or self._late or self._rejected:
+            done = self.lander.land(due, self._late, self._rejected,
+                                    watermark=windows.watermark,
+                                    max_event_time=windows.max_event_time)
+            self._late, self._rejected = [], []
+            self.stats.events += done.events
+            self.stats.windows += done.windows
+            self.stats.late += done.late
+            self.stats.rejected += done.rejected
+            to_ack = to_ack + done.ids
+        if to_ack:
+            self.stats.acked += ack(client, self.key, to_ack)
+            crash_point("stream-acked")
+        if due:
+            self._close_partitions()
+
+    def _close_partitions(self) -> None:
+        """Close the partitions the watermark has passed (once each, across restarts)."""
+        mark = self.windows.watermark
+        if mark is None:
+            return
+        length = PARTITIONS[self.stream.partition_by]
+        boundary = (mark // length) * length
+        if self._checked_partition is not None and boundary <= self._checked_partition:
+            return
+        hook = self.on_partition
+        if hook is None and self.stream.endpoint:
+            hook = endpoint_hook(self.ws, start=self.start_endpoint_jobs)
+        for partition, end in self.lander.due_partitions(mark):
+            if self.lander.close_partition(partition, end, hook):
+                self.stats.partitions += 1
+        self._checked_partition = boundary
+
+    def _report(self) -> None:
+        self.stats.open_windows = len(self.windows.open)
+        self.stats.open_events = len(self.windows.held)
+        self.stats.watermark = self.windows.watermark
+        if self.progress is not None:
+            self.progress(self.stats)
+
+
+def consume(ws: Workspace, name: str, *, stop: threading.Event | None = None,
+            max_events: int | None = None, until_idle_s: float | None = None,
+            close_all: bool = False, **options: Any) -> ConsumeStats:
+    """Run a :class:`StreamConsumer` of ``name`` (``options`` are its settings) until stopped,
+    ``max_events`` entries are read, or ``until_idle_s`` seconds pass with nothing new.
+
+    This is the landing path at full speed: entries are read ``batch`` at a time (default
+    1000) and acknowledged in pipelined chunks; a benchmark sends events with
+    :func:`batchscore.streaming.send_events` and times this."""
+    consumer = StreamConsumer(ws, name, **options)
+    return consumer.run(stop, max_events=max_events, until_idle_s=until_idle_s,
+                        close_all=close_all)
