@@ -1,0 +1,129 @@
+"""One serving process of a deployment: the scoring app on sockets it inherits.
+
+Started by the supervisor (:mod:`batchscore.serving.supervisor`) as
+``python -m batchscore.serving.child --fd N [--fd M] (--ref NAME/VERSION --workspace W |
+--model-dir DIR)``. It never binds a port: it serves on the listening sockets whose file
+descriptors it inherits (the deployment's public socket, which the supervisor keeps open,
+and a private one on which the supervisor checks that this very process is ready).
+SIGTERM makes it stop accepting at once, wait ``SETTLE_SECONDS`` so that connections it has
+just accepted deliver their request (uvicorn's shutdown closes a connection that has not sent
+one yet), then shut down as uvicorn does: finish the requests in flight, then exit. When
+its supervisor dies it exits too, so no orphan keeps serving an old version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+__all__ = ["SETTLE_SECONDS", "main", "serve_on"]
+
+SETTLE_SECONDS = 1.0
+
+
+def _draining_server(config: object, settle: float) -> object:
+    import asyncio
+    import signal
+
+    import uvicorn
+
+    class DrainingServer(uvicorn.Server):
+        """On SIGTERM: stop accepting, let accepted connections send, then shut down."""
+
+        loop: asyncio.AbstractEventLoop | None = None
+        draining = False
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            self.loop = asyncio.get_running_loop()
+            await super().startup(sockets=sockets)
+
+        def handle_exit(self, sig: int, frame: object) -> None:  # type: ignore[override]
+            if sig != signal.SIGTERM or self.draining or self.loop is None:
+                super().handle_exit(sig, frame)  # type: ignore[arg-type]
+                return
+            self.draining = True
+
+            def stop_accepting() -> None:
+                for server in getattr(self, "servers", []):
+                    server.close()
+                assert self.loop is not None
+                self.loop.call_later(settle, setattr, self, "should_exit", True)
+
+            self.loop.call_soon_threadsafe(stop_accepting)
+
+    return DrainingServer(config)  # type: ignore[arg-type]
+
+
+def serve_on(sockets: list[socket.socket], *, ref: str | None = None,
+             workspace: str | None = None, model_dir: str | None = None,
+             log_requests: bool = True, graceful_seconds: float = 30.0,
+             watch_parent: bool = False) -> None:
+    """Load the model (a registry ``ref`` or a ``model_dir``) and serve it on ``sockets``."""
+    import uvicorn
+
+    from ..workspace import open_workspace
+    from .app import create_app, load_served_model
+    from .datalog import InferenceLogger
+    from .folder import load_model_folder
+
+    ws = open_workspace(workspace) if workspace or ref else None
+    if ref is not None:
+        assert ws is not None
+        served = load_served_model(ws, ref)
+    elif model_dir is not None:
+        served = load_model_folder(model_dir)
+    else:
+        raise ValueError("serve_on needs ref or model_dir")
+    logger = InferenceLogger(ws.data) if ws is not None and log_requests else None
+    config = uvicorn.Config(create_app(served, logger=logger), log_level="warning",
+                            timeout_graceful_shutdown=int(graceful_seconds), lifespan="on")
+    server: uvicorn.Server = _draining_server(config, SETTLE_SECONDS)  # type: ignore[assignment]
+    if watch_parent:
+        parent = os.getppid()
+
+        def watch() -> None:
+            while not server.should_exit:
+                if os.getppid() != parent:
+                    server.should_exit = True
+                time.sleep(0.5)
+
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+    server.run(sockets=sockets)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m batchscore.serving.child")
+    parser.add_argument("--fd", type=int, action="append", required=True,
+                        help="an inherited listening socket (repeatable)")
+    parser.add_argument("--ref", help="registry version, such as diabetes/3")
+    parser.add_argument("--workspace", help="workspace folder (for --ref and request logs)")
+    parser.add_argument("--model-dir", help="an MLflow model folder instead of --ref")
+    parser.add_argument("--no-log", action="store_true", help="do not log requests")
+    parser.add_argument("--graceful", type=float, default=30.0,
+                        help="seconds to finish requests in flight after SIGTERM")
+    parser.add_argument("--error-file", help="where to write why the model cannot be served")
+    args = parser.parse_args(argv)
+    from ..errors import BatchscoreError
+
+    sockets = [socket.socket(fileno=fd) for fd in args.fd]
+    try:
+        serve_on(sockets, ref=args.ref, workspace=args.workspace, model_dir=args.model_dir,
+                 log_requests=not args.no_log, graceful_seconds=args.graceful,
+                 watch_parent=True)
+    except Exception as exc:
+        message = str(exc) if isinstance(exc, BatchscoreError) else (
+            f"{type(exc).__name__}: {exc}")
+        if args.error_file:
+            Path(args.error_file).write_text(message)
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
