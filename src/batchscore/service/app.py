@@ -23,6 +23,7 @@ from sqlalchemy import text
 from ..endpoints import EndpointExistsError, EndpointNotFoundError
 from ..errors import JobNotFoundError, JobStateError, OutputExistsError, UsageError
 from ..pipelines import PipelineNotFoundError, RunNotFoundError
+from ..streaming.pool import ConsumerPool
 from ..triggers import TriggerLoop, TriggerNotFoundError
 from ..workspace import Workspace
 from .auth import Principal, verify_token
@@ -179,23 +180,26 @@ _STATUS: list[tuple[type[Exception], int]] = [
 
 def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     """The service for workspace ``ws``."""
-    from . import api, endpoints_api
+    from . import api, endpoints_api, outputs_api, streams_api
 
     config = config or ServiceConfig()
     service = Service(ws, config, RunSlots(ws, config.run_slots),
                       TriggerLoop(ws, config.scan_interval),
                       RateLimiter(config.runs_per_minute, config.runs_burst))
+    streams = ConsumerPool(ws, config.scan_interval)  # one consumer thread per stream
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if config.background:
             service.slots.start()
             service.triggers.start()
+            streams.start()
         try:
             yield
         finally:
             service.slots.stop()
             service.triggers.stop()
+            streams.stop()
 
     app = FastAPI(
         title="batchscore", version="1", lifespan=lifespan,
@@ -203,6 +207,7 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
         description="The batchscore control plane: jobs, pipelines and their runs, triggers.",
     )
     app.state.service = service
+    app.state.streams = streams
 
     async def usage_error(_request: Request, exc: Exception) -> Response:
         status = next(code for kind, code in _STATUS if isinstance(exc, kind))
@@ -242,6 +247,8 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
 
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(endpoints_api.router, prefix="/api/v1")
+    app.include_router(outputs_api.router, prefix="/api/v1")
+    app.include_router(streams_api.router, prefix="/api/v1")
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True), name="dashboard")
     app.add_middleware(_BodyLimit, config=config)
     return app
