@@ -30,7 +30,7 @@ from .errors import BatchscoreError, InputError, SpecError, UsageError
 from .jobs.api import get_job, submit_job
 from .jobs.runner import ProgressCallback, execute
 from .jobs.spec import JobSpec
-from .state.records import runner_name
+from .state.records import hide_password, runner_name
 from .state.tables import pipeline_runs
 from .workspace import Workspace
 
@@ -358,7 +358,19 @@ class Run:
         return self.state in _FINISHED
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        """For people and API clients: passwords in URLs hidden."""
+        data = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        data["output_url"] = hide_password(self.output_url) if self.output_url else None
+        data["params"] = {k: _hidden(v) for k, v in self.params.items()}
+        return data
+
+
+def _hidden(value: Any) -> Any:
+    if isinstance(value, str):
+        return hide_password(value)
+    if isinstance(value, list):
+        return [_hidden(v) for v in value]
+    return value
 
 
 def _run(row: Any) -> Run:

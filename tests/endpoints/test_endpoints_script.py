@@ -219,3 +219,12 @@ def test_cli_bad_input_is_one_line(ws: Workspace, diabetes: Path, tmp_path: Path
     result = runner.invoke(app, ["endpoint", "create", "diabetes", "--script",
                                  str(EXAMPLE / "score.py")], env=env)
     assert_one_error(result, "exists already")
+
+
+def test_passwords_in_database_urls_are_hidden_from_people(ws: Workspace) -> None:
+    from batchscore.state.records import hide_password
+
+    assert hide_password("postgresql://scorer:s3cret@db:5432/crm") == \
+        "postgresql://scorer:***@db:5432/crm"
+    assert hide_password("postgresql://scorer@db/crm") == "postgresql://scorer@db/crm"
+    assert hide_password("file:///data/x.csv") == "file:///data/x.csv"

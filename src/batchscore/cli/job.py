@@ -23,7 +23,7 @@ from rich.table import Table
 from .. import jobs as api
 from ..errors import SpecError
 from ..jobs.runner import ProgressSnapshot
-from ..state.records import Job
+from ..state.records import Job, hide_password
 from ..workspace import Workspace
 from ._common import (
     ServerOpt,
@@ -109,7 +109,7 @@ def _finish(ws: Workspace, job: Job) -> None:
             f"job {job.id} succeeded: {job.items_succeeded}/{job.items_total} items"
             + (f", {job.items_failed} failed" if job.items_failed else "")
         )
-        console.print(f"output: {job.output_url}")
+        console.print(f"output: {hide_password(job.output_url)}")
         return
     if job.state == "failed":
         raise api.failure(ws, job)
@@ -259,7 +259,7 @@ def list_(
             jobs = call_server(server, token, "GET", "/jobs",
                                params={"limit": limit, **({"state": state} if state else {})})
         else:
-            jobs = [j.to_dict() for j in api.list_jobs(open_ws(workspace), limit=limit,
+            jobs = [j.public_dict() for j in api.list_jobs(open_ws(workspace), limit=limit,
                                                         state=state)]
         if as_json:
             console.print_json(json.dumps(jobs, default=str))
@@ -295,7 +295,7 @@ def show(job_id: JobId, workspace: WorkspaceOpt = None,
             mbs = call_server(server, token, "GET", f"/jobs/{data['id']}/minibatches")
         else:
             ws = open_ws(workspace)
-            data = api.get_job(ws, job_id).to_dict()
+            data = api.get_job(ws, job_id).public_dict()
             mbs = [dataclasses.asdict(mb) for mb in api.list_minibatches(ws, data["id"])]
         counts: dict[str, int] = {}
         for mb in mbs:

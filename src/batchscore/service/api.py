@@ -128,7 +128,7 @@ def _with_job(ws: Any, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _job_summary(job: Any) -> dict[str, Any]:
-    data = job.to_dict()
+    data = job.public_dict()
     data.pop("spec", None)
     return data
 
@@ -173,7 +173,7 @@ def jobs(request: Request, state: str | None = None,
 @router.get("/jobs/{job_id}", tags=["jobs"])
 def job(request: Request, job_id: str) -> dict[str, Any]:
     require(request, "viewer")
-    return job_api.get_job(_service(request).ws, job_id).to_dict()
+    return job_api.get_job(_service(request).ws, job_id).public_dict()
 
 
 @router.get("/jobs/{job_id}/minibatches", tags=["jobs"])
@@ -204,7 +204,7 @@ def logs(request: Request, job_id: str) -> dict[str, Any]:
 @router.post("/jobs/{job_id}/cancel", tags=["jobs"])
 def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
     require(request, "operator")
-    return job_api.cancel_job(_service(request).ws, job_id, wait=10.0).to_dict()
+    return job_api.cancel_job(_service(request).ws, job_id, wait=10.0).public_dict()
 
 
 # --- triggers --------------------------------------------------------------------------------

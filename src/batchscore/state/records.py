@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 import uuid
@@ -25,12 +26,21 @@ __all__ = [
     "finish_job",
     "get_job",
     "heartbeat",
+    "hide_password",
     "list_jobs",
     "list_minibatches",
     "minibatch_counts",
     "record_attempts",
     "runner_name",
 ]
+
+_USERINFO = re.compile(r"(://[^/@:]*):[^/@]*@")
+
+
+def hide_password(url: str) -> str:
+    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``; other text unchanged."""
+    return _USERINFO.sub(r"\1:***@", url)
+
 
 FINISHED = ("succeeded", "failed", "canceled")
 LEASE_SECONDS = 20.0
@@ -78,6 +88,13 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         data = {k: getattr(self, k) for k in self.__dataclass_fields__}
         data["display_state"] = self.display_state
+        return data
+
+    def public_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` for people and API clients: passwords in URLs hidden."""
+        data = self.to_dict()
+        data["inputs"] = [hide_password(u) for u in self.inputs]
+        data["output_url"] = hide_password(self.output_url)
         return data
 
 
