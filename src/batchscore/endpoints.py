@@ -140,8 +140,7 @@ def tabular_endpoint_spec(
         options["features"] = list(features)
     if prediction:
         options["prediction"] = prediction
-    raw: dict[str, Any] = {"name": name, "kind": "tabular", "options": options,
-                           "mini_batch_size": 10_000}
+    raw: dict[str, Any] = {"name": name, "kind": "tabular", "options": options}
     raw.update({k: v for k, v in (settings or {}).items() if v is not None})
     from .jobs.spec import spec_from_mapping
 
