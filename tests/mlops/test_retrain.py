@@ -106,17 +106,27 @@ def test_starting_a_retraining_run_through_the_api_needs_admin(mws):
         assert get_run(mws.engine, answer.json()["id"]).state == "queued"
 
 
-def test_the_uri_mlflow_exports_for_us_is_not_taken_for_the_users(tmp_path, monkeypatch):
-    """mlflow.set_tracking_uri exports $MLFLOW_TRACKING_URI; a second workspace in the same
-    process must still get its own registry, while a URI the user set is honoured."""
+def test_pointing_mlflow_at_a_workspace_leaves_the_environment_alone(tmp_path, monkeypatch):
+    """mlflow.set_tracking_uri exports $MLFLOW_TRACKING_URI; a second workspace in this process
+    (or a process it starts) must still get its own registry, and the user's URI wins."""
+    import os
+
+    import mlflow
+
     from batchscore.mlops.registry import registry_uri, use_registry
     from batchscore.workspace import init_workspace
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     first, second = init_workspace(tmp_path / "a"), init_workspace(tmp_path / "b")
     assert use_registry(first).endswith("/a/mlflow.db")
+    assert mlflow.get_tracking_uri().endswith("/a/mlflow.db")
+    assert "MLFLOW_TRACKING_URI" not in os.environ
     assert registry_uri(second).endswith("/b/mlflow.db")
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://tracking.example:5000")
-    assert registry_uri(second) == "http://tracking.example:5000"
-    assert use_registry(second) == "http://tracking.example:5000"
-    assert registry_uri(first) == "http://tracking.example:5000"
+    users = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", users)
+    assert registry_uri(second) == users
+    use_registry(first)
+    assert os.environ["MLFLOW_TRACKING_URI"] == users
+    use_registry(first)  # mlflow's globals back on a workspace of this test's own
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    use_registry(first)

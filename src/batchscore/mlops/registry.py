@@ -44,28 +44,30 @@ ALIASES = ("staging", "production")
 HISTORY_TAG = "batchscore.production_history"
 
 
-# URIs that mlflow.set_tracking_uri exported into $MLFLOW_TRACKING_URI on our behalf (it does
-# so for subprocesses): they are not the user's choice, so registry_uri() ignores them.
-_EXPORTED: set[str] = set()
-
-
 def registry_uri(ws: Workspace) -> str:
-    """``$MLFLOW_TRACKING_URI`` when the user set it, else the workspace's ``mlflow.db``."""
-    env = os.environ.get("MLFLOW_TRACKING_URI")
-    if env and env not in _EXPORTED:
-        return env
-    return f"sqlite:///{ws.settings.root / 'mlflow.db'}"
+    """``$MLFLOW_TRACKING_URI`` when set, else the workspace's ``mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{ws.settings.root / 'mlflow.db'}"
 
 
 def use_registry(ws: Workspace) -> str:
-    """Point mlflow's tracking and registry at the workspace's registry; returns its URI."""
+    """Point this process's mlflow (tracking and registry) at the workspace's registry.
+
+    ``mlflow.set_tracking_uri`` also exports ``$MLFLOW_TRACKING_URI`` for subprocesses; that
+    would make the workspace's URI look like the user's choice to :func:`registry_uri` in
+    this process and in every process it starts (another workspace's runner, a test), so
+    the variable is put back as it was."""
     import mlflow
 
     uri = registry_uri(ws)
-    if os.environ.get("MLFLOW_TRACKING_URI") != uri:
-        _EXPORTED.add(uri)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
     return uri
 
 
