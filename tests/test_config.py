@@ -88,7 +88,7 @@ def test_write_then_load_round_trips(tmp_path):
 
 def test_streams_section_knows_only_redis_url(tmp_path):
     root = make(tmp_path / "ws", '[streams]\nredis = "redis://x"\n')
-    with pytest.raises(WorkspaceError, match="unknown key streams.redis .*redis_url"):
+    with pytest.raises(WorkspaceError, match=r"unknown key streams\.redis .*redis_url"):
         load_settings(root)
 
 
