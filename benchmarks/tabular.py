@@ -1,0 +1,310 @@
+"""Tabular batch scoring: rows/s of a batchscore job against a bare loop and Ray Data.
+
+Three ways score the same Parquet files with the same scikit-learn model and write the same
+predictions (key column + prediction) as Parquet, in the same run of this program:
+
+* **bare loop**: one process reads each file with pyarrow, calls ``model.predict`` and writes
+  the predictions: the floor any framework is measured against;
+* **ray data**: ``ray.data.read_parquet(...).map_batches(Predictor, concurrency=W)``
+  ``.write_parquet(...)`` on a local Ray instance (started before the clock runs);
+* **batchscore**: a ``tabular`` job (the engine behind ``batchscore endpoint invoke``) with W
+  local worker processes: planning, state records, parts, commit included.
+
+Many models (``--groups``): the files carry a ``group`` column and every group has its own
+model (a folder in hive layout ``models/group=G/model.joblib``). The bare loop does
+``groupby`` + one ``predict`` per group with every model loaded once; the job uses
+``group_by: [group]`` (each worker loads the models it meets and caches them).
+
+Each figure is the median of ``--repeat`` interleaved repetitions; ratios are against the bare
+loop of the same run.
+
+Streams (``--events N``): events/s of the landing path (a consumer group read, tumbling
+windows, Parquet landing with its ledger, acknowledgements) against the broker alone (the
+same entries XADDed, read with XREADGROUP and XACKed, nothing landed) on a redis-server this
+program starts on 127.0.0.1.
+
+Example:
+    .venv/bin/python benchmarks/tabular.py --rows 1000000 --workers 2 --repeat 3
+    .venv/bin/python benchmarks/tabular.py --rows 1000000 --groups 15 --skip-ray
+    .venv/bin/python benchmarks/tabular.py --events 200000 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+FEATURES = [f"f{i}" for i in range(8)]
+
+
+def make_data(root: Path, rows: int, files: int, groups: int, seed: int = 0) -> list[Path]:
+    """``files`` Parquet files of ``rows`` rows in all: id, group, f0..f7 (row groups of 64k)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    per = rows // files
+    for i in range(files):
+        n = per if i < files - 1 else rows - per * (files - 1)
+        table = pa.table({
+            "id": np.arange(i * per, i * per + n, dtype=np.int64),
+            "group": rng.integers(0, max(groups, 1), n, dtype=np.int64),
+            **{c: rng.standard_normal(n) for c in FEATURES},
+        })
+        path = root / "data" / f"part-{i:03d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path, row_group_size=65_536)
+        out.append(path)
+    return out
+
+
+def train(seed: int) -> object:
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame(rng.standard_normal((5_000, len(FEATURES))), columns=FEATURES)
+    y = (x["f0"] + 0.5 * x["f1"] - x["f2"] + rng.normal(0, 0.5, len(x)) > 0).astype(int)
+    return make_pipeline(StandardScaler(), LogisticRegression()).fit(x, y)
+
+
+def save_models(root: Path, groups: int) -> Path:
+    if groups <= 1:
+        folder = root / "model"
+        folder.mkdir(parents=True, exist_ok=True)
+        joblib.dump(train(0), folder / "model.joblib")
+        return folder
+    folder = root / "models"
+    base = train(0)
+    for g in range(groups):
+        target = folder / f"group={g}"
+        target.mkdir(parents=True, exist_ok=True)
+        joblib.dump(base, target / "model.joblib")  # same weights: the cost is in the loading
+    return folder
+
+
+def bare_loop(files: list[Path], models: Path, groups: int, out: Path) -> None:
+    out.mkdir(parents=True)
+    if groups <= 1:
+        model = joblib.load(models / "model.joblib")
+        for i, path in enumerate(files):
+            frame = pq.read_table(path).to_pandas()
+            pred = pd.DataFrame({"id": frame["id"], "prediction": model.predict(frame[FEATURES])})
+            pq.write_table(pa.Table.from_pandas(pred, preserve_index=False),
+                           out / f"part-{i:05d}.parquet")
+        return
+    loaded: dict[int, object] = {}
+    for i, path in enumerate(files):
+        frame = pq.read_table(path).to_pandas()
+        parts = []
+        for g, rows in frame.groupby("group", sort=False):
+            model = loaded.get(int(g))
+            if model is None:
+                model = loaded[int(g)] = joblib.load(models / f"group={g}" / "model.joblib")
+            parts.append(pd.DataFrame({"id": rows["id"], "group": rows["group"],
+                                       "prediction": model.predict(rows[FEATURES])}))
+        pq.write_table(pa.Table.from_pandas(pd.concat(parts), preserve_index=False),
+                       out / f"part-{i:05d}.parquet")
+
+
+class _RayPredictor:
+    def __init__(self, model_path: str) -> None:
+        self.model = joblib.load(model_path)
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame({"id": batch["id"], "prediction": self.model.predict(batch[FEATURES])})
+
+
+def ray_data(files: list[Path], models: Path, workers: int, batch: int, out: Path) -> None:
+    import ray
+
+    ds = ray.data.read_parquet([str(p) for p in files])
+    ds = ds.map_batches(_RayPredictor, fn_constructor_args=(str(models / "model.joblib"),),
+                        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
+                        batch_size=batch, batch_format="pandas")
+    ds.write_parquet(str(out))
+
+
+def batchscore_job(root: Path, files: list[Path], models: Path, groups: int, workers: int,
+                   batch: int, out: Path, tag: str) -> None:
+    from batchscore import init_workspace, run_job
+    from batchscore.tabular.job import tabular_spec
+
+    ws = init_workspace(root / f"ws-{tag}")
+    spec = tabular_spec(str(models), group_by=["group"] if groups > 1 else [],
+                        keys=["id", "group"] if groups > 1 else ["id"], features=FEATURES,
+                        mini_batch_size=batch, workers=workers)
+    job = run_job(ws, spec, [str(p) for p in files], str(out) + "/", executor="local")
+    assert job.state == "succeeded", job.reason
+    ws.close()
+
+
+def _events(n: int, sensors: int = 15) -> list[dict[str, object]]:
+    """``n`` readings of ``sensors`` sensors, one per sensor per second, in time order."""
+    start = 1535497200.0  # 2018-08-28 23:00 UTC, like the real data
+    return [{"device": str(i % sensors // 5 + 1), "sensor": str(i % 5 + 1),
+             "timestamp": start + i // sensors, "value": float(i % 97)} for i in range(n)]
+
+
+def stream_benchmark(root: Path, events: int, repeat: int) -> dict[str, object]:
+    """Events/s landed by the stream consumer against the broker alone, on a local Redis."""
+    import sys
+
+    import redis
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from batchscore import init_workspace
+    from batchscore.streaming import consume, create_stream, send_events
+    from batchscore.streaming.ingest import MAX_BATCH
+    from servers import redis_server  # the tests' throw-away redis-server on a free port
+
+    raws = _events(events)
+    times: dict[str, list[float]] = {"broker": [], "landing": [], "send": []}
+    with redis_server() as url:
+        client = redis.Redis.from_url(url)
+        for rep in range(repeat):
+            # the broker alone: append, read in the group, acknowledge; nothing lands
+            key = f"bare-{rep}"
+            client.xgroup_create(key, "g", id="0", mkstream=True)
+            fields = [{"device": e["device"], "sensor": e["sensor"],
+                       "timestamp": repr(e["timestamp"]), "value": repr(e["value"])}
+                      for e in raws]
+            for i in range(0, events, MAX_BATCH):
+                pipe = client.pipeline(transaction=True)
+                for f in fields[i:i + MAX_BATCH]:
+                    pipe.xadd(key, f)
+                pipe.execute()
+            start = time.perf_counter()
+            seen = 0
+            while seen < events:
+                got = client.xreadgroup("g", "c", {key: ">"}, count=5000)
+                ids = [entry_id for _, entries in got for entry_id, _ in entries]
+                seen += len(ids)
+                pipe = client.pipeline(transaction=False)
+                for j in range(0, len(ids), 1000):
+                    pipe.xack(key, "g", *ids[j:j + 1000])
+                pipe.execute()
+            times["broker"].append(time.perf_counter() - start)
+            # the landing path
+            ws = init_workspace(root / f"ws-stream-{rep}")
+            create_stream(ws, "plant", redis_url=url, redis_key=f"plant-{rep}",
+                          window="60s", lateness="0s", max_future="100000d")
+            start = time.perf_counter()
+            for i in range(0, events, MAX_BATCH):
+                send_events(ws, "plant", raws[i:i + MAX_BATCH])
+            times["send"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            stats = consume(ws, "plant", max_events=events, close_all=True, batch=5000)
+            times["landing"].append(time.perf_counter() - start)
+            assert stats.events == events, f"landed {stats.events} of {events} events"
+            ws.close()
+            print(f"rep {rep} broker {events / times['broker'][-1]:10,.0f} ev/s  landing "
+                  f"{events / times['landing'][-1]:10,.0f} ev/s  send "
+                  f"{events / times['send'][-1]:10,.0f} ev/s", flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {"events": events, "seconds": times, "median_s": med,
+            "events_per_s": {k: events / v for k, v in med.items()},
+            "landing_vs_broker": med["broker"] / med["landing"]}
+
+
+def _timed(fn: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _rows_out(out: Path) -> int:
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in out.rglob("*.parquet"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--files", type=int, default=8)
+    parser.add_argument("--groups", type=int, default=1, help="many models: groups (>1)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=131_072, help="rows per mini-batch")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--events", type=int, help="measure the stream landing path instead")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+    if args.events:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = stream_benchmark(Path(tmp), args.events, args.repeat)
+        result.update(command=f"benchmarks/tabular.py --events {args.events} --repeat "
+                      f"{args.repeat}", date=time.strftime("%Y-%m-%d"),
+                      machine=f"{platform.node()} ({os.cpu_count()} vCPUs)")
+        print(json.dumps({k: result[k] for k in ("events_per_s", "landing_vs_broker")},
+                         indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    use_ray = not args.skip_ray and args.groups <= 1
+    if use_ray:
+        import ray
+
+        # W actors of 1 CPU each, plus 1 logical CPU for the read and write tasks (with only
+        # W, the actor pool takes every CPU and the reads never run)
+        ray.init(num_cpus=args.workers + 1, include_dashboard=False, log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+    times: dict[str, list[float]] = {"bare": [], "batchscore": []}
+    if use_ray:
+        times["ray"] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        files = make_data(root, args.rows, args.files, args.groups)
+        models = save_models(root, args.groups)
+        for rep in range(args.repeat):
+            for name in times:
+                out = root / f"out-{name}-{rep}"
+                if name == "bare":
+                    elapsed = _timed(lambda o=out: bare_loop(files, models, args.groups, o))
+                elif name == "ray":
+                    elapsed = _timed(lambda o=out: ray_data(files, models, args.workers,
+                                                            args.batch, o))
+                else:
+                    elapsed = _timed(lambda o=out, r=rep: batchscore_job(
+                        root, files, models, args.groups, args.workers, args.batch, o,
+                        f"{r}"))
+                rows = _rows_out(out)
+                assert rows == args.rows, f"{name}: wrote {rows} rows, expected {args.rows}"
+                times[name].append(elapsed)
+                shutil.rmtree(out, ignore_errors=True)
+                print(f"rep {rep} {name:10s} {elapsed:7.2f} s  {args.rows / elapsed:12,.0f} rows/s",
+                      flush=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    result = {
+        "command": "benchmarks/tabular.py " + " ".join(
+            f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
+            if k not in ("json", "skip_ray") and v is not None),
+        "machine": f"{platform.node()} ({os.cpu_count()} vCPUs, Python "
+                   f"{platform.python_version()})",
+        "date": time.strftime("%Y-%m-%d"),
+        "rows": args.rows, "groups": args.groups, "workers": args.workers,
+        "seconds": times,
+        "median_s": med,
+        "rows_per_s": {k: args.rows / v for k, v in med.items()},
+        "ratio_vs_bare": {k: med["bare"] / v for k, v in med.items()},
+    }
+    print(json.dumps({k: result[k] for k in ("median_s", "rows_per_s", "ratio_vs_bare")},
+                     indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
