@@ -138,6 +138,7 @@ def _start(ws: Workspace, trigger: Trigger, blob: Blob) -> Run | None:
                              run_key=f"storage:{trigger.id}:{blob.path}:{blob.version}",
                              trigger_id=trigger.id, created_by=f"trigger:{trigger.name}",
                              state="failed" if reason else "queued", reason=reason)
+            crash_point("trigger-run-inserting")  # inside the transaction: rolled back
             conn.execute(insert(trigger_ledger).values(
                 trigger_id=trigger.id, path=blob.path, version=blob.version, size=blob.size,
                 state="started", run_id=run.id, created_at=time.time()))
