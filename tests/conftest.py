@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import textwrap
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from batchscore.workspace import Workspace, init_workspace
+from servers import free_port
 
 EXECUTORS = ["local", pytest.param("ray", marks=pytest.mark.ray)]
 
@@ -74,6 +79,30 @@ def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder.mkdir()
     monkeypatch.setenv("MARKS", str(folder))
     return folder
+
+
+@pytest.fixture
+def service(ws: Workspace) -> Iterator[str]:
+    """`batchscore serve` on the ``ws`` workspace, one run slot; yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "batchscore", "serve", "-w", str(ws.settings.root),
+         "--port", str(port), "--run-slots", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(30)
 
 
 from ray_cluster import ray_cluster, ray_gpu_node, ray_worker_node  # noqa: E402, F401 - fixtures

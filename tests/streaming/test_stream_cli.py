@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 
-import httpx
 import pytest
 import redis
 from stream_helpers import landed_ids
@@ -18,7 +15,6 @@ from batchscore.cli import app
 from batchscore.streaming import get_stream
 from batchscore.streaming.lease import Lease
 from cli.cli_checks import assert_one_error
-from servers import free_port
 
 SENSOR_CSV = """TS,Device,Sensor,Value
 2018-08-28 23:00:05.000,1,1,10.16
@@ -148,28 +144,6 @@ def test_a_second_consumer_is_refused(ws, run, redis_url, key):
     Lease(ws, "s").acquire()  # this live process consumes it
     assert_one_error(run("stream", "consume", "s", "--no-progress"),
                      "stream 's' is being consumed by")
-
-
-@pytest.fixture
-def service(ws):
-    """`batchscore serve` on the workspace; its URL."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "batchscore", "serve", "-w", str(ws.settings.root), "--port",
-         str(port), "--run-slots", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-        time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(30)
 
 
 @pytest.mark.slow
