@@ -367,6 +367,9 @@ def _fits(have: dict[str, float], need: dict[str, float]) -> bool:
     return all(have.get(k, 0.0) >= v for k, v in need.items())
 
 
+CLIENT_START_TRIES = 3
+
+
 def _connect(ray: Any, address: str | None, cpus: float) -> None:
     """Join the cluster at ``address``, or start a local instance; reuse a live connection."""
     if ray.is_initialized():
@@ -377,13 +380,23 @@ def _connect(ray: Any, address: str | None, cpus: float) -> None:
                  include_dashboard=False, **common)
         return
     tried = _probe(address)
-    try:
-        ray.init(address=address, **common)
-    except Exception as exc:
-        raise UsageError(
-            f"could not join the Ray cluster at {address!r} ({tried}): "
-            f"{type(exc).__name__}: {exc}"
-        ) from None
+    for attempt in range(CLIENT_START_TRIES):
+        try:
+            ray.init(address=address, **common)
+            return
+        except Exception as exc:
+            # The Ray client proxy starts one server per client; on a loaded head that start
+            # can time out ("Starting Ray client server failed"): a new try usually succeeds.
+            transient = "Starting Ray client server failed" in str(exc)
+            if transient and attempt + 1 < CLIENT_START_TRIES:
+                with contextlib.suppress(Exception):
+                    ray.shutdown()
+                time.sleep(2.0 * (attempt + 1))
+                continue
+            raise UsageError(
+                f"could not join the Ray cluster at {address!r} ({tried}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
 
 
 def _probe(address: str) -> str:
