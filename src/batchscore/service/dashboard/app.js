@@ -1,35 +1,10 @@
 // batchscore dashboard: polls the REST API (/api/v1) every 2 seconds; no build step.
 "use strict";
 
-const API = "/api/v1";
-const $ = (sel) => document.querySelector(sel);
 let selectedJob = null;
 let logs = null;
 
-const tokenInput = $("#token");
-tokenInput.value = localStorage.getItem("batchscore-token") || "";
-tokenInput.addEventListener("change", () => {
-  localStorage.setItem("batchscore-token", tokenInput.value.trim());
-  refresh();
-});
-
-async function get(path) {
-  const token = tokenInput.value.trim();
-  const response = await fetch(path, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail; } catch (e) { /* not JSON */ }
-    throw new Error(`${response.status}: ${detail}`);
-  }
-  return response.json();
-}
-
-function el(tag, text, cls) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  if (cls) node.className = cls;
-  return node;
-}
+bindToken(refresh);
 
 function stateCell(state) { return el("td", state, `state state-${state}`); }
 

@@ -7,10 +7,8 @@
 // &group=Device,Sensor&time=TS&value=Value&prediction=prediction&anomaly=-1   column names
 "use strict";
 
-const API = "/api/v1";
 const PAGE = 10000;  // rows per request (the API allows up to 50,000)
 const NS = "http://www.w3.org/2000/svg";
-const $ = (sel) => document.querySelector(sel);
 
 const params = new URLSearchParams(location.search);
 const cfg = {
@@ -23,30 +21,7 @@ const cfg = {
   anomaly: params.get("anomaly") || "-1",
 };
 
-const tokenInput = $("#token");
-tokenInput.value = localStorage.getItem("batchscore-token") || "";
-tokenInput.addEventListener("change", () => {
-  localStorage.setItem("batchscore-token", tokenInput.value.trim());
-  load();
-});
-
-async function get(path) {
-  const token = tokenInput.value.trim();
-  const response = await fetch(path, { headers: token ? { Authorization: `Bearer ${token}` } : {} });
-  if (!response.ok) {
-    let detail = response.statusText;
-    try { detail = (await response.json()).detail; } catch (e) { /* not JSON */ }
-    throw new Error(`${response.status}: ${detail}`);
-  }
-  return response.json();
-}
-
-function el(tag, text, cls) {
-  const node = document.createElement(tag);
-  if (text !== undefined && text !== null) node.textContent = String(text);
-  if (cls) node.className = cls;
-  return node;
-}
+bindToken(load);
 
 function svg(tag, attrs) {
   const node = document.createElementNS(NS, tag);
