@@ -122,6 +122,8 @@ def test_encoder_settings_validation() -> None:
         EncoderSettings(codec="mpeg4")
     with pytest.raises(UsageError, match="crf must be 0 to 51, got 99"):
         EncoderSettings(crf=99)
+    with pytest.raises(UsageError, match=r"x264 preset must be one of ultrafast.*got 'turbo'"):
+        EncoderSettings(preset="turbo")
     with pytest.raises(UsageError, match="unknown pixel format 'yuv999'"):
         EncoderSettings(pix_fmt="yuv999")
     with pytest.raises(UsageError, match="unknown encoder settings"):

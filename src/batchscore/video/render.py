@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import av
+import av.container
 import av.error
 import av.video.stream
 import numpy as np
@@ -115,6 +119,13 @@ def render_segment(
     encoder is flushed; the chunk is written under a temporary name and renamed, so a chunk
     at ``out_chunk_path`` is always complete. With ``smoothing``, frames are smoothed over
     time (see ``smoothing.py``), starting at the segment's warm-up frames.
+
+    Decoding, stylizing and encoding overlap: one thread decodes the next batches (at most
+    ``PREFETCH`` ahead) while ``stylize`` runs in the calling thread, and another encodes the
+    batches already stylized (at most ``PREFETCH`` behind). FFmpeg and onnxruntime release
+    the GIL, so the network is not kept waiting for either; batches stay in order, memory
+    stays bounded, and an error in any stage stops the others and is raised here.
+    ``progress`` is called from the encoding thread once each batch is encoded.
     """
     segment = segment if isinstance(segment, Segment) else Segment.from_dict(segment)
     settings = settings or EncoderSettings()
@@ -132,42 +143,137 @@ def render_segment(
         color = _color_tags(source)
     if time_base is None:
         raise MediaError(f"{input_path}: the video stream has no time base")
-    done = 0
-    reformatter = VideoReformatter()
     try:
         options = {"movie_timescale": str(mov_timescale(time_base))}
         with av.open(str(partial), "w", format="mp4", options=options) as output:
-            stream: av.video.stream.VideoStream | None = None
-            warmup = smoothing is not None
-            for frames, rgb, is_warmup in decode_segment(input_path, segment, batch_size, warmup):
-                styled = _check_output(stylize(rgb), rgb)
-                if is_warmup:
-                    continue
-                if stream is None:
-                    stream = add_video_stream(
-                        output, settings, width=rgb.shape[2], height=rgb.shape[1],
-                        time_base=time_base, rate=rate,
-                    )  # fmt: skip
-                    _tag_colors(stream, color)
-                    if frames[0].rotation:
-                        stream.set_display_rotation(frames[0].rotation)
-                for source_frame, picture in zip(frames, styled, strict=True):
-                    frame = _encodable(picture, stream, color, reformatter)
-                    frame.pts = source_frame.pts
-                    frame.duration = source_frame.duration
-                    frame.time_base = time_base
-                    output.mux(stream.encode(frame))
-                done += len(frames)
-                if progress is not None:
-                    progress(done, segment.frame_count)
-            if stream is None:
+            encoder = _ChunkEncoder(output, settings, time_base, rate, color, segment, progress)
+            batches = decode_segment(input_path, segment, batch_size, smoothing is not None)
+            with _Prefetched(batches, PREFETCH) as decoded, _Behind(PREFETCH) as encoding:
+                for frames, rgb, is_warmup in decoded:
+                    styled = _check_output(stylize(rgb), rgb)
+                    if not is_warmup:
+                        encoding.submit(encoder.encode, frames, styled)
+            if encoder.stream is None:
                 raise MediaError(f"{input_path}: segment {segment.index} holds no frames")
-            output.mux(stream.encode(None))
+            encoder.flush()
         os.replace(partial, out_path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
-    return done
+    return encoder.done
+
+
+PREFETCH = 2
+"""Batches decoded ahead of, and waiting to be encoded behind, the network."""
+
+_END = object()
+
+
+class _Prefetched:
+    """Iterate ``items`` with a thread computing up to ``depth`` of them ahead, in order.
+
+    The source is only ever advanced by that one thread, one step at a time; on exit, steps
+    not yet started are dropped, the running one is waited for, and the source is closed
+    (a generator's ``finally`` blocks run: files close)."""
+
+    def __init__(self, items: Iterator[Any], depth: int) -> None:
+        self._items = items
+        self._depth = depth
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="decode")
+        self._ahead: deque[Future[Any]] = deque()
+
+    def __enter__(self) -> Iterator[Any]:
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[Any]:
+        while True:
+            while len(self._ahead) < self._depth:
+                self._ahead.append(self._pool.submit(next, self._items, _END))
+            item = self._ahead.popleft().result()
+            if item is _END:
+                return
+            yield item
+
+    def __exit__(self, *exc: object) -> None:
+        for future in self._ahead:
+            future.cancel()
+        self._pool.shutdown(wait=True)
+        close = getattr(self._items, "close", None)
+        if close is not None:
+            close()
+
+
+class _Behind:
+    """Run submitted calls in order on one thread, at most ``depth`` waiting; the first
+    error is raised at the next ``submit`` or on a clean exit, and later calls are dropped."""
+
+    def __init__(self, depth: int) -> None:
+        self._depth = depth
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="encode")
+        self._pending: deque[Future[Any]] = deque()
+
+    def __enter__(self) -> _Behind:
+        return self
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        while self._pending and (len(self._pending) >= self._depth or self._pending[0].done()):
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(fn, *args))
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        try:
+            if exc_type is None:
+                while self._pending:
+                    self._pending.popleft().result()
+        finally:
+            for future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True)
+
+
+class _ChunkEncoder:
+    """Encodes stylized batches into the chunk's video stream, created on the first batch."""
+
+    def __init__(
+        self,
+        output: av.container.OutputContainer,
+        settings: EncoderSettings,
+        time_base: Fraction,
+        rate: Fraction | None,
+        color: dict[str, int],
+        segment: Segment,
+        progress: Progress | None,
+    ) -> None:
+        self.output, self.settings, self.color = output, settings, color
+        self.time_base, self.rate = time_base, rate
+        self.segment, self.progress = segment, progress
+        self.stream: av.video.stream.VideoStream | None = None
+        self.reformatter = VideoReformatter()
+        self.done = 0
+
+    def encode(self, frames: list[av.VideoFrame], styled: np.ndarray) -> None:
+        if self.stream is None:
+            self.stream = add_video_stream(
+                self.output, self.settings, width=styled.shape[2], height=styled.shape[1],
+                time_base=self.time_base, rate=self.rate,
+            )  # fmt: skip
+            _tag_colors(self.stream, self.color)
+            if frames[0].rotation:
+                self.stream.set_display_rotation(frames[0].rotation)
+        stream = self.stream
+        for source_frame, picture in zip(frames, styled, strict=True):
+            frame = _encodable(picture, stream, self.color, self.reformatter)
+            frame.pts = source_frame.pts
+            frame.duration = source_frame.duration
+            frame.time_base = self.time_base
+            self.output.mux(stream.encode(frame))
+        self.done += len(frames)
+        if self.progress is not None:
+            self.progress(self.done, self.segment.frame_count)
+
+    def flush(self) -> None:
+        assert self.stream is not None
+        self.output.mux(self.stream.encode(None))
 
 
 def _check_output(styled: np.ndarray, rgb: np.ndarray) -> np.ndarray:
