@@ -115,7 +115,8 @@ def test_logs_overview(invoke, finished):
     text = result.stdout
     overview = json.loads(text[: text.index("errors:")])
     assert overview["minibatches"] == {"total": 3, "done": 2, "failed": 1, "pending": 0}
-    assert overview["items"] == {"total": 3, "succeeded": 2, "failed": 1}
+    assert overview["items"] == {"total": 3, "succeeded": 2, "failed": 1,
+                                "in_progress": 0}
     assert "errors: 1 failed attempt(s) (see --errors)\n" in text
     assert "timings: 3 record(s) (see --timings)\n" in text
     workers = re.findall(r"^  (worker-\S+) \((\d+) bytes\)$", text, re.MULTILINE)

@@ -64,8 +64,9 @@ class _FrameBar:
             self.task = self.progress.add_task("frames", total=snap.items_total, fps="-")
         task = self.progress.tasks[0]
         elapsed = task.elapsed or 0.0
-        fps = f"{snap.items_succeeded / elapsed:.1f}" if elapsed > 0 else "-"
-        self.progress.update(self.task, completed=snap.items_succeeded, fps=fps)
+        done = snap.items_succeeded + snap.items_in_progress
+        fps = f"{done / elapsed:.1f}" if elapsed > 0 else "-"
+        self.progress.update(self.task, completed=done, fps=fps)
 
 
 @app.command()
@@ -93,6 +94,9 @@ def stylize(
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
     threads: Annotated[int | None, typer.Option(help="Threads per worker.")] = None,
     crf: Annotated[int | None, typer.Option(help="x264 quality (lower is better).")] = None,
+    preset: Annotated[str | None, typer.Option(
+        help="x264 preset: ultrafast ... veryslow (slower: smaller files).",
+        show_default="veryfast")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
     workspace: WorkspaceOpt = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -120,7 +124,8 @@ def stylize(
             local_only = [flag for flag, used in (
                 ("--style-image", style_image), ("--model-card", model_card),
                 ("--temporal-smoothing", temporal_smoothing), ("--device", device != "cpu"),
-                ("--threads", threads), ("--crf", crf), ("--executor", executor),
+                ("--threads", threads), ("--crf", crf), ("--preset", preset),
+                ("--executor", executor),
                 ("--ray-address", ray_address)) if used]
             if local_only:
                 raise UsageError(f"{', '.join(local_only)} cannot be used with --server (the "
@@ -140,7 +145,7 @@ def stylize(
                 model_card=str(model_card) if model_card else None, strength=strength,
                 max_size=max_size, workers=workers, segment_frames=segment_frames,
                 batch_size=batch_size, temporal_smoothing=temporal_smoothing, device=device,
-                threads=threads, encoder={"crf": crf} if crf is not None else None,
+                threads=threads, encoder=_encoder(crf, preset),
                 overwrite=overwrite, progress=bar, executor=executor,
             )
         if job.state != "succeeded":
@@ -149,6 +154,11 @@ def stylize(
         console.print(f"job {job.id}: {job.items_succeeded} frames in {took:.1f}s "
                       f"({job.items_succeeded / max(took, 1e-9):.1f} frames/s)")
         console.print(f"output: {output.resolve()}")
+
+
+def _encoder(crf: int | None, preset: str | None) -> dict[str, Any] | None:
+    chosen = {k: v for k, v in (("crf", crf), ("preset", preset)) if v is not None}
+    return chosen or None
 
 
 def _stylize_remote(server: str, token: str | None, source: Path, output: Path, *,

@@ -8,6 +8,7 @@ a job that another runner (``job resume``) finishes without re-running finished 
 
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 import time
@@ -28,7 +29,7 @@ from .executors import Completion, Outcome, make_executor
 from .kinds import CommitContext, get_kind
 from .logs import JobLogs
 from .spec import JobSpec
-from .worker import WorkerConfig
+from .worker import WorkerConfig, progress_file
 
 __all__ = ["ProgressSnapshot", "execute"]
 
@@ -43,6 +44,8 @@ class ProgressSnapshot:
     items_total: int
     items_succeeded: int
     items_failed: int
+    # items done so far inside the mini-batches running now (kinds that report it: video)
+    items_in_progress: int = 0
 
 
 ProgressCallback = Callable[[ProgressSnapshot], None]
@@ -114,13 +117,35 @@ class _Run:
         self.items_failed = job.items_failed
         self.fatal: str | None = None
         self.first_error: str | None = None
+        self.running: dict[int, int] = {}  # idx -> attempt, submitted and not completed
+        self.in_progress = 0
+        self._progress_read = 0.0
 
     # -- helpers -------------------------------------------------------------------------
     def _snapshot(self, state: str = "running") -> ProgressSnapshot:
         return ProgressSnapshot(
             self.job.id, state, len(self.items), self.done, self.failed,
             self.job.items_total, self.items_ok, self.items_failed,
+            self._items_in_progress() if state == "running" else 0,
         )
+
+    def _items_in_progress(self) -> int:
+        """Items done inside running mini-batches, read from their progress files at most
+        once a second (a remote system store is a request per running mini-batch)."""
+        now = time.monotonic()
+        if now - self._progress_read < 1.0:
+            return self.in_progress
+        self._progress_read = now
+        total = 0
+        for idx, attempt in list(self.running.items()):
+            try:
+                done = json.loads(self.ws.system.read_text(
+                    progress_file(f"{self.prefix}/logs", idx, attempt)))["done"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not written yet, or being replaced
+            total += min(int(done), self.n_items[idx])
+        self.in_progress = total
+        return total
 
     def _report(self, state: str = "running", force: bool = False) -> None:
         snap = self._snapshot(state)
@@ -133,7 +158,7 @@ class _Run:
                 - snap.minibatches_failed,
             },
             "items": {"total": snap.items_total, "succeeded": snap.items_succeeded,
-                      "failed": snap.items_failed},
+                      "failed": snap.items_failed, "in_progress": snap.items_in_progress},
         }, force=force)
         if self.progress is not None:
             self.progress(snap)
@@ -198,6 +223,7 @@ class _Run:
                 while self.pending and executor.in_flight < executor.capacity:
                     idx = self.pending.popleft()
                     executor.submit(idx, self.attempts[idx] + 1, self.items[idx], timeout)
+                    self.running[idx] = self.attempts[idx] + 1
                     started.append(idx)
                 if started:
                     db.mark_running(self.ws.engine, self.job.id, started)
@@ -228,6 +254,8 @@ class _Run:
         records: list[db.AttemptRecord] = []
         for c in completions:
             n = self.n_items[c.idx]
+            self.running.pop(c.idx, None)
+            self._progress_read = 0.0  # re-read: a finished mini-batch moved to the done count
             if c.outcome is Outcome.LOST:  # not the mini-batch's fault: run it again, uncounted
                 self.pending.appendleft(c.idx)
                 self.logs.event("requeued", minibatch=c.idx, reason=c.error)

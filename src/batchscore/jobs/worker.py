@@ -32,8 +32,10 @@ from .spec import JobSpec
 __all__ = [
     "ContractError",
     "InitError",
+    "PartialProgress",
     "TaskResult",
     "WorkerConfig",
+    "progress_file",
     "run_task",
     "worker_init",
     "worker_name",
@@ -74,6 +76,39 @@ class TaskResult:
 
 
 _state: dict[str, Any] = {}
+
+
+def progress_file(log_prefix: str, idx: int, attempt: int) -> str:
+    """Where a running attempt says how many of its items are done (system store)."""
+    return f"{log_prefix}/progress/{idx:08d}-{attempt}.json"
+
+
+class PartialProgress:
+    """Items done so far in a running mini-batch, for the runner's progress (throttled).
+
+    A long mini-batch (a video segment of hundreds of frames) otherwise shows no progress
+    until it ends. ``report(done)`` writes ``{"done": n}`` to :func:`progress_file` at most
+    every ``every`` seconds; the runner reads the files of the attempts it has running.
+    Writing is best effort: progress never fails a mini-batch.
+    """
+
+    def __init__(self, store: Store, log_prefix: str, idx: int, attempt: int,
+                 every: float = 0.5) -> None:
+        self.store, self.every = store, every
+        self.path = progress_file(log_prefix, idx, attempt)
+        self._last = 0.0
+
+    def report(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every:
+            return
+        self._last = now
+        with contextlib.suppress(Exception):
+            self.store.write_text(self.path, f'{{"done": {int(done)}}}')
+
+    def clear(self) -> None:
+        with contextlib.suppress(Exception):
+            self.store.remove(self.path)
 
 
 def worker_name() -> str:

@@ -25,7 +25,7 @@ from ..jobs.kinds import CommitContext, JobKind, Scorer
 from ..jobs.plan import PlannedBatch
 from ..jobs.runner import ProgressCallback
 from ..jobs.spec import JobSpec
-from ..jobs.worker import TaskResult, WorkerConfig, worker_name
+from ..jobs.worker import PartialProgress, TaskResult, WorkerConfig, worker_name
 from ..models.arbitrary import compute_style_vector
 from ..models.onnx_image import load_model_card
 from ..models.runtime import RuntimeOptions
@@ -169,8 +169,10 @@ class VideoScorer:
             chunk.parent.mkdir(parents=True, exist_ok=True)
         batches: list[dict[str, Any]] = []
         last = [started, 0]
+        partial = PartialProgress(self.store, self.cfg.log_prefix, idx, attempt)
 
         def progress(done: int, total: int) -> None:
+            partial.report(done)
             now = time.time()
             frames = done - int(last[1])
             batches.append({"segment": idx, "attempt": attempt,
@@ -179,8 +181,11 @@ class VideoScorer:
                             "ms_per_frame": round(1000 * (now - last[0]) / max(1, frames), 2)})
             last[0], last[1] = now, done
 
-        frames = render_segment(self.input, segment, self.model.stylize, chunk, self.encoder,
-                                self.batch_size, progress, self.smoothing)
+        try:
+            frames = render_segment(self.input, segment, self.model.stylize, chunk,
+                                    self.encoder, self.batch_size, progress, self.smoothing)
+        finally:
+            partial.clear()
         if not self.store.is_local:
             self.store.put_file(chunk, rel)
             os.unlink(chunk)
