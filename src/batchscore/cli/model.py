@@ -286,7 +286,10 @@ def serve(
 
     Requests and predictions are logged to the data store under inference-logs/. With
     --model-dir the model comes from a folder (such as a container recipe's model/) and
-    requests are logged only when a workspace exists.
+    requests are logged only when a workspace exists. Latency and error-rate anomalies are
+    logged, shown at /events and /metrics, and written to the workspace's events (the
+    dashboard) when there is one; thresholds come from $BATCHSCORE_ANOMALY_* variables
+    (docs/serving-events.md).
 
     Example:
 
@@ -297,12 +300,16 @@ def serve(
 
     from ..errors import UsageError
     from ..serving import InferenceLogger, create_app, load_served_model
+    from ..serving.anomaly import AnomalyConfig
+    from ..serving.app import model_detector
     from ..serving.folder import load_model_folder
+    from ..state.events import EventWriter
 
     with errors():
         if (ref is None) == (model_dir is None):
             raise UsageError("give either a model reference (NAME@ALIAS, NAME/VERSION) or "
                              "--model-dir, not both and not neither")
+        anomalies = AnomalyConfig.from_env()  # bad $BATCHSCORE_ANOMALY_* fail before the load
         if model_dir is not None:
             served = load_model_folder(model_dir)
             ws = None
@@ -315,5 +322,8 @@ def serve(
             ws = open_ws(workspace)
             served = load_served_model(ws, ref or "")
         logger = None if no_log or ws is None else InferenceLogger(ws.data)
+        events = None if ws is None else EventWriter(ws.engine)  # anomaly events
+        app_ = create_app(served, logger=logger, detector=model_detector(served, anomalies),
+                          events=events)
         console.print(f"serving {served.name}/{served.version} on http://{host}:{port}")
-        uvicorn.run(create_app(served, logger=logger), host=host, port=port, log_level="info")
+        uvicorn.run(app_, host=host, port=port, log_level="info")

@@ -1,8 +1,21 @@
-"""The online scoring app: MLflow's scoring protocol and the Open Inference Protocol v2."""
+"""The online scoring app: MLflow's scoring protocol and the Open Inference Protocol v2.
+
+Every scoring request is measured (``/metrics``: latency histogram, requests and errors by
+route and status) and handed to an :class:`~batchscore.serving.anomaly.AnomalyDetector`,
+whose latency and error-rate anomalies become events: logged, kept in memory (``GET
+/events``), shown as the gauge ``batchscore_serving_anomaly{kind}`` and, given an
+:class:`~batchscore.state.events.EventWriter`, written to the workspace's state database.
+A model that raises is answered with 500 (``INTERNAL_ERROR``) and counted as a 5xx.
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
+import math
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -17,18 +30,23 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
 
 from ..errors import UsageError
+from ..state.events import EventWriter
 from ..workspace import Workspace
+from .anomaly import KINDS, AnomalyConfig, AnomalyDetector, log_event
 from .datalog import InferenceLogger
 from .inputs import InputProblem, Signature, parse_mlflow, parse_v2
 
-__all__ = ["MAX_BODY_BYTES", "ServedModel", "create_app", "load_served_model"]
+__all__ = ["MAX_BODY_BYTES", "ServedModel", "create_app", "load_served_model", "model_detector"]
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
+_SCORING_ROUTES = frozenset({"/invocations", "/v2/models/{name}/infer"})
+log = logging.getLogger("batchscore.serving")
 _V2_TYPES = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32",
              "boolean": "BOOL", "string": "BYTES"}
 
@@ -64,9 +82,34 @@ def _jsonable(predictions: Any) -> list[Any]:
     return np.asarray(predictions).tolist()
 
 
+def _flag(detector: AnomalyDetector, kind: str) -> float:
+    return float(detector.is_active(kind))
+
+
+def model_detector(model: ServedModel, config: AnomalyConfig | None = None,
+                   **kwargs: Any) -> AnomalyDetector:
+    """An anomaly detector for ``model``: subject ``NAME/VERSION``, details naming the model,
+    the host and the process; thresholds from ``config`` or ``$BATCHSCORE_ANOMALY_*``."""
+    return AnomalyDetector(f"{model.name}/{model.version}",
+                           config if config is not None else AnomalyConfig.from_env(),
+                           details={"model": model.name, "version": model.version,
+                                    "host": socket.gethostname(), "pid": os.getpid()},
+                           **kwargs)
+
+
 def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
-               max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+               max_body_bytes: int = MAX_BODY_BYTES, detector: AnomalyDetector | None = None,
+               events: EventWriter | None = None) -> FastAPI:
+    """The scoring app of ``model``. ``logger`` logs requests and predictions to the data
+    store; ``detector`` judges latency and errors (default: :func:`model_detector`); its
+    events are logged and, with ``events``, written to the state database. The app's
+    shutdown closes them: the detector resolves what is still on, the writer flushes."""
     app = FastAPI(title=f"batchscore model {model.name}", version=model.version)
+    detector = detector if detector is not None else model_detector(model)
+    detector.listeners.append(log_event)
+    if events is not None:
+        detector.listeners.append(events.put)
+    app.state.detector = detector
     registry = CollectorRegistry()
     latency = Histogram("batchscore_serving_request_seconds", "Request latency.", ["route"],
                         registry=registry)
@@ -74,23 +117,44 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
                        ["route", "status"], registry=registry)
     errors = Counter("batchscore_serving_errors", "Requests answered with an error.",
                      ["route", "status"], registry=registry)
+    anomaly = Gauge("batchscore_serving_anomaly", "1 while an anomaly of this kind goes on.",
+                    ["kind"], registry=registry)
+    for kind in KINDS:
+        anomaly.labels(kind).set_function(functools.partial(_flag, detector, kind))
+    baseline = Gauge("batchscore_serving_latency_baseline_seconds",
+                     "The latency baseline the detector compares with (NaN while learning).",
+                     registry=registry)
+    baseline.set_function(lambda: detector.baseline() or math.nan)
 
     @app.middleware("http")
     async def measure(request: Request, call_next):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as exc:  # a failure no handler caught: answer 500, count it
+            log.exception("%s %s failed", request.method, request.url.path)
+            response = fail(f"the server failed: {type(exc).__name__}: {exc}", 500,
+                            request.headers.get("x-request-id") or "")
+        elapsed = time.perf_counter() - started
         route = getattr(request.scope.get("route"), "path", "unmatched")
-        latency.labels(route).observe(time.perf_counter() - started)
+        latency.labels(route).observe(elapsed)
         requests.labels(route, str(response.status_code)).inc()
         if response.status_code >= 400:
             errors.labels(route, str(response.status_code)).inc()
+        if route in _SCORING_ROUTES:
+            detector.observe(elapsed, response.status_code)
         return response
 
     def fail(message: str, status: int, request_id: str) -> JSONResponse:
-        return JSONResponse({"error_code": "BAD_REQUEST" if status == 400 else
-                             "REQUEST_TOO_LARGE" if status == 413 else "NOT_FOUND",
-                             "message": message}, status_code=status,
-                            headers={"X-Request-ID": request_id})
+        code = {400: "BAD_REQUEST", 413: "REQUEST_TOO_LARGE", 404: "NOT_FOUND"}.get(
+            status, "INTERNAL_ERROR")
+        return JSONResponse({"error_code": code, "message": message}, status_code=status,
+                            headers={"X-Request-ID": request_id} if request_id else None)
+
+    def model_failed(exc: Exception, request_id: str) -> JSONResponse:
+        log.error("model %s/%s failed on request %s: %s: %s", model.name, model.version,
+                  request_id, type(exc).__name__, exc, exc_info=exc)
+        return fail(f"the model failed: {type(exc).__name__}: {exc}", 500, request_id)
 
     async def body_of(request: Request) -> Any:
         declared = request.headers.get("content-length")
@@ -132,8 +196,11 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
             frame = parse_mlflow(await body_of(request), model.signature)
         except InputProblem as exc:
             return fail(str(exc), exc.status, request_id)
-        return JSONResponse({"predictions": score(frame, request_id)},
-                            headers={"X-Request-ID": request_id})
+        try:
+            data = score(frame, request_id)
+        except Exception as exc:
+            return model_failed(exc, request_id)
+        return JSONResponse({"predictions": data}, headers={"X-Request-ID": request_id})
 
     @app.get("/v2/health/ready")
     @app.get("/v2/health/live")
@@ -177,7 +244,10 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
             return fail(str(exc), exc.status, request_id)
         if isinstance(body.get("id"), str):
             request_id = body["id"]
-        data = score(frame, request_id)
+        try:
+            data = score(frame, request_id)
+        except Exception as exc:
+            return model_failed(exc, request_id)
         return JSONResponse({"model_name": model.name, "model_version": model.version,
                              "id": request_id,
                              "outputs": [{"name": "predict", "shape": [len(data)],
@@ -188,6 +258,16 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    @app.get("/events")
+    def anomaly_events() -> dict[str, Any]:
+        """The anomalies going on and the recent events of this process (newest first)."""
+        return {"subject": detector.subject, "baseline_s": detector.baseline(),
+                "active": [e.to_dict() for e in detector.active()],
+                "recent": [e.to_dict() for e in detector.recent_events()]}
+
     if logger is not None:
         app.router.on_shutdown.append(logger.close)
+    app.router.on_shutdown.append(detector.close)
+    if events is not None:
+        app.router.on_shutdown.append(events.close)
     return app

@@ -66,11 +66,14 @@ def serve_on(sockets: list[socket.socket], *, ref: str | None = None,
     """Load the model (a registry ``ref`` or a ``model_dir``) and serve it on ``sockets``."""
     import uvicorn
 
+    from ..state.events import EventWriter
     from ..workspace import open_workspace
-    from .app import create_app, load_served_model
+    from .anomaly import AnomalyConfig
+    from .app import create_app, load_served_model, model_detector
     from .datalog import InferenceLogger
     from .folder import load_model_folder
 
+    anomalies = AnomalyConfig.from_env()  # bad $BATCHSCORE_ANOMALY_* fail before the load
     ws = open_workspace(workspace) if workspace or ref else None
     if ref is not None:
         assert ws is not None
@@ -80,7 +83,11 @@ def serve_on(sockets: list[socket.socket], *, ref: str | None = None,
     else:
         raise ValueError("serve_on needs ref or model_dir")
     logger = InferenceLogger(ws.data) if ws is not None and log_requests else None
-    config = uvicorn.Config(create_app(served, logger=logger), log_level="warning",
+    # anomaly events go to the state database when there is a workspace, else to the log only
+    events = EventWriter(ws.engine) if ws is not None else None
+    app = create_app(served, logger=logger, detector=model_detector(served, anomalies),
+                     events=events)
+    config = uvicorn.Config(app, log_level="warning",
                             timeout_graceful_shutdown=int(graceful_seconds), lifespan="on")
     server: uvicorn.Server = _draining_server(config, SETTLE_SECONDS)  # type: ignore[assignment]
     if watch_parent:

@@ -21,6 +21,7 @@ __all__ = [
     "api_tokens",
     "attempts",
     "endpoints",
+    "events",
     "jobs",
     "metadata",
     "minibatches",
@@ -247,4 +248,22 @@ stream_partitions = Table(
     Column("run_id", String(40)),
     Column("error", Text),  # why the endpoint could not be invoked
     ForeignKeyConstraint(["stream"], ["streams.name"], ondelete="CASCADE"),
+)
+
+# --- events: anomalies and other happenings worth a person's attention (the dashboard) -------
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("created_at", Float, nullable=False),
+    Column("source", String(64), nullable=False),  # who raised it: serving, ...
+    Column("kind", String(32), nullable=False),  # latency, error_rate, client_error_rate, ...
+    Column("severity", String(16), nullable=False),  # critical, warning, info
+    Column("state", String(16), nullable=False),  # raised, resolved (an anomaly's two ends)
+    Column("subject", String(300), nullable=False),  # what it is about: a model NAME/VERSION
+    Column("message", Text, nullable=False),
+    Column("details", JSON, nullable=False),
+    Index("ix_events_created", "created_at"),
+    Index("ix_events_subject", "source", "subject", "kind"),
 )

@@ -71,6 +71,34 @@ function renderTriggers(triggers) {
   }));
 }
 
+// Events: anomalies of the scoring services; the ones going on are listed on top, in red.
+function renderEvents(events, ongoing) {
+  const open = ongoing.length;
+  $("#events-summary").textContent = open ? `${open} anomal${open === 1 ? "y" : "ies"} going on`
+    : (events.length ? "nothing going on" : "none yet");
+  $("#events-summary").className = open ? "alert-count" : "muted";
+  $("#ongoing").replaceChildren(...ongoing.map((e) => {
+    const li = el("li", null, `sev-${e.severity}`);
+    li.dataset.event = e.id;
+    li.appendChild(el("strong", `${e.subject} · ${e.kind}`));
+    li.appendChild(document.createTextNode(` since ${when(e.created_at)}: ${e.message}`));
+    return li;
+  }));
+  fill("#events", events.map((e) => {
+    const tr = el("tr", null, `event event-${e.state}${e.ongoing ? " ongoing" : ""}`);
+    tr.dataset.event = e.id;
+    tr.title = JSON.stringify(e.details, null, 1);
+    tr.appendChild(el("td", when(e.created_at)));
+    tr.appendChild(el("td", e.severity, `sev sev-${e.severity}`));
+    tr.appendChild(el("td", e.source));
+    tr.appendChild(el("td", e.subject));
+    tr.appendChild(el("td", e.kind));
+    tr.appendChild(el("td", e.ongoing ? "ongoing" : e.state));
+    tr.appendChild(el("td", e.message));
+    return tr;
+  }));
+}
+
 function renderMinibatches(mbs) {
   const counts = {};
   mbs.forEach((m) => { counts[m.state] = (counts[m.state] || 0) + 1; });
@@ -162,9 +190,11 @@ async function refreshDetail() {
 
 async function refresh() {
   try {
-    const [health, runs, jobs, triggers] = await Promise.all([
-      get("/healthz"), get(`${API}/runs`), get(`${API}/jobs`), get(`${API}/triggers`)]);
+    const [health, runs, jobs, triggers, events, ongoing] = await Promise.all([
+      get("/healthz"), get(`${API}/runs`), get(`${API}/jobs`), get(`${API}/triggers`),
+      get(`${API}/events?limit=50`), get(`${API}/events/ongoing`)]);
     $("#health").textContent = `${health.status}: ${health.runs_active} run(s) active`;
+    renderEvents(events, ongoing);
     renderRuns(runs);
     renderJobs(jobs);
     renderTriggers(triggers);
