@@ -290,6 +290,28 @@ def _train_execute(ws: Workspace, p: TrainParams, run_id: str) -> tuple[str, str
     return "succeeded", (f"{outcome.model_name} version {outcome.version}: {outcome.reason}")
 
 
+class BatchJobParams(BaseModel):
+    """Parameters of ``batch-job``: run a job submitted with ``POST /api/v1/jobs``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job: str = Field(description="The job's id.", max_length=100)
+    overwrite: bool = Field(False, description="A finished job runs again, replacing its "
+                            "output.")
+
+
+def _batch_job_check(ws: Workspace, p: BatchJobParams) -> None:
+    job = get_job(ws, p.job)
+    if job.kind != "script":
+        raise SpecError(f"job {job.id} is a {job.kind} job; batch-job runs entry-script jobs")
+
+
+def _batch_job_plan(ws: Workspace, p: BatchJobParams, run_id: str) -> Plan:
+    _batch_job_check(ws, p)
+    job = get_job(ws, p.job)
+    return Plan(JobSpec(**job.spec), list(job.inputs), job.output_url)
+
+
 PIPELINES: dict[str, Pipeline] = {
     "video-style": Pipeline(
         name="video-style",
@@ -306,6 +328,14 @@ PIPELINES: dict[str, Pipeline] = {
         summary="Retrain a project's model: data tests, train, evaluate against production, "
         "register (staging moves when it is better).",
         params=TrainParams, check=_train_check, execute=_train_execute, role="admin",
+    ),
+    # A run of it executes a job submitted with POST /api/v1/jobs to its end; asked for
+    # again, an unfinished job resumes, a finished one runs again (with overwrite).
+    "batch-job": Pipeline(
+        name="batch-job",
+        summary="Run a batch job submitted with POST /api/v1/jobs (an entry script over "
+        "files of the data store); an unfinished job resumes.",
+        params=BatchJobParams, check=_batch_job_check, plan=_batch_job_plan, role="admin",
     ),
 }
 

@@ -1,7 +1,14 @@
-"""``batchscore job``: run, list, show, logs, cancel and resume batch jobs."""
+"""``batchscore job``: run, list, show, logs, cancel and resume batch jobs.
+
+``job run --server URL`` submits the job to a service instead of running it here: the scoring
+script, its code folder and a small model folder travel in a bundle (kept in the service's
+system store; an admin token is needed), and ``--input`` / ``--output`` name paths in the
+service's data store. Local files are not uploaded: put them in the data store first
+(``PUT /api/v1/data/<path>``)."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 from dataclasses import replace
@@ -21,7 +28,7 @@ from rich.progress import (
 from rich.table import Table
 
 from .. import jobs as api
-from ..errors import SpecError
+from ..errors import InputError, SpecError, UsageError
 from ..jobs.runner import ProgressSnapshot
 from ..state.records import Job, hide_password
 from ..workspace import Workspace
@@ -127,7 +134,8 @@ def run(
     output: Annotated[str | None, typer.Option(
         "--output", "-o", help="Output folder (path or URL).", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a finished output.")] = False,
-    scoring_script: Annotated[str | None, typer.Option(help="Scoring script path.")] = None,
+    scoring_script: Annotated[str | None, typer.Option(
+        help="Scoring script path (inside --code when that is given).")] = None,
     code: Annotated[str | None, typer.Option(help="Folder of the scoring script.")] = None,
     model_dir: Annotated[str | None, typer.Option(help="Model folder.")] = None,
     input_format: Annotated[str | None, typer.Option(
@@ -154,8 +162,17 @@ def run(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    wait: Annotated[bool, typer.Option(
+        help="With --server: follow the job to its end; the exit code is its outcome. "
+        "(Without --server the job always runs here to its end.)")] = False,
 ) -> None:
     """Run a batch job and show its progress; running the same command again resumes it.
+
+    With --server the job is submitted to that service (an admin token is needed): the
+    script, its --code folder and --model-dir travel with it, --input and --output are paths
+    in the service's data store, and the job id is printed at once (--wait follows it).
 
     Example:
 
@@ -165,6 +182,8 @@ def run(
             --mini-batch-size 10 --max-concurrency-per-instance 2
         batchscore job run deployment.yml -i 'data/*.csv' -o out/ --executor ray \\
             --ray-address ray://head:10001
+        batchscore job run deployment.yml -i 'incoming/*.csv' -o scored/ --wait \\
+            --server http://scoring.internal:8000 --token $TOKEN
     """
     with errors():
         size: int | str | None = None
@@ -185,6 +204,8 @@ def run(
             if partition_keys else None,
         )
         for key in ("scoring_script", "code", "model_dir"):
+            if key == "scoring_script" and code and not Path(scoring_script or "").is_absolute():
+                continue  # relative to --code, as code_configuration.scoring_script is
             if overrides[key] and "://" not in overrides[key]:
                 overrides[key] = str(Path(overrides[key]).resolve())
         if spec is not None:
@@ -208,6 +229,13 @@ def run(
             raise SpecError("no input given: pass --input (a file, folder, glob or URL)")
         if not output:
             raise SpecError("no output given: pass --output (a folder path or URL)")
+        if server:
+            if executor or ray_address:
+                raise UsageError("--executor and --ray-address cannot be used with --server "
+                                 "(the service's settings choose where its jobs run)")
+            _submit_remote(server, token, job_spec, input, output, overwrite=overwrite,
+                           wait=wait, progress=progress and err_console.is_terminal)
+            return
         ws = open_ws(workspace)
         executor = use_executor(ws, executor, ray_address)
         job, created = api.submit_job(ws, job_spec, input, output, overwrite=overwrite)
@@ -217,6 +245,50 @@ def run(
         with _Bar(progress and err_console.is_terminal) as bar:
             finished = api.resume_job(ws, job.id, progress=bar, executor=executor)
         _finish(ws, finished)
+
+
+def _data_store_path(value: str, flag: str) -> str:
+    """Refuse a path of this machine where the service expects a path of its data store."""
+    if value.startswith(("/", "~", "file:")) or (len(value) > 2 and value[1] == ":"
+                                                 and value[2] in "\\/"):
+        raise InputError(
+            f"{flag} {value!r} is a path on this machine; with --server, --input and --output "
+            "are paths in the service's data store (such as incoming/x.csv). Upload local "
+            "files first: curl -T FILE -H 'Authorization: Bearer TOKEN' "
+            "SERVER/api/v1/data/incoming/FILE")
+    return value
+
+
+def _submit_remote(server: str, token: str | None, spec: api.JobSpec, inputs: list[str],
+                   output: str, *, overwrite: bool, wait: bool, progress: bool) -> None:
+    """Submit the job to the service (``POST /api/v1/jobs``) and print its id; with ``wait``
+    follow it as ``endpoint invoke --wait`` does."""
+    from ..jobs.bundle import pack_bundle
+    from ..jobs.kinds import get_kind
+    from .endpoint import _follow_remote
+
+    if spec.kind != "script":
+        raise SpecError(f"--server submits entry-script jobs; a {spec.kind} job runs through "
+                        "a batch endpoint (batchscore endpoint create/invoke --server)")
+    for value in inputs:
+        _data_store_path(value, "--input")
+    _data_store_path(output, "--output")
+    packed = pack_bundle(spec)  # the script, its code and model folders exist, are small
+    get_kind(spec.kind).validate(spec)  # the script defines run(), checked here and now
+    settings = spec.model_dump(mode="json", exclude={"code", "scoring_script", "model_dir"})
+    body = {"spec": settings, "scoring_script": packed.scoring_script,
+            "bundle": base64.b64encode(packed.archive).decode("ascii"),
+            "inputs": inputs, "output": output, "overwrite": overwrite}
+    sub = call_server(server, token, "POST", "/jobs", body)
+    job = sub["job"]
+    verb = "queued" if sub["created"] else f"already submitted ({job['display_state']})"
+    console.print(f"job {sub['job_id']} {verb} on {server}: {job['minibatches_total']} "
+                  f"mini-batches, {job['items_total']} items (run {sub['run_id']})")
+    if not wait:
+        console.print(f"follow it with: batchscore job show {sub['job_id']} --server {server}")
+        return
+    _follow_remote(server, token, sub["job_id"], progress)
+    console.print(f"output: {job['output_url']}")
 
 
 @app.command()

@@ -1,6 +1,10 @@
 """The REST API under ``/api/v1``: pipelines and their runs, jobs, triggers, tokens, uploads,
 signed downloads. Handlers are thin: they check the caller's role and call one function of
-the library (``batchscore.pipelines``, ``batchscore.jobs``, ``batchscore.triggers``)."""
+the library (``batchscore.pipelines``, ``batchscore.jobs``, ``batchscore.triggers``).
+
+Jobs are shown with the locations an API client knows: data-store paths relative to the data
+store (as every request gives them), system-store paths as ``system:...``; never the
+service's own folders, never a password."""
 
 from __future__ import annotations
 
@@ -10,13 +14,14 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, HTTPException, Query, Request
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from fsspec.core import url_to_fs
 from pydantic import BaseModel, ConfigDict, Field
 
 from .. import jobs as job_api
 from ..errors import InputError
+from ..jobs.bundle import BundleTooLargeError
 from ..pipelines import (
     PIPELINES,
     cancel_run,
@@ -27,9 +32,11 @@ from ..pipelines import (
     request_run,
     resolve_data_path,
 )
+from ..state.records import public_text, public_value
 from ..triggers import create_trigger, get_trigger, ledger, list_triggers, remove_trigger
 from .auth import ROLES, Principal, create_token, list_tokens, revoke_token
 from .links import check_link, sign_link
+from .submit import JobIn, prepare_job, record_job, store_locations
 
 __all__ = ["require", "router"]
 
@@ -52,6 +59,11 @@ def require(request: Request, role: str) -> Principal:
 
 def _service(request: Request) -> Any:
     return request.app.state.service
+
+
+def _admin(request: Request) -> Principal:
+    """The caller, if an admin: checked before the request body is validated."""
+    return require(request, "admin")
 
 
 # --- pipelines and runs ----------------------------------------------------------------------
@@ -121,14 +133,14 @@ def runs(request: Request, state: str | None = None, trigger: str | None = None,
 def _with_job(ws: Any, run: dict[str, Any]) -> dict[str, Any]:
     if run["job_id"]:
         job = job_api.get_job(ws, run["job_id"])
-        run["job"] = _job_summary(job)
+        run["job"] = _job_summary(ws, job)
     else:
         run["job"] = None
     return run
 
 
-def _job_summary(job: Any) -> dict[str, Any]:
-    data = job.public_dict()
+def _job_summary(ws: Any, job: Any) -> dict[str, Any]:
+    data = job.public_dict(store_locations(ws))
     data.pop("spec", None)
     return data
 
@@ -166,22 +178,60 @@ def run_output(request: Request, run_id: str) -> dict[str, Any]:
 def jobs(request: Request, state: str | None = None,
          limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
     require(request, "viewer")
-    return [_job_summary(j) for j in
-            job_api.list_jobs(_service(request).ws, limit=limit, state=state)]
+    ws = _service(request).ws
+    return [_job_summary(ws, j) for j in job_api.list_jobs(ws, limit=limit, state=state)]
+
+
+def _job_links(job_id: str, run_id: str | None = None) -> dict[str, str]:
+    links = {"self": f"/api/v1/jobs/{job_id}", "minibatches": f"/api/v1/jobs/{job_id}/minibatches",
+             "logs": f"/api/v1/jobs/{job_id}/logs"}
+    return {**links, "run": f"/api/v1/runs/{run_id}"} if run_id else links
+
+
+@router.post("/jobs", status_code=202, tags=["jobs"])
+def submit(request: Request, body: JobIn, who: Annotated[Principal, Depends(_admin)]
+           ) -> dict[str, Any]:
+    """Submit an entry-script job (admin): its code (and a small model folder) travel in the
+    bundle and are kept in the system store; inputs and output are data-store paths. Answers
+    at once with the job's and its run's ids; the run slots run it. The same submission
+    while its job is unfinished returns that job (``created`` false)."""
+    service = _service(request)
+    ws = service.ws
+    try:
+        prepared = prepare_job(ws, body)
+        wait = service.limiter.take(who.name)
+        if wait:
+            raise HTTPException(429, f"too many runs started by {who.name!r}; try again in "
+                                f"{wait:.0f}s", headers={"Retry-After": str(int(wait) + 1)})
+        done = record_job(ws, prepared, created_by=who.name)
+    except BundleTooLargeError as exc:
+        raise HTTPException(413, str(exc)) from None
+    service.slots.wake.set()
+    return {"job_id": done.job.id, "run_id": done.run_id, "created": done.created,
+            "script": f"system:{done.script}",
+            "job": _job_summary(ws, done.job), "links": _job_links(done.job.id, done.run_id)}
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])
 def job(request: Request, job_id: str) -> dict[str, Any]:
     require(request, "viewer")
-    return job_api.get_job(_service(request).ws, job_id).public_dict()
+    ws = _service(request).ws
+    return job_api.get_job(ws, job_id).public_dict(store_locations(ws))
 
 
 @router.get("/jobs/{job_id}/minibatches", tags=["jobs"])
 def minibatches(request: Request, job_id: str) -> list[dict[str, Any]]:
     """Each mini-batch: state, attempts, worker, times, error."""
     require(request, "viewer")
-    return [dataclasses.asdict(mb) for mb in
-            job_api.list_minibatches(_service(request).ws, job_id)]
+    ws = _service(request).ws
+    stores = store_locations(ws)
+    shown = []
+    for mb in job_api.list_minibatches(ws, job_id):
+        data = dataclasses.asdict(mb)
+        data["items"] = public_value(mb.items, stores)
+        data["error"] = public_text(mb.error, stores) if mb.error else mb.error
+        shown.append(data)
+    return shown
 
 
 @router.get("/jobs/{job_id}/logs", tags=["jobs"])
@@ -190,21 +240,27 @@ def logs(request: Request, job_id: str) -> dict[str, Any]:
     batch timings (video) and the tail of every worker's stdout/stderr."""
     require(request, "viewer")
     ws = _service(request).ws
+    stores = store_locations(ws)
     view = job_api.job_logs(ws, job_id)
     frames: list[dict[str, Any]] = []
     for rel in ws.system.list(f"jobs/{view.job_id}/logs/frames"):
         frames += [json.loads(line) for line in ws.system.read_text(rel).splitlines()
                    if line.strip()]
-    data = dataclasses.asdict(view)
-    data["worker_logs"] = {k: v[-_LOG_TAIL:] for k, v in view.worker_logs.items()}
-    data["frames"] = frames
-    return data
+    return {"job_id": view.job_id,
+            "overview": public_value(view.overview, stores),
+            "events": public_value(view.events, stores),
+            "errors": public_text(view.errors, stores),
+            "timings": public_value(view.timings, stores),
+            "worker_logs": {k: public_text(v[-_LOG_TAIL:], stores)
+                            for k, v in view.worker_logs.items()},
+            "frames": frames}
 
 
 @router.post("/jobs/{job_id}/cancel", tags=["jobs"])
 def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
     require(request, "operator")
-    return job_api.cancel_job(_service(request).ws, job_id, wait=10.0).public_dict()
+    ws = _service(request).ws
+    return job_api.cancel_job(ws, job_id, wait=10.0).public_dict(store_locations(ws))
 
 
 # --- triggers --------------------------------------------------------------------------------

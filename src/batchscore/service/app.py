@@ -30,6 +30,7 @@ from .auth import Principal, verify_token
 from .links import LinkError
 from .metrics import CONTENT_TYPE, render_metrics
 from .slots import RunSlots
+from .submit import MAX_SUBMIT_BODY_BYTES
 
 __all__ = ["ServiceConfig", "create_app"]
 
@@ -128,7 +129,9 @@ class _BodyLimit:
             await self.app(scope, receive, send)
             return
         upload = scope["path"].startswith("/api/v1/data/")
-        limit = self.config.max_upload_bytes if upload else self.config.max_body_bytes
+        submit = scope["path"] == "/api/v1/jobs" and scope.get("method") == "POST"
+        limit = (self.config.max_upload_bytes if upload else
+                 MAX_SUBMIT_BODY_BYTES if submit else self.config.max_body_bytes)
         headers = dict(scope.get("headers") or [])
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):

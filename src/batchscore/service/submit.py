@@ -1,0 +1,212 @@
+"""Jobs submitted through the REST API (``POST /api/v1/jobs``): an entry script, its code and
+a small model folder travel in a bundle; inputs and output are paths of the data store.
+
+Submitting is two steps, so that a refused request leaves nothing behind:
+:func:`prepare_job` checks everything (the settings, every path, that the inputs exist and
+the output is free, the bundle's members and sizes) and writes nothing; :func:`record_job`
+keeps the bundle in the system store (``scripts/<sha256>/``, see :mod:`batchscore.jobs.bundle`),
+records the job (planned into mini-batches) and a queued run of the ``batch-job`` pipeline
+pointing at it. The service's run slots then run it, as they run an endpoint's invocation.
+
+The same command submitted again gives the same bundle digest, hence the same spec and job
+key: an unfinished job (and its run) is returned instead of a new one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import copy
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select, update
+
+from ..errors import InputError, SpecError, UsageError
+from ..jobs import bundle as bundles
+from ..jobs.api import submit_job
+from ..jobs.kinds import get_kind
+from ..jobs.spec import JobSpec, spec_from_mapping
+from ..pipelines import (
+    BatchJobParams,
+    create_run,
+    data_url,
+    resolve_data_path,
+)
+from ..state.records import Job, Locations, public_text
+from ..state.tables import pipeline_runs
+from ..workspace import Workspace
+
+__all__ = [
+    "MAX_SUBMIT_BODY_BYTES",
+    "PIPELINE",
+    "JobIn",
+    "PreparedJob",
+    "Submission",
+    "prepare_job",
+    "record_job",
+    "store_locations",
+]
+
+PIPELINE = "batch-job"  # the pipeline whose runs execute submitted jobs
+# The largest request body POST /api/v1/jobs needs: the bundle in base64, plus the rest.
+MAX_SUBMIT_BODY_BYTES = 4 * ((bundles.MAX_BUNDLE_BYTES + 2) // 3) + bundles.MiB
+# Keys of a spec that name files on the submitting machine: the bundle carries those.
+_LOCAL_KEYS = ("code", "scoring_script", "model_dir", "model", "code_configuration")
+
+
+class JobIn(BaseModel):
+    """A job to submit: settings, the bundle, and data-store paths."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    spec: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Job settings in the Azure ML deployment form (mini_batch_size, "
+        "retry_settings, error_threshold, input_format, environment_variables, ...), without "
+        "code or model paths: those travel in the bundle.")
+    scoring_script: str = Field(max_length=1024,
+                                description="The entry script's path inside code/ of the bundle.")
+    bundle: str = Field(description="Base64 of a .tar.gz holding code/... (the script's folder) "
+                        "and optionally model/<name>/... (the model folder); at most "
+                        f"{bundles.MAX_BUNDLE_BYTES // bundles.MiB} MiB.")
+    inputs: list[str] = Field(min_length=1, max_length=1000,
+                              description="Paths or globs in the data store (or a database URL "
+                              "with input_format sql).")
+    output: str = Field(max_length=1024, description="The output folder in the data store.")
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A checked request: nothing is written yet."""
+
+    spec: JobSpec  # without code
+    archive: bytes
+    scoring_script: str
+    inputs: list[str]  # URLs (or a database URL)
+    output: str  # URL
+    overwrite: bool
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    run_id: str
+    created: bool  # False: the same job was submitted before and is not finished
+    script: str  # the bundle's folder in the system store
+
+
+def store_locations(ws: Workspace) -> Locations:
+    """How the workspace's stores are shown to API clients: data-store paths relative (as
+    the API takes them), system-store paths ``system:...``."""
+    locations = []
+    for store, label in ((ws.data, ""), (ws.system, "system:")):
+        # a whole account (az://, whose containers are the first path part) stays az://
+        locations.append((store.url + "//" if store.url.endswith(":") else store.url, label))
+        if store.is_local:
+            locations.append((store.root, label))
+    return locations
+
+
+@contextlib.contextmanager
+def _public_errors(ws: Workspace) -> Iterator[None]:
+    """Errors name data-store paths as the client gave them, never the service's folders."""
+    try:
+        yield
+    except UsageError as exc:
+        shown = public_text(str(exc), store_locations(ws))
+        if shown == str(exc):
+            raise
+        clean = copy.copy(exc)
+        clean.args = (shown,)
+        raise clean from None
+
+
+def _settings(raw: dict[str, Any]) -> JobSpec:
+    for key in _LOCAL_KEYS:
+        if key in raw:
+            raise SpecError(f"spec.{key} names files on the submitting machine; the code and "
+                            "the model folder travel in the bundle (code/..., model/<name>/...) "
+                            "and the entry script is scoring_script")
+    spec = spec_from_mapping(raw, source="spec")
+    if spec.kind != "script":
+        raise SpecError(f"spec.kind {spec.kind!r}: jobs submitted to the service run an entry "
+                        "script (kind script); score registered models with a batch endpoint "
+                        "(POST /api/v1/endpoints)")
+    return spec
+
+
+def _decode(bundle: str, limit: int) -> bytes:
+    if len(bundle) > 4 * ((limit + 2) // 3):
+        raise bundles.BundleTooLargeError(
+            f"the script bundle is larger than the limit of {limit} bytes "
+            f"({limit / bundles.MiB:g} MiB)")
+    try:
+        return base64.b64decode(bundle, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError(f"bundle is not valid base64: {exc}") from None
+
+
+def _input_url(ws: Workspace, value: str) -> str:
+    from ..endpoints import is_database_url
+
+    if is_database_url(value):
+        return value
+    return data_url(ws, resolve_data_path(ws, value, "input"))
+
+
+def prepare_job(ws: Workspace, body: JobIn, limit: int | None = None) -> PreparedJob:
+    """Check a submission and write nothing: the settings, every path (inside the data store:
+    no ``..``, absolute path or other store), that each input matches files, that the output
+    is free, and the bundle (sizes, members, the entry script among them)."""
+    limit = bundles.MAX_BUNDLE_BYTES if limit is None else limit
+    with _public_errors(ws):
+        spec = _settings(body.spec)
+        urls = [_input_url(ws, value) for value in body.inputs]
+        output = data_url(ws, resolve_data_path(ws, body.output, "output")).rstrip("/")
+        kind = get_kind(spec.kind)
+        for url in urls:  # each one matches files (errors name the data-store path)
+            kind.expand_inputs(spec, [url])
+        kind.check_output(spec, output, body.overwrite)
+        archive = _decode(body.bundle, limit)
+        bundles.check_bundle(archive, body.scoring_script, limit)
+    return PreparedJob(spec, archive, body.scoring_script, urls, output, body.overwrite)
+
+
+def record_job(ws: Workspace, prepared: PreparedJob, *, created_by: str | None = None
+               ) -> Submission:
+    """Keep the bundle in the system store, record the job and a queued ``batch-job`` run
+    (or find the unfinished job of the same submission and its run)."""
+    with _public_errors(ws):
+        stored = bundles.store_bundle(ws.system, prepared.archive, prepared.scoring_script)
+        spec = prepared.spec.model_copy(update={
+            "code": stored.code, "scoring_script": stored.scoring_script,
+            "model_dir": stored.model_dir})
+        job, created = submit_job(ws, spec, prepared.inputs, prepared.output,
+                                  overwrite=prepared.overwrite)
+        run_id = None if created else _run_of(ws, job.id)
+        if run_id is None:
+            run_id = _record_run(ws, job, prepared.overwrite, created_by)
+    return Submission(job, run_id, created, stored.prefix)
+
+
+def _run_of(ws: Workspace, job_id: str) -> str | None:
+    with ws.engine.connect() as conn:
+        row = conn.execute(select(pipeline_runs.c.id)
+                           .where(pipeline_runs.c.job_id == job_id,
+                                  pipeline_runs.c.state.in_(("queued", "running")))
+                           .order_by(pipeline_runs.c.created_at.desc())).first()
+    return row.id if row is not None else None
+
+
+def _record_run(ws: Workspace, job: Job, overwrite: bool, created_by: str | None) -> str:
+    params = BatchJobParams(job=job.id, overwrite=overwrite).model_dump(mode="json")
+    with ws.engine.begin() as conn:
+        run = create_run(conn, PIPELINE, params, created_by=created_by)
+        conn.execute(update(pipeline_runs).where(pipeline_runs.c.id == run.id)
+                     .values(job_id=job.id, output_url=job.output_url))
+    return run.id
