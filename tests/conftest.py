@@ -23,6 +23,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for var in ("BATCHSCORE_WORKSPACE", "BATCHSCORE_DATABASE_URL", "BATCHSCORE_DATA_STORE",
                 "BATCHSCORE_SYSTEM_STORE", "BATCHSCORE_CRASH_AT"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("BATCHSCORE_SECRETS_FILE", "")  # never a developer's own secrets file
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from .config import Settings, default_settings, find_workspace, load_settings, write_settings
 from .errors import WorkspaceError
+from .secrets import init_secrets
 from .state import connect, create_database
 from .storage import Store
 
@@ -51,6 +52,7 @@ def init_workspace(
 ) -> Workspace:
     """Create a workspace (settings file, state database, local stores) and open it."""
     root = find_workspace(path)
+    init_secrets(root)
     if (root / "batchscore.toml").exists():
         if not exist_ok:
             raise WorkspaceError(f"a workspace already exists at {root}")
@@ -76,8 +78,13 @@ def init_workspace(
 
 
 def open_workspace(path: str | os.PathLike[str] | None = None) -> Workspace:
-    """Open the workspace at ``path`` (default ``$BATCHSCORE_WORKSPACE`` or ``./.batchscore``)."""
-    return Workspace(load_settings(path))
+    """Open the workspace at ``path`` (default ``$BATCHSCORE_WORKSPACE`` or ``./.batchscore``).
+
+    The secrets file is loaded first (:func:`batchscore.secrets.init_secrets`), so that its
+    variables (``BATCHSCORE_DATABASE_URL``, ``MLFLOW_TRACKING_URI``, ...) apply."""
+    root = find_workspace(path)
+    init_secrets(root)
+    return Workspace(load_settings(root))
 
 
 def _replace(settings: Settings, **changes: str) -> Settings:

@@ -34,4 +34,19 @@ app.add_typer(stream_cli.app, name="stream")
 
 
 def main() -> None:
+    """The console script: secrets first (so --token and URLs may come from the secrets
+    file, and redaction is on before anything logs), then the command."""
+    import sys
+
+    from rich.text import Text
+
+    from ..errors import BatchscoreError
+    from ..secrets import init_secrets
+    from ._common import err_console
+
+    try:
+        init_secrets()
+    except BatchscoreError as exc:
+        err_console.print(Text.assemble(("error:", "bold red"), f" {exc}"))
+        sys.exit(exc.exit_code)
     app()

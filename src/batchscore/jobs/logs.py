@@ -7,6 +7,9 @@
 - ``timings.jsonl``: one record per attempt: mini-batch, attempt, worker, start, end, items,
   outcome.
 - ``workers/<worker>.stdout.txt`` and ``.stderr.txt``: everything each worker printed.
+
+Everything written here passes through :func:`batchscore.secrets.redact` first: URL passwords
+and the values of secret environment variables never reach the files.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..secrets import redact, redact_value
 from ..storage import Store
 
 __all__ = ["JobLogs"]
@@ -41,11 +45,11 @@ class JobLogs:
 
     def _append(self, name: str, text: str) -> None:
         with open(self.folder / name, "a", encoding="utf-8") as fh:
-            fh.write(text)
+            fh.write(redact(text))
         self._dirty.add(name)
 
     def event(self, event: str, **fields: Any) -> None:
-        record = {"time": round(time.time(), 6), "event": event, **fields}
+        record = redact_value({"time": round(time.time(), 6), "event": event, **fields})
         self._append("events.jsonl", json.dumps(record, default=str) + "\n")
 
     def error(self, idx: int, attempt: int, worker: str | None, outcome: str, text: str) -> None:
@@ -56,7 +60,8 @@ class JobLogs:
     def timings(self, records: list[dict[str, Any]]) -> None:
         if records:
             self._append("timings.jsonl",
-                         "".join(json.dumps(r, default=str) + "\n" for r in records))
+                         "".join(json.dumps(redact_value(r), default=str) + "\n"
+                                 for r in records))
 
     def overview(self, data: dict[str, Any], force: bool = False) -> None:
         now = time.time()
@@ -65,7 +70,8 @@ class JobLogs:
         self._last_overview = now
         path = self.folder / "overview.json"
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({**data, "updated_at": now}, indent=2, default=str))
+        tmp.write_text(json.dumps(redact_value({**data, "updated_at": now}), indent=2,
+                                  default=str))
         tmp.replace(path)
         self._dirty.add("overview.json")
         self.flush()

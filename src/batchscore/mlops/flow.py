@@ -13,6 +13,10 @@
 
 The run is recorded as a pipeline run (``pipeline_runs``) so that it shows beside the
 others; the model version's ``batchscore.pipeline_run`` tag points back to it.
+
+Tags, parameters and the run's recorded reason pass through
+:func:`~batchscore.mlops.registry.safe_tag`: a URL password or a secret value (a parameter
+override that carries one, an error naming a database URL) is masked, never stored.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from ..state.tables import pipeline_runs
 from ..workspace import Workspace
 from .errors import DataTestError, ProjectError
 from .project import Project, load_project
-from .registry import alias_version, artifact_location, client, use_registry
+from .registry import alias_version, artifact_location, client, safe_tag, use_registry
 
 __all__ = ["PIPELINE_NAME", "Outcome", "data_hash", "run_in_pipeline", "train_evaluate_register"]
 
@@ -62,7 +66,7 @@ def data_hash(frame: pd.DataFrame) -> str:
 def _finish(ws: Workspace, run_id: str, state: str, reason: str) -> None:
     with ws.engine.begin() as conn:
         conn.execute(update(pipeline_runs).where(pipeline_runs.c.id == run_id)
-                     .values(state=state, reason=reason, finished_at=time.time()))
+                     .values(state=state, reason=safe_tag(reason), finished_at=time.time()))
 
 
 def _decide(candidate: float, production: float | None, margin: float) -> tuple[bool, str]:
@@ -83,7 +87,8 @@ def train_evaluate_register(ws: Workspace, project: str | Path | Project, *,
     """Run the pipeline on ``project`` (a folder); ``data`` replaces ``data.load()``."""
     proj = project if isinstance(project, Project) else load_project(project, overrides)
     with ws.engine.begin() as conn:
-        run = create_run(conn, PIPELINE_NAME, {"project": str(proj.path)}, state="running")
+        run = create_run(conn, PIPELINE_NAME, {"project": safe_tag(proj.path)},
+                         state="running")
     try:
         outcome = _run(ws, proj, run.id, data, log)
     except DataTestError as exc:
@@ -116,7 +121,8 @@ def run_in_pipeline(ws: Workspace, project: str | Path, run_id: str, *,
                 data = (pd.read_parquet(fh) if path.lower().endswith(".parquet")
                         else pd.read_csv(fh))
         except (OSError, ValueError) as exc:
-            raise DataTestError([f"training data {data_url}: cannot be read: {exc}"]) from None
+            raise DataTestError([safe_tag(f"training data {data_url}: cannot be read: {exc}")]
+                                ) from None
     return _run(ws, proj, run_id, data, lambda _: None)
 
 
@@ -149,14 +155,14 @@ def _run(ws: Workspace, proj: Project, run_id: str, data: pd.DataFrame | None,
                                          f"{proj.model_name}"))
     digest, code = data_hash(frame), proj.code_version()
     tags = {"batchscore.pipeline_run": run_id, "batchscore.data_hash": digest,
-            "batchscore.code_version": code, "batchscore.project": str(proj.path)}
+            "batchscore.code_version": safe_tag(code), "batchscore.project": safe_tag(proj.path)}
 
     log("train ...")
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as active:
-        mlflow.log_params({"train." + k: v for k, v in params.get("train", {}).items()})
-        mlflow.log_params({"data.test_size": params["data"]["test_size"],
-                           "data.seed": params["data"]["seed"],
-                           "promotion.margin": params["promotion"]["margin"]})
+        mlflow.log_params({"train." + k: safe_tag(v) for k, v in params.get("train", {}).items()})
+        mlflow.log_params({"data.test_size": safe_tag(params["data"]["test_size"]),
+                           "data.seed": safe_tag(params["data"]["seed"]),
+                           "promotion.margin": safe_tag(params["promotion"]["margin"])})
         model = proj.module("train").train(train_df[features], train_df[target], params)
         evaluate = proj.module("evaluate").evaluate
         metrics = {k: float(v) for k, v in
@@ -186,7 +192,7 @@ def _run(ws: Workspace, proj: Project, run_id: str, data: pd.DataFrame | None,
     if c.search_registered_models(f"name = '{proj.model_name}'") == []:
         c.create_registered_model(proj.model_name)
     version_tags = {**tags, "batchscore.decision": "promoted" if promoted else "not promoted",
-                    "batchscore.reason": reason,
+                    "batchscore.reason": safe_tag(reason),
                     **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
     if production is not None:
         version_tags["batchscore.compared_with"] = str(production.version)

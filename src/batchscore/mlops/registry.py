@@ -9,7 +9,12 @@ A version is named ``NAME`` (its latest version), ``NAME/VERSION`` or ``NAME@ALI
 aliases batchscore moves are ``staging`` (set by train-evaluate-register when a candidate
 beats production) and ``production`` (set by :func:`promote`); every promotion is appended
 to the model's ``batchscore.production_history`` tag so that :func:`rollback` can restore
-the version that was in production before.
+the version that was in production before. :func:`production_state` and
+:func:`restore_production` take and put back the alias and that history exactly (the release
+pipeline undoes a promotion whose production smoke test fails with them).
+
+No credential reaches the registry through batchscore: tag values written by the pipelines
+pass through :func:`safe_tag` (URL passwords and secret values masked).
 """
 
 from __future__ import annotations
@@ -34,9 +39,13 @@ __all__ = [
     "get_version",
     "list_models",
     "parse_ref",
+    "production_state",
     "promote",
     "registry_uri",
+    "restore_production",
     "rollback",
+    "rollback_target",
+    "safe_tag",
     "use_registry",
 ]
 
@@ -202,6 +211,38 @@ def _history(c: MlflowClient, name: str) -> list[int]:
     return [int(v) for v in json.loads(raw)] if raw else []
 
 
+def production_state(ws: Workspace, name: str) -> tuple[int | None, list[int]]:
+    """The version holding ``production`` (None: no version does) and the promotion history,
+    to be put back by :func:`restore_production`."""
+    current = alias_version(ws, name, "production")
+    return (current.version if current is not None else None), _history(client(ws), name)
+
+
+def restore_production(ws: Workspace, name: str, version: int | None,
+                       history: list[int]) -> None:
+    """Put back what :func:`production_state` returned: ``production`` on ``version`` (None:
+    on no version) and the promotion history as it was."""
+    c = client(ws)
+    model = _registered(c, name)
+    if version is None:
+        if "production" in (model.aliases or {}):
+            c.delete_registered_model_alias(name, "production")
+    else:
+        c.set_registered_model_alias(name, "production", str(version))
+    if history:
+        c.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history))
+    elif HISTORY_TAG in (model.tags or {}):
+        c.delete_registered_model_tag(name, HISTORY_TAG)
+
+
+def safe_tag(value: object) -> str:
+    """A tag or parameter value as text, with URL passwords and secret values masked
+    (:func:`batchscore.secrets.redact`)."""
+    from ..secrets import redact
+
+    return redact(str(value))
+
+
 def promote(ws: Workspace, name: str, version: int | None = None) -> ModelVersion:
     """Point ``production`` at ``version`` (default: the version holding ``staging``)."""
     c = client(ws)
@@ -214,10 +255,9 @@ def promote(ws: Workspace, name: str, version: int | None = None) -> ModelVersio
     return get_version(ws, f"{name}/{target.version}")
 
 
-def rollback(ws: Workspace, name: str) -> ModelVersion:
-    """Restore the version that was in production before the current one."""
-    c = client(ws)
-    history = _history(c, name)
+def rollback_target(ws: Workspace, name: str) -> int:
+    """The version :func:`rollback` would restore; raises when there is none."""
+    history = _history(client(ws), name)
     current = alias_version(ws, name, "production")
     if current is None:
         raise ModelNotFoundError(f"model {name!r} has no production version to roll back")
@@ -225,7 +265,14 @@ def rollback(ws: Workspace, name: str) -> ModelVersion:
         raise ModelNotFoundError(
             f"model {name!r} has no earlier production version to roll back to (production "
             f"is version {current.version}, the first ever promoted)")
-    previous = history[-2]
+    return history[-2]
+
+
+def rollback(ws: Workspace, name: str) -> ModelVersion:
+    """Restore the version that was in production before the current one."""
+    c = client(ws)
+    previous = rollback_target(ws, name)
+    history = _history(c, name)
     c.set_registered_model_alias(name, "production", str(previous))
     c.set_registered_model_tag(name, HISTORY_TAG, json.dumps(history[:-1]))
     return get_version(ws, f"{name}/{previous}")

@@ -9,7 +9,10 @@
    running production deployment are not touched;
 4. otherwise the version is promoted to ``production`` and, when a production deployment
    runs, it is swapped to the new version without losing a request and smoke-tested again;
-   a failure there restores the previous production version (alias and deployment).
+   a failure there swaps the deployment back to the version it served (again without losing
+   a request) and puts the ``production`` alias and its history back exactly as they were
+   (no alias, when none was set), then raises :class:`SmokeTestError` naming the checks.
+   A swap that fails leaves the old version serving and also puts the alias back.
 
 :func:`rollback_release` restores the previous production version and swaps a running
 production deployment back to it.
@@ -144,14 +147,18 @@ def _failed(checks: list[SmokeCheck]) -> str:
 def release(ws: Workspace, name: str, version: int | None = None, *,
             rows: list[list[Any]] | None = None, timeout: float = 120.0,
             log: Callable[[str], None] = lambda _: None) -> ReleaseResult:
-    """Release ``version`` of ``name`` (default: its ``staging`` version) to production."""
+    """Release ``version`` of ``name`` (default: its ``staging`` version) to production.
+
+    Raises :class:`SmokeTestError` naming the failed checks when a smoke test fails: on
+    staging nothing in production changed; in production the deployment is swapped back to
+    the version it served and the ``production`` alias and its history are put back as they
+    were (no alias, when none was set)."""
     from ..serving.supervisor import get_deployment, start_deployment, stop_deployment
     from ..serving.supervisor import swap_deployment as swap
-    from .registry import alias_version, get_version, promote, rollback
+    from .registry import get_version, production_state, promote, restore_production
 
     target = get_version(ws, f"{name}/{version}" if version is not None else f"{name}@staging")
-    current = alias_version(ws, name, "production")
-    previous = current.version if current is not None else None
+    previous, history = production_state(ws, name)
 
     log(f"deploying {name}/{target.version} to staging ...")
     staging = start_deployment(ws, name, target.version, env="staging", port=0,
@@ -169,6 +176,8 @@ def release(ws: Workspace, name: str, version: int | None = None, *,
         raise SmokeTestError(f"smoke test of {name}/{target.version} on staging failed: "
                              f"{_failed(staged)}; {untouched}", staged)
 
+    alias_back = (f"the production alias is back on version {previous}" if previous is not None
+                  else "the production alias is removed again")
     promote(ws, name, target.version)
     log(f"{name}/{target.version} is production")
     running = get_deployment(ws, name, "production")
@@ -178,45 +187,56 @@ def release(ws: Workspace, name: str, version: int | None = None, *,
         return ReleaseResult(name, target.version, previous, staged)
     if running.version == target.version:
         checks = smoke_test(running.url, name, target.version, rows)
+        for c in checks:
+            log(f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+        if not all(c.ok for c in checks):
+            restore_production(ws, name, previous, history)
+            raise SmokeTestError(
+                f"smoke test of {name}/{target.version} in production failed: "
+                f"{_failed(checks)}; the deployment at {running.url} already served it and is "
+                f"not changed; {alias_back}", checks)
         return ReleaseResult(name, target.version, previous, staged, checks, False, running.url)
 
     log(f"swapping the production deployment at {running.url} from version "
         f"{running.version} to {target.version} ...")
     try:
         swapped = swap(ws, name, target.version, timeout=timeout + 60)
-    except BatchscoreError:
-        if previous is not None:
-            rollback(ws, name)
+    except BaseException:
+        restore_production(ws, name, previous, history)
+        log(alias_back)
         raise
     checks = smoke_test(swapped.url, name, target.version, rows)
     for c in checks:
         log(f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
-    if not all(c.ok for c in checks):
-        restored = ""
-        if previous is not None:
-            rollback(ws, name)
-            swap(ws, name, running.version, timeout=timeout + 60)
-            restored = f"; production restored to version {previous}"
-        raise SmokeTestError(f"smoke test of {name}/{target.version} in production failed: "
-                             f"{_failed(checks)}{restored}", checks)
-    return ReleaseResult(name, target.version, previous, staged, checks, True, swapped.url)
+    if all(c.ok for c in checks):
+        return ReleaseResult(name, target.version, previous, staged, checks, True, swapped.url)
+
+    log(f"swapping the production deployment at {running.url} back to version "
+        f"{running.version} ...")
+    try:
+        swap(ws, name, running.version, timeout=timeout + 60)
+        back = f"the deployment at {running.url} serves version {running.version} again"
+    except BatchscoreError as exc:
+        back = (f"swapping the deployment at {running.url} back to version {running.version} "
+                f"failed too, it still serves version {target.version}: {exc}")
+    finally:
+        restore_production(ws, name, previous, history)
+    raise SmokeTestError(f"smoke test of {name}/{target.version} in production failed: "
+                         f"{_failed(checks)}; {back}; {alias_back}", checks)
 
 
 def rollback_release(ws: Workspace, name: str, *, deploy: bool = True,
                      timeout: float = 120.0) -> RollbackResult:
     """Restore the previous production version and, with ``deploy`` and a running production
     deployment, swap that deployment back to it (first: a failed swap changes nothing)."""
-    import json
-
     from ..serving.supervisor import get_deployment, swap_deployment
-    from .registry import HISTORY_TAG, client, rollback
+    from .registry import rollback, rollback_target
 
+    target = rollback_target(ws, name)  # raises when there is nothing to roll back to
     running = get_deployment(ws, name, "production") if deploy else None
-    history = json.loads((client(ws).get_registered_model(name).tags or {}).get(
-        HISTORY_TAG, "[]")) if running is not None else []
     swapped = None
-    if running is not None and len(history) >= 2 and int(history[-2]) != running.version:
-        swapped = swap_deployment(ws, name, int(history[-2]), timeout=timeout + 60)
-    version = rollback(ws, name)  # raises when there is nothing to roll back to
+    if running is not None and target != running.version:
+        swapped = swap_deployment(ws, name, target, timeout=timeout + 60)
+    version = rollback(ws, name)
     return RollbackResult(name, version.version, swapped is not None,
                           running.url if running is not None else None)

@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         message = str(exc) if isinstance(exc, BatchscoreError) else (
             f"{type(exc).__name__}: {exc}")
+        from ..secrets import redact
+
+        message = redact(message)
         if args.error_file:
             Path(args.error_file).write_text(message)
         print(f"error: {message}", file=sys.stderr)

@@ -332,7 +332,9 @@ class _Supervisor:
 
     def say(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        print(f"{stamp} supervisor {self.name} ({self.env}): {message}", flush=True)
+        from ..secrets import redact
+
+        print(redact(f"{stamp} supervisor {self.name} ({self.env}): {message}"), flush=True)
 
     def write_state(self, status: str, error: str | None = None) -> None:
         import psutil

@@ -312,9 +312,12 @@ class TabularKind(JobKind):
         model = opts.model
         if not opts.group_by:
             model = ModelLoader(registry).resolve(opts.model)
+        # the registry as given, never $MLFLOW_TRACKING_URI's value: it may hold a password
+        # (workers read the environment themselves)
         system.write_text(rel, json.dumps({"model": model,
                                            "requested": opts.model_ref or opts.model,
-                                           "registry_uri": registry, "pinned_at": time.time()}))
+                                           "registry_uri": opts.registry_uri,
+                                           "pinned_at": time.time()}))
 
     def make_scorer(self, cfg: WorkerConfig) -> Scorer:
         return TabularScorer(cfg)
