@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["MLFLOW_KEYS", "InputProblem", "Signature", "parse_mlflow", "parse_v2"]
@@ -95,10 +96,17 @@ def to_frame(rows: list[list[Any]], sig: Signature) -> pd.DataFrame:
     for i, row in enumerate(rows):
         for value, (column, kind) in zip(row, sig, strict=True):
             _check_value(value, kind, column, i)
-    frame = pd.DataFrame(rows, columns=[name for name, _ in sig])
-    dtypes = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32",
-              "boolean": "bool"}
-    return frame.astype({n: dtypes[k] for n, k in sig if k in dtypes})
+    # column by column, each built in its type at once: building the frame row by row and
+    # converting every column afterwards cost about a millisecond of a one-row request
+    columns: dict[str, Any] = {}
+    for j, (name, kind) in enumerate(sig):
+        values = [row[j] for row in rows]
+        columns[name] = np.array(values, dtype=_DTYPES[kind]) if kind in _DTYPES else values
+    return pd.DataFrame(columns)
+
+
+_DTYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32",
+           "boolean": "bool"}
 
 
 def parse_mlflow(body: Any, sig: Signature) -> pd.DataFrame:
