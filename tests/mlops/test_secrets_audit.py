@@ -151,8 +151,6 @@ def test_no_secret_is_written_anywhere(tmp_path, tmp_path_factory, postgres_url,
                                   run.info.artifact_uri]
         assert get_version(ws, "diabetes@production").version == 1
 
-        # read before the job: its forked workers share this process's pooled registry
-        # connections (a problem of its own, reported), which breaks them for this process
         frame = load_diabetes(as_frame=True, scaled=False).frame[FEATURES].astype("float64")
         source = tmp_path / "input.csv"
         frame[:40].to_csv(source, index=False)
@@ -162,6 +160,11 @@ def test_no_secret_is_written_anywhere(tmp_path, tmp_path_factory, postgres_url,
         assert (job.state, job.items_succeeded) == ("succeeded", 40)
         assert len(pd.read_csv(tmp_path / "out.csv")) == 40
         assert job_logs(ws, job.id).events  # the job's structured logs were written
+        # the job's forked workers left this process's pooled registry connections working
+        assert get_version(ws, "diabetes@production").version == 1
+        assert [m.name for m in c.search_registered_models()] == ["diabetes"]
+        for experiment in c.search_experiments():
+            c.search_runs([experiment.experiment_id])
     finally:
         ws.close()
 

@@ -133,11 +133,33 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, name="batchscore-parent-watch", daemon=True).start()
 
 
+def _forget_inherited_connections() -> None:
+    """A forked worker must neither use nor close its parent's pooled database connections.
+
+    The local executor forks workers from the runner, which holds open connections: the
+    state database's and, once a model was resolved, MLflow's registry database's. A child
+    that runs a query on one of them, or closes it when it is collected, breaks the
+    parent's session on a server database (PostgreSQL: ``DuplicatePreparedStatement``, or a
+    connection terminated under the parent). SQLAlchemy's remedy for fork: every engine
+    inherited gets a fresh pool here, leaving the parent's connections alone. Finding them
+    with the garbage collector takes about 20 ms, once per worker."""
+    import gc
+
+    engine_type = getattr(sys.modules.get("sqlalchemy.engine"), "Engine", None)
+    if engine_type is None:  # nothing imported SQLAlchemy: no engine to forget
+        return
+    for obj in gc.get_objects():
+        if isinstance(obj, engine_type):
+            with contextlib.suppress(Exception):
+                obj.dispose(close=False)
+
+
 def worker_init(cfg: WorkerConfig) -> None:
     """Pool initializer: never raises (an error is kept and reported by the first task)."""
     from .kinds import get_kind
 
     _die_with_parent()
+    _forget_inherited_connections()
     _state.clear()
     _state["cfg"] = cfg
     try:
