@@ -1,21 +1,210 @@
-"""``batchscore pipeline``: run a project's train-evaluate-register pipeline."""
+"""``batchscore pipeline``: published pipelines and their runs, here or through a service;
+and a project's train-evaluate-register pipeline run here."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+import time
+from typing import Annotated, Any
 
 import typer
 
-from ..errors import InputError, UsageError
-from ._common import WorkspaceOpt, console, errors, open_ws
+from ..errors import InputError, SpecError, UsageError
+from ._common import (
+    ServerOpt,
+    TokenOpt,
+    WorkspaceOpt,
+    call_server,
+    console,
+    err_console,
+    errors,
+    open_ws,
+)
 
 __all__ = ["app"]
 
 app = typer.Typer(
-    help="Run pipelines on this machine.\n\nExample:\n\n"
+    help="Published pipelines and their runs.\n\nExample:\n\n"
+    "    batchscore pipeline start video-style -p input=incoming/a.mp4 -p output=outgoing/a.mp4\n"
     "    batchscore pipeline run train-evaluate-register --project examples/diabetes",
     no_args_is_help=True,
 )
+_FINISHED = ("succeeded", "failed", "canceled")
+
+
+def _params(pairs: list[str]) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--param takes KEY=VALUE, got {pair!r}")
+        params[key.strip()] = value
+    return params
+
+
+def _print_run(run: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        console.print_json(json.dumps(run, default=str))
+        return
+    line = f"run {run['id']} {run['pipeline']} {run['state']}"
+    if run.get("job_id"):
+        line += f" job {run['job_id']}"
+    if run.get("reason"):
+        line += f": {run['reason']}"
+    console.print(line, highlight=False)
+
+
+@app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """List the published pipelines, their parameters and who may start them.
+
+    Example:
+
+        batchscore pipeline list
+        batchscore pipeline list --server http://scoring.internal:8000 --token $TOKEN
+    """
+    from ..pipelines import PIPELINES
+
+    with errors():
+        if server:
+            found = call_server(server, token, "GET", "/pipelines")
+        else:
+            found = [{"name": p.name, "summary": p.summary, "role": p.role,
+                      "parameters": p.params.model_json_schema()} for p in PIPELINES.values()]
+        if as_json:
+            console.print_json(json.dumps(found))
+            return
+        for p in found:
+            params = ", ".join((p.get("parameters") or {}).get("properties", {}))
+            console.print(f"{p['name']}\t{p.get('role', 'operator')}\t{p['summary']}\n"
+                          f"    params: {params}", highlight=False)
+
+
+@app.command("start")
+def start(
+    name: Annotated[str, typer.Argument(help="A published pipeline (see pipeline list).")],
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="Parameter KEY=VALUE (repeatable).")] = None,
+    wait: Annotated[bool, typer.Option(
+        help="Follow the run to its end; the exit code is its outcome.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Start a run of a published pipeline, here or through a service.
+
+    With --server the run is queued in the service (POST /api/v1/pipelines/NAME/runs) and
+    runs there; --wait follows it. Without, it runs here to its end.
+
+    Example:
+
+        batchscore pipeline start video-style -p input=incoming/a.mp4 -p style=7 \\
+            -p output=outgoing/a.mp4 --server http://scoring.internal:8000 --wait
+        batchscore pipeline start batch-endpoint -p endpoint=churn -p input=incoming/x.csv \\
+            -p output=scored/x.csv
+    """
+    with errors():
+        params = _params(param or [])
+        if server:
+            run = call_server(server, token, "POST", f"/pipelines/{name}/runs", params)
+            err_console.print(f"run {run['id']} started on {server}", highlight=False)
+            while wait and run["state"] not in _FINISHED:
+                time.sleep(0.5)
+                run = call_server(server, token, "GET", f"/runs/{run['id']}")
+        else:
+            from ..pipelines import claim_run, execute_run, request_run
+
+            ws = open_ws(workspace)
+            queued = request_run(ws, name, params, created_by="cli")
+            claim_run(ws, queued.id)
+            run = execute_run(ws, queued.id).to_dict()
+        _print_run(run, as_json)
+        if run["state"] in ("failed", "canceled"):
+            raise typer.Exit(1)
+
+
+@app.command("runs")
+def runs(
+    state: Annotated[str | None, typer.Option(
+        help="Only runs in this state (queued, running, succeeded, failed, canceled).")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """List pipeline runs, newest first.
+
+    Example:
+
+        batchscore pipeline runs --state failed --server http://scoring.internal:8000
+    """
+    from ..pipelines import list_runs
+
+    with errors():
+        if server:
+            query: dict[str, Any] = {"limit": limit, **({"state": state} if state else {})}
+            found = call_server(server, token, "GET", "/runs", params=query)
+        else:
+            found = [r.to_dict() for r in list_runs(open_ws(workspace).engine, state=state,
+                                                     limit=limit)]
+        if as_json:
+            console.print_json(json.dumps(found, default=str))
+            return
+        for run in found:
+            _print_run(run, False)
+
+
+@app.command("show")
+def show(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Show a pipeline run as JSON (its parameters, state, job and reason).
+
+    Example:
+
+        batchscore pipeline show 4f0c9a... --server http://scoring.internal:8000
+    """
+    from ..pipelines import get_run
+
+    with errors():
+        if server:
+            run = call_server(server, token, "GET", f"/runs/{run_id}")
+        else:
+            run = get_run(open_ws(workspace).engine, run_id).to_dict()
+        _print_run(run, True)
+
+
+@app.command("cancel")
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Cancel a queued or running pipeline run (its job stops at the next mini-batch).
+
+    Example:
+
+        batchscore pipeline cancel 4f0c9a... --server http://scoring.internal:8000
+    """
+    from ..pipelines import cancel_run
+
+    with errors():
+        if server:
+            run = call_server(server, token, "POST", f"/runs/{run_id}/cancel")
+        else:
+            run = cancel_run(open_ws(workspace), run_id).to_dict()
+        _print_run(run, False)
 
 
 @app.command("run")

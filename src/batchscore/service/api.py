@@ -73,8 +73,8 @@ def _admin(request: Request) -> Principal:
 def pipelines(request: Request) -> list[dict[str, Any]]:
     """The published pipelines and the JSON schema of their parameters."""
     require(request, "viewer")
-    return [{"name": p.name, "summary": p.summary, "parameters": p.params.model_json_schema()}
-            for p in PIPELINES.values()]
+    return [{"name": p.name, "summary": p.summary, "role": p.role,
+             "parameters": p.params.model_json_schema()} for p in PIPELINES.values()]
 
 
 def _start(request: Request, name: str, params: dict[str, Any]) -> dict[str, Any]:
