@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -18,12 +19,25 @@ from servers import free_port
 EXECUTORS = ["local", pytest.param("ray", marks=pytest.mark.ray)]
 
 
+_GUARDED = ("BATCHSCORE_WORKSPACE", "BATCHSCORE_DATABASE_URL", "BATCHSCORE_DATA_STORE",
+            "BATCHSCORE_SYSTEM_STORE", "BATCHSCORE_CRASH_AT", "MLFLOW_TRACKING_URI")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for var in ("BATCHSCORE_WORKSPACE", "BATCHSCORE_DATABASE_URL", "BATCHSCORE_DATA_STORE",
-                "BATCHSCORE_SYSTEM_STORE", "BATCHSCORE_CRASH_AT"):
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test starts without the variables that choose a workspace, database or registry,
+    and whatever a test leaves in them is undone (mlflow.set_tracking_uri, for one, exports
+    $MLFLOW_TRACKING_URI, which would send later tests' models to that test's registry)."""
+    before = {var: os.environ.get(var) for var in _GUARDED}
+    for var in _GUARDED:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("BATCHSCORE_SECRETS_FILE", "")  # never a developer's own secrets file
+    yield
+    for var, value in before.items():
+        if value is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = value
 
 
 @pytest.fixture

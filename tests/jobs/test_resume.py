@@ -105,7 +105,9 @@ def test_kill_9_at_any_moment_then_job_resume(ws, setup, tmp_path, delay):
 def test_ctrl_c_leaves_a_job_that_resumes_at_once(ws, setup, tmp_path):
     script, inputs, reference = setup
     out = tmp_path / "out"
-    proc = cli(ws, *job_args(script, inputs, out), env={"SLOW": "0.2"})
+    # slow enough (8 mini-batches of 1 s each on 2 workers: about 4 s) that a loaded
+    # machine still interrupts it in the middle (at 0.2 s a mini-batch it once finished first)
+    proc = cli(ws, *job_args(script, inputs, out), env={"SLOW": "1.0"})
     deadline = time.monotonic() + 30
     while not any(j.state == "running" for j in list_jobs(ws)):  # wait until it runs
         assert time.monotonic() < deadline and proc.poll() is None
