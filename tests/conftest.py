@@ -121,4 +121,4 @@ def service(ws: Workspace) -> Iterator[str]:
 
 
 from ray_cluster import ray_cluster, ray_gpu_node, ray_worker_node  # noqa: E402, F401 - fixtures
-from servers import postgres_url, redis_url  # noqa: E402, F401 - session fixtures
+from servers import pg_database, postgres_url, redis_url  # noqa: E402, F401 - fixtures

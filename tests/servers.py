@@ -360,3 +360,20 @@ def redis_url() -> Iterator[str]:
     """URL of a Redis server shared by the whole test session."""
     with redis_server() as url:
         yield url
+
+
+@pytest.fixture
+def pg_database(postgres_url: str) -> Iterator[str]:
+    """URL of a fresh database on the session's PostgreSQL server, dropped afterwards."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"create database {name}"))
+    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as conn:
+        conn.execute(text(f"drop database {name} with (force)"))
+    admin.dispose()

@@ -3,9 +3,11 @@ test client (imported here, where its deprecation warning is silenced)."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ with warnings.catch_warnings():  # starlette warns about its own httpx-based tes
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
-__all__ = ["CLIP", "FAST", "TestClient", "make_clip", "wait_for"]
+__all__ = ["CLIP", "FAST", "TestClient", "make_clip", "serve_in_thread", "wait_for"]
 
 CLIP = ClipSpec(pts=tuple(range(24)), keyint=12, audio=[(48000, "stereo", "eng")])
 FAST = {"max_size": 64, "workers": 1, "segment_frames": 12, "batch_size": 4}
@@ -34,3 +36,22 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, every: float =
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any) -> Iterator[str]:
+    """``app`` served by uvicorn on a free port of 127.0.0.1 in a thread; yields its URL."""
+    import uvicorn
+
+    from servers import free_port
+
+    port = free_port()
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    wait_for(lambda: srv.started, timeout=20, every=0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=20)

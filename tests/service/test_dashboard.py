@@ -4,17 +4,15 @@ state and worker, a failure's message, logs, the timings chart and triggers."""
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
-import uvicorn
-from svc_helpers import FAST, wait_for
+from svc_helpers import FAST, serve_in_thread, wait_for
 
 from batchscore.pipelines import get_run, request_run
 from batchscore.service import ServiceConfig, create_app
 from batchscore.triggers import create_trigger
-from servers import free_port, services_required
+from servers import services_required
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -38,15 +36,8 @@ def _need_browser():
 
 @pytest.fixture
 def server(ws):
-    port = free_port()
-    app = create_app(ws, ServiceConfig(scan_interval=0.3, run_slots=1))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    wait_for(lambda: srv.started, timeout=20, every=0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=20)
+    with serve_in_thread(create_app(ws, ServiceConfig(scan_interval=0.3, run_slots=1))) as url:
+        yield url
 
 
 def test_dashboard_in_headless_chromium(ws, clip_in_data, server):

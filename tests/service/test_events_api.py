@@ -5,8 +5,6 @@ migration on SQLite and PostgreSQL, refusals with clear messages."""
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,16 +75,6 @@ def test_events_are_stored_listed_and_filtered(ws):
     check_store(ws.engine)
 
 
-@pytest.fixture
-def pg_database(postgres_url: str) -> Iterator[str]:
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"create database {name}"))
-    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f"drop database {name} with (force)"))
-    admin.dispose()
 
 
 @pytest.mark.postgres

@@ -3,30 +3,20 @@ severity, the anomalies going on on top, and a resolution showing up without a r
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
-import uvicorn
-from svc_helpers import wait_for
+from svc_helpers import serve_in_thread
 from test_dashboard import ARGS, ARTIFACTS, CHROMIUM, _need_browser
 
 from batchscore.service import ServiceConfig, create_app
 from batchscore.state.events import Event, record_events
-from servers import free_port
 
 
 @pytest.fixture
 def server(ws):
-    port = free_port()
-    app = create_app(ws, ServiceConfig(background=False))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    wait_for(lambda: srv.started, timeout=20, every=0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=20)
+    with serve_in_thread(create_app(ws, ServiceConfig(background=False))) as url:
+        yield url
 
 
 def event(kind: str, state: str, subject: str, severity: str, message: str, at: float) -> Event:

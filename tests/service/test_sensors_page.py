@@ -3,32 +3,22 @@ chart per (Device, Sensor), one red mark per anomaly, the counts, the token, and
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import uvicorn
-from svc_helpers import wait_for
+from svc_helpers import serve_in_thread
 from test_dashboard import ARGS, ARTIFACTS, CHROMIUM, _need_browser
 from test_outputs_api import sensor_input, sensor_models, sensor_spec
 
 from batchscore.jobs import run_job
 from batchscore.service import ServiceConfig, create_app, create_token
-from servers import free_port
 
 
 @pytest.fixture
 def server(ws):
-    port = free_port()
-    app = create_app(ws, ServiceConfig(background=False, auth="always"))
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    wait_for(lambda: srv.started, timeout=20, every=0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=20)
+    with serve_in_thread(create_app(ws, ServiceConfig(background=False, auth="always"))) as url:
+        yield url
 
 
 def test_sensors_page_in_headless_chromium(ws, tmp_path: Path, server):

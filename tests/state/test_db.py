@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -52,17 +50,6 @@ def test_not_a_batchscore_database(tmp_path: Path) -> None:
         connect(url)
 
 
-@pytest.fixture
-def pg_database(postgres_url: str) -> Iterator[str]:
-    """A fresh database on the session's PostgreSQL server."""
-    name = f"t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f"create database {name}"))
-    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as conn:
-        conn.execute(text(f"drop database {name} with (force)"))
-    admin.dispose()
 
 
 @pytest.mark.postgres
