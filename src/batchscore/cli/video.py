@@ -198,7 +198,7 @@ def _stylize_remote(server: str, token: str | None, source: Path, output: Path, 
             if job:
                 bar(ProgressSnapshot(job["id"], job["state"], job["minibatches_total"], 0, 0,
                                      job["items_total"], job["items_succeeded"],
-                                     job["items_failed"]))
+                                     job["items_failed"], job.get("items_in_progress", 0)))
             if run["state"] in ("succeeded", "failed", "canceled"):
                 break
             time.sleep(0.5)

@@ -25,6 +25,7 @@ __all__ = [
     "cancel_job",
     "failure",
     "get_job",
+    "items_in_progress",
     "job_logs",
     "list_jobs",
     "list_minibatches",
@@ -163,6 +164,19 @@ def list_jobs(ws: Workspace, *, limit: int = 50, state: str | None = None) -> li
 
 def list_minibatches(ws: Workspace, job_id: str) -> list[db.MiniBatch]:
     return db.list_minibatches(ws.engine, get_job(ws, job_id).id)
+
+
+def items_in_progress(ws: Workspace, job: db.Job) -> int:
+    """Items done inside the running job's mini-batches that are not finished yet (a video's
+    frames inside its segments), as its runner last wrote them (at most a second old);
+    0 for a job that is not running or whose runner has not said."""
+    if job.state != "running":
+        return 0
+    try:
+        overview = json.loads(ws.system.read_text(f"jobs/{job.id}/logs/overview.json"))
+        return max(0, int(overview["items"].get("in_progress", 0)))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return 0
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .. import jobs as job_api
 from ..errors import InputError
+from ..jobs.api import items_in_progress
 from ..jobs.bundle import BundleTooLargeError
 from ..pipelines import (
     PIPELINES,
@@ -139,8 +140,14 @@ def _with_job(ws: Any, run: dict[str, Any]) -> dict[str, Any]:
     return run
 
 
-def _job_summary(ws: Any, job: Any) -> dict[str, Any]:
+def _job_view(ws: Any, job: Any) -> dict[str, Any]:
     data = job.public_dict(store_locations(ws))
+    data["items_in_progress"] = items_in_progress(ws, job)
+    return data
+
+
+def _job_summary(ws: Any, job: Any) -> dict[str, Any]:
+    data = _job_view(ws, job)
     data.pop("spec", None)
     return data
 
@@ -216,7 +223,7 @@ def submit(request: Request, body: JobIn, who: Annotated[Principal, Depends(_adm
 def job(request: Request, job_id: str) -> dict[str, Any]:
     require(request, "viewer")
     ws = _service(request).ws
-    return job_api.get_job(ws, job_id).public_dict(store_locations(ws))
+    return _job_view(ws, job_api.get_job(ws, job_id))
 
 
 @router.get("/jobs/{job_id}/minibatches", tags=["jobs"])

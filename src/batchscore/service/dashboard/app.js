@@ -35,7 +35,7 @@ function renderRuns(runs) {
     tr.appendChild(el("td", run.params.input || ""));
     tr.appendChild(stateCell(run.state));
     const job = run.job;
-    tr.appendChild(job ? bar(job.items_succeeded, job.items_total) : el("td", run.reason || "", "error"));
+    tr.appendChild(job ? bar(job.items_succeeded + (job.items_in_progress || 0), job.items_total) : el("td", run.reason || "", "error"));
     tr.appendChild(el("td", run.created_by || ""));
     tr.appendChild(el("td", when(run.created_at)));
     if (run.job_id) tr.addEventListener("click", () => select(run.job_id));
@@ -50,7 +50,7 @@ function renderJobs(jobs) {
     tr.appendChild(el("td", job.id));
     tr.appendChild(el("td", job.name));
     tr.appendChild(stateCell(job.display_state));
-    tr.appendChild(bar(job.items_succeeded + job.items_failed, job.items_total));
+    tr.appendChild(bar(job.items_succeeded + job.items_failed + (job.items_in_progress || 0), job.items_total));
     tr.appendChild(el("td", `${job.items_succeeded} ok, ${job.items_failed} failed`));
     tr.appendChild(el("td", when(job.created_at)));
     tr.addEventListener("click", () => select(job.id));
