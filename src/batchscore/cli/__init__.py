@@ -38,15 +38,12 @@ def main() -> None:
     file, and redaction is on before anything logs), then the command."""
     import sys
 
-    from rich.text import Text
-
-    from ..errors import BatchscoreError
     from ..secrets import init_secrets
-    from ._common import err_console
+    from ._common import errors
 
     try:
-        init_secrets()
-    except BatchscoreError as exc:
-        err_console.print(Text.assemble(("error:", "bold red"), f" {exc}"))
+        with errors():  # a bad secrets file: the same one-line error as any command's
+            init_secrets()
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
     app()

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.text import Text
 
-from ..errors import BatchscoreError, UsageError
+from ..errors import BatchscoreError, SpecError, UsageError
 from ..workspace import Workspace, open_workspace
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "console",
     "err_console",
     "errors",
+    "key_values",
     "open_ws",
 ]
 
@@ -78,6 +79,19 @@ def errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
+
+
+def key_values(pairs: Iterable[str] | None,
+               error: str = "--param takes KEY=VALUE, got {pair!r}") -> dict[str, str]:
+    """Repeated ``KEY=VALUE`` options as a dict (keys stripped); a pair without ``=`` or
+    without a key is a SpecError, ``error`` formatted with the pair."""
+    found: dict[str, str] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(error.format(pair=pair))
+        found[key.strip()] = value
+    return found
 
 
 def open_ws(path: str | None) -> Workspace:

@@ -40,6 +40,7 @@ from ._common import (
     console,
     err_console,
     errors,
+    key_values,
     open_ws,
 )
 
@@ -96,18 +97,6 @@ class _Bar:
             self.task = self.progress.add_task(snap.job_id, total=snap.minibatches_total,
                                                items=items)
         self.progress.update(self.task, completed=done, items=items)
-
-
-def _parse_env(pairs: list[str] | None) -> dict[str, str] | None:
-    if not pairs:
-        return None
-    env = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SpecError(f"--env {pair!r}: expected KEY=VALUE")
-        env[key] = value
-    return env
 
 
 def _finish(ws: Workspace, job: Job) -> None:
@@ -199,7 +188,8 @@ def run(
             input_format=input_format, mini_batch_size=size, output_action=output_action,
             output_file_name=output_file_name, error_threshold=error_threshold,
             logging_level=logging_level, max_concurrency_per_instance=max_concurrency_per_instance,
-            instance_count=instance_count, environment_variables=_parse_env(env),
+            instance_count=instance_count, environment_variables=key_values(
+                env, "--env {pair!r}: expected KEY=VALUE") or None,
             partition_keys=[k.strip() for k in partition_keys.split(",")]
             if partition_keys else None,
         )

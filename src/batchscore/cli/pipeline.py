@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..errors import InputError, SpecError, UsageError
+from ..errors import InputError, UsageError
 from ._common import (
     ServerOpt,
     TokenOpt,
@@ -18,6 +18,7 @@ from ._common import (
     console,
     err_console,
     errors,
+    key_values,
     open_ws,
 )
 
@@ -30,16 +31,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 _FINISHED = ("succeeded", "failed", "canceled")
-
-
-def _params(pairs: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise SpecError(f"--param takes KEY=VALUE, got {pair!r}")
-        params[key.strip()] = value
-    return params
 
 
 def _print_run(run: dict[str, Any], as_json: bool) -> None:
@@ -109,7 +100,7 @@ def start(
             -p output=scored/x.csv
     """
     with errors():
-        params = _params(param or [])
+        params = key_values(param)
         if server:
             run = call_server(server, token, "POST", f"/pipelines/{name}/runs", params)
             err_console.print(f"run {run['id']} started on {server}", highlight=False)
@@ -231,12 +222,7 @@ def run(
             raise UsageError(f"pipeline run runs {PIPELINE_NAME!r} on this machine; got "
                              f"{name!r} (published pipelines run through triggers and the "
                              "service)")
-        overrides = {}
-        for pair in param or []:
-            key, sep, value = pair.partition("=")
-            if not sep or not key.strip():
-                raise UsageError(f"--param takes SECTION.KEY=VALUE, got {pair!r}")
-            overrides[key.strip()] = value
+        overrides = key_values(param, "--param takes SECTION.KEY=VALUE, got {pair!r}")
         frame = None
         if data is not None:
             import pandas as pd

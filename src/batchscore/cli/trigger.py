@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from ..errors import SpecError
-from ._common import ServerOpt, TokenOpt, WorkspaceOpt, call_server, console, errors, open_ws
+from ._common import (
+    ServerOpt,
+    TokenOpt,
+    WorkspaceOpt,
+    call_server,
+    console,
+    errors,
+    key_values,
+    open_ws,
+)
 
 __all__ = ["app"]
 
@@ -18,15 +27,6 @@ app = typer.Typer(
     "--pipeline video-style --param style=7 --output outgoing/",
     no_args_is_help=True,
 )
-
-def _params(pairs: list[str]) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SpecError(f"--param takes KEY=VALUE, got {pair!r}")
-        params[key.strip()] = value
-    return params
 
 
 @app.command("add")
@@ -64,7 +64,7 @@ def add(
     with errors():
         if store != "data":
             raise SpecError(f"triggers watch the data store; --store {store!r} is not allowed")
-        body = dict(name=name, pipeline=pipeline, params=_params(param or []), prefix=prefix,
+        body = dict(name=name, pipeline=pipeline, params=key_values(param), prefix=prefix,
                     pattern=pattern, output=output, marker=marker, settle_seconds=settle,
                     cron=cron, process_existing=process_existing)
         if server:
