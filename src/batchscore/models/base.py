@@ -111,6 +111,16 @@ class StyleModel(ABC):
     def _run_size(self, width: int, height: int) -> tuple[int, int]:
         return run_size(width, height, self.max_size)
 
+    def network_size(self, width: int, height: int) -> tuple[int, int] | None:
+        """The (width, height) at which ``stylize`` can be given ``width`` x ``height``
+        frames already scaled, returning them at that size for the caller to scale back
+        (the video renderer does both in its colour conversions); None when ``stylize``
+        needs the frames at full size: with ``strength`` below 1 it blends the
+        full-resolution input into the result."""
+        if self.strength < 1.0:
+            return None
+        return self._run_size(width, height)
+
     def _session(self, key: str, source: Any) -> ort.InferenceSession:
         """The session for ``key``, created from ``source`` (path or bytes) on first use."""
         if key not in self._sessions:

@@ -6,7 +6,8 @@ a chunk on a worker, and joins the chunks with the original audio::
 
     info = probe("in.mp4")
     segments = plan_segments(info, target_frames=250)
-    chunks = [render_segment("in.mp4", s, model.stylize, f"part{s.index}.mp4") for s in ...]
+    chunks = [render_segment("in.mp4", s, model.stylize, f"part{s.index}.mp4",
+                             network_size=model.network_size) for s in ...]
     join_chunks(chunks, "in.mp4", "out.mp4")
 
 ``stylize_video`` runs the same steps in one process.

@@ -183,7 +183,8 @@ class VideoScorer:
 
         try:
             frames = render_segment(self.input, segment, self.model.stylize, chunk,
-                                    self.encoder, self.batch_size, progress, self.smoothing)
+                                    self.encoder, self.batch_size, progress, self.smoothing,
+                                    getattr(self.model, "network_size", None))
         finally:
             partial.clear()
         if not self.store.is_local:

@@ -41,6 +41,7 @@ def stylize_video(
     turns on temporal smoothing, warmed up on ``warmup_frames`` frames before each segment.
     """
     stylize = model.stylize if isinstance(model, StyleModel) else model
+    network_size = model.network_size if isinstance(model, StyleModel) else None
     if not callable(stylize):
         raise UsageError(f"model must be a StyleModel or a function, got {type(model).__name__}")
     info = probe(input_path)
@@ -56,7 +57,8 @@ def stylize_video(
                     progress(offset + done, info.frame_count)
 
             render_segment(
-                input_path, segment, stylize, chunk, settings, batch_size, report, smoothing
+                input_path, segment, stylize, chunk, settings, batch_size, report, smoothing,
+                network_size,
             )
             chunks.append(chunk)
         join_chunks(chunks, input_path, output_path, rotation=info.rotation)

@@ -16,7 +16,7 @@ import av.container
 import av.error
 import av.video.stream
 import numpy as np
-from av.video.reformatter import VideoReformatter
+from av.video.reformatter import Interpolation, VideoReformatter
 
 from batchscore.errors import MediaError, UsageError
 from batchscore.video.encoding import EncoderSettings, add_video_stream, mov_timescale
@@ -29,12 +29,26 @@ __all__ = ["Progress", "Stylize", "decode_segment", "render_segment"]
 Stylize = Callable[[np.ndarray], np.ndarray]
 Progress = Callable[[int, int], None]
 """Called as ``progress(frames_done, frames_total)`` after each batch."""
+NetworkSize = Callable[[int, int], "tuple[int, int] | None"]
+"""Called as ``network_size(width, height)`` with the video's size: the (width, height) that
+``stylize`` takes and returns frames at, or None for the video's own size."""
+
+SCALING = Interpolation.BICUBIC
+"""How frames are scaled to and from the network's size (the same kernel as the models'
+own resizing, PIL's bicubic)."""
 
 
 def decode_segment(
-    input_path: str | Path, segment: Segment, batch_size: int, warmup: bool = False
+    input_path: str | Path,
+    segment: Segment,
+    batch_size: int,
+    warmup: bool = False,
+    size: tuple[int, int] | None = None,
 ) -> Iterator[tuple[list[av.VideoFrame], np.ndarray, bool]]:
     """Yield (source frames, N,H,W,3 uint8 RGB array, is_warmup) batches, in order.
+
+    The RGB frames are ``size`` (width, height) when given, scaled in the same pass that
+    converts them to RGB; else the video's own size.
 
     Seeks to the segment's keyframe (``Segment.seek_pts``; with ``warmup``, the keyframe
     before its warm-up frames, which come first in batches of their own), drops the decoded
@@ -43,7 +57,7 @@ def decode_segment(
     """
     decoded = 0
     seek, first = segment.decode_from(warmup)
-    to_rgb = _RgbConverter()
+    to_rgb = _RgbConverter(size)
     with open_input(input_path) as container:
         stream = video_stream(container)
         stream.thread_type = "AUTO"
@@ -90,17 +104,20 @@ def decode_segment(
 
 
 class _RgbConverter:
-    """Frames to one N,H,W,3 RGB array, reusing one scaler (creating one per frame costs
-    more than converting a small frame)."""
+    """Frames to one N,H,W,3 RGB array (of ``size`` when given), reusing one scaler
+    (creating one per frame costs more than converting a small frame)."""
 
-    def __init__(self) -> None:
+    def __init__(self, size: tuple[int, int] | None = None) -> None:
         self._reformatter = VideoReformatter()
+        self._width, self._height = size or (None, None)
 
     def __call__(self, frames: list[av.VideoFrame]) -> np.ndarray:
         convert = self._reformatter.reformat
-        return np.stack(
-            [convert(f, format="rgb24", src_color_range=f.color_range).to_ndarray() for f in frames]
-        )
+        return np.stack([
+            convert(f, format="rgb24", width=self._width, height=self._height,
+                    interpolation=SCALING, src_color_range=f.color_range).to_ndarray()
+            for f in frames
+        ])  # fmt: skip
 
 
 def render_segment(
@@ -112,6 +129,7 @@ def render_segment(
     batch_size: int = 8,
     progress: Progress | None = None,
     smoothing: SmoothingSettings | None = None,
+    network_size: NetworkSize | None = None,
 ) -> int:
     """Stylize one segment into a video-only MP4 chunk; returns the number of frames.
 
@@ -126,6 +144,12 @@ def render_segment(
     the GIL, so the network is not kept waiting for either; batches stay in order, memory
     stays bounded, and an error in any stage stops the others and is raised here.
     ``progress`` is called from the encoding thread once each batch is encoded.
+
+    ``network_size`` (``StyleModel.network_size``) lets the renderer do the scaling a
+    network running below the video's resolution needs: frames are decoded straight to the
+    network's size and its output is scaled back while it is converted for the encoder, one
+    swscale pass each way, instead of converting full-size frames to RGB and back and
+    resizing them in ``stylize``. The chunk keeps the video's size either way.
     """
     segment = segment if isinstance(segment, Segment) else Segment.from_dict(segment)
     settings = settings or EncoderSettings()
@@ -141,13 +165,19 @@ def render_segment(
         time_base = source.time_base
         rate = source.average_rate
         color = _color_tags(source)
+        size = (source.width, source.height)
+    run_size = network_size(*size) if network_size is not None else None
+    if run_size == size:
+        run_size = None
     if time_base is None:
         raise MediaError(f"{input_path}: the video stream has no time base")
     try:
         options = {"movie_timescale": str(mov_timescale(time_base))}
         with av.open(str(partial), "w", format="mp4", options=options) as output:
             encoder = _ChunkEncoder(output, settings, time_base, rate, color, segment, progress)
-            batches = decode_segment(input_path, segment, batch_size, smoothing is not None)
+            batches = decode_segment(
+                input_path, segment, batch_size, smoothing is not None, run_size
+            )
             with _Prefetched(batches, PREFETCH) as decoded, _Behind(PREFETCH) as encoding:
                 for frames, rgb, is_warmup in decoded:
                     styled = _check_output(stylize(rgb), rgb)
@@ -249,12 +279,14 @@ class _ChunkEncoder:
         self.segment, self.progress = segment, progress
         self.stream: av.video.stream.VideoStream | None = None
         self.reformatter = VideoReformatter()
+        self.scaler = VideoReformatter()  # its own: a scaler is rebuilt when its job changes
         self.done = 0
 
     def encode(self, frames: list[av.VideoFrame], styled: np.ndarray) -> None:
+        width, height = frames[0].width, frames[0].height
         if self.stream is None:
             self.stream = add_video_stream(
-                self.output, self.settings, width=styled.shape[2], height=styled.shape[1],
+                self.output, self.settings, width=width, height=height,
                 time_base=self.time_base, rate=self.rate,
             )  # fmt: skip
             _tag_colors(self.stream, self.color)
@@ -262,7 +294,9 @@ class _ChunkEncoder:
                 self.stream.set_display_rotation(frames[0].rotation)
         stream = self.stream
         for source_frame, picture in zip(frames, styled, strict=True):
-            frame = _encodable(picture, stream, self.color, self.reformatter)
+            frame = _encodable(
+                picture, (width, height), stream, self.color, self.reformatter, self.scaler
+            )
             frame.pts = source_frame.pts
             frame.duration = source_frame.duration
             frame.time_base = self.time_base
@@ -287,21 +321,32 @@ def _check_output(styled: np.ndarray, rgb: np.ndarray) -> np.ndarray:
 
 def _encodable(
     picture: np.ndarray,
+    size: tuple[int, int],
     stream: av.video.stream.VideoStream,
     color: dict[str, int],
     reformatter: VideoReformatter,
+    scaler: VideoReformatter,
 ) -> av.VideoFrame:
-    """An RGB picture as a frame in the encoder's size and pixel format."""
-    height, width = picture.shape[:2]
+    """An RGB picture as a frame of the video's ``size`` (width, height), in the encoder's
+    size and pixel format: scaled and converted in one pass when only the format needs the
+    full size; an odd side (4:2:0) is first scaled, then padded by its edge pixels."""
+    width, height = size
     pad_h, pad_w = stream.height - height, stream.width - width
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
+    if (pad_h or pad_w) and picture.shape[:2] != (height, width):
+        frame = scaler.reformat(frame, width=width, height=height, interpolation=SCALING)
+        picture = frame.to_ndarray()
     if pad_h or pad_w:
         picture = np.pad(picture, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(picture), format="rgb24")
+        frame = av.VideoFrame.from_ndarray(picture, format="rgb24")
     return reformatter.reformat(
         frame,
+        width=stream.width,
+        height=stream.height,
         format=stream.pix_fmt,
         dst_colorspace=color["colorspace"],
         dst_color_range=color["color_range"],
+        interpolation=SCALING,
     )
 
 
