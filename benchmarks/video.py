@@ -4,10 +4,13 @@ Every ratio is measured against a baseline run in the same invocation, repetitio
 interleaved (baseline, pipeline, naive, baseline, ...), and the median reported, because the
 machine is shared and noisy:
 
-a. efficiency: pipeline frames/s divided by model-only frames/s (the same network, threads
-   and max_size on the same frames, already decoded in memory), at 640x360 and 1280x720,
-   for each ``--max-size``; also ``render_segment`` alone on the whole clip in this process
-   (no engine, one segment), which separates the codec's cost from the engine's;
+a. efficiency: pipeline frames/s divided by model-only frames/s (the network alone: the
+   same network, threads and max_size on the same frames, already decoded and scaled to
+   the network's size in memory), at 640x360 and 1280x720, for each ``--max-size``; also
+   ``render_segment`` alone on the whole clip in this process (no engine, one segment),
+   which separates the codec's cost from the engine's, and the same with the frames
+   resized by ``stylize`` at full size (the path ``--strength`` below 1 takes, and every
+   run took before the renderer did the scaling), against which the scaling is measured;
 b. the original cloud architecture's naive pipeline, run with the Debian ``ffmpeg`` binary
    exactly as its notebooks do: extract the audio, extract every frame to an image file,
    stylize file by file (load, stylize, save), stitch the files with ffmpeg, re-attach the
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import json
 import os
 import platform
@@ -85,31 +89,42 @@ def find_bigbuckbunny() -> Path:
 
 
 def make_clip(source: Path, output: Path, width: int, height: int, frames: int) -> Path:
-    """The first ``frames`` frames of ``source`` at ``width`` x ``height`` (x264, one keyframe
-    every 250 frames as x264 does by default), with the source's audio packets copied for
-    as long."""
+    """``frames`` frames of ``source`` at ``width`` x ``height`` (x264, one keyframe every 250
+    frames as x264 does by default, and at scene cuts), looping from the start when the
+    source has fewer, with the source's audio packets copied (looped the same way) for as
+    long."""
     with av.open(str(source)) as src, av.open(str(output), "w") as out:
         video_in = src.streams.video[0]
-        video = out.add_stream("libx264", rate=video_in.average_rate, options={"crf": "18"})
+        rate = video_in.average_rate
+        video = out.add_stream("libx264", rate=rate, options={"crf": "18"})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
         audio = [out.add_stream_from_template(a) for a in src.streams.audio]
-        for i, frame in enumerate(src.decode(video_in)):
-            if i == frames:
-                break
-            small = frame.reformat(width=width, height=height, format="yuv420p")
-            small.pts, small.time_base = i, Fraction(1) / video_in.average_rate
-            out.mux(video.encode(small))
+        pictures = [f.reformat(width=width, height=height, format="yuv420p").to_ndarray()
+                    for f in itertools.islice(src.decode(video_in), frames)]  # fmt: skip
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(pictures[i % len(pictures)], format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1) / rate
+            out.mux(video.encode(frame))
         out.mux(video.encode(None))
-        seconds = Fraction(frames) / video_in.average_rate
+        seconds = Fraction(frames) / rate
         if audio:
             src.seek(0)
-            for packet in src.demux(src.streams.audio[0]):
-                if packet.size == 0 or packet.pts is None:
-                    continue
-                if packet.pts * packet.time_base >= seconds:
+            stream = src.streams.audio[0]
+            loop = Fraction(len(pictures)) / rate
+            packets = [(bytes(p), p.pts, p.duration) for p in src.demux(stream)
+                       if p.size and p.pts is not None and p.pts * p.time_base < loop]
+            period = packets[-1][1] + packets[-1][2] - packets[0][1]  # the loop, in audio units
+            for k in itertools.count():
+                if (packets[0][1] + k * period) * stream.time_base >= seconds:
                     break
-                packet.stream = audio[0]
-                out.mux(packet)
+                for payload, pts, duration in packets:
+                    if (pts + k * period) * stream.time_base >= seconds:
+                        break
+                    packet = av.Packet(payload)
+                    packet.pts = packet.dts = pts + k * period
+                    packet.duration, packet.time_base = duration, stream.time_base
+                    packet.stream = audio[0]
+                    out.mux(packet)
     return output
 
 
@@ -157,12 +172,18 @@ def decode_rgb(path: Path) -> np.ndarray:
 
 
 def model_only(frames: np.ndarray, model_spec: dict[str, Any], batch: int = 8) -> float:
-    """Seconds for the network alone (warm) on decoded frames, in the pipeline's batches."""
+    """Seconds for the network alone (warm) on decoded frames, in the pipeline's batches:
+    the frames are scaled to the network's size first, outside the timing, so ``stylize``
+    only converts them to floats, runs the network and converts back."""
     model = model_from_spec(model_spec)
-    model.stylize(frames[:1])  # create the session outside the timing
+    size = model.network_size(frames.shape[2], frames.shape[1])
+    assert size is not None, "model-only needs a model that lets the caller scale"
+    small = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.Resampling.BICUBIC))
+                      for f in frames])  # fmt: skip
+    model.stylize(small[:1])  # create the session outside the timing
     start = time.perf_counter()
-    for i in range(0, len(frames), batch):
-        model.stylize(frames[i : i + batch])
+    for i in range(0, len(small), batch):
+        model.stylize(small[i : i + batch])
     return time.perf_counter() - start
 
 
@@ -201,15 +222,20 @@ def naive(clip: Path, work: Path, model_spec: dict[str, Any], ffmpeg: str) -> fl
     return time.perf_counter() - start
 
 
-def render_only(clip: Path, out: Path, model_spec: dict[str, Any]) -> float:
+def render_only(
+    clip: Path, out: Path, model_spec: dict[str, Any], scaled_by_renderer: bool = True
+) -> float:
     """Seconds for ``render_segment`` on the whole clip as one segment, in this process:
     the three overlapped stages (decode, network, encode) without the engine, its worker
-    process, its segments and the join. Separates their cost from the engine's."""
+    process, its segments and the join. Separates their cost from the engine's. Without
+    ``scaled_by_renderer``, full-size frames go to ``stylize``, which resizes them itself."""
     model = model_from_spec(model_spec)
     model.stylize(np.zeros((1, 16, 16, 3), np.uint8))  # the session, outside the timing
     segment = plan_segments(probe(clip), 1_000_000)[0]
+    network_size = model.network_size if scaled_by_renderer else None
     start = time.perf_counter()
-    render_segment(clip, segment, model.stylize, out, batch_size=model_spec["batch_size"])
+    render_segment(clip, segment, model.stylize, out, batch_size=model_spec["batch_size"],
+                   network_size=network_size)  # fmt: skip
     return time.perf_counter() - start
 
 
@@ -224,7 +250,9 @@ def throughput(
     decoded = {name: decode_rgb(clip) for name, clip in clips.items()}
     cells = [(name, spec) for spec in specs for name in clips]
     times: dict[str, dict[str, list[float]]] = {
-        f"{name} @{spec['max_size']}": {"model": [], "pipeline": [], "render": [], "naive": []}
+        f"{name} @{spec['max_size']}": {
+            "model": [], "pipeline": [], "render": [], "render_full_size": [], "naive": []
+        }
         for name, spec in cells
     }
     for rep in range(args.repeat):  # interleaved: drift and neighbours hit all alike
@@ -234,6 +262,9 @@ def throughput(
             out = work / f"{name}-{rep}.mp4"
             times[key]["pipeline"].append(timed_pipeline(clip, out, spec, args.workers))
             times[key]["render"].append(render_only(clip, work / "render.mp4", spec))
+            times[key]["render_full_size"].append(
+                render_only(clip, work / "render.mp4", spec, scaled_by_renderer=False)
+            )
             if ffmpeg is not None and spec is specs[0]:  # the naive pipeline: first size only
                 times[key]["naive"].append(naive(clip, work / "naive", spec, ffmpeg))
             done = ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times[key].items() if v)
@@ -245,7 +276,7 @@ def throughput(
                                "seconds": {k: v for k, v in times[key].items() if v}}
         model_fps = [n / t for t in times[key]["model"]]
         row["model_fps"] = statistics.median(model_fps)
-        for part in ("pipeline", "render", "naive"):
+        for part in ("pipeline", "render", "render_full_size", "naive"):
             if not times[key][part]:
                 continue
             fps = [n / t for t in times[key][part]]
@@ -254,6 +285,10 @@ def throughput(
                 pipe_fps = [n / t for t in times[key]["pipeline"]]
                 ratios = [p / q for p, q in zip(pipe_fps, fps, strict=True)]
                 row["speedup_vs_naive"] = statistics.median(ratios)
+            elif part == "render_full_size":
+                ratios = [a / b for a, b in zip(times[key][part], times[key]["render"],
+                                                strict=True)]  # fmt: skip
+                row["scaling_speedup"] = statistics.median(ratios)
             else:
                 ratios = [p / m for p, m in zip(fps, model_fps, strict=True)]
                 row["efficiency" if part == "pipeline" else "render_efficiency"] = (
@@ -359,7 +394,8 @@ def flicker(clip: Path, work: Path, spec: dict[str, Any], args: argparse.Namespa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=132, help="frames per clip (at most 132)")
+    parser.add_argument("--frames", type=int, default=132,
+                        help="frames per clip (the real clip has 132; more loop it)")
     parser.add_argument("--max-size", type=int, nargs="+", default=[256, 512],
                         help="the network's long side (each measured; the naive pipeline, "
                         "memory and flicker use the first)")
@@ -418,7 +454,8 @@ def print_table(report: dict[str, Any]) -> None:
                           f"  pipeline/naive {row['speedup_vs_naive']:.2f}x")  # fmt: skip
         print(f"{name:>14}: model {row['model_fps']:6.2f} fps  pipeline "
               f"{row['pipeline_fps']:6.2f} fps  efficiency {row['efficiency']:.2f}  "
-              f"(render alone {row['render_efficiency']:.2f}){naive_part}")  # fmt: skip
+              f"(render alone {row['render_efficiency']:.2f}, scaling in the renderer "
+              f"{row['scaling_speedup']:.2f}x faster){naive_part}")  # fmt: skip
     for length, row in report.get("memory", {}).items():
         print(f"memory {length:>6}: peak {row['peak_rss_mib']:7.1f} MiB "
               f"({row['vs_shortest']:.3f}x the shortest)")  # fmt: skip

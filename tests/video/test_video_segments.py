@@ -11,6 +11,7 @@ import pytest
 
 from batchscore.errors import UsageError
 from batchscore.video import Segment, plan_segments, probe
+from batchscore.video.job import segment_frames_for
 from batchscore.video.probe import VideoInfo
 
 
@@ -128,3 +129,21 @@ def test_bad_plans(clips: dict[str, Path]) -> None:
         plan_segments(probe(clips["ntsc"]), 5, -1)
     with pytest.raises(UsageError, match="not a segment description"):
         Segment.from_dict({"index": 0})
+
+
+@pytest.mark.parametrize(
+    ("frames", "workers", "expected"),
+    [
+        (132, 1, 100),  # one worker: no cut below 100 frames (round(132 / 100) = 1 segment)
+        (132, 2, 66),  # but every worker gets a segment
+        (132, 4, 33),
+        (132, 200, 1),
+        (10, 1, 10),
+        (0, 1, 1),
+        (600, 2, 100),  # four a worker would be 75: longer segments, fewer cuts
+        (4000, 2, 300),  # four a worker (500) would be too long to retry
+        (2000, 4, 125),  # four a worker
+    ],
+)
+def test_segment_length_for_workers(frames: int, workers: int, expected: int) -> None:
+    assert segment_frames_for(frames, workers) == expected

@@ -45,9 +45,21 @@ __all__ = ["VideoKind", "segment_frames_for", "stylize_job", "video_spec"]
 _SUFFIXES = (".mp4", ".m4v", ".mov")
 
 
+MIN_SEGMENT_FRAMES = 100
+MAX_SEGMENT_FRAMES = 300
+
+
 def segment_frames_for(frame_count: int, workers: int) -> int:
-    """Enough segments to keep every worker busy (about 4 each), none tiny or huge."""
-    return max(16, min(300, math.ceil(frame_count / max(1, 4 * workers))))
+    """Frames per segment: about four segments per worker (for balance, and so that a retry
+    or a resumed run redoes little), but none under MIN_SEGMENT_FRAMES unless that would
+    leave a worker without one (every segment pays for opening the file, decoding from the
+    keyframe before its first frame, and filling and draining its stages: a 132-frame 720p
+    clip took about 10% longer in four segments than in one, benchmarks/VIDEO.md), and none
+    over MAX_SEGMENT_FRAMES."""
+    workers = max(1, workers)
+    balanced = math.ceil(frame_count / (4 * workers))
+    one_each = math.ceil(frame_count / workers)
+    return max(1, min(MAX_SEGMENT_FRAMES, max(balanced, min(MIN_SEGMENT_FRAMES, one_each))))
 
 
 def _scratch(spec_job: str) -> Path:
