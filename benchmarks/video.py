@@ -10,7 +10,9 @@ a. efficiency: pipeline frames/s divided by model-only frames/s (the network alo
    ``render_segment`` alone on the whole clip in this process (no engine, one segment),
    which separates the codec's cost from the engine's, and the same with the frames
    resized by ``stylize`` at full size (the path ``--strength`` below 1 takes, and every
-   run took before the renderer did the scaling), against which the scaling is measured;
+   run took before the renderer did the scaling), against which the scaling is measured,
+   and with no network at all (frames scaled down and back, unchanged), which is what the
+   codec costs: decoding, scaling, encoding;
 b. the original cloud architecture's naive pipeline, run with the Debian ``ffmpeg`` binary
    exactly as its notebooks do: extract the audio, extract every frame to an image file,
    stylize file by file (load, stylize, save), stitch the files with ffmpeg, re-attach the
@@ -239,6 +241,18 @@ def render_only(
     return time.perf_counter() - start
 
 
+def codec_only(clip: Path, out: Path, model_spec: dict[str, Any]) -> float:
+    """Seconds for ``render_segment`` on the whole clip with no network: frames decoded to
+    the network's size and scaled back unchanged, encoded with the same settings."""
+    model = model_from_spec(model_spec)
+    segment = plan_segments(probe(clip), 1_000_000)[0]
+    start = time.perf_counter()
+    render_segment(clip, segment, lambda frames: frames, out,
+                   batch_size=model_spec["batch_size"],
+                   network_size=model.network_size)  # fmt: skip
+    return time.perf_counter() - start
+
+
 def throughput(
     clips: dict[str, Path], work: Path, specs: list[dict[str, Any]], args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -251,7 +265,8 @@ def throughput(
     cells = [(name, spec) for spec in specs for name in clips]
     times: dict[str, dict[str, list[float]]] = {
         f"{name} @{spec['max_size']}": {
-            "model": [], "pipeline": [], "render": [], "render_full_size": [], "naive": []
+            "model": [], "pipeline": [], "render": [], "render_full_size": [], "codec": [],
+            "naive": [],
         }
         for name, spec in cells
     }
@@ -265,7 +280,8 @@ def throughput(
             times[key]["render_full_size"].append(
                 render_only(clip, work / "render.mp4", spec, scaled_by_renderer=False)
             )
-            if ffmpeg is not None and spec is specs[0]:  # the naive pipeline: first size only
+            times[key]["codec"].append(codec_only(clip, work / "render.mp4", spec))
+            if ffmpeg is not None and spec is specs[0] and "naive" not in args.skip:
                 times[key]["naive"].append(naive(clip, work / "naive", spec, ffmpeg))
             done = ", ".join(f"{k} {v[-1]:.2f}s" for k, v in times[key].items() if v)
             print(f"  rep {rep + 1}/{args.repeat} {key}: {done}", flush=True)
@@ -276,7 +292,7 @@ def throughput(
                                "seconds": {k: v for k, v in times[key].items() if v}}
         model_fps = [n / t for t in times[key]["model"]]
         row["model_fps"] = statistics.median(model_fps)
-        for part in ("pipeline", "render", "render_full_size", "naive"):
+        for part in ("pipeline", "render", "render_full_size", "codec", "naive"):
             if not times[key][part]:
                 continue
             fps = [n / t for t in times[key][part]]
@@ -285,6 +301,8 @@ def throughput(
                 pipe_fps = [n / t for t in times[key]["pipeline"]]
                 ratios = [p / q for p, q in zip(pipe_fps, fps, strict=True)]
                 row["speedup_vs_naive"] = statistics.median(ratios)
+            elif part == "codec":
+                continue
             elif part == "render_full_size":
                 ratios = [a / b for a, b in zip(times[key][part], times[key]["render"],
                                                 strict=True)]  # fmt: skip
@@ -406,7 +424,7 @@ def main() -> None:
     parser.add_argument("--lengths", type=float, nargs="+", default=[10, 60, 300],
                         help="video lengths in seconds for the memory test")  # fmt: skip
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["throughput", "memory", "flicker"]
+        "--skip", nargs="*", default=[], choices=["throughput", "naive", "memory", "flicker"]
     )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -455,7 +473,8 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"{name:>14}: model {row['model_fps']:6.2f} fps  pipeline "
               f"{row['pipeline_fps']:6.2f} fps  efficiency {row['efficiency']:.2f}  "
               f"(render alone {row['render_efficiency']:.2f}, scaling in the renderer "
-              f"{row['scaling_speedup']:.2f}x faster){naive_part}")  # fmt: skip
+              f"{row['scaling_speedup']:.2f}x faster, codec alone {row['codec_fps']:.1f} fps)"
+              f"{naive_part}")  # fmt: skip
     for length, row in report.get("memory", {}).items():
         print(f"memory {length:>6}: peak {row['peak_rss_mib']:7.1f} MiB "
               f"({row['vs_shortest']:.3f}x the shortest)")  # fmt: skip
