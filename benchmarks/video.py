@@ -253,6 +253,15 @@ def codec_only(clip: Path, out: Path, model_spec: dict[str, Any]) -> float:
     return time.perf_counter() - start
 
 
+def shared_cpu_bound(seconds: dict[str, list[float]]) -> float:
+    """The efficiency the pipeline would reach if the codec's work (codec alone) and the
+    network's (model-only) took turns on a CPU that the network alone already keeps busy:
+    model / (model + codec), median over the repetitions. Overlapping the stages can only
+    beat this where there are cores the network leaves idle."""
+    pairs = zip(seconds["model"], seconds["codec"], strict=True)
+    return statistics.median(m / (m + c) for m, c in pairs)
+
+
 def throughput(
     clips: dict[str, Path], work: Path, specs: list[dict[str, Any]], args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -311,6 +320,7 @@ def throughput(
                 ratios = [p / m for p, m in zip(fps, model_fps, strict=True)]
                 row["efficiency" if part == "pipeline" else "render_efficiency"] = (
                     statistics.median(ratios))
+        row["shared_cpu_bound"] = shared_cpu_bound(times[key])
         results[key] = row
     return results
 
@@ -473,7 +483,8 @@ def print_table(report: dict[str, Any]) -> None:
         print(f"{name:>14}: model {row['model_fps']:6.2f} fps  pipeline "
               f"{row['pipeline_fps']:6.2f} fps  efficiency {row['efficiency']:.2f}  "
               f"(render alone {row['render_efficiency']:.2f}, scaling in the renderer "
-              f"{row['scaling_speedup']:.2f}x faster, codec alone {row['codec_fps']:.1f} fps)"
+              f"{row['scaling_speedup']:.2f}x faster, codec alone {row['codec_fps']:.1f} fps, "
+              f"shared-CPU bound {row['shared_cpu_bound']:.2f})"
               f"{naive_part}")  # fmt: skip
     for length, row in report.get("memory", {}).items():
         print(f"memory {length:>6}: peak {row['peak_rss_mib']:7.1f} MiB "

@@ -5,9 +5,11 @@ presets: the first 48 frames of bigbuckbunny at 1280x720 stylized once (style 7,
 reported against ``medium`` measured in the same run: encode time ratio, PSNR against the
 uncompressed stylized frames in yuv420p, file size ratio. Repetitions interleaved; medians.
 
-segments: the whole clip at 640x360 through the video job (1 worker, max_size 512) with
-``segment_frames`` 33 (the default for 132 frames and 1 worker), 66 and 132, each as a ratio
-to the network alone on the same frames (efficiency, as in video.py), interleaved.
+segments: the whole clip through the video job (1 worker) at 640x360 with max_size 512 and
+at 1280x720 with max_size 256, with ``segment_frames`` 33 (the default for 132 frames and 1
+worker before segments were kept to 100 frames or more), 66 and 132 (the default now: one
+segment), each as a ratio to the network alone on the same frames (efficiency, as in
+video.py) and as job time against one segment's, interleaved.
 
 Example:
     .venv/bin/python benchmarks/video_encoding.py --repeat 3
@@ -75,22 +77,36 @@ def presets(work: Path, repeat: int) -> dict[str, dict[str, float]]:
                 "size_vs_medium": quality[p][1] / quality["medium"][1]} for p in PRESETS}
 
 
-def segments(work: Path, repeat: int) -> dict[str, float]:
-    clip = bench.make_clip(bench.find_bigbuckbunny(), work / "360p.mp4", 640, 360, 132)
-    spec = {"kind": "multistyle", "style": "3:0.5,12:0.5", "max_size": 512, "batch_size": 4,
-            "threads": 2}
-    rgb = bench.decode_rgb(clip)
-    ratios: dict[int, list[float]] = {33: [], 66: [], 132: []}
-    for _ in range(repeat):
-        model = bench.model_only(rgb, spec)
-        for frames in ratios:
-            start = time.perf_counter()
-            job = run_job(bench._workspace(), video_spec(spec, workers=1, segment_frames=frames),
-                          [str(clip)], str(work / "out.mp4"), overwrite=True)
-            assert job.state == "succeeded", job.reason
-            ratios[frames].append(model / (time.perf_counter() - start))
-        print("  " + ", ".join(f"{k} frames: {v[-1]:.3f}" for k, v in ratios.items()), flush=True)
-    return {f"efficiency_segment_frames_{k}": statistics.median(v) for k, v in ratios.items()}
+def segments(work: Path, repeat: int) -> dict[str, dict[str, float]]:
+    report: dict[str, dict[str, float]] = {}
+    for width, height, max_size in [(640, 360, 512), (1280, 720, 256)]:
+        name = f"{width}x{height} @{max_size}"
+        clip = bench.make_clip(bench.find_bigbuckbunny(), work / f"{width}.mp4", width, height,
+                               132)  # fmt: skip
+        spec = {"kind": "multistyle", "style": "3:0.5,12:0.5", "max_size": max_size,
+                "batch_size": 4, "threads": 2}  # fmt: skip
+        rgb = bench.decode_rgb(clip)
+        seconds: dict[int, list[float]] = {33: [], 66: [], 132: []}
+        models: list[float] = []
+        for _ in range(repeat):
+            models.append(bench.model_only(rgb, spec))
+            for frames in seconds:
+                start = time.perf_counter()
+                job = run_job(bench._workspace(),
+                              video_spec(spec, workers=1, segment_frames=frames),
+                              [str(clip)], str(work / "out.mp4"), overwrite=True)  # fmt: skip
+                assert job.state == "succeeded", job.reason
+                seconds[frames].append(time.perf_counter() - start)
+            print(f"  {name}: model {models[-1]:.2f}s, "
+                  + ", ".join(f"{k} frames {v[-1]:.2f}s" for k, v in seconds.items()), flush=True)
+        row: dict[str, float] = {}
+        for frames, times in seconds.items():
+            row[f"efficiency_segment_frames_{frames}"] = statistics.median(
+                m / t for m, t in zip(models, times, strict=True))
+            row[f"time_vs_one_segment_{frames}"] = statistics.median(
+                t / one for t, one in zip(times, seconds[132], strict=True))
+        report[name] = row
+    return report
 
 
 def main() -> None:
