@@ -46,5 +46,7 @@ def test_peak_memory_of_ten_minutes_is_that_of_ten_seconds(
     long_peak = peak_rss_kib(long, tmp_path / "out-10min.mp4")
     assert probe(tmp_path / "out-10min.mp4").frame_count == 15000  # 60 segments, joined
     # 60 times the frames, 60 segments: the peak grows by the plan and the container
-    # indexes (bytes per frame), well under 5%; holding the packets would add 60 MB
-    assert long_peak < short_peak * 1.05, (short_peak, long_peak)
+    # indexes and sample tables (bytes per frame): about 4% (203 to 211 MB) run alone, up
+    # to 6% inside the whole suite; holding the packets would add 60 MB (30%), holding the
+    # frames far more
+    assert long_peak < short_peak * 1.08, (short_peak, long_peak)
