@@ -429,6 +429,8 @@ def main() -> None:
                         "memory and flicker use the first)")
     parser.add_argument("--style", default="3:0.5,12:0.5")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where the network runs (cuda: a CUDA onnxruntime, batchscore[gpu])")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--lengths", type=float, nargs="+", default=[10, 60, 300],
@@ -439,7 +441,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     specs = [{"kind": "multistyle", "style": args.style, "max_size": size,
-              "batch_size": 4, "threads": args.threads} for size in args.max_size]
+              "batch_size": 4, "threads": args.threads, "device": args.device}
+             for size in args.max_size]
     spec = specs[0]
     report: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
