@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from batchscore.errors import UsageError
 from batchscore.models import MultiStyleModel
 from batchscore.video import EncoderSettings, plan_segments, probe, render_segment
 from batchscore.video import job as video_job
@@ -156,3 +157,15 @@ def test_the_video_job_scales_for_the_network(
     expected = 255 - source  # what the renderer scaled back should look like, roughly
     assert psnr(decode_all(out), expected) > 20
 
+
+
+@pytest.mark.parametrize("answer", [(0, 24), (32,), [32, 24], (32.0, 24), "32x24", (-32, 24)])
+def test_a_bad_network_size_is_refused_before_any_chunk(
+    clips: dict[str, Path], tmp_path: Path, answer: object
+) -> None:
+    segment = plan_segments(probe(clips["ntsc"]), 12)[0]
+    chunk = tmp_path / "chunk.mp4"
+    with pytest.raises(UsageError, match=r"network_size must return \(width, height\)"):
+        render_segment(clips["ntsc"], segment, lambda f: f, chunk, FAST,
+                       network_size=lambda w, h: answer)  # fmt: skip
+    assert list(tmp_path.iterdir()) == []  # no chunk, no partial file

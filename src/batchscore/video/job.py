@@ -196,7 +196,7 @@ class VideoScorer:
         try:
             frames = render_segment(self.input, segment, self.model.stylize, chunk,
                                     self.encoder, self.batch_size, progress, self.smoothing,
-                                    getattr(self.model, "network_size", None))
+                                    self.model.network_size)
         finally:
             partial.clear()
         if not self.store.is_local:

@@ -166,9 +166,7 @@ def render_segment(
         rate = source.average_rate
         color = _color_tags(source)
         size = (source.width, source.height)
-    run_size = network_size(*size) if network_size is not None else None
-    if run_size == size:
-        run_size = None
+    run_size = _checked_size(network_size(*size), size) if network_size is not None else None
     if time_base is None:
         raise MediaError(f"{input_path}: the video stream has no time base")
     try:
@@ -191,6 +189,22 @@ def render_segment(
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
     return encoder.done
+
+
+def _checked_size(answer: object, size: tuple[int, int]) -> tuple[int, int] | None:
+    """``network_size``'s answer for a video of ``size``: None when no scaling is needed."""
+    if answer is None or answer == size:
+        return None
+    if not (
+        isinstance(answer, tuple)
+        and len(answer) == 2
+        and all(isinstance(side, int) and side > 0 for side in answer)
+    ):
+        raise UsageError(
+            f"network_size must return (width, height) as two positive integers or None, "
+            f"got {answer!r} for a {size[0]}x{size[1]} video"
+        )
+    return answer
 
 
 PREFETCH = 2
