@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import update
 
-from ..errors import BatchscoreError
+from ..errors import BatchscoreError, InputError
 from ..pipelines import create_run
 from ..state.tables import pipeline_runs
 from ..workspace import Workspace
@@ -243,7 +243,11 @@ def _run(ws: Workspace, proj: Project, run_id: str, data: pd.DataFrame | None,
     log(f"evaluate against {alias} ...")
     best_metrics: dict[str, float] = {}
     if best is not None:
-        best_model = mlflow.pyfunc.load_model(best.uri)
+        try:
+            best_model = mlflow.pyfunc.load_model(best.uri)
+        except Exception as exc:  # a flavour's loader raises anything on broken artifacts
+            raise InputError(f"the {alias} version {best.uri} ({best.source}) cannot be "
+                             f"loaded to compare with: {type(exc).__name__}: {exc}") from None
         best_metrics = {k: float(v) for k, v in
                         evaluate(best_model, test_df[features], test_df[target]).items()}
     promoted, reason = _decide(metrics["rmse"], best_metrics.get("rmse"),
