@@ -15,7 +15,7 @@ import uuid
 import pytest
 import redis
 
-from batchscore.streaming import consume, create_stream, get_stream
+from batchscore.streaming import consume, create_stream, delete_stream, get_stream
 from batchscore.streaming.redis_source import GROUP
 from batchscore.workspace import Workspace
 from streaming.stream_helpers import T0, landed_ids, read_area
@@ -65,6 +65,8 @@ def test_a_non_utf8_entry_is_dead_lettered_and_the_good_ones_around_it_land(
     assert r.xpending(stream_key, GROUP)["pending"] == 0
     row = get_stream(ws, "s")
     assert (row.events_landed, row.events_rejected) == (6, 1)
+    delete_stream(ws, "s", purge=True)  # purging a stream removes its dead letters too
+    assert r.exists(stream_key, f"{stream_key}:dead-letter") == 0
 
 
 def test_undecodable_names_and_invalid_values_go_to_the_dead_letter_stream_too(
