@@ -230,8 +230,9 @@ def trim_acknowledged(client: redis.Redis, key: str) -> int:
         info = {_text(k): v for k, v in group.items()}
         bound = _after(_text(info["last-delivered-id"]))
         if int(info["pending"]) > 0:
-            oldest = _text(client.xpending(key, _text(info["name"]))["min"])
-            bound = min(bound, oldest, key=entry_key)
+            oldest = client.xpending(key, _text(info["name"]))["min"]
+            if oldest is not None:  # None: acknowledged since, by that group's reader
+                bound = min(bound, _text(oldest), key=entry_key)
         keep = bound if keep is None else min(keep, bound, key=entry_key)
     if keep is None:
         return 0
