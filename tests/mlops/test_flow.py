@@ -39,7 +39,8 @@ def test_first_model_becomes_the_candidate(mws, cli):
     result = cli(*RUN, "--param", "train.alpha=100")
     assert result.exit_code == 0, result.output
     assert "data tests passed (442 rows)" in result.stdout
-    assert "no production version yet: the first model becomes the candidate" in result.stdout
+    assert ("no production or staging version yet: the first model becomes the candidate"
+            in result.stdout)
     assert "diabetes/1 promoted to staging" in result.stdout
     v = get_version(mws, "diabetes@staging")
     assert v.version == 1 and v.aliases == ["staging"]

@@ -208,7 +208,10 @@ def run(
         help="A CSV file to train on instead of the project's data.load().")] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Run a pipeline: data tests, train, evaluate against production, register.
+    """Run a pipeline: data tests, train, evaluate against production (else staging), register.
+
+    A version trained on the same data by the same code already: nothing is trained or
+    registered ("not promoted: same data and code as version N", exit 0).
 
     Example:
 
@@ -233,6 +236,10 @@ def run(
                 raise InputError(f"--data {data!r} cannot be read as CSV: {exc}") from None
         outcome = train_evaluate_register(open_ws(workspace), project, data=frame,
                                           overrides=overrides, log=console.print)
+        if not outcome.registered:
+            console.print(f"pipeline run {outcome.pipeline_run} succeeded: {outcome.reason} "
+                          f"({outcome.model_name}), nothing registered", highlight=False)
+            return
         console.print(f"pipeline run {outcome.pipeline_run} succeeded: "
                       f"{outcome.model_name}/{outcome.version} "
                       + ("promoted to staging" if outcome.promoted else "not promoted"))

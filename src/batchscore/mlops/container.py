@@ -104,8 +104,12 @@ def write_recipe(ws: Workspace, ref: str, out: str | Path, *, force: bool = Fals
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".recipe-", dir=target.parent))
     try:
-        model_dir = Path(mlflow.artifacts.download_artifacts(
-            artifact_uri=v.uri, dst_path=str(staging / "download")))
+        try:
+            model_dir = Path(mlflow.artifacts.download_artifacts(
+                artifact_uri=v.uri, dst_path=str(staging / "download")))
+        except Exception as exc:  # a missing or unreadable artifact store
+            raise UsageError(f"the artifacts of {v.uri} ({v.source}) cannot be read: "
+                             f"{type(exc).__name__}: {exc}") from None
         shutil.move(str(model_dir), staging / "model")
         shutil.rmtree(staging / "download", ignore_errors=True)
         model = staging / "model"

@@ -2,14 +2,21 @@
 
 1. **data tests**: the project's ``data_tests.check``; any problem stops the run with a
    :class:`DataTestError` naming the columns.
-2. **train** on the training split, in an MLflow run (params, metrics, the model with its
+2. **same data and code?** When a version of the model was trained on data with the same
+   hash, by the same code version (git sha) and the same project content (its ``*.py`` files
+   and effective params, :meth:`~batchscore.mlops.project.Project.content_hash`), the run
+   ends there: "not promoted: same data and code as version N", a successful outcome that
+   trains nothing and registers nothing (a nightly retraining on unchanged data adds no
+   version).
+3. **train** on the training split, in an MLflow run (params, metrics, the model with its
    signature).
-3. **evaluate** the candidate and the current ``production`` version on the same held-out
-   split. The candidate is promoted to ``staging`` only when its rmse beats production's by
-   the project's ``promotion.margin`` (relative); with no production version yet it is.
-   Not promoted is a normal, successful outcome whose reason says why.
-4. **register** the candidate as a new version (tags: data hash, code version, metrics, the
-   pipeline run, the decision) and, when promoted, move ``staging`` to it.
+4. **evaluate** the candidate and the current champion on the same held-out split: the
+   ``production`` version, or with none the ``staging`` one. The candidate is promoted to
+   ``staging`` only when its rmse beats the champion's by the project's ``promotion.margin``
+   (relative); with neither alias set yet it is. Not promoted is a normal, successful outcome
+   whose reason says why.
+5. **register** the candidate as a new version (tags: data hash, code version, content hash,
+   metrics, the pipeline run, the decision) and, when promoted, move ``staging`` to it.
 
 The run is recorded as a pipeline run (``pipeline_runs``) so that it shows beside the
 others; the model version's ``batchscore.pipeline_run`` tag points back to it.
@@ -30,21 +37,36 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import update
 
-from ..errors import BatchscoreError
+from ..errors import BatchscoreError, InputError
 from ..pipelines import create_run
 from ..state.tables import pipeline_runs
 from ..workspace import Workspace
-from .errors import DataTestError, ProjectError
+from .errors import DataTestError, ModelNotFoundError, ProjectError
 from .project import Project, load_project
-from .registry import alias_version, artifact_location, client, safe_tag, use_registry
+from .registry import (
+    ModelVersion,
+    alias_version,
+    artifact_location,
+    client,
+    list_models,
+    safe_tag,
+    use_registry,
+)
 
 __all__ = ["PIPELINE_NAME", "Outcome", "data_hash", "run_in_pipeline", "train_evaluate_register"]
 
 PIPELINE_NAME = "train-evaluate-register"
+DATA_TAG, CODE_TAG, CONTENT_TAG = ("batchscore.data_hash", "batchscore.code_version",
+                                   "batchscore.content_hash")
 
 
 @dataclass(frozen=True)
 class Outcome:
+    """How a run ended. ``registered`` is False when the run found a version trained on the
+    same data by the same code: ``version``, ``mlflow_run`` and ``metrics`` are that
+    version's, and nothing was trained or registered. ``champion_*``: the version the
+    candidate was compared with (``production``, else ``staging``), if any."""
+
     pipeline_run: str
     mlflow_run: str
     model_name: str
@@ -52,8 +74,10 @@ class Outcome:
     promoted: bool
     reason: str
     metrics: dict[str, float]
-    production_version: int | None = None
-    production_metrics: dict[str, float] = field(default_factory=dict)
+    registered: bool = True
+    champion_alias: str | None = None
+    champion_version: int | None = None
+    champion_metrics: dict[str, float] = field(default_factory=dict)
 
 
 def data_hash(frame: pd.DataFrame) -> str:
@@ -69,15 +93,47 @@ def _finish(ws: Workspace, run_id: str, state: str, reason: str) -> None:
                      .values(state=state, reason=safe_tag(reason), finished_at=time.time()))
 
 
-def _decide(candidate: float, production: float | None, margin: float) -> tuple[bool, str]:
-    if production is None:
-        return True, "no production version yet: the first model becomes the candidate"
-    needed = production * (1 - margin)
+def _decide(candidate: float, champion: float | None, margin: float,
+            alias: str = "production") -> tuple[bool, str]:
+    if champion is None:
+        return True, ("no production or staging version yet: the first model becomes the "
+                      "candidate")
+    needed = champion * (1 - margin)
     if candidate <= needed:
-        return True, (f"rmse {candidate:.4f} beats production's {production:.4f} by more "
+        return True, (f"rmse {candidate:.4f} beats {alias}'s {champion:.4f} by more "
                       f"than the margin of {margin:.1%} (needed <= {needed:.4f})")
-    return False, (f"not promoted: rmse {candidate:.4f} does not beat production's "
-                   f"{production:.4f} by the margin of {margin:.1%} (needed <= {needed:.4f})")
+    return False, (f"not promoted: rmse {candidate:.4f} does not beat {alias}'s "
+                   f"{champion:.4f} by the margin of {margin:.1%} (needed <= {needed:.4f})")
+
+
+def _champion(ws: Workspace, name: str) -> tuple[str, ModelVersion] | None:
+    """The version a candidate must beat: ``production``, else ``staging``, else none."""
+    for alias in ("production", "staging"):
+        found = alias_version(ws, name, alias)
+        if found is not None:
+            return alias, found
+    return None
+
+
+def _same_as(ws: Workspace, name: str, tags: dict[str, str]) -> ModelVersion | None:
+    """The newest version of ``name`` trained on the same data hash by the same code version
+    and project content as ``tags`` say; None when there is none (or no model yet). A version
+    without a content hash (registered before it was recorded) never matches: the git sha
+    alone misses uncommitted edits and is ``unknown`` outside git."""
+    try:
+        versions = list_models(ws, name)
+    except ModelNotFoundError:
+        return None
+    keys = (DATA_TAG, CODE_TAG, CONTENT_TAG)
+    same = [v for v in versions if all(v.tags.get(k) == tags[k] for k in keys)]
+    return same[-1] if same else None
+
+
+def _unchanged(run_id: str, twin: ModelVersion) -> Outcome:
+    return Outcome(pipeline_run=run_id, mlflow_run=twin.run_id or "", model_name=twin.name,
+                   version=twin.version, promoted=False, registered=False,
+                   reason=f"not promoted: same data and code as version {twin.version}",
+                   metrics=dict(twin.metrics))
 
 
 def train_evaluate_register(ws: Workspace, project: str | Path | Project, *,
@@ -153,9 +209,14 @@ def _run(ws: Workspace, proj: Project, run_id: str, data: pd.DataFrame | None,
                      c.create_experiment(proj.model_name,
                                          artifact_location=f"{artifact_location(ws)}/"
                                          f"{proj.model_name}"))
-    digest, code = data_hash(frame), proj.code_version()
-    tags = {"batchscore.pipeline_run": run_id, "batchscore.data_hash": digest,
-            "batchscore.code_version": safe_tag(code), "batchscore.project": safe_tag(proj.path)}
+    tags = {"batchscore.pipeline_run": run_id, DATA_TAG: data_hash(frame),
+            CODE_TAG: safe_tag(proj.code_version()), CONTENT_TAG: proj.content_hash(),
+            "batchscore.project": safe_tag(proj.path)}
+    twin = _same_as(ws, proj.model_name, tags)
+    if twin is not None:
+        outcome = _unchanged(run_id, twin)
+        log(f"{outcome.reason}: nothing trained, nothing registered")
+        return outcome
 
     log("train ...")
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as active:
@@ -177,25 +238,36 @@ def _run(ws: Workspace, proj: Project, run_id: str, data: pd.DataFrame | None,
         mlflow_run = active.info.run_id
     log(f"trained: {', '.join(f'{k}={v:.4f}' for k, v in sorted(metrics.items()))}")
 
-    log("evaluate against production ...")
-    production = alias_version(ws, proj.model_name, "production")
-    prod_metrics: dict[str, float] = {}
-    if production is not None:
-        prod_model = mlflow.pyfunc.load_model(production.uri)
-        prod_metrics = {k: float(v) for k, v in
-                        evaluate(prod_model, test_df[features], test_df[target]).items()}
-    promoted, reason = _decide(metrics["rmse"], prod_metrics.get("rmse"),
-                               float(params["promotion"]["margin"]))
+    champion = _champion(ws, proj.model_name)
+    alias, best = champion if champion is not None else ("production", None)
+    log(f"evaluate against {alias} ...")
+    best_metrics: dict[str, float] = {}
+    if best is not None:
+        try:
+            best_model = mlflow.pyfunc.load_model(best.uri)
+        except Exception as exc:  # a flavour's loader raises anything on broken artifacts
+            raise InputError(f"the {alias} version {best.uri} ({best.source}) cannot be "
+                             f"loaded to compare with: {type(exc).__name__}: {exc}") from None
+        best_metrics = {k: float(v) for k, v in
+                        evaluate(best_model, test_df[features], test_df[target]).items()}
+    promoted, reason = _decide(metrics["rmse"], best_metrics.get("rmse"),
+                               float(params["promotion"]["margin"]), alias)
     log(reason)
 
+    twin = _same_as(ws, proj.model_name, tags)  # registered by a run beside this one
+    if twin is not None:
+        outcome = _unchanged(run_id, twin)
+        log(f"{outcome.reason}: nothing registered")
+        return outcome
     log("register ...")
     if c.search_registered_models(f"name = '{proj.model_name}'") == []:
         c.create_registered_model(proj.model_name)
     version_tags = {**tags, "batchscore.decision": "promoted" if promoted else "not promoted",
                     "batchscore.reason": safe_tag(reason),
                     **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
-    if production is not None:
-        version_tags["batchscore.compared_with"] = str(production.version)
+    if best is not None:
+        version_tags["batchscore.compared_with"] = str(best.version)
+        version_tags["batchscore.compared_with_alias"] = alias
     mv = c.create_model_version(proj.model_name, info.model_uri, run_id=mlflow_run,
                                 tags=version_tags)
     if promoted:
@@ -204,5 +276,6 @@ def _run(ws: Workspace, proj: Project, run_id: str, data: pd.DataFrame | None,
         + (" as staging" if promoted else ""))
     return Outcome(pipeline_run=run_id, mlflow_run=mlflow_run, model_name=proj.model_name,
                    version=int(mv.version), promoted=promoted, reason=reason, metrics=metrics,
-                   production_version=production.version if production else None,
-                   production_metrics=prod_metrics)
+                   champion_alias=alias if best is not None else None,
+                   champion_version=best.version if best is not None else None,
+                   champion_metrics=best_metrics)

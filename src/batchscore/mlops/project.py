@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -62,6 +63,25 @@ class Project:
         except (OSError, subprocess.SubprocessError):
             return "unknown"
         return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+    def content_hash(self) -> str:
+        """A hash of what a training run executes and with which settings: the effective
+        params (params.yaml with the overrides applied) and every ``*.py`` file under the
+        project folder (hidden folders and ``__pycache__`` left out), by path and content.
+
+        The git sha (:meth:`code_version`) does not see uncommitted edits, and is
+        ``unknown`` outside git; this does."""
+        digest = hashlib.sha256(json.dumps(self.params, sort_keys=True, default=str).encode())
+        for file in sorted(self.path.rglob("*.py")):
+            rel = file.relative_to(self.path)
+            if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+                continue
+            digest.update(b"\0" + rel.as_posix().encode() + b"\0")
+            try:
+                digest.update(hashlib.sha256(file.read_bytes()).digest())
+            except OSError as exc:
+                raise ProjectError(f"{file} cannot be read: {exc}") from None
+        return digest.hexdigest()[:16]
 
 
 def _number(params: dict[str, Any], section: str, key: str, lo: float, hi: float) -> None:

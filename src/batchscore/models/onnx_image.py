@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from batchscore.errors import InputError, UsageError
+from batchscore.errors import BatchscoreError, InputError, UsageError
 from batchscore.models.base import StyleModel
 from batchscore.models.runtime import RuntimeOptions
 
@@ -109,7 +109,13 @@ class OnnxImageModel(StyleModel):
             raise InputError(f"ONNX model {card.path} does not exist")
         self.card = card
         self.pad_multiple = card.pad_multiple  # type: ignore[misc]
-        session = self._session("model", card.path)
+        try:
+            session = self._session("model", card.path)
+        except BatchscoreError:
+            raise
+        except Exception as exc:  # onnxruntime's errors on a file that is not a usable model
+            raise InputError(f"ONNX model {card.path} cannot be loaded: "
+                             f"{type(exc).__name__}: {exc}") from None
         inputs = {i.name: i for i in session.get_inputs()}
         self._input = card.input_name or next(iter(inputs))
         if self._input not in inputs:

@@ -35,7 +35,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from ..errors import UsageError
+from ..errors import InputError, UsageError
 from ..state.events import EventWriter
 from ..workspace import Workspace
 from .anomaly import KINDS, AnomalyConfig, AnomalyDetector, log_event
@@ -67,7 +67,11 @@ def load_served_model(ws: Workspace, ref: str) -> ServedModel:
 
     version = get_version(ws, ref)
     use_registry(ws)
-    model = mlflow.pyfunc.load_model(version.uri)
+    try:
+        model = mlflow.pyfunc.load_model(version.uri)
+    except Exception as exc:  # a flavour's loader raises anything on broken artifacts
+        raise InputError(f"model {version.uri} ({version.source}) cannot be loaded: "
+                         f"{type(exc).__name__}: {exc}") from None
     schema = model.metadata.get_input_schema()
     if schema is None or not schema.has_input_names():
         raise UsageError(f"model {version.uri} has no input signature with column names; "

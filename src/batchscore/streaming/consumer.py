@@ -7,6 +7,12 @@ events, puts each into its window or keeps it aside as late or rejected, lands w
 still open stay pending in Redis: a consumer that dies loses nothing, and the next one, finding
 them pending, rebuilds those windows. Entries that landed but were not acknowledged before a
 crash are recognised by the ledger and only acknowledged.
+
+An entry that cannot be decoded (fields that are not UTF-8) or validated is rejected: it lands
+in ``rejected/`` with the reason, goes to the dead-letter stream (``KEY:dead-letter``) in the
+transaction that acknowledges it, and the consumer goes on. What every group has acknowledged
+is trimmed from the Redis stream (at most every :data:`TRIM_EVERY_S` seconds, and when the
+consumer stops).
 """
 
 from __future__ import annotations
@@ -29,20 +35,25 @@ from .landing import Lander, PartitionHook
 from .lease import LEASE_SECONDS, Lease
 from .records import PARTITIONS, Stream, get_stream, redis_url_of
 from .redis_source import (
+    DeadLetter,
     Entry,
     ack,
     autoclaim,
     connect_redis,
+    decode_fields,
     ensure_group,
     read_new,
     read_own_pending,
     safe_url,
+    trim_acknowledged,
 )
 from .windows import TumblingWindows
 
-__all__ = ["ConsumeStats", "StreamConsumer", "consume", "endpoint_hook"]
+__all__ = ["TRIM_EVERY_S", "ConsumeStats", "StreamConsumer", "consume", "endpoint_hook"]
 
 log = logging.getLogger("batchscore.streaming")
+
+TRIM_EVERY_S = 5.0  # at most this often, the acknowledged entries are trimmed from Redis
 
 
 @dataclass
@@ -56,7 +67,9 @@ class ConsumeStats:
     rejected: int = 0
     duplicates: int = 0  # redelivered entries that had landed already: only acknowledged
     deleted: int = 0  # pending entries deleted from the Redis stream meanwhile
+    dead_lettered: int = 0  # rejected entries added to the dead-letter stream
     acked: int = 0
+    trimmed: int = 0  # acknowledged entries removed from the Redis stream
     partitions: int = 0
     open_windows: int = 0
     open_events: int = 0
@@ -112,6 +125,10 @@ class StreamConsumer:
         self._late: list[tuple[str, Event, int]] = []
         self._rejected: list[tuple[str, dict[str, str], str]] = []
         self._ack_only: list[str] = []
+        self._dead: list[DeadLetter] = []  # rejected entries landing now, as they came
+        self._dead_only: list[DeadLetter] = []  # rejected entries that landed before a crash
+        self._trimmed_at: float | None = None  # never yet: the first chance trims
+        self._trim_failed = False
         self._checked_partition: float | None = None
 
     def run(self, stop: threading.Event | None = None, *, max_events: int | None = None,
@@ -124,7 +141,7 @@ class StreamConsumer:
         began = time.monotonic()
         stream = get_stream(self.ws, self.name)
         url = redis_url_of(self.ws, stream)
-        client = connect_redis(url)
+        client = connect_redis(url, decode=False)  # each entry is decoded by _take
         try:
             ensure_group(client, stream.redis_key, start="0")
             self.lease.acquire()
@@ -188,6 +205,7 @@ class StreamConsumer:
             self._report()
         if close_all and not stop.is_set():
             self._flush(client, close_all=True)
+        self._trim(client, force=True)
         self._report()
 
     def _claim(self, client: redis.Redis, min_idle_ms: int, stop: threading.Event) -> None:
@@ -205,24 +223,32 @@ class StreamConsumer:
                 break
 
     def _take(self, client: redis.Redis, entries: list[Entry], *, redelivered: bool) -> None:
-        """Validate, window and land one batch of entries; acknowledge what landed."""
+        """Decode, validate, window and land one batch of entries; acknowledge what landed."""
         windows = self.windows
-        landed: set[str] = set()
+        landed: dict[str, str | None] = {}
         if redelivered:
-            landed = self.lander.landed_ids([i for i, _ in entries if i not in windows.held])
+            landed = self.lander.landed_entries([i for i, _ in entries
+                                                 if i not in windows.held])
         now = time.time()
         max_future = self.stream.max_future_s
-        for entry_id, fields in entries:
+        for entry_id, raw in entries:
             if redelivered and entry_id in windows.held:
                 continue  # in an open window already (claimed back from ourselves)
             self.stats.read += 1
             if entry_id in landed:  # landed before a crash, not acknowledged then
                 self.stats.duplicates += 1
                 self._ack_only.append(entry_id)
+                problem = landed[entry_id]
+                if problem is not None:  # rejected: its dead letter goes with the ack
+                    self._dead_only.append((entry_id, raw, problem))
                 continue
-            if not fields:
+            if not raw:
                 self.stats.deleted += 1
                 self._ack_only.append(entry_id)
+                continue
+            fields, undecodable = decode_fields(raw)
+            if undecodable:
+                self._reject(entry_id, raw, fields, undecodable)
                 continue
             result = parse_event(fields, max_future_s=max_future, now=now)
             if isinstance(result, Event):
@@ -230,29 +256,53 @@ class StreamConsumer:
                     self._late.append((entry_id, result, windows.window_of(result.timestamp)))
             else:
                 problem = "; ".join(f"{p.field}: {p.problem}" for p in result)
-                self._rejected.append((entry_id, fields, problem))
+                self._reject(entry_id, raw, fields, problem)
         self._flush(client)
+
+    def _reject(self, entry_id: str, raw: dict[Any, Any], fields: dict[str, str],
+                problem: str) -> None:
+        self._rejected.append((entry_id, fields, problem))
+        self._dead.append((entry_id, raw, problem))
 
     def _flush(self, client: redis.Redis, *, close_all: bool = False) -> None:
         windows = self.windows
         due = windows.close_all() if close_all else windows.due()
-        to_ack = self._ack_only
-        self._ack_only = []
+        to_ack, dead = self._ack_only, self._dead_only
+        self._ack_only, self._dead_only = [], []
         if due or self._late or self._rejected:
             done = self.lander.land(due, self._late, self._rejected,
                                     watermark=windows.watermark,
                                     max_event_time=windows.max_event_time)
-            self._late, self._rejected = [], []
+            dead = dead + self._dead
+            self._late, self._rejected, self._dead = [], [], []
             self.stats.events += done.events
             self.stats.windows += done.windows
             self.stats.late += done.late
             self.stats.rejected += done.rejected
             to_ack = to_ack + done.ids
         if to_ack:
-            self.stats.acked += ack(client, self.key, to_ack)
+            self.stats.acked += ack(client, self.key, to_ack, dead)
+            self.stats.dead_lettered += len(dead)
             crash_point("stream-acked")
+            self._trim(client)
         if due:
             self._close_partitions()
+
+    def _trim(self, client: redis.Redis, *, force: bool = False) -> None:
+        """Trim what every group has acknowledged from the Redis stream (landed, since this
+        consumer acknowledges only what landed); a Redis without ``XTRIM MINID`` (before 6.2)
+        is warned about once and left as it is."""
+        now = time.monotonic()
+        if self._trim_failed or (not force and self._trimmed_at is not None
+                                 and now - self._trimmed_at < TRIM_EVERY_S):
+            return
+        self._trimmed_at = now
+        try:
+            self.stats.trimmed += trim_acknowledged(client, self.key)
+        except redis.ResponseError as exc:
+            self._trim_failed = True
+            log.warning("stream %s: the Redis stream cannot be trimmed (%s); it keeps every "
+                        "entry", self.name, exc)
 
     def _close_partitions(self) -> None:
         """Close the partitions the watermark has passed (once each, across restarts)."""

@@ -122,7 +122,7 @@ class Lander:
     def __init__(self, ws: Workspace, stream: Stream, lease: Lease) -> None:
         self.ws, self.stream, self.lease = ws, stream, lease
         self.prefix = stream.prefix
-        self._ids_cache: dict[int, frozenset[str]] = {}
+        self._ids_cache: dict[int, dict[str, str | None]] = {}
 
     # --- recovery ------------------------------------------------------------------------
 
@@ -149,8 +149,13 @@ class Lander:
 
     def landed_ids(self, entry_ids: list[str]) -> set[str]:
         """Those of ``entry_ids`` that landed already (in a window, late or rejected)."""
+        return set(self.landed_entries(entry_ids))
+
+    def landed_entries(self, entry_ids: list[str]) -> dict[str, str | None]:
+        """Those of ``entry_ids`` that landed already (in a window, late or rejected), each
+        with the problem it was rejected for (None: it landed as an event)."""
         if not entry_ids:
-            return set()
+            return {}
         keys = [entry_key(i) for i in entry_ids]
         low, high = min(keys), max(keys)
         with self.ws.engine.connect() as conn:
@@ -162,15 +167,20 @@ class Lander:
                        stream_landings.c.last_entry >= low,
                        stream_landings.c.first_entry <= high)))
         wanted = set(entry_ids)
-        found: set[str] = set()
+        found: dict[str, str | None] = {}
         for row in rows:
             ids = self._ids_cache.get(row.id)
             if ids is None:
                 path = row.raw_path if row.kind == "window" else row.path
+                rejected = row.kind == "rejected"
                 with self.ws.data.open(path) as fh:
-                    column = pq.read_table(fh, columns=["entry_id"]).column("entry_id")
-                ids = self._ids_cache[row.id] = frozenset(column.to_pylist())
-            found |= ids & wanted
+                    table = pq.read_table(fh, columns=["entry_id", "problem"] if rejected
+                                          else ["entry_id"])
+                problems = (table.column("problem").to_pylist() if rejected
+                            else [None] * table.num_rows)
+                ids = self._ids_cache[row.id] = dict(zip(table.column("entry_id").to_pylist(),
+                                                         problems, strict=True))
+            found.update((i, ids[i]) for i in wanted.intersection(ids))
         return found
 
     # --- one landing step ----------------------------------------------------------------

@@ -5,13 +5,24 @@ A consumer reads, in this order: its own pending entries (delivered before it di
 acknowledged: ``XREADGROUP ... 0``), the pending entries of other consumers that have been idle
 long enough (``XAUTOCLAIM``), then new entries (``XREADGROUP ... >``). Acknowledgements are sent
 in pipelined chunks.
+
+The consumer reads entries as bytes (:func:`connect_redis` with ``decode=False``) and decodes
+each one itself (:func:`decode_fields`): an entry written by anything else with fields that are
+not UTF-8 is one bad entry, not a reply that cannot be read. Entries that cannot be decoded or
+validated go to the stream's **dead-letter stream** (``KEY:dead-letter``, :func:`ack` with
+``dead``): their fields as they came (``field:NAME``), the entry id and the reason, added in
+the same ``MULTI``/``EXEC`` transaction that acknowledges them, so each is there exactly once.
+
+:func:`trim_acknowledged` removes from the Redis stream what every consumer group has read
+and acknowledged (``XTRIM MINID``): never an entry not yet delivered or still pending.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import redis
@@ -21,11 +32,15 @@ from .errors import StreamUnavailableError
 from .events import Event
 
 __all__ = [
+    "DEAD_LETTER_MAXLEN",
     "GROUP",
+    "DeadLetter",
     "Entry",
     "ack",
     "autoclaim",
     "connect_redis",
+    "dead_letter_key",
+    "decode_fields",
     "destroy",
     "ensure_group",
     "entry_key",
@@ -33,11 +48,16 @@ __all__ = [
     "read_new",
     "read_own_pending",
     "safe_url",
+    "trim_acknowledged",
 ]
 
 GROUP = "batchscore"
-Entry = tuple[str, dict[str, str]]  # (entry id, fields); fields are empty for deleted entries
+# (entry id, fields); fields are empty for deleted entries, bytes from a decode=False client
+Entry = tuple[str, dict[Any, Any]]
+DeadLetter = tuple[str, Mapping[Any, Any], str]  # (entry id, fields as they came, reason)
+DEAD_LETTER_MAXLEN = 100_000  # about; every dead entry also lands in rejected/ for good
 _ACK_CHUNK = 10_000
+_SHOWN_BYTES = 60  # of a value that is not UTF-8, in a reason
 
 
 def safe_url(url: str) -> str:
@@ -45,10 +65,11 @@ def safe_url(url: str) -> str:
     return re.sub(r"//[^@/]*@", "//***@", url)
 
 
-def connect_redis(url: str) -> redis.Redis:
-    """A client for ``url`` that has answered PING; errors name the URL (password hidden)."""
+def connect_redis(url: str, *, decode: bool = True) -> redis.Redis:
+    """A client for ``url`` that has answered PING; errors name the URL (password hidden).
+    ``decode=False``: replies are bytes (the consumer decodes each entry itself)."""
     try:
-        client = redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5,
+        client = redis.Redis.from_url(url, decode_responses=decode, socket_connect_timeout=5,
                                       socket_timeout=30, health_check_interval=30)
     except ValueError as exc:
         raise SpecError(f"Redis URL {safe_url(url)!r} cannot be used: {exc}") from None
@@ -75,12 +96,18 @@ def ensure_group(client: redis.Redis, key: str, start: str = "0") -> bool:
     return True
 
 
+def dead_letter_key(key: str) -> str:
+    """The dead-letter stream of the Redis stream ``key``."""
+    return f"{key}:dead-letter"
+
+
 def destroy(client: redis.Redis, key: str, *, purge: bool = False) -> None:
-    """Remove the consumer group of ``key`` (and with ``purge`` the Redis stream itself)."""
+    """Remove the consumer group of ``key`` (and with ``purge`` the Redis stream itself and
+    its dead-letter stream)."""
     with contextlib.suppress(redis.ResponseError):  # no such key or group: nothing to remove
         client.xgroup_destroy(key, GROUP)
     if purge:
-        client.delete(key)
+        client.delete(key, dead_letter_key(key))
 
 
 def publish(client: redis.Redis, key: str, events: Sequence[Event]) -> list[str]:
@@ -93,11 +120,51 @@ def publish(client: redis.Redis, key: str, events: Sequence[Event]) -> list[str]
     return [str(i) for i in pipe.execute()]
 
 
+def _text(value: bytes | str) -> str:
+    """An entry id, group name or cursor as text (always ASCII in Redis' replies)."""
+    return value.decode("ascii") if isinstance(value, bytes) else str(value)
+
+
 def _entries(reply: Any) -> list[Entry]:
     if not reply:
         return []
     _key, entries = reply[0]
-    return [(str(i), dict(fields or {})) for i, fields in entries]
+    return [(_text(i), dict(fields or {})) for i, fields in entries]
+
+
+def _shown(value: bytes) -> str:
+    text = repr(value[:_SHOWN_BYTES])
+    return text + (f" ... ({len(value)} bytes)" if len(value) > _SHOWN_BYTES else "")
+
+
+def _decoded(value: bytes | str) -> tuple[str, bool]:
+    """``value`` as text, and whether it was bytes that are not UTF-8 (then escaped)."""
+    if not isinstance(value, bytes):
+        return str(value), False
+    try:
+        return value.decode(), False
+    except UnicodeDecodeError:
+        return value.decode(errors="backslashreplace"), True
+
+
+def decode_fields(raw: Mapping[Any, Any]) -> tuple[dict[str, str], str | None]:
+    """The fields of an entry as text, and None; or, when a name or a value is not UTF-8,
+    the fields with the bad bytes escaped (``\\xff``) and what is wrong, naming the field."""
+    try:
+        return {(k.decode() if isinstance(k, bytes) else k):
+                (v.decode() if isinstance(v, bytes) else v) for k, v in raw.items()}, None
+    except UnicodeDecodeError:
+        pass
+    fields: dict[str, str] = {}
+    problems: list[str] = []
+    for key, value in raw.items():
+        name, bad_name = _decoded(key)
+        if bad_name:
+            problems.append(f"a field name is not UTF-8 text: {_shown(key)}")
+        fields[name], bad_value = _decoded(value)
+        if bad_value:
+            problems.append(f"{name}: is not UTF-8 text: {_shown(value)}")
+    return fields, "; ".join(problems)
 
 
 def read_own_pending(client: redis.Redis, key: str, consumer: str, after: str,
@@ -118,20 +185,58 @@ def autoclaim(client: redis.Redis, key: str, consumer: str, min_idle_ms: int, st
     """Claim entries pending for ``min_idle_ms`` with other consumers: (next cursor, entries,
     ids of entries deleted from the stream meanwhile). A cursor of ``0-0`` means done."""
     reply = client.xautoclaim(key, GROUP, consumer, min_idle_ms, start, count=count)
-    cursor, entries = str(reply[0]), reply[1]
-    deleted = [str(i) for i in reply[2]] if len(reply) > 2 else []
-    return cursor, [(str(i), dict(fields or {})) for i, fields in entries], deleted
+    cursor, entries = _text(reply[0]), reply[1]
+    deleted = [_text(i) for i in reply[2]] if len(reply) > 2 else []
+    return cursor, [(_text(i), dict(fields or {})) for i, fields in entries], deleted
 
 
-def ack(client: redis.Redis, key: str, ids: Iterable[str]) -> int:
-    """Acknowledge ``ids`` in pipelined chunks; the number acknowledged now."""
+def _field_name(name: bytes | str) -> bytes:
+    return b"field:" + (name if isinstance(name, bytes) else str(name).encode())
+
+
+def ack(client: redis.Redis, key: str, ids: Iterable[str],
+        dead: Sequence[DeadLetter] = ()) -> int:
+    """Acknowledge ``ids`` in pipelined chunks; the number acknowledged now.
+
+    ``dead`` (their ids are among ``ids``): entries added to the dead-letter stream, in one
+    ``MULTI``/``EXEC`` with the acknowledgements, so that each is there exactly once."""
     todo = list(ids)
     if not todo:
         return 0
-    pipe = client.pipeline(transaction=False)
+    pipe = client.pipeline(transaction=bool(dead))
+    now = repr(time.time())
+    for entry_id, fields, reason in dead:
+        letter: dict[Any, Any] = {b"entry_id": entry_id, b"reason": reason, b"dead_at": now}
+        letter.update({_field_name(k): v for k, v in fields.items()})
+        pipe.xadd(dead_letter_key(key), letter, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
     for i in range(0, len(todo), _ACK_CHUNK):
         pipe.xack(key, GROUP, *todo[i:i + _ACK_CHUNK])
-    return sum(int(n) for n in pipe.execute())
+    return sum(int(n) for n in pipe.execute()[len(dead):])
+
+
+def _after(entry_id: str) -> str:
+    ms, _, seq = entry_id.partition("-")
+    return f"{int(ms)}-{int(seq or 0) + 1}"
+
+
+def trim_acknowledged(client: redis.Redis, key: str) -> int:
+    """Remove from ``key`` the entries that every consumer group has read and acknowledged
+    (``XTRIM MINID``, exact); the number removed. What stays: every entry after a group's
+    last delivered one, and every entry from a group's oldest pending one on. With no group
+    nothing is known to be read, and nothing is removed."""
+    groups = client.xinfo_groups(key)
+    keep: str | None = None
+    for group in groups:
+        info = {_text(k): v for k, v in group.items()}
+        bound = _after(_text(info["last-delivered-id"]))
+        if int(info["pending"]) > 0:
+            oldest = client.xpending(key, _text(info["name"]))["min"]
+            if oldest is not None:  # None: acknowledged since, by that group's reader
+                bound = min(bound, _text(oldest), key=entry_key)
+        keep = bound if keep is None else min(keep, bound, key=entry_key)
+    if keep is None:
+        return 0
+    return int(client.xtrim(key, minid=keep, approximate=False))
 
 
 def entry_key(entry_id: str) -> str:

@@ -239,8 +239,12 @@ class ModelLoader:
                 pinned = self.resolve(ref)
                 name, _, version = _parse_registry_ref(pinned)
                 client = self._registry(ref)
-                uri = client.get_model_version_download_uri(name, str(version))
-                local = self._download(uri)
+                try:
+                    uri = client.get_model_version_download_uri(name, str(version))
+                    local = self._download(uri)
+                except Exception as exc:  # an artifact store that is gone or unreachable
+                    raise InputError(f"model {ref}: its artifacts cannot be read: "
+                                     f"{type(exc).__name__}: {exc}") from None
                 model = _load_pyfunc(local, ref)
             else:
                 kind, local = self._find(ref, download=True)
@@ -293,6 +297,15 @@ class ModelLoader:
         return kind, f"{local}/{rel}" if rel else local
 
 
+def _unloadable(path: str, ref: str, exc: BaseException) -> InputError:
+    """The error of a model whose loader failed: where it is and the loader's own error."""
+    if ref.startswith(REGISTRY_PREFIX):
+        where = f"model {ref}"
+    else:
+        where = f"model folder {path}" if os.path.isdir(path) else f"model {path}"
+    return InputError(f"{where} cannot be loaded: {type(exc).__name__}: {exc}")
+
+
 def _load_pickle(path: str, ref: str) -> LoadedModel:
     try:
         if path.lower().endswith(".joblib"):
@@ -311,6 +324,8 @@ def _load_pickle(path: str, ref: str) -> LoadedModel:
         raise InputError(f"model {ref}: loading it needs {exc.name}: install it in the "
                          "workers' environment (batchscore[mlops] brings scikit-learn)"
                          ) from None
+    except Exception as exc:  # a loader raises anything on a broken file
+        raise _unloadable(path, ref, exc) from None
     predict = getattr(model, "predict", None)
     if not callable(predict):
         raise InputError(f"model {ref}: a {type(model).__name__} has no predict() method")
@@ -325,7 +340,10 @@ def _load_pyfunc(path: str, ref: str) -> LoadedModel:
         import mlflow.pyfunc
     except ImportError:
         raise SpecError(f"model {ref} is an MLflow model: install batchscore[mlops]") from None
-    model = mlflow.pyfunc.load_model(path)
+    try:
+        model = mlflow.pyfunc.load_model(path)
+    except Exception as exc:  # a flavour's loader raises anything on a broken folder
+        raise _unloadable(path, ref, exc) from None
     columns = None
     schema = model.metadata.get_input_schema()
     if schema is not None and not schema.is_tensor_spec() and schema.has_input_names():
