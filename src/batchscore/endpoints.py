@@ -16,6 +16,7 @@ when the endpoint is invoked, so the job records exactly which version scored th
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import subprocess
 import sys
@@ -41,6 +42,7 @@ __all__ = [
     "EndpointExistsError",
     "EndpointNotFoundError",
     "Invocation",
+    "check_model_location",
     "create_endpoint",
     "delete_endpoint",
     "endpoint_job_spec",
@@ -169,6 +171,44 @@ def _check_model(ws: Workspace, spec: JobSpec) -> None:
     get_version(ws, model)
 
 
+def _location(url: str) -> str:
+    """A location compared with the stores: a local path resolved (links followed)."""
+    from fsspec.core import url_to_fs
+
+    if url.startswith("file://"):
+        return "file://" + os.path.realpath(url_to_fs(url)[1])
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}"
+
+
+def _overlaps(a: str, b: str) -> bool:
+    a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
+    return a.startswith(b) or b.startswith(a)
+
+
+def check_model_location(ws: Workspace, spec: JobSpec) -> None:
+    """A model is loaded only from where an admin put it: never from (or around) the data
+    store, where operators write, nor the system store, where the service writes.
+
+    Checked when an endpoint is made and each time it is invoked (the stores' settings may
+    have changed); the workers then load each group's model only inside the template's
+    folder (:class:`~batchscore.tabular.models.ModelLoader` ``roots``)."""
+    model = str(spec.options.get("model") or "") if spec.kind == "tabular" else ""
+    if not model or _is_registry_ref(model):
+        return
+    from .storage import to_url
+    from .tabular.models import template_root
+
+    folder = template_root(model) if _templated(model) else model
+    where = _location(to_url(folder or model))
+    for store, label in ((ws.data, "data store"), (ws.system, "system store")):
+        if _overlaps(where, _location(store.url)):
+            raise SpecError(
+                f"model {model!r} is in (or holds) the {label}; models are loaded only from "
+                f"folders an admin keeps outside the stores (operators write in the data "
+                "store)")
+
+
 def _row(row: Any) -> Endpoint:
     return Endpoint(**{k: row._mapping[k] for k in Endpoint.__dataclass_fields__})
 
@@ -182,6 +222,7 @@ def create_endpoint(ws: Workspace, name: str, spec: JobSpec, *, model: str | Non
     before anything is recorded; a taken name is :class:`EndpointExistsError`."""
     _check_name(name)
     spec = _with_registry(ws, spec.model_copy(update={"name": name}))
+    check_model_location(ws, spec)
     get_kind(spec.kind).validate(spec)
     _check_model(ws, spec)
     now = time.time()
@@ -228,6 +269,7 @@ def endpoint_job_spec(ws: Workspace, endpoint: Endpoint, *, query: str | None = 
     """The spec of one invocation: the endpoint's, plus the data pointers' settings, with an
     aliased registry reference resolved to its version (so the job says what scored it)."""
     spec = _with_registry(ws, JobSpec(**endpoint.spec))
+    check_model_location(ws, spec)
     options = dict(spec.options)
     if query is not None:
         if spec.kind != "tabular":
