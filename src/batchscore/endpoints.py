@@ -2,12 +2,13 @@
 
 An endpoint is a row of the state database holding a job spec (a ``tabular`` job scoring a
 registered model or a model folder, or a ``script`` job running an entry script). Invoking it
-with pointers to data (files, globs, a SQL query against a database URL) and an output
-(a folder, a file, a SQL table) starts a job **asynchronously**, like a managed batch
-endpoint: :func:`invoke_endpoint` validates and plans the job (so bad input is refused at
-once), records it with a pipeline run of ``batch-endpoint`` that points at it, and returns
-their ids. The run is then executed by the service's run slots, or, outside a service, by a
-detached runner process that :func:`invoke_endpoint` starts (``start=True``).
+with pointers to data (files, globs, a SQL query through a registered connection
+``connection:NAME``, see :mod:`batchscore.connections`, or from the local command line a
+database URL) and an output (a folder, a file, a SQL table) starts a job **asynchronously**,
+like a managed batch endpoint: :func:`invoke_endpoint` validates and plans the job (so bad
+input is refused at once), records it with a pipeline run of ``batch-endpoint`` that points at
+it, and returns their ids. The run is then executed by the service's run slots, or, outside a
+service, by a detached runner process that :func:`invoke_endpoint` starts (``start=True``).
 
 A model reference with an alias (``models:/NAME@production``) is resolved to its version
 when the endpoint is invoked, so the job records exactly which version scored the data.
@@ -51,6 +52,7 @@ __all__ = [
     "invoke_endpoint",
     "is_database_url",
     "list_endpoints",
+    "resolve_connections",
     "tabular_endpoint_spec",
 ]
 
@@ -291,6 +293,27 @@ def endpoint_job_spec(ws: Workspace, endpoint: Endpoint, *, query: str | None = 
     return spec.model_copy(update={"options": options})
 
 
+def resolve_connections(ws: Workspace, spec: JobSpec, inputs: Sequence[str], output: str
+                        ) -> tuple[JobSpec, list[str], str]:
+    """Inputs and output naming registered connections (``connection:NAME``) as their URLs,
+    and the spec with the input connection's query limits (``options.sql_limits``)."""
+    from .connections import input_url, is_connection_ref, output_url
+
+    resolved: list[str] = []
+    limits = None
+    for value in inputs:
+        if is_connection_ref(value):
+            url, limits = input_url(ws, value)
+            resolved.append(url)
+        else:
+            resolved.append(value)
+    if is_connection_ref(output):
+        output = output_url(ws, output)
+    if limits is not None:
+        spec = spec.model_copy(update={"options": {**spec.options, "sql_limits": limits}})
+    return spec, resolved, output
+
+
 def invoke_endpoint(
     ws: Workspace,
     name: str,
@@ -320,20 +343,26 @@ def invoke_endpoint(
     if not output:
         raise InputError(f"endpoint {name!r}: no output given (--output)")
     spec = endpoint_job_spec(ws, endpoint, query=query, table=table)
-    job, created = submit_job(ws, spec, list(inputs), output, overwrite=overwrite)
+    spec, urls, target = resolve_connections(ws, spec, inputs, output)
+    job, created = submit_job(ws, spec, urls, target, overwrite=overwrite)
     if not created:
         run = _run_by_job(ws, job.id)
         if run is not None:
             return Invocation(name, job.id, run["id"], False)
+    from .connections import is_connection_ref
     from .pipelines import create_run
 
-    params = {"endpoint": name, "inputs": list(job.inputs), "output": job.output_url,
+    named = any(is_connection_ref(v) for v in [*inputs, output])  # never show their URLs
+    params = {"endpoint": name,
+              "inputs": list(inputs) if named else list(job.inputs),
+              "output": output if named else job.output_url,
               "query": query, "table": table, "overwrite": overwrite}
     try:
         with ws.engine.begin() as conn:
             run = create_run(conn, PIPELINE, params, run_key=run_key, created_by=created_by)
             conn.execute(update(pipeline_runs).where(pipeline_runs.c.id == run.id)
-                         .values(job_id=job.id, output_url=job.output_url))
+                         .values(job_id=job.id,
+                                 output_url=output if named else job.output_url))
     except IntegrityError:  # another caller recorded the same run_key first
         existing = _run_by_key(ws, run_key or "")
         if existing is None:

@@ -96,6 +96,9 @@ class TabularOptions(BaseModel):
     # The reference as the caller gave it, when ``model`` is the version it resolved to (a
     # batch endpoint pins models:/NAME@production to models:/NAME/7): lineage, not used.
     model_ref: str | None = None
+    # A registered connection's limits on options.query (read_only, statement_timeout,
+    # max_rows, connection): set when the input is connection:NAME (batchscore.connections).
+    sql_limits: dict[str, Any] | None = None
 
     @field_validator("group_by", "keys", "features", mode="before")
     @classmethod
@@ -275,8 +278,9 @@ class TabularKind(JobKind):
         if len(urls) == 1 and is_database_url(urls[0]):
             assert opts.query is not None
             group = size if isinstance(size, int) else DEFAULT_SQL_ROW_GROUP
-            snapshot, _ = snapshot_query(urls[0], opts.query, system, group)
-            source = f"{safe_url(urls[0])} (query)"
+            snapshot, _ = snapshot_query(urls[0], opts.query, system, group, opts.sql_limits)
+            shown = opts.sql_limits.get("connection") if opts.sql_limits else None
+            source = f"connection:{shown} (query)" if shown else f"{safe_url(urls[0])} (query)"
             files = [(snapshot, "parquet")]
         else:
             declared = spec.input_format if spec.input_format in ("csv", "parquet") else None
