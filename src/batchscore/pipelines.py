@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from fsspec.core import url_to_fs
+from fsspec.core import has_magic, url_to_fs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import Connection, Engine, insert, select, update
 
@@ -166,6 +166,9 @@ class Pipeline:
 
 def _video_check(ws: Workspace, p: VideoStyleParams) -> None:
     rel = resolve_data_path(ws, p.input, "input")
+    if has_magic(rel):
+        raise InputError(f"input {p.input!r} is a pattern; video-style restyles one video: "
+                         "give its path (no '*', '?' or '[')")
     if not rel.lower().endswith(_VIDEO_SUFFIXES):
         raise InputError(f"input {p.input!r} must be a video ({', '.join(_VIDEO_SUFFIXES)})")
     out = resolve_data_path(ws, p.output, "output")
