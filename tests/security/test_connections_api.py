@@ -236,3 +236,39 @@ def test_the_cli_manages_connections_without_showing_urls(ws: Workspace,
     assert gone.exit_code == 0 and list_connections(ws) == []
     missing = runner.invoke(app, ["connection", "delete", "sales"], env=env)
     assert missing.exit_code == 2 and "no connection named" in missing.output
+
+
+def test_submitted_script_jobs_name_connections_too(ws: Workspace, client: TestClient,
+                                                    headers: dict[str, dict[str, str]]) -> None:
+    import base64
+    import gzip
+    import io
+    import tarfile
+
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=out, mode="wb", mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
+        code = b"def init():\n    pass\n\ndef run(batch):\n    return batch\n"
+        info = tarfile.TarInfo("code/score.py")
+        info.size = len(code)
+        tar.addfile(info, io.BytesIO(code))
+    state = f"sqlite:///{ws.settings.root / 'state.db'}"
+    answer = client.post("/api/v1/jobs", headers=headers["admin"], json={
+        "spec": {"input_format": "sql", "options": {"query": "SELECT * FROM api_tokens"}},
+        "scoring_script": "score.py", "bundle": base64.b64encode(out.getvalue()).decode(),
+        "inputs": [state], "output": "out/"})
+    assert answer.status_code == 400, answer.text
+    assert "connection:NAME" in answer.json()["detail"]
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(120)
+def test_a_query_cannot_lift_its_own_statement_timeout(ws: Workspace, readings: str) -> None:
+    """``set_config('statement_timeout', '0', true)`` inside the query would free the fetches
+    after the first; the whole query is still bounded by the connection's timeout."""
+    lifts = ("SELECT r.id, r.a, r.b FROM (SELECT set_config('statement_timeout', '0', true)) "
+             "AS s(x), readings AS r, LATERAL pg_sleep(CASE WHEN r.id > 0 THEN 10 ELSE 0 END) "
+             "AS z WHERE r.id < 4")
+    limits = {"read_only": True, "statement_timeout": 1.0, "max_rows": 100}
+    with pytest.raises(InputError, match="statement timeout"):
+        snapshot_query(readings, lifts, ws.system, 1, limits)

@@ -556,11 +556,15 @@ def create_db_engine(url: str, what: str = "database") -> Any:
     return engine
 
 
-def _limit(conn: Any, limits: dict[str, Any]) -> None:
+def _limit(conn: Any, limits: dict[str, Any]) -> threading.Timer | None:
     """Begin ``conn``'s transaction under a connection's limits: read-only, and a statement
     timeout (PostgreSQL: ``SET TRANSACTION READ ONLY`` and ``statement_timeout``; SQLite:
     ``PRAGMA query_only`` and a progress handler that interrupts the query at the deadline).
-    """
+
+    On PostgreSQL the timeout is also kept from this side: a timer cancels the query once the
+    whole of it (every fetch) has run that long, since a query could change
+    ``statement_timeout`` for the fetches after its first (``set_config``). Returns that timer,
+    started (the caller cancels it)."""
     import time
 
     timeout = float(limits.get("statement_timeout") or 0)
@@ -573,14 +577,19 @@ def _limit(conn: Any, limits: dict[str, Any]) -> None:
             deadline = time.monotonic() + timeout
             raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
         conn.begin()
-        return
+        return None
     if dialect != "postgresql":
         raise InputError(f"a connection's limits cannot be enforced on {dialect} databases")
     conn.begin()
     if limits.get("read_only", True):
         conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-    if timeout > 0:
-        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")
+    if timeout <= 0:
+        return None
+    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")
+    timer = threading.Timer(timeout, conn.connection.driver_connection.cancel)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def snapshot_query(db_url: str, query: str, system: Store, rows_per_group: int,
@@ -603,10 +612,11 @@ def snapshot_query(db_url: str, query: str, system: Store, rows_per_group: int,
         pieces: list[Path] = []
         schemas: list[pa.Schema] = []
         count = 0
+        timer = None
         try:
             with engine.connect() as conn:
                 if limits:
-                    _limit(conn, limits)
+                    timer = _limit(conn, limits)
                 result = conn.execution_options(stream_results=True).exec_driver_sql(query)
                 if not result.returns_rows:
                     raise InputError(f"SQL query on {where} returns no rows to score (it is "
@@ -634,8 +644,13 @@ def snapshot_query(db_url: str, query: str, system: Store, rows_per_group: int,
                     if not rows:
                         break
         except SQLAlchemyError as exc:
+            if timer is not None and timer.finished.is_set():
+                raise InputError(f"SQL query on {where} ran past the connection's statement "
+                                 f"timeout ({limits['statement_timeout']:g}s)") from None
             raise InputError(f"SQL query on {where} failed: {_db_message(exc)}") from None
         finally:
+            if timer is not None:
+                timer.cancel()
             engine.dispose()
         schema = unify_schemas(schemas)
         final = scratch / "result.parquet"
