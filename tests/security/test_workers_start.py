@@ -106,3 +106,34 @@ def test_a_worker_start_up_that_never_ends_fails_the_run(
     assert any(e.get("event") == "retry" and e.get("outcome") == "timeout" for e in events), \
         events
     assert get_job(ws, job.id).finished
+
+
+@pytest.mark.timeout(300)
+def test_a_hung_start_up_in_the_service_frees_its_run_slot(
+        ws: Workspace, tmp_path: Path, script, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the service: the run slot's job spawns its workers, their init() hangs, the
+    run ends failed, and the slot takes the next run."""
+    from batchscore.endpoints import create_endpoint
+    from batchscore.pipelines import get_run
+    from batchscore.service import ServiceConfig, create_app, create_token
+    from service.svc_helpers import TestClient, wait_for
+
+    monkeypatch.setenv("BATCHSCORE_INIT_TIMEOUT", "3")
+    create_endpoint(ws, "hangs", spec_from_mapping({
+        "name": "hangs", "scoring_script": str(script(HANGS)), "mini_batch_size": 1,
+        "max_concurrency_per_instance": 1, "retry_settings": {"max_retries": 1}}))
+    ws.data.local_path("in").mkdir(parents=True)
+    (ws.data.local_path("in") / "a.txt").write_text("a\n")
+    operator = {"Authorization": f"Bearer {create_token(ws.engine, 'o', 'operator')[1]}"}
+    with TestClient(create_app(ws, ServiceConfig(run_slots=1))) as client:
+        runs = []
+        for i in range(2):  # the second waits for the only slot
+            answer = client.post("/api/v1/endpoints/hangs/invoke", headers=operator,
+                                 json={"inputs": ["in/a.txt"], "output": f"out{i}/"})
+            assert answer.status_code == 202, answer.text
+            runs.append(answer.json()["run_id"])
+        done = [wait_for(lambda r=r: (x := get_run(ws.engine, r)).finished and x, timeout=240)
+                for r in runs]
+    assert len({r.id for r in done}) == 2
+    assert [r.state for r in done] == ["failed", "failed"], [r.reason for r in done]
+    assert all("did not finish" in (r.reason or "") for r in done)
