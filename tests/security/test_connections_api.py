@@ -156,6 +156,12 @@ def test_queries_run_in_the_job_read_only_with_the_connections_limits(
     assert good.state == "succeeded", good.reason
     assert get_job(ws, good.job_id).items_succeeded == 15
     assert "connection:warehouse" in str(good.params)
+    shown = client.get(f"/api/v1/jobs/{good.job_id}", headers=headers["viewer"])
+    assert shown.status_code == 200 and shown.json()["inputs"] == ["connection:warehouse"]
+    host = sa.engine.make_url(readings).host or ""
+    assert readings not in shown.text and f"@{host}" not in shown.text
+    run_view = client.get(f"/api/v1/runs/{good.id}", headers=headers["viewer"]).text
+    assert f"@{host}" not in run_view
 
     capped = invoke("SELECT * FROM readings")  # 25 rows > max_rows 20
     assert capped.state == "failed" and "more than 20 rows" in (capped.reason or "")

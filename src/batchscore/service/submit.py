@@ -103,13 +103,18 @@ class Submission:
 
 def store_locations(ws: Workspace) -> Locations:
     """How the workspace's stores are shown to API clients: data-store paths relative (as
-    the API takes them), system-store paths ``system:...``."""
+    the API takes them), system-store paths ``system:...``, registered connections'
+    URLs ``connection:NAME``."""
     locations = []
     for store, label in ((ws.data, ""), (ws.system, "system:")):
         # a whole account (az://, whose containers are the first path part) stays az://
         locations.append((store.url + "//" if store.url.endswith(":") else store.url, label))
         if store.is_local:
             locations.append((store.root, label))
+    from ..connections import list_connections
+
+    # a job through a registered connection records its URL: shown by the connection's name
+    locations.extend((c.url, f"connection:{c.name}") for c in list_connections(ws))
     return locations
 
 
