@@ -41,7 +41,13 @@ def create(
     description: Annotated[str | None, typer.Option(show_default=False)] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Register a database connection."""
+    """Register a database connection.
+
+    Example:
+
+        batchscore connection create warehouse 'postgresql://reader:PASSWORD@db/sales' \\
+            --statement-timeout 30 --max-rows 500000
+    """
     with errors():
         found = api.create_connection(open_ws(workspace), name, url,
                                       statement_timeout=statement_timeout, max_rows=max_rows,
@@ -54,7 +60,12 @@ def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """The registered connections (never their URLs)."""
+    """List the registered connections (never their URLs).
+
+    Example:
+
+        batchscore connection list --json
+    """
     with errors():
         found = api.list_connections(open_ws(workspace))
         if as_json:
@@ -69,7 +80,12 @@ def list_(
 
 @app.command()
 def delete(name: Name, workspace: WorkspaceOpt = None) -> None:
-    """Remove a connection (jobs planned through it keep their snapshots)."""
+    """Remove a connection (jobs planned through it keep their snapshots).
+
+    Example:
+
+        batchscore connection delete warehouse
+    """
     with errors():
         api.delete_connection(open_ws(workspace), name)
         console.print(f"connection {name} deleted")
