@@ -265,6 +265,18 @@ def test_submitted_script_jobs_name_connections_too(ws: Workspace, client: TestC
         "inputs": [state], "output": "out/"})
     assert answer.status_code == 400, answer.text
     assert "connection:NAME" in answer.json()["detail"]
+    path = ws.settings.root.parent / "src.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (id INTEGER)")
+        conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(30)])
+    create_connection(ws, "src", f"sqlite:///{path}", max_rows=10)  # the CLI may: SQLite
+    capped = client.post("/api/v1/jobs", headers=headers["admin"], json={
+        "spec": {"input_format": "sql", "options": {"query": "SELECT * FROM t"}},
+        "scoring_script": "score.py", "bundle": base64.b64encode(out.getvalue()).decode(),
+        "inputs": ["connection:src"], "output": "out/"})
+    assert capped.status_code == 400, capped.text
+    assert "more than 10 rows" in capped.json()["detail"]
+    assert str(path) not in capped.text
 
 
 @pytest.mark.postgres
