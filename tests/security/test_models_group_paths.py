@@ -142,6 +142,18 @@ def test_a_symlink_out_of_the_template_root_is_not_followed(tmp_path: Path) -> N
     assert loader.load(str(models / "dev-1")).predict is not None
 
 
+def test_a_model_file_linked_out_of_the_template_root_is_not_loaded(tmp_path: Path) -> None:
+    models = _models(tmp_path / "models")
+    marker = tmp_path / "PWNED"
+    evil = _evil_pickle(tmp_path / "uploads" / "evil", marker)
+    (models / "dev-4").mkdir()
+    (models / "dev-4" / "model.pkl").symlink_to(evil / "model.pkl")
+    loader = ModelLoader(None, tmp_path / "scratch", roots=[str(models)])
+    with pytest.raises(ModelNotFoundError, match="outside"):
+        loader.load(str(models / "dev-4"))
+    assert not marker.exists()
+
+
 def test_an_endpoint_model_in_the_data_store_is_refused(ws: Workspace) -> None:
     folder = ws.data.local_path("models", "m")
     folder.mkdir(parents=True)

@@ -370,6 +370,8 @@ class ModelLoader:
             raise ModelNotFoundError(
                 f"model {ref} is neither a model folder ({MLMODEL}, {' or '.join(PICKLES)}) "
                 f"nor a {', '.join(_PICKLE_SUFFIXES)} file")
+        if self.roots is not None and rel and url.startswith("file://"):
+            self._inside_roots(f"{ref}/{rel}", url, f"{path}/{rel}")  # a link out of it
         if not download:
             return kind, path
         if url.startswith("file://"):
