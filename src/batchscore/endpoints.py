@@ -2,12 +2,13 @@
 
 An endpoint is a row of the state database holding a job spec (a ``tabular`` job scoring a
 registered model or a model folder, or a ``script`` job running an entry script). Invoking it
-with pointers to data (files, globs, a SQL query against a database URL) and an output
-(a folder, a file, a SQL table) starts a job **asynchronously**, like a managed batch
-endpoint: :func:`invoke_endpoint` validates and plans the job (so bad input is refused at
-once), records it with a pipeline run of ``batch-endpoint`` that points at it, and returns
-their ids. The run is then executed by the service's run slots, or, outside a service, by a
-detached runner process that :func:`invoke_endpoint` starts (``start=True``).
+with pointers to data (files, globs, a SQL query through a registered connection
+``connection:NAME``, see :mod:`batchscore.connections`, or from the local command line a
+database URL) and an output (a folder, a file, a SQL table) starts a job **asynchronously**,
+like a managed batch endpoint: :func:`invoke_endpoint` validates and plans the job (so bad
+input is refused at once), records it with a pipeline run of ``batch-endpoint`` that points at
+it, and returns their ids. The run is then executed by the service's run slots, or, outside a
+service, by a detached runner process that :func:`invoke_endpoint` starts (``start=True``).
 
 A model reference with an alias (``models:/NAME@production``) is resolved to its version
 when the endpoint is invoked, so the job records exactly which version scored the data.
@@ -16,6 +17,7 @@ when the endpoint is invoked, so the job records exactly which version scored th
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 import subprocess
 import sys
@@ -41,6 +43,7 @@ __all__ = [
     "EndpointExistsError",
     "EndpointNotFoundError",
     "Invocation",
+    "check_model_location",
     "create_endpoint",
     "delete_endpoint",
     "endpoint_job_spec",
@@ -49,6 +52,7 @@ __all__ = [
     "invoke_endpoint",
     "is_database_url",
     "list_endpoints",
+    "resolve_connections",
     "tabular_endpoint_spec",
 ]
 
@@ -169,6 +173,44 @@ def _check_model(ws: Workspace, spec: JobSpec) -> None:
     get_version(ws, model)
 
 
+def _location(url: str) -> str:
+    """A location compared with the stores: a local path resolved (links followed)."""
+    from fsspec.core import url_to_fs
+
+    if url.startswith("file://"):
+        return "file://" + os.path.realpath(url_to_fs(url)[1])
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{posixpath.normpath('/' + rest).lstrip('/')}"
+
+
+def _overlaps(a: str, b: str) -> bool:
+    a, b = a.rstrip("/") + "/", b.rstrip("/") + "/"
+    return a.startswith(b) or b.startswith(a)
+
+
+def check_model_location(ws: Workspace, spec: JobSpec) -> None:
+    """A model is loaded only from where an admin put it: never from (or around) the data
+    store, where operators write, nor the system store, where the service writes.
+
+    Checked when an endpoint is made and each time it is invoked (the stores' settings may
+    have changed); the workers then load each group's model only inside the template's
+    folder (:class:`~batchscore.tabular.models.ModelLoader` ``roots``)."""
+    model = str(spec.options.get("model") or "") if spec.kind == "tabular" else ""
+    if not model or _is_registry_ref(model):
+        return
+    from .storage import to_url
+    from .tabular.models import template_root
+
+    folder = template_root(model) if _templated(model) else model
+    where = _location(to_url(folder or model))
+    for store, label in ((ws.data, "data store"), (ws.system, "system store")):
+        if _overlaps(where, _location(store.url)):
+            raise SpecError(
+                f"model {model!r} is in (or holds) the {label}; models are loaded only from "
+                f"folders an admin keeps outside the stores (operators write in the data "
+                "store)")
+
+
 def _row(row: Any) -> Endpoint:
     return Endpoint(**{k: row._mapping[k] for k in Endpoint.__dataclass_fields__})
 
@@ -182,6 +224,7 @@ def create_endpoint(ws: Workspace, name: str, spec: JobSpec, *, model: str | Non
     before anything is recorded; a taken name is :class:`EndpointExistsError`."""
     _check_name(name)
     spec = _with_registry(ws, spec.model_copy(update={"name": name}))
+    check_model_location(ws, spec)
     get_kind(spec.kind).validate(spec)
     _check_model(ws, spec)
     now = time.time()
@@ -228,6 +271,7 @@ def endpoint_job_spec(ws: Workspace, endpoint: Endpoint, *, query: str | None = 
     """The spec of one invocation: the endpoint's, plus the data pointers' settings, with an
     aliased registry reference resolved to its version (so the job says what scored it)."""
     spec = _with_registry(ws, JobSpec(**endpoint.spec))
+    check_model_location(ws, spec)
     options = dict(spec.options)
     if query is not None:
         if spec.kind != "tabular":
@@ -247,6 +291,27 @@ def endpoint_job_spec(ws: Workspace, endpoint: Endpoint, *, query: str | None = 
         options["model"] = version.uri
         options["model_ref"] = model
     return spec.model_copy(update={"options": options})
+
+
+def resolve_connections(ws: Workspace, spec: JobSpec, inputs: Sequence[str], output: str
+                        ) -> tuple[JobSpec, list[str], str]:
+    """Inputs and output naming registered connections (``connection:NAME``) as their URLs,
+    and the spec with the input connection's query limits (``options.sql_limits``)."""
+    from .connections import input_url, is_connection_ref, output_url
+
+    resolved: list[str] = []
+    limits = None
+    for value in inputs:
+        if is_connection_ref(value):
+            url, limits = input_url(ws, value)
+            resolved.append(url)
+        else:
+            resolved.append(value)
+    if is_connection_ref(output):
+        output = output_url(ws, output)
+    if limits is not None:
+        spec = spec.model_copy(update={"options": {**spec.options, "sql_limits": limits}})
+    return spec, resolved, output
 
 
 def invoke_endpoint(
@@ -278,20 +343,26 @@ def invoke_endpoint(
     if not output:
         raise InputError(f"endpoint {name!r}: no output given (--output)")
     spec = endpoint_job_spec(ws, endpoint, query=query, table=table)
-    job, created = submit_job(ws, spec, list(inputs), output, overwrite=overwrite)
+    spec, urls, target = resolve_connections(ws, spec, inputs, output)
+    job, created = submit_job(ws, spec, urls, target, overwrite=overwrite)
     if not created:
         run = _run_by_job(ws, job.id)
         if run is not None:
             return Invocation(name, job.id, run["id"], False)
+    from .connections import is_connection_ref
     from .pipelines import create_run
 
-    params = {"endpoint": name, "inputs": list(job.inputs), "output": job.output_url,
+    named = any(is_connection_ref(v) for v in [*inputs, output])  # never show their URLs
+    params = {"endpoint": name,
+              "inputs": list(inputs) if named else list(job.inputs),
+              "output": output if named else job.output_url,
               "query": query, "table": table, "overwrite": overwrite}
     try:
         with ws.engine.begin() as conn:
             run = create_run(conn, PIPELINE, params, run_key=run_key, created_by=created_by)
             conn.execute(update(pipeline_runs).where(pipeline_runs.c.id == run.id)
-                         .values(job_id=job.id, output_url=job.output_url))
+                         .values(job_id=job.id,
+                                 output_url=output if named else job.output_url))
     except IntegrityError:  # another caller recorded the same run_key first
         existing = _run_by_key(ws, run_key or "")
         if existing is None:

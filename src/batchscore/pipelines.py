@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from fsspec.core import url_to_fs
+from fsspec.core import has_magic, url_to_fs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import Connection, Engine, insert, select, update
 
@@ -166,6 +166,9 @@ class Pipeline:
 
 def _video_check(ws: Workspace, p: VideoStyleParams) -> None:
     rel = resolve_data_path(ws, p.input, "input")
+    if has_magic(rel):
+        raise InputError(f"input {p.input!r} is a pattern; video-style restyles one video: "
+                         "give its path (no '*', '?' or '[')")
     if not rel.lower().endswith(_VIDEO_SUFFIXES):
         raise InputError(f"input {p.input!r} must be a video ({', '.join(_VIDEO_SUFFIXES)})")
     out = resolve_data_path(ws, p.output, "output")
@@ -206,16 +209,16 @@ class BatchEndpointParams(BaseModel):
 
     endpoint: str = Field(description="The endpoint's name.", max_length=100)
     input: str | None = Field(None, description="One input (a storage trigger sets it): a "
-                              "path in the data store, or a database URL with query.",
+                              "path in the data store, or connection:NAME with query.",
                               max_length=1024)
     inputs: list[str] = Field([], description="Inputs: paths or globs in the data store.",
                               max_length=1000)
-    query: str | None = Field(None, description="SQL query when the input is a database URL.",
+    query: str | None = Field(None, description="SQL query when the input is connection:NAME.",
                               max_length=100_000)
     output: str = Field(description="A folder ending in '/' (then <folder>/<run id>/), a "
-                        ".parquet/.csv path in the data store, or a database URL with table.",
+                        ".parquet/.csv path in the data store, or connection:NAME with table.",
                         max_length=1024)
-    table: str | None = Field(None, description="SQL table when the output is a database URL.",
+    table: str | None = Field(None, description="SQL table when the output is connection:NAME.",
                               max_length=200)
     overwrite: bool = False
 
@@ -224,11 +227,20 @@ class BatchEndpointParams(BaseModel):
 
 
 def data_pointer(ws: Workspace, value: str, what: str) -> str:
-    """A data-store path as its URL; a database URL as it is."""
+    """A data-store path as its URL; a registered connection (``connection:NAME``) as it is.
+
+    A database URL is refused: callers of the service name only the databases an admin
+    registered (:mod:`batchscore.connections`); a URL could name any database the service
+    reaches, its own state database included."""
+    from .connections import input_url, is_connection_ref, output_url
     from .endpoints import is_database_url
 
-    if is_database_url(value):
+    if is_connection_ref(value):
+        (output_url if what == "output" else input_url)(ws, value)  # it exists, may serve
         return value
+    if is_database_url(value):
+        raise InputError(f"{what} is a database URL; name a connection an admin registered "
+                         "(connection:NAME, see GET /api/v1/connections) instead")
     return data_url(ws, resolve_data_path(ws, value, what))
 
 
@@ -247,12 +259,16 @@ def _endpoint_plan(ws: Workspace, p: BatchEndpointParams, run_id: str) -> Plan:
     from .endpoints import endpoint_job_spec, get_endpoint, is_database_url
 
     check_endpoint_params(ws, p)
+    from .endpoints import resolve_connections
+
     spec = endpoint_job_spec(ws, get_endpoint(ws, p.endpoint), query=p.query, table=p.table)
     output = p.output
     if output.endswith("/") and not is_database_url(output):
         output = f"{output}{run_id}/"
-    return Plan(spec, [data_pointer(ws, v, "input") for v in p.all_inputs()],
-                data_pointer(ws, output, "output"))
+    spec, inputs, target = resolve_connections(
+        ws, spec, [data_pointer(ws, v, "input") for v in p.all_inputs()],
+        data_pointer(ws, output, "output"))
+    return Plan(spec, inputs, target)
 
 
 class TrainParams(BaseModel):
@@ -438,9 +454,10 @@ def request_run(ws: Workspace, pipeline: str, params: dict[str, Any], *,
 
 
 def _pattern_or_database(value: str) -> bool:
+    from .connections import is_connection_ref
     from .endpoints import is_database_url
 
-    return is_database_url(value) or any(c in value for c in "*?[")
+    return is_database_url(value) or is_connection_ref(value) or any(c in value for c in "*?[")
 
 
 def get_run(engine: Engine | Connection, run_id: str) -> Run:

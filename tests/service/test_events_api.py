@@ -94,7 +94,8 @@ def check_migration(engine) -> None:  # type: ignore[no-untyped-def]
     command.upgrade(_alembic_config(engine), "head")
     assert inspect(engine).has_table("events")
     with engine.connect() as conn:
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0005"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == \
+            batchscore.state.SCHEMA_HEAD
     indexes = {i["name"] for i in inspect(engine).get_indexes("events")}
     assert {"ix_events_created", "ix_events_subject"} <= indexes
     record_events(engine, [ev()])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import ci, endpoint, job, model, pipeline, serve, trigger, video, workspace
+from . import ci, connection, endpoint, job, model, pipeline, serve, trigger, video, workspace
 from . import stream as stream_cli
 
 __all__ = ["app", "main"]
@@ -30,6 +30,7 @@ app.add_typer(trigger.app, name="trigger")
 app.add_typer(model.app, name="model")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(endpoint.app, name="endpoint")
+app.add_typer(connection.app, name="connection")
 app.add_typer(stream_cli.app, name="stream")
 
 

@@ -5,7 +5,10 @@ A bundle is a gzip-compressed tar archive holding ``code/...`` (the files of
 ``code_configuration.code``, or the scoring script alone) and, optionally, ``model/<name>/...``
 (the model folder; ``<name>`` is kept because ``AZUREML_MODEL_DIR`` is its parent). The client
 packs it deterministically (:func:`pack_bundle`); the service checks every member (regular
-files only, no ``..``, no absolute names, no links, size limits) and stores the files under
+files only, no ``..``, no absolute names, no links, size limits counted on the bytes actually
+unpacked, as they are read; extended headers only as PAX headers of at most
+:data:`MAX_HEADER_BYTES`, read after their size is checked: GNU long names, sparse files and
+global headers are refused) and stores the files under
 ``scripts/<sha256>/`` of its system store (:func:`store_bundle`), where ``<sha256>`` hashes
 the files' names and contents: the same code gives the same folder, hence the same job spec
 and the same job key, so submitting the same command again finds the same job.
@@ -41,6 +44,12 @@ MiB = 1024 * 1024
 MAX_BUNDLE_BYTES = 50 * MiB  # the archive as sent (code and model, compressed)
 MAX_UNPACKED_BYTES = 200 * MiB  # its files once unpacked
 MAX_MEMBERS = 10_000
+MAX_HEADER_BYTES = 64 * 1024  # a PAX extended header (long or non-ASCII names need one)
+_CHUNK = 1024 * 1024
+# Member types a bundle may hold: files, folders, and PAX headers; links and special files are
+# read (they carry no data) only to be refused by name below.
+_PLAIN_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
+                tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE)
 _COMPLETE = ".complete"
 
 
@@ -168,6 +177,23 @@ class _Checked:
     model: str | None  # the model folder's (or file's) name
 
 
+class _StrictInfo(tarfile.TarInfo):
+    """A member header checked before tarfile reads what follows it: an extended header is
+    read whole into memory, so its size is checked first, and kinds a bundle never needs are
+    refused."""
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type == tarfile.XHDTYPE:
+            if self.size > MAX_HEADER_BYTES:
+                raise InputError(f"bundle holds an extended header of {self.size} bytes, more "
+                                 f"than the {MAX_HEADER_BYTES} bytes a member's names need")
+        elif self.type not in _PLAIN_TYPES:
+            raise InputError(f"bundle member {self.name[:200]!r} has an extended header or "
+                             f"member type {self.type!r} that is not accepted (bundles hold "
+                             "regular files and folders, with PAX headers for long names)")
+        return super()._proc_member(tar)  # type: ignore[misc]
+
+
 def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
     try:
         yield from tar
@@ -177,9 +203,29 @@ def _members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
 
 def _open(archive: bytes) -> tarfile.TarFile:
     try:
-        return tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz")
+        return tarfile.open(fileobj=io.BytesIO(archive), mode="r:gz", tarinfo=_StrictInfo)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise InputError(f"bundle is not a valid .tar.gz archive: {exc}") from None
+
+
+def _digest(tar: tarfile.TarFile, member: tarfile.TarInfo, budget: int) -> tuple[str, int]:
+    """The sha256 of a member's data and its length, read in bounded pieces; more than
+    ``budget`` bytes is :class:`BundleTooLargeError` (counted as they are unpacked)."""
+    fh = tar.extractfile(member)
+    assert fh is not None  # a regular file
+    digest = hashlib.sha256()
+    read = 0
+    try:
+        while chunk := fh.read(_CHUNK):
+            read += len(chunk)
+            if read > budget:
+                raise BundleTooLargeError(
+                    f"the script bundle unpacks to more than the limit of "
+                    f"{MAX_UNPACKED_BYTES // MiB} MiB")
+            digest.update(chunk)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise InputError(f"bundle member {member.name!r} cannot be read: {exc}") from None
+    return digest.hexdigest(), read
 
 
 def _read(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
@@ -237,7 +283,9 @@ def _check(archive: bytes, scoring_script: str, limit: int | None) -> _Checked:
             parts = name.split("/")
             if parts[0] == "model":
                 models.add(parts[1])
-            hashes[name] = hashlib.sha256(_read(tar, member)).hexdigest()
+            hashes[name], read = _digest(tar, member,
+                                         MAX_UNPACKED_BYTES - (total - member.size))
+            total += read - member.size
     if len(models) > 1:
         raise InputError(f"bundle holds more than one model folder: {', '.join(sorted(models))}")
     if f"code/{script}" not in hashes:

@@ -73,7 +73,8 @@ def _snapshot(spec: JobSpec, urls: list[str], system: Store | None) -> tuple[str
     query = readers.check_query(spec.options.get("query"))
     rows = spec.mini_batch_size if isinstance(spec.mini_batch_size, int) \
         else readers.DEFAULT_SQL_ROW_GROUP
-    url, _ = readers.snapshot_query(urls[0], query, system, rows)
+    url, _ = readers.snapshot_query(urls[0], query, system, rows,
+                                    spec.options.get("sql_limits"))
     return f"{readers.safe_url(urls[0])} (query)", [url]
 
 

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from ..connections import ConnectionExistsError, ConnectionNotFoundError
 from ..endpoints import EndpointExistsError, EndpointNotFoundError
 from ..errors import JobNotFoundError, JobStateError, OutputExistsError, UsageError
 from ..pipelines import PipelineNotFoundError, RunNotFoundError
@@ -177,13 +178,14 @@ _STATUS: list[tuple[type[Exception], int]] = [
     (RunNotFoundError, 404), (JobNotFoundError, 404), (PipelineNotFoundError, 404),
     (TriggerNotFoundError, 404), (EndpointNotFoundError, 404),
     (OutputExistsError, 409), (JobStateError, 409), (EndpointExistsError, 409),
+    (ConnectionNotFoundError, 404), (ConnectionExistsError, 409),
     (UsageError, 400),
 ]
 
 
 def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     """The service for workspace ``ws``."""
-    from . import api, endpoints_api, events_api, outputs_api, streams_api
+    from . import api, connections_api, endpoints_api, events_api, outputs_api, streams_api
 
     config = config or ServiceConfig()
     service = Service(ws, config, RunSlots(ws, config.run_slots),
@@ -253,6 +255,7 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     app.include_router(outputs_api.router, prefix="/api/v1")
     app.include_router(streams_api.router, prefix="/api/v1")
     app.include_router(events_api.router, prefix="/api/v1")
+    app.include_router(connections_api.router, prefix="/api/v1")
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True), name="dashboard")
     app.add_middleware(_BodyLimit, config=config)
     return app

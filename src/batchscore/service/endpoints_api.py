@@ -2,7 +2,10 @@
 
 ``POST /api/v1/endpoints/{name}/invoke`` answers 202 with the job's and the run's ids at once;
 the service's run slots run the job. Data pointers name paths inside the workspace's data store
-(as every path of the API does) or a database URL with a query / a table.
+(as every path of the API does) or a connection an admin registered (``connection:NAME``) with a
+query / a table; database URLs are refused. An invocation whose input is a query answers with
+its run's id only (``job_id`` null): the query runs when a run slot plans the job, never inside
+the request.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..connections import is_connection_ref
 from ..endpoints import (
+    PIPELINE,
     create_endpoint,
     delete_endpoint,
     get_endpoint,
@@ -21,7 +26,7 @@ from ..endpoints import (
     list_endpoints,
     tabular_endpoint_spec,
 )
-from ..pipelines import BatchEndpointParams, check_endpoint_params, data_pointer
+from ..pipelines import BatchEndpointParams, check_endpoint_params, data_pointer, request_run
 from .api import require
 
 __all__ = ["router"]
@@ -59,11 +64,11 @@ class InvokeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     inputs: list[str] = Field(min_length=1, max_length=1000,
-                              description="Paths or globs in the data store, or one database "
-                              "URL (with query).")
+                              description="Paths or globs in the data store, or one "
+                              "connection:NAME (with query).")
     query: str | None = Field(None, max_length=100_000)
     output: str = Field(max_length=1024, description="A folder or .parquet/.csv path in the "
-                        "data store, or a database URL (with table).")
+                        "data store, or connection:NAME (with table).")
     table: str | None = Field(None, max_length=200)
     overwrite: bool = False
 
@@ -123,6 +128,12 @@ def invoke(request: Request, name: str, body: InvokeIn) -> dict[str, Any]:
     if wait:
         raise HTTPException(429, f"too many runs started by {who.name!r}; try again in "
                             f"{wait:.0f}s", headers={"Retry-After": str(int(wait) + 1)})
+    if any(is_connection_ref(v) for v in body.inputs):
+        # the query runs inside the job, never in this request: a run slot plans it
+        run = request_run(ws, PIPELINE, params.model_dump(mode="json"), created_by=who.name)
+        service.slots.wake.set()
+        return {"endpoint": name, "job_id": None, "run_id": run.id, "created": True,
+                "links": {**_links(name, "", run.id), "job": None, "logs": None}}
     inv = invoke_endpoint(
         ws, name, [data_pointer(ws, v, "input") for v in body.inputs], data_pointer(ws, body.output,
                                                                              "output"),

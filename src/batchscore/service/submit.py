@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, update
 
+from ..endpoints import resolve_connections
 from ..errors import InputError, SpecError, UsageError
 from ..jobs import bundle as bundles
 from ..jobs.api import submit_job
@@ -74,8 +75,8 @@ class JobIn(BaseModel):
                         "and optionally model/<name>/... (the model folder); at most "
                         f"{bundles.MAX_BUNDLE_BYTES // bundles.MiB} MiB.")
     inputs: list[str] = Field(min_length=1, max_length=1000,
-                              description="Paths or globs in the data store (or a database URL "
-                              "with input_format sql).")
+                              description="Paths or globs in the data store (or "
+                              "connection:NAME with input_format sql).")
     output: str = Field(max_length=1024, description="The output folder in the data store.")
     overwrite: bool = False
 
@@ -102,13 +103,18 @@ class Submission:
 
 def store_locations(ws: Workspace) -> Locations:
     """How the workspace's stores are shown to API clients: data-store paths relative (as
-    the API takes them), system-store paths ``system:...``."""
+    the API takes them), system-store paths ``system:...``, registered connections'
+    URLs ``connection:NAME``."""
     locations = []
     for store, label in ((ws.data, ""), (ws.system, "system:")):
         # a whole account (az://, whose containers are the first path part) stays az://
         locations.append((store.url + "//" if store.url.endswith(":") else store.url, label))
         if store.is_local:
             locations.append((store.root, label))
+    from ..connections import list_connections
+
+    # a job through a registered connection records its URL: shown by the connection's name
+    locations.extend((c.url, f"connection:{c.name}") for c in list_connections(ws))
     return locations
 
 
@@ -152,11 +158,11 @@ def _decode(bundle: str, limit: int) -> bytes:
 
 
 def _input_url(ws: Workspace, value: str) -> str:
-    from ..endpoints import is_database_url
+    """A data-store path as its URL; ``connection:NAME`` as it is (resolved with its limits
+    by :func:`~batchscore.endpoints.resolve_connections`); a database URL is refused."""
+    from ..pipelines import data_pointer
 
-    if is_database_url(value):
-        return value
-    return data_url(ws, resolve_data_path(ws, value, "input"))
+    return data_pointer(ws, value, "input")
 
 
 def prepare_job(ws: Workspace, body: JobIn, limit: int | None = None) -> PreparedJob:
@@ -167,6 +173,7 @@ def prepare_job(ws: Workspace, body: JobIn, limit: int | None = None) -> Prepare
     with _public_errors(ws):
         spec = _settings(body.spec)
         urls = [_input_url(ws, value) for value in body.inputs]
+        spec, urls, _ = resolve_connections(ws, spec, urls, "")
         output = data_url(ws, resolve_data_path(ws, body.output, "output")).rstrip("/")
         kind = get_kind(spec.kind)
         for url in urls:  # each one matches files (errors name the data-store path)

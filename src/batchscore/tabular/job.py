@@ -46,9 +46,11 @@ from .models import (
     ModelNotFoundError,
     default_registry_uri,
     group_ref,
+    group_value_problem,
     hive_ref,
     placeholders,
     plain_value,
+    template_root,
 )
 from .readers import (
     DEFAULT_SQL_ROW_GROUP,
@@ -94,6 +96,9 @@ class TabularOptions(BaseModel):
     # The reference as the caller gave it, when ``model`` is the version it resolved to (a
     # batch endpoint pins models:/NAME@production to models:/NAME/7): lineage, not used.
     model_ref: str | None = None
+    # A registered connection's limits on options.query (read_only, statement_timeout,
+    # max_rows, connection): set when the input is connection:NAME (batchscore.connections).
+    sql_limits: dict[str, Any] | None = None
 
     @field_validator("group_by", "keys", "features", mode="before")
     @classmethod
@@ -134,6 +139,8 @@ class TabularOptions(BaseModel):
         if unknown:
             raise ValueError(f"model {self.model!r}: placeholder(s) {unknown} are not group_by "
                              f"columns {self.group_by}")
+        if names:
+            template_root(self.model)  # the models' fixed folder (a SpecError without one)
         if self.prediction == JOB_COLUMN or self.prediction in self.key_columns:
             raise ValueError(f"prediction {self.prediction!r} is the name of a key column or "
                              "of the job id column; name it differently")
@@ -271,8 +278,9 @@ class TabularKind(JobKind):
         if len(urls) == 1 and is_database_url(urls[0]):
             assert opts.query is not None
             group = size if isinstance(size, int) else DEFAULT_SQL_ROW_GROUP
-            snapshot, _ = snapshot_query(urls[0], opts.query, system, group)
-            source = f"{safe_url(urls[0])} (query)"
+            snapshot, _ = snapshot_query(urls[0], opts.query, system, group, opts.sql_limits)
+            shown = opts.sql_limits.get("connection") if opts.sql_limits else None
+            source = f"connection:{shown} (query)" if shown else f"{safe_url(urls[0])} (query)"
             files = [(snapshot, "parquet")]
         else:
             declared = spec.input_format if spec.input_format in ("csv", "parquet") else None
@@ -339,7 +347,7 @@ class TabularScorer:
         pin = json.loads(self.store.read_text(rel)) if self.store.exists(rel) else {}
         registry = pin.get("registry_uri") or default_registry_uri(self.opts.registry_uri)
         self.scratch = tempfile.mkdtemp(prefix=f"batchscore-{cfg.job_id}-")
-        self.loader = ModelLoader(registry, self.scratch)
+        self.loader = ModelLoader(registry, self.scratch, roots=self._roots())
         self.cache = ModelCache(self.loader, self.opts.model_cache)
         self.keys = self.opts.key_columns
         self.group_by = list(self.opts.group_by)
@@ -349,6 +357,18 @@ class TabularScorer:
         features = self.opts.features or (self.single.features if self.single else None)
         self.columns = None if features is None else \
             list(dict.fromkeys([*self.group_by, *self.keys, *features]))
+
+    def _roots(self) -> list[str] | None:
+        """Where each group's model must be: inside the template's fixed folder (or the hive
+        folder); None for one model, or models of a registry."""
+        model = self.opts.model
+        if not self.opts.group_by or model.startswith(REGISTRY_PREFIX):
+            return None
+        if self.opts.placeholders:
+            root = template_root(model)
+            assert root is not None
+            return [root]
+        return [model]
 
     def run(self, idx: int, attempt: int, items: list[Any]) -> TaskResult:
         started = time.time()
@@ -400,6 +420,13 @@ class TabularScorer:
             if gaps:
                 rejects.extend(Reject(int(r), gaps[0], f"missing value in group column "
                                                        f"{gaps[0]}") for r in sub.index)
+                continue
+            bad = [(c, v, why) for c in self.opts.placeholders
+                   if (why := group_value_problem(v := values[c])) is not None]
+            if bad:
+                column, value, why = bad[0]
+                problem = f"group value {str(plain_value(value))!r} is not a plain name ({why})"
+                rejects.extend(Reject(int(r), column, problem) for r in sub.index)
                 continue
             ref = self._group_ref(values)
             model = self.cache.get(ref)

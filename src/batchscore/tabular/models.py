@@ -10,7 +10,13 @@ A reference is one of:
 
 With ``group_by`` the reference may hold ``{Column}`` placeholders, filled with each group's
 values (:func:`group_ref`); without placeholders it is a folder with one model per group in
-hive layout (``<folder>/Device=1/Sensor=4/``). A reference that names nothing raises
+hive layout (``<folder>/Device=1/Sensor=4/``).
+
+Group values are data, never paths: a value that is not a plain name (empty, ``.``, ``..``,
+a ``/`` or ``\\``, a control character) names no model, so its rows are rejected
+(:func:`group_value_problem`); and a template's models are loaded only from inside its fixed
+folder (:func:`template_root`), checked on the resolved path, symbolic links followed
+(:class:`ModelLoader` ``roots``). A reference that names nothing raises
 :class:`ModelNotFoundError`; the worker's :class:`ModelCache` remembers those, and reports
 the group's rows as rejected.
 
@@ -23,6 +29,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import posixpath
 import string
 import tempfile
 import warnings
@@ -46,9 +53,11 @@ __all__ = [
     "ModelLoader",
     "ModelNotFoundError",
     "group_ref",
+    "group_value_problem",
     "hive_ref",
     "placeholders",
     "plain_value",
+    "template_root",
 ]
 
 REGISTRY_PREFIX = "models:/"
@@ -129,14 +138,68 @@ def plain_value(value: Any) -> Any:
     return value
 
 
+def group_value_problem(value: Any) -> str | None:
+    """Why a group value cannot fill a placeholder of a model reference (None: it can).
+
+    A value must be a plain name: not empty or blank, not ``.`` or ``..``, without ``/``,
+    ``\\`` or control characters (NUL, newlines, DEL, ...); in a registry reference not
+    ``@`` either (it would choose another alias)."""
+    text = str(plain_value(value))
+    if not text.strip():
+        return "it is empty"
+    if text in (".", ".."):
+        return f"{text!r} names a folder, not a model"
+    for ch in text:
+        if ch in "/\\":
+            return f"it holds the path separator {ch!r}"
+        if ord(ch) < 32 or 127 <= ord(ch) < 160:
+            return f"it holds the control character {ch!r}"
+    return None
+
+
+def _bad_value(column: str, value: Any, why: str) -> ModelNotFoundError:
+    return ModelNotFoundError(f"group value {str(plain_value(value))!r} of column {column} is "
+                              f"not a plain name ({why}); it cannot name a model")
+
+
 def group_ref(template: str, values: dict[str, Any]) -> str:
-    """The reference of one group's model: ``template`` with its placeholders filled."""
+    """The reference of one group's model: ``template`` with its placeholders filled.
+
+    A value that is not a plain name (:func:`group_value_problem`) raises
+    :class:`ModelNotFoundError`: rows never choose a model outside the template's folder."""
+    registry = template.startswith(REGISTRY_PREFIX)
+    for column, value in values.items():
+        why = group_value_problem(value)
+        if why is None and registry and "@" in str(plain_value(value)):
+            why = "it holds '@'"
+        if why is not None:
+            raise _bad_value(column, value, why)
     return template.format_map({k: plain_value(v) for k, v in values.items()})
+
+
+def template_root(template: str) -> str | None:
+    """The fixed folder a path template's models are in: the part before its first
+    placeholder, up to the last ``/`` (``/models/dev-{Device}`` -> ``/models``); None for a
+    registry reference. A template with no fixed folder is a :class:`SpecError`."""
+    if template.startswith(REGISTRY_PREFIX):
+        return None
+    head = template.split("{", 1)[0]
+    root = head.rsplit("/", 1)[0] if "/" in head else ""
+    if "://" in template:
+        scheme_end = template.index("://") + 3
+        bare = root[scheme_end:].strip("/") if len(root) >= scheme_end else ""
+    else:
+        bare = root.strip("/")
+    if not bare:
+        raise SpecError(f"options.model {template!r}: a {{Column}} placeholder must come after "
+                        "a fixed folder that holds the models (as in /models/dev-{Device})")
+    return root
 
 
 def hive_ref(folder: str, values: dict[str, Any]) -> str:
     """The folder of one group's model in hive layout: ``<folder>/Device=1/Sensor=4``
-    (values percent-encoded as in pyarrow's hive partitioning)."""
+    (values percent-encoded as in pyarrow's hive partitioning, so a value is always inside
+    its ``Column=`` folder)."""
     parts = [f"{k}={quote(str(plain_value(v)), safe='')}" for k, v in values.items()]
     return "/".join([folder.rstrip("/"), *parts])
 
@@ -167,9 +230,15 @@ def default_registry_uri(explicit: str | None) -> str | None:
 # -- loading ---------------------------------------------------------------------------------
 
 class ModelLoader:
-    """Resolves and loads references in one process (a worker, or the driver at submit)."""
+    """Resolves and loads references in one process (a worker, or the driver at submit).
 
-    def __init__(self, registry_uri: str | None, scratch: str | Path | None = None) -> None:
+    With ``roots``, a path reference is loaded only when it resolves (``..`` and symbolic
+    links followed) inside one of those folders; anything else is :class:`ModelNotFoundError`.
+    """
+
+    def __init__(self, registry_uri: str | None, scratch: str | Path | None = None,
+                 roots: list[str] | None = None) -> None:
+        self.roots = [to_url(r) for r in roots] if roots is not None else None
         self.registry_uri = registry_uri
         self.scratch = Path(scratch or tempfile.mkdtemp(prefix="batchscore-models-"))
         self.scratch.mkdir(parents=True, exist_ok=True)
@@ -262,6 +331,21 @@ class ModelLoader:
                 artifact_uri=uri, dst_path=target, tracking_uri=self.registry_uri)
         return self._downloads[uri]
 
+    def _inside_roots(self, ref: str, url: str, path: str) -> str:
+        """``path`` resolved, if it is inside one of ``roots``; else ModelNotFoundError."""
+        assert self.roots is not None
+        local = url.startswith("file://")
+        resolved = os.path.realpath(path) if local else posixpath.normpath(path)
+        for root in self.roots:
+            if root.split("://", 1)[0] != url.split("://", 1)[0]:
+                continue
+            base = url_to_fs(root)[1].rstrip("/") or "/"
+            base = os.path.realpath(base) if local else posixpath.normpath(base)
+            if resolved == base or resolved.startswith(base.rstrip("/") + "/"):
+                return resolved
+        raise ModelNotFoundError(f"model {ref} resolves to {resolved}, outside the model "
+                                 f"folder(s) of this job ({', '.join(self.roots)})")
+
     def _find(self, ref: str, download: bool = False) -> tuple[str, str]:
         """What kind of model a path reference holds, and (with ``download``) a local path
         to load it from."""
@@ -271,6 +355,8 @@ class ModelLoader:
         except (ImportError, ValueError) as exc:
             raise ModelNotFoundError(f"model {ref!r}: {exc}") from None
         path = path.rstrip("/")
+        if self.roots is not None:
+            path = self._inside_roots(ref, url, path)
         if not fs.exists(path):
             raise ModelNotFoundError(f"model {ref} does not exist")
         if fs.isdir(path):
@@ -288,6 +374,8 @@ class ModelLoader:
             raise ModelNotFoundError(
                 f"model {ref} is neither a model folder ({MLMODEL}, {' or '.join(PICKLES)}) "
                 f"nor a {', '.join(_PICKLE_SUFFIXES)} file")
+        if self.roots is not None and rel and url.startswith("file://"):
+            self._inside_roots(f"{ref}/{rel}", url, f"{path}/{rel}")  # a link out of it
         if not download:
             return kind, path
         if url.startswith("file://"):

@@ -556,20 +556,67 @@ def create_db_engine(url: str, what: str = "database") -> Any:
     return engine
 
 
-def snapshot_query(db_url: str, query: str, system: Store, rows_per_group: int
-                   ) -> tuple[str, int]:
+def _limit(conn: Any, limits: dict[str, Any]) -> threading.Timer | None:
+    """Begin ``conn``'s transaction under a connection's limits: read-only, and a statement
+    timeout (PostgreSQL: ``SET TRANSACTION READ ONLY`` and ``statement_timeout``; SQLite:
+    ``PRAGMA query_only`` and a progress handler that interrupts the query at the deadline).
+
+    On PostgreSQL the timeout is also kept from this side: a timer cancels the query once the
+    whole of it (every fetch) has run that long, since a query could change
+    ``statement_timeout`` for the fetches after its first (``set_config``). Returns that timer,
+    started (the caller cancels it)."""
+    import time
+
+    timeout = float(limits.get("statement_timeout") or 0)
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        raw = conn.connection.driver_connection
+        if limits.get("read_only", True):
+            raw.execute("PRAGMA query_only = ON")
+        if timeout > 0:
+            deadline = time.monotonic() + timeout
+            raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 1000)
+        conn.begin()
+        return None
+    if dialect != "postgresql":
+        raise InputError(f"a connection's limits cannot be enforced on {dialect} databases")
+    conn.begin()
+    if limits.get("read_only", True):
+        conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+    if timeout <= 0:
+        return None
+    conn.exec_driver_sql(f"SET LOCAL statement_timeout = {max(1, int(timeout * 1000))}")
+    timer = threading.Timer(timeout, conn.connection.driver_connection.cancel)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def snapshot_query(db_url: str, query: str, system: Store, rows_per_group: int,
+                   limits: dict[str, Any] | None = None) -> tuple[str, int]:
     """Run ``query`` once and keep its result as Parquet in the system store; returns the
-    snapshot's URL and its row count. The same result gives the same snapshot."""
+    snapshot's URL and its row count. The same result gives the same snapshot.
+
+    ``limits`` (a registered connection's: ``read_only``, ``statement_timeout`` seconds,
+    ``max_rows``) makes the query run in a read-only transaction with that timeout, and fail
+    once it returns more than ``max_rows`` rows."""
     from sqlalchemy.exc import SQLAlchemyError
 
     where = safe_url(db_url)
+    if limits and limits.get("connection"):
+        where = f"connection {limits['connection']!r}"
+    max_rows = int(limits.get("max_rows") or 0) if limits else 0
     engine = create_db_engine(db_url, "SQL input")
     scratch = Path(tempfile.mkdtemp(prefix="batchscore-sql-"))
     try:
         pieces: list[Path] = []
         schemas: list[pa.Schema] = []
+        count = 0
+        timer = None
         try:
             with engine.connect() as conn:
+                if limits:
+                    timer = _limit(conn, limits)
                 result = conn.execution_options(stream_results=True).exec_driver_sql(query)
                 if not result.returns_rows:
                     raise InputError(f"SQL query on {where} returns no rows to score (it is "
@@ -577,7 +624,14 @@ def snapshot_query(db_url: str, query: str, system: Store, rows_per_group: int
                 names = result.keys()
                 columns = [str(c) for c in names]
                 while True:
-                    rows = result.fetchmany(rows_per_group)
+                    want = rows_per_group if not max_rows else \
+                        max(1, min(rows_per_group, max_rows + 1 - count))
+                    rows = result.fetchmany(want)
+                    count += len(rows)
+                    if max_rows and count > max_rows:
+                        raise InputError(
+                            f"SQL query on {where} returns more than {max_rows} rows, the "
+                            "connection's row cap (max_rows); narrow the query")
                     if not rows and pieces:
                         break
                     chunk = pd.DataFrame.from_records(rows, columns=columns,
@@ -590,8 +644,13 @@ def snapshot_query(db_url: str, query: str, system: Store, rows_per_group: int
                     if not rows:
                         break
         except SQLAlchemyError as exc:
+            if timer is not None and timer.finished.is_set():
+                raise InputError(f"SQL query on {where} ran past the connection's statement "
+                                 f"timeout ({limits['statement_timeout']:g}s)") from None
             raise InputError(f"SQL query on {where} failed: {_db_message(exc)}") from None
         finally:
+            if timer is not None:
+                timer.cancel()
             engine.dispose()
         schema = unify_schemas(schemas)
         final = scratch / "result.parquet"

@@ -1,10 +1,19 @@
-"""The local executor: a pebble process pool on this machine."""
+"""The local executor: a pebble process pool on this machine.
+
+Workers of a job run from a thread other than the main one (the service's run slots) are
+spawned, not forked, so that no lock another thread of the service held at that moment
+(SQLAlchemy's pool, a handler's) is inherited locked; the command line and detached runners
+(jobs on the main thread) fork. ``$BATCHSCORE_WORKER_START`` (fork, spawn, forkserver)
+overrides the choice (:func:`start_method`). A pool whose
+workers start no task within :func:`init_seconds` (a hung ``init()``) is killed and
+replaced, and its mini-batches count an attempt (a second time in a row fails the job)."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import socket
+import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future
@@ -18,7 +27,7 @@ from pebble import ProcessExpired, ProcessPool
 from ..worker import ContractError, InitError, WorkerConfig, run_task, worker_init
 from .base import Completion, Executor, Outcome
 
-__all__ = ["LocalExecutor", "stall_seconds"]
+__all__ = ["LocalExecutor", "init_seconds", "stall_seconds", "start_method"]
 
 MAX_STALLS = 3
 
@@ -34,6 +43,25 @@ def stall_seconds(timeout: float, started_any: bool) -> float:
     return max(120.0, 2 * timeout) if started_any else 1800.0
 
 
+def init_seconds() -> float:
+    """How long a new pool's workers may take to start a first task (their ``init()``):
+    ``$BATCHSCORE_INIT_TIMEOUT``, else 600 s. (When the stall watchdog's limit is shorter,
+    it acts first: the pool is replaced without counting an attempt.)"""
+    env = os.environ.get("BATCHSCORE_INIT_TIMEOUT")
+    return float(env) if env else 600.0
+
+
+def start_method() -> str:
+    """``spawn`` when the job runs on a thread other than the main one (the service's run
+    slots, or any program that runs jobs from threads: a fork would copy the locks its other
+    threads hold at that moment), else ``fork`` (the command line, a detached runner);
+    ``$BATCHSCORE_WORKER_START`` (fork, spawn, forkserver) chooses otherwise."""
+    chosen = os.environ.get("BATCHSCORE_WORKER_START", "")
+    if chosen in ("fork", "spawn", "forkserver"):
+        return chosen
+    return "fork" if threading.current_thread() is threading.main_thread() else "spawn"
+
+
 class LocalExecutor(Executor):
     """Worker processes on this machine; ``max_concurrency_per_instance`` sets their number."""
 
@@ -45,6 +73,7 @@ class LocalExecutor(Executor):
         self._progress_at = time.monotonic()  # a task last started or finished
         self._started_any = False  # the current pool has started a task
         self._stalls = 0
+        self._init_timeouts = 0  # pools in a row whose workers never started a task
 
     @property
     def capacity(self) -> int:
@@ -64,7 +93,7 @@ class LocalExecutor(Executor):
             max_workers=self._workers,
             initializer=worker_init,
             initargs=(self._cfg,),
-            context=multiprocessing.get_context("fork"),
+            context=multiprocessing.get_context(start_method()),
         )
 
     def submit(self, idx: int, attempt: int, items: list[Any], timeout: float) -> None:
@@ -101,6 +130,7 @@ class LocalExecutor(Executor):
         if done or any(f.running() for f in self._futures):
             self._progress_at = now
             self._started_any = True
+            self._init_timeouts = 0
             if done:
                 self._stalls = 0
         else:
@@ -117,6 +147,8 @@ class LocalExecutor(Executor):
         is replaced and its tasks re-run uncounted; after MAX_STALLS in a row (a worker
         init() that never ends) the tasks fail for good."""
         limit = stall_seconds(max(t for _, _, t in self._futures.values()), self._started_any)
+        if not self._started_any and init_seconds() < limit:
+            return self._init_timeout(now)
         if now - self._progress_at < limit:
             return []
         self._stalls += 1
@@ -131,6 +163,30 @@ class LocalExecutor(Executor):
                            "replaced")
         lost, self._lost = self._lost, []
         return lost
+
+    def _init_timeout(self, now: float) -> list[Completion]:
+        """The pool's workers started no task within :func:`init_seconds`: they are killed
+        and replaced, and the mini-batches waiting on them count an attempt (TIMEOUT, so
+        they are retried); the second time in a row they fail the job (FATAL)."""
+        limit = init_seconds()
+        if now - self._progress_at < limit:
+            return []
+        self._init_timeouts += 1
+        outcome = Outcome.FATAL if self._init_timeouts > 1 else Outcome.TIMEOUT
+        error = (f"the workers' start-up (the scoring code's init()) did not finish within "
+                 f"{limit:g}s; they were killed and replaced"
+                 + (f" ({self._init_timeouts} times in a row)" if self._init_timeouts > 1
+                    else ""))
+        out = [Completion(idx, attempt, outcome, error=error)
+               for idx, attempt, _ in self._futures.values()]
+        for future in self._futures:
+            future.cancel()
+        self._futures = {}
+        assert self._pool is not None
+        self._pool.stop()
+        self._pool = self._new_pool()
+        self._progress_at = time.monotonic()
+        return out
 
     def _completion(self, future: Future[Any]) -> Completion:
         idx, attempt, timeout = self._futures.pop(future)

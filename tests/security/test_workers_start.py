@@ -1,0 +1,139 @@
+"""A job's workers never inherit a lock another thread holds, and a worker start-up that never
+ends cannot hold a run (and its slot) forever.
+
+Before the fix workers were forked from whatever process ran the job: from the service (run
+slots are threads) a worker could inherit a lock that another thread held at that moment, and
+hang in ``init()`` for good; the pool waited 30 minutes per try before replacing it."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from batchscore.jobs import get_job, job_logs, run_job, spec_from_mapping
+from batchscore.jobs.executors.local import init_seconds, start_method
+from batchscore.workspace import Workspace
+
+HELPER = """
+import threading
+LOCK = threading.Lock()  # module state: a forked child copies it as it is
+"""
+
+TAKES_THE_LOCK = """
+import os
+import held_lock_module
+
+def init():
+    held_lock_module.LOCK.acquire()  # blocks forever if it was copied while held
+    held_lock_module.LOCK.release()
+
+def run(mini_batch):
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+HANGS = """
+import threading
+
+def init():
+    threading.Event().wait()  # never returns
+
+def run(mini_batch):
+    return list(mini_batch)
+"""
+
+
+def _spec(script: Path, retries: int = 1) -> object:
+    return spec_from_mapping({"scoring_script": str(script), "mini_batch_size": 1,
+                              "max_concurrency_per_instance": 1,
+                              "retry_settings": {"max_retries": retries, "timeout": 60}})
+
+
+@pytest.mark.timeout(300)
+def test_workers_started_beside_other_threads_do_not_inherit_their_locks(
+        ws: Workspace, tmp_path: Path, script, files, monkeypatch: pytest.MonkeyPatch) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "held_lock_module.py").write_text(HELPER)
+    monkeypatch.syspath_prepend(str(lib))
+    monkeypatch.delitem(sys.modules, "held_lock_module", raising=False)
+    import held_lock_module  # type: ignore[import-not-found]
+
+    holding, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another thread of the process holds the lock during the job
+        with held_lock_module.LOCK:
+            holding.set()
+            release.wait()
+
+    thread = threading.Thread(target=hold, daemon=True)
+    thread.start()
+    holding.wait()
+    monkeypatch.setenv("BATCHSCORE_INIT_TIMEOUT", "120")  # only a safety net if it breaks
+    spec, inputs = _spec(script(TAKES_THE_LOCK)), [str(files(3))]
+    outcome: dict[str, object] = {}
+
+    def slot() -> None:  # as the service's run slots do: the job runs on a thread
+        outcome["method"] = start_method()
+        outcome["job"] = run_job(ws, spec, inputs, str(tmp_path / "out"), executor="local")
+
+    try:
+        runner = threading.Thread(target=slot, name="batchscore-slot-test")
+        runner.start()
+        runner.join()
+    finally:
+        release.set()
+        thread.join()
+    assert outcome["method"] == "spawn"
+    job = outcome["job"]
+    assert job.state == "succeeded", job.reason  # type: ignore[attr-defined]
+    assert start_method() == "fork"  # the command line (the main thread) still forks
+
+
+@pytest.mark.timeout(300)
+def test_a_worker_start_up_that_never_ends_fails_the_run(
+        ws: Workspace, tmp_path: Path, script, files, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run ends (its slot is free): each try counts an attempt, then the job fails."""
+    monkeypatch.setenv("BATCHSCORE_INIT_TIMEOUT", "2")
+    assert init_seconds() == 2
+    spec = _spec(script(HANGS), retries=3)
+    job = run_job(ws, spec, [str(files(2))], str(tmp_path / "out"), executor="local")
+    assert job.state == "failed", job.reason
+    assert "init()" in (job.reason or "") and "did not finish" in (job.reason or "")
+    events = job_logs(ws, job.id).events
+    assert any(e.get("event") == "retry" and e.get("outcome") == "timeout" for e in events), \
+        events
+    assert get_job(ws, job.id).finished
+
+
+@pytest.mark.timeout(300)
+def test_a_hung_start_up_in_the_service_frees_its_run_slot(
+        ws: Workspace, tmp_path: Path, script, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Through the service: the run slot's job spawns its workers, their init() hangs, the
+    run ends failed, and the slot takes the next run."""
+    from batchscore.endpoints import create_endpoint
+    from batchscore.pipelines import get_run
+    from batchscore.service import ServiceConfig, create_app, create_token
+    from service.svc_helpers import TestClient, wait_for
+
+    monkeypatch.setenv("BATCHSCORE_INIT_TIMEOUT", "3")
+    create_endpoint(ws, "hangs", spec_from_mapping({
+        "name": "hangs", "scoring_script": str(script(HANGS)), "mini_batch_size": 1,
+        "max_concurrency_per_instance": 1, "retry_settings": {"max_retries": 1}}))
+    ws.data.local_path("in").mkdir(parents=True)
+    (ws.data.local_path("in") / "a.txt").write_text("a\n")
+    operator = {"Authorization": f"Bearer {create_token(ws.engine, 'o', 'operator')[1]}"}
+    with TestClient(create_app(ws, ServiceConfig(run_slots=1))) as client:
+        runs = []
+        for i in range(2):  # the second waits for the only slot
+            answer = client.post("/api/v1/endpoints/hangs/invoke", headers=operator,
+                                 json={"inputs": ["in/a.txt"], "output": f"out{i}/"})
+            assert answer.status_code == 202, answer.text
+            runs.append(answer.json()["run_id"])
+        done = [wait_for(lambda r=r: (x := get_run(ws.engine, r)).finished and x, timeout=240)
+                for r in runs]
+    assert len({r.id for r in done}) == 2
+    assert [r.state for r in done] == ["failed", "failed"], [r.reason for r in done]
+    assert all("did not finish" in (r.reason or "") for r in done)
