@@ -97,3 +97,16 @@ def test_stylize_video_with_smoothing(
     # an identity style smoothed along the flow stays the input: the moving bar leaves no trail
     errors = np.abs(decode_all(output).astype(int) - decode_all(clips["ntsc"])).mean(axis=(1, 2, 3))
     assert errors.max() < 6, errors
+
+
+def test_smoothing_defaults_and_interpolation() -> None:
+    """The measured defaults (docs/video.md): weight 0.9, cubic warping; linear still there."""
+    assert SmoothingSettings() == SmoothingSettings(weight=0.9, flow_size=256,
+                                                    interpolation="cubic")
+    with pytest.raises(UsageError, match="interpolation"):
+        SmoothingSettings(interpolation="nearest")
+    frames = np.repeat(np.random.default_rng(1).integers(0, 255, (1, 48, 64, 3)), 12, 0)
+    frames = frames.astype(np.uint8)
+    linear = TemporalSmoother(flicker(), SmoothingSettings(interpolation="linear"))(frames)
+    cubic = TemporalSmoother(flicker(), SmoothingSettings())(frames)
+    assert not np.array_equal(linear, cubic)

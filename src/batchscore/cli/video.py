@@ -260,3 +260,21 @@ def _stylize_remote(server: str, token: str | None, source: Path, output: Path, 
     console.print(f"run {run['id']} (job {run.get('job_id')}): "
                   f"{job.get('items_succeeded', '?')} frames")
     console.print(f"output: {output.resolve()}")
+    _fetch_report(base, headers, run["id"], output)
+
+
+def _fetch_report(base: str, headers: dict[str, str], run_id: str, output: Path) -> None:
+    """The run's quality report and contact sheet, saved beside the downloaded output."""
+    import httpx
+
+    from ..video.quality import report_paths
+
+    json_path, png_path = (Path(p) for p in report_paths(str(output.resolve())))
+    for path, route in ((json_path, "quality"), (png_path, "contact.png")):
+        answer = httpx.get(f"{base}/api/v1/runs/{run_id}/{route}", headers=headers,
+                           timeout=60)
+        if answer.status_code >= 400:
+            err_console.print(f"no quality report from the service ({answer.status_code})")
+            return
+        path.write_bytes(answer.content)
+    _print_report(output)
