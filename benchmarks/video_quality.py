@@ -185,6 +185,53 @@ def pipeline_flicker(args: argparse.Namespace, report: dict[str, Any]) -> None:
                   f"{input_error:.5f})  {seconds:.1f} s", flush=True)
 
 
+BEGIN, END = "<!-- video_quality: begin -->", "<!-- video_quality: end -->"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The tables of a run, as benchmarks/VIDEO.md holds them."""
+    lines = [BEGIN, "", f"Command: `{report['command']}` ({report.get('seconds', '?')} s)."]
+    if report["pipeline"]:
+        lines += ["", "Smoothing through the video job (real clip at 640x360, 132 frames, "
+                  "`max_size` 256, style 3:0.5,12:0.5; warping error over every pair):", "",
+                  "| smoothing | warping error | ÷ input's | content kept | style matched |",
+                  "| --------- | ------------- | --------- | ------------ | ------------- |"]
+        for r in report["pipeline"]:
+            lines.append(f"| {r['smoothing']} | {r['warping_error']:.5f} | "
+                         f"{r['warping_error'] / r['input_warping_error']:.2f}x | "
+                         f"{r['content_kept']:.3f} | {r['style_matched']:.3f} |")
+    if report["rows"]:
+        lines += ["", "Network size against quality (1280x720 clips; frames/s: the network "
+                  "alone, relative to `max_size` 512 of the same clip and style in the same "
+                  "run, then absolute):", "",
+                  "| clip | style | max_size | network | smoothing | content kept | "
+                  "style matched | warping error (input's) | frames/s vs 512 | frames/s |",
+                  "| ---- | ----- | -------- | ------- | --------- | ------------ | "
+                  "------------- | ----------------------- | --------------- | -------- |"]
+        base = {(r["clip"], r["style"]): r["frames_per_second"] for r in report["rows"]
+                if r["max_size"] == 512 and r["smoothing"] == "off"}
+        for r in report["rows"]:
+            ratio = r["frames_per_second"] / base.get((r["clip"], r["style"]), float("nan"))
+            lines.append(
+                f"| {r['clip']} | {r['style']} | {r['max_size'] or 'video size'} | "
+                f"{r['network_size'][0]}x{r['network_size'][1]} | {r['smoothing']} | "
+                f"{r['content_kept']:.3f} | {r['style_matched']:.3f} | "
+                f"{r['warping_error']:.5f} ({r['input_warping_error']:.5f}) | {ratio:.2f} | "
+                f"{r['frames_per_second']:.2f} |")
+    return "\n".join([*lines, "", END])
+
+
+def write_markdown(report: dict[str, Any], path: Path) -> None:
+    """Replace the tables between the markers in ``path`` (appended when missing)."""
+    text = path.read_text()
+    table = markdown(report)
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + table + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + table + "\n"
+    path.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 384, 512, 768, 1024, 0],
@@ -207,8 +254,15 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["table", "pipeline"],
                         help="table: sizes x styles x smoothing; pipeline: smoothing through "
                         "the video job on the 640x360 clip")
-    parser.add_argument("--json", type=Path)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--markdown", type=Path, default=Path(__file__).with_name("VIDEO.md"),
+                        help="the file whose tables between the markers are replaced")
+    parser.add_argument("--from-json", type=Path,
+                        help="write the tables of an earlier run's JSON, run nothing")
     args = parser.parse_args()
+    if args.from_json:
+        write_markdown(json.loads(args.from_json.read_text()), args.markdown)
+        return
     clips = {"bigbuckbunny": lambda: real_clip(args.frames, args.start),
              "moving": lambda: moving_clip(args.frames)}
     report: dict[str, Any] = {
@@ -249,6 +303,7 @@ def main() -> None:
     print(f"{report['seconds']} s")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
+    write_markdown(report, args.markdown)
 
 
 if __name__ == "__main__":

@@ -210,3 +210,13 @@ def test_calibration_says_the_time_and_a_faster_setting(bbb, monkeypatch, capsys
     monkeypatch.setattr(cal, "LONG_JOB_FRAMES", 1000)
     cli_video._calibrate(bbb, "7", 256, "cpu")
     assert capsys.readouterr().err == ""  # a short job starts at once
+
+
+def test_one_measured_default_size_everywhere():
+    """The CLI, the library and the video-style pipeline share the default of docs/video.md."""
+    from batchscore.cli.video import DEFAULT_MAX_SIZE as CLI_DEFAULT
+    from batchscore.pipelines import VideoStyleParams
+    from batchscore.video.job import DEFAULT_MAX_SIZE
+
+    assert CLI_DEFAULT == DEFAULT_MAX_SIZE == 768
+    assert VideoStyleParams(input="a.mp4", output="b/").max_size == DEFAULT_MAX_SIZE

@@ -31,8 +31,8 @@ from ._common import (
 )
 from .job import ExecutorOpt, RayAddressOpt, use_executor
 
-DEFAULT_MAX_SIZE = 512
-"""``--max-size``'s default: see docs/video.md, "Choosing the network size"."""
+DEFAULT_MAX_SIZE = 768  # batchscore.video.job.DEFAULT_MAX_SIZE (docs/video.md), not imported:
+# the CLI imports the video stack only when a video command runs
 
 __all__ = ["app"]
 

@@ -43,10 +43,16 @@ from .render import render_segment
 from .segments import Segment, plan_segments
 from .smoothing import SmoothingSettings
 
-__all__ = ["VideoKind", "report_settings", "segment_frames_for", "stylize_job", "video_spec"]
+__all__ = ["DEFAULT_MAX_SIZE", "VideoKind", "report_settings", "segment_frames_for", "stylize_job",
+           "video_spec"]
 
 _SUFFIXES = (".mp4", ".m4v", ".mov")
 
+
+DEFAULT_MAX_SIZE = 768
+"""The network's long side unless told: the smallest size at which the median of the
+measured styles keeps content 0.30 or more on the real clip (docs/video.md, "Choosing the
+network size"; benchmarks/video_quality.py)."""
 
 MIN_SEGMENT_FRAMES = 100
 MAX_SEGMENT_FRAMES = 300
@@ -292,7 +298,7 @@ def stylize_job(
     style_image: str | None = None,
     model_card: str | None = None,
     strength: float = 1.0,
-    max_size: int | None = 512,
+    max_size: int | None = DEFAULT_MAX_SIZE,
     workers: int = 2,
     segment_frames: int | None = None,
     batch_size: int = 4,
