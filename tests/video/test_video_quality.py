@@ -220,3 +220,18 @@ def test_one_measured_default_size_everywhere():
 
     assert CLI_DEFAULT == DEFAULT_MAX_SIZE == 768
     assert VideoStyleParams(input="a.mp4", output="b/").max_size == DEFAULT_MAX_SIZE
+
+
+def test_a_one_frame_video_gets_a_report_that_says_so(ws, tmp_path):
+    from conftest import ClipSpec, write_clip
+
+    src = write_clip(tmp_path / "one.mp4", ClipSpec(pts=(0,)))
+    out = tmp_path / "one-styled.mp4"
+    assert stylize_job(ws, str(src), str(out), style=1, max_size=32).state == "succeeded"
+    report = json.loads(Path(f"{out}.quality.json").read_text())
+    assert report["frames"] == [] and report["summary"]["content_kept"] is None
+    from batchscore.video.quality import headline
+
+    assert "not measured" in headline(report)
+    with Image.open(f"{out}.contact.png") as sheet:
+        assert sheet.format == "PNG"

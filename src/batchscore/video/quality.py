@@ -354,6 +354,8 @@ def _round(value: float | None, digits: int) -> float | None:
 def headline(report: Mapping[str, Any]) -> str:
     """One line of the figures that matter, for the CLI and the sheet."""
     s = report.get("summary", {})
+    if s.get("content_kept") is None:
+        return "not measured: the video has no frame after its first"
     parts = [f"content kept {s['content_kept']:.2f}"]
     if s.get("style_matched") is not None:
         parts.append(f"style matched {s['style_matched']:.2f}")
