@@ -193,6 +193,9 @@ def _print_report(output: Path) -> None:
     from ..video.quality import headline, report_paths
 
     json_path, png_path = (Path(p) for p in report_paths(str(output.resolve())))
+    if not json_path.is_file():
+        err_console.print(f"no quality report at {json_path}")
+        return
     found = json.loads(json_path.read_text())
     console.print(f"quality: {headline(found)}", highlight=False)
     console.print(f"report: {json_path}")
