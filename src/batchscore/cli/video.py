@@ -181,8 +181,11 @@ def _calibrate(input: Path, style: str, max_size: int, device: str) -> None:
     if info.frame_count < cal.LONG_JOB_FRAMES:
         return
     err_console.print(f"{info.frame_count} frames: calibrating on a few of them ...")
-    found = cal.calibrate(input, {"kind": "multistyle", "style": style,
-                                  "max_size": max_size or None, "device": device}, info)
+    from ..video.quality import run_isolated
+
+    found = run_isolated(cal.calibrate, input, {  # the job forks workers next: keep the
+        "kind": "multistyle", "style": style,     # network's threads out of this process
+        "max_size": max_size or None, "device": device}, info)
     for line in found.lines():
         err_console.print(line, highlight=False)
 

@@ -38,7 +38,7 @@ from ..workspace import Workspace
 from .encoding import EncoderSettings
 from .join import join_chunks
 from .probe import probe
-from .quality import measure_video, report_paths, write_report
+from .quality import measure_video, report_paths, run_isolated, write_report
 from .render import render_segment
 from .segments import Segment, plan_segments
 from .smoothing import SmoothingSettings
@@ -205,21 +205,29 @@ def report_settings(options: dict[str, Any], width: int, height: int) -> dict[st
 
 def _write_report(options: dict[str, Any], source: str, local: Path, out: str, fs: Any,
                   scratch: Path, timing: dict[str, Any]) -> None:
-    """``<output>.quality.json`` and ``<output>.contact.png`` beside the output."""
+    """``<output>.quality.json`` and ``<output>.contact.png`` beside the output, measured in
+    a process of its own (``quality.run_isolated``: the driver forks workers)."""
+    json_path, png_path = report_paths(out)
+    if isinstance(fs, LocalFileSystem):
+        run_isolated(_report_files, options, source, str(local), Path(out).name, json_path,
+                     png_path, timing)
+        return
+    here_json, here_png = report_paths(str(scratch / "report"))
+    run_isolated(_report_files, options, source, str(local), Path(out).name, here_json,
+                 here_png, timing)
+    for here, there in ((here_json, json_path), (here_png, png_path)):
+        fs.put_file(here, f"{there}.partial")
+        fs.mv(f"{there}.partial", there)
+
+
+def _report_files(options: dict[str, Any], source: str, local: str, name: str, json_path: str,
+                  png_path: str, timing: dict[str, Any]) -> None:
     info = probe(source)
     report, frames = measure_video(source, local, options["model"],
                                    settings=report_settings(options, info.width, info.height),
                                    timing=timing, info=info)
-    report["input"], report["output"] = Path(source).name, Path(out).name
-    json_path, png_path = report_paths(out)
-    if isinstance(fs, LocalFileSystem):
-        write_report(report, frames, json_path, png_path)
-        return
-    here_json, here_png = report_paths(str(scratch / "report"))
-    write_report(report, frames, here_json, here_png)
-    for here, there in ((here_json, json_path), (here_png, png_path)):
-        fs.put_file(here, f"{there}.partial")
-        fs.mv(f"{there}.partial", there)
+    report["input"], report["output"] = Path(source).name, name
+    write_report(report, frames, json_path, png_path)
 
 
 def _local_part(system: Store, part: str, scratch: Path) -> Path:

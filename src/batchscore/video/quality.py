@@ -51,6 +51,7 @@ __all__ = [
     "read_frames",
     "reference_for",
     "report_paths",
+    "run_isolated",
     "sample_indices",
     "warping_error",
     "warping_error_pair",
@@ -425,3 +426,17 @@ def write_report(report: Mapping[str, Any],
     tmp = png_path.with_name(f".{png_path.name}.partial")
     contact_sheet(report, frames).save(tmp, format="PNG")
     tmp.replace(png_path)
+
+
+def run_isolated(fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` in a fresh (spawned) process, its result or its exception returned here.
+
+    The job's driver forks its worker processes; OpenCV's thread pool and onnxruntime's
+    threads, once started in the driver, can leave a forked worker waiting forever on a lock
+    that a thread of the parent held at the fork (a dead-worker test hung that way). Measuring
+    in a process of its own keeps the driver free of both."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
