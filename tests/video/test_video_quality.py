@@ -223,9 +223,13 @@ def test_one_measured_default_size_everywhere():
 
 
 def test_a_one_frame_video_gets_a_report_that_says_so(ws, tmp_path):
-    from conftest import ClipSpec, write_clip
-
-    src = write_clip(tmp_path / "one.mp4", ClipSpec(pts=(0,)))
+    src = tmp_path / "one.mp4"
+    with av.open(str(src), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        picture = np.random.default_rng(0).integers(0, 255, (48, 64, 3), dtype=np.uint8)
+        container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
+        container.mux(stream.encode(None))
     out = tmp_path / "one-styled.mp4"
     assert stylize_job(ws, str(src), str(out), style=1, max_size=32).state == "succeeded"
     report = json.loads(Path(f"{out}.quality.json").read_text())
