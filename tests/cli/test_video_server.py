@@ -25,6 +25,8 @@ def test_stylize_through_the_service(service: str, tmp_path: Path) -> None:
                "--no-progress")
     assert done.returncode == 0, done.stderr
     assert "output:" in done.stdout
+    assert "quality: content kept" in done.stdout  # the run's report, fetched beside it
+    assert Path(f"{out}.quality.json").is_file() and Path(f"{out}.contact.png").is_file()
     source, styled = probe(str(clip)), probe(str(out))
     assert styled.frame_pts == source.frame_pts
     assert len(styled.audio) == len(source.audio)

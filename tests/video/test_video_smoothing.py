@@ -97,3 +97,17 @@ def test_stylize_video_with_smoothing(
     # an identity style smoothed along the flow stays the input: the moving bar leaves no trail
     errors = np.abs(decode_all(output).astype(int) - decode_all(clips["ntsc"])).mean(axis=(1, 2, 3))
     assert errors.max() < 6, errors
+
+
+def test_smoothing_defaults_and_interpolation() -> None:
+    """The measured defaults (docs/video.md): weight 0.9, cubic warping; linear still there."""
+    assert SmoothingSettings() == SmoothingSettings(weight=0.9, flow_size=256,
+                                                    interpolation="cubic")
+    with pytest.raises(UsageError, match="interpolation"):
+        SmoothingSettings(interpolation="nearest")
+    y, x = np.mgrid[0:64, 0:96]
+    texture = np.stack([x * 2, y * 3, ((x // 6 + y // 6) % 2) * 255], -1).astype(np.uint8)
+    frames = np.stack([np.roll(texture, 2 * i, axis=1) for i in range(6)])  # moving: warped
+    linear = TemporalSmoother(flicker(), SmoothingSettings(interpolation="linear"))(frames)
+    cubic = TemporalSmoother(flicker(), SmoothingSettings())(frames)
+    assert not np.array_equal(linear[1:], cubic[1:])

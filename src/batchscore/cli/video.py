@@ -31,6 +31,9 @@ from ._common import (
 )
 from .job import ExecutorOpt, RayAddressOpt, use_executor
 
+DEFAULT_MAX_SIZE = 768  # batchscore.video.job.DEFAULT_MAX_SIZE (docs/video.md), not imported:
+# the CLI imports the video stack only when a video command runs
+
 __all__ = ["app"]
 
 app = typer.Typer(
@@ -83,7 +86,9 @@ def stylize(
     strength: Annotated[float, typer.Option(help="0 keeps the input, 1 is fully styled.")
                         ] = 1.0,
     max_size: Annotated[int, typer.Option(
-        help="Long side the network runs at; the output keeps the input's size.")] = 512,
+        help="Long side the network runs at (0: the video's own size); the output keeps "
+        "the input's size. The default is chosen from docs/video.md's measurements.")
+    ] = DEFAULT_MAX_SIZE,
     workers: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     segment_frames: Annotated[int | None, typer.Option(
         help="Frames per segment (one mini-batch each); default: about 4 per worker.")
@@ -98,6 +103,9 @@ def stylize(
         help="x264 preset: ultrafast ... veryslow (slower: smaller files).",
         show_default="veryfast")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing output.")] = False,
+    report: Annotated[bool, typer.Option(
+        help="Write <output>.quality.json and <output>.contact.png (figures and frames "
+        "side by side).")] = True,
     workspace: WorkspaceOpt = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     executor: ExecutorOpt = None,
@@ -120,10 +128,14 @@ def stylize(
     from ..video.job import stylize_job
 
     with errors():
+        if max_size < 0 or 0 < max_size < 16:
+            raise UsageError(f"--max-size must be 0 (the video's own size) or at least 16, "
+                             f"got {max_size}")
         if server:
             local_only = [flag for flag, used in (
                 ("--style-image", style_image), ("--model-card", model_card),
                 ("--temporal-smoothing", temporal_smoothing), ("--device", device != "cpu"),
+                ("--no-report", not report), ("--max-size 0", max_size == 0),
                 ("--threads", threads), ("--crf", crf), ("--preset", preset),
                 ("--executor", executor),
                 ("--ray-address", ray_address)) if used]
@@ -138,6 +150,8 @@ def stylize(
             return
         ws = open_ws(workspace)
         executor = use_executor(ws, executor, ray_address)
+        if style_image is None and model_card is None:
+            _calibrate(input, style or "0", max_size, device)
         with _FrameBar(progress and err_console.is_terminal) as bar:
             job = stylize_job(
                 ws, str(input), str(output), style=style,
@@ -146,7 +160,7 @@ def stylize(
                 max_size=max_size, workers=workers, segment_frames=segment_frames,
                 batch_size=batch_size, temporal_smoothing=temporal_smoothing, device=device,
                 threads=threads, encoder=_encoder(crf, preset),
-                overwrite=overwrite, progress=bar, executor=executor,
+                overwrite=overwrite, progress=bar, executor=executor, report=report,
             )
         if job.state != "succeeded":
             raise failure(ws, job)
@@ -154,6 +168,41 @@ def stylize(
         console.print(f"job {job.id}: {job.items_succeeded} frames in {took:.1f}s "
                       f"({job.items_succeeded / max(took, 1e-9):.1f} frames/s)")
         console.print(f"output: {output.resolve()}")
+        if report:
+            _print_report(output)
+
+
+def _calibrate(input: Path, style: str, max_size: int, device: str) -> None:
+    """Before a long job: the expected time and a faster setting's content (calibrate.py)."""
+    from ..video import calibrate as cal
+    from ..video.probe import probe
+
+    info = probe(input)
+    if info.frame_count < cal.LONG_JOB_FRAMES:
+        return
+    err_console.print(f"{info.frame_count} frames: calibrating on a few of them ...")
+    from ..video.quality import run_isolated
+
+    found = run_isolated(cal.calibrate, input, {  # the job forks workers next: keep the
+        "kind": "multistyle", "style": style,     # network's threads out of this process
+        "max_size": max_size or None, "device": device}, info)
+    for line in found.lines():
+        err_console.print(line, highlight=False)
+
+
+def _print_report(output: Path) -> None:
+    import json
+
+    from ..video.quality import headline, report_paths
+
+    json_path, png_path = (Path(p) for p in report_paths(str(output.resolve())))
+    if not json_path.is_file():
+        err_console.print(f"no quality report at {json_path}")
+        return
+    found = json.loads(json_path.read_text())
+    console.print(f"quality: {headline(found)}", highlight=False)
+    console.print(f"report: {json_path}")
+    console.print(f"contact sheet: {png_path}")
 
 
 def _encoder(crf: int | None, preset: str | None) -> dict[str, Any] | None:
@@ -217,3 +266,21 @@ def _stylize_remote(server: str, token: str | None, source: Path, output: Path, 
     console.print(f"run {run['id']} (job {run.get('job_id')}): "
                   f"{job.get('items_succeeded', '?')} frames")
     console.print(f"output: {output.resolve()}")
+    _fetch_report(base, headers, run["id"], output)
+
+
+def _fetch_report(base: str, headers: dict[str, str], run_id: str, output: Path) -> None:
+    """The run's quality report and contact sheet, saved beside the downloaded output."""
+    import httpx
+
+    from ..video.quality import report_paths
+
+    json_path, png_path = (Path(p) for p in report_paths(str(output.resolve())))
+    for path, route in ((json_path, "quality"), (png_path, "contact.png")):
+        answer = httpx.get(f"{base}/api/v1/runs/{run_id}/{route}", headers=headers,
+                           timeout=60)
+        if answer.status_code >= 400:
+            err_console.print(f"no quality report from the service ({answer.status_code})")
+            return
+        path.write_bytes(answer.content)
+    _print_report(output)

@@ -29,6 +29,7 @@ __all__ = [
     "STYLE_VECTOR_SIZE",
     "ArbitraryStyleModel",
     "compute_style_vector",
+    "predict_style_vector",
     "resolution_free",
 ]
 
@@ -102,13 +103,21 @@ def compute_style_vector(
     image: str | Path | np.ndarray | Image.Image, runtime: RuntimeOptions | None = None
 ) -> np.ndarray:
     """The 100-number style vector of a painting (centre square, resized to 256x256)."""
+    session = create_session(builtin_model_path("arbitrary_predict"), runtime or RuntimeOptions())
+    return predict_style_vector(session, image)
+
+
+def predict_style_vector(
+    session: Any, image: str | Path | np.ndarray | Image.Image
+) -> np.ndarray:
+    """``compute_style_vector`` with a session of ``arbitrary_predict.onnx`` made once by the
+    caller (the quality report embeds many frames)."""
     picture = _load_picture(image)
     side = min(picture.size)
     left, top = (picture.width - side) // 2, (picture.height - side) // 2
     square = picture.crop((left, top, left + side, top + side))
     square = square.resize((STYLE_IMAGE_SIZE, STYLE_IMAGE_SIZE), Image.Resampling.LANCZOS)
     x = (np.asarray(square, dtype=np.float32) / 255.0)[None]
-    session = create_session(builtin_model_path("arbitrary_predict"), runtime or RuntimeOptions())
     vector = session.run(None, {session.get_inputs()[0].name: x})[0]
     return vector.reshape(STYLE_VECTOR_SIZE).astype(np.float32)
 

@@ -185,7 +185,15 @@ _STATUS: list[tuple[type[Exception], int]] = [
 
 def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     """The service for workspace ``ws``."""
-    from . import api, connections_api, endpoints_api, events_api, outputs_api, streams_api
+    from . import (
+        api,
+        connections_api,
+        endpoints_api,
+        events_api,
+        outputs_api,
+        streams_api,
+        video_report_api,
+    )
 
     config = config or ServiceConfig()
     service = Service(ws, config, RunSlots(ws, config.run_slots),
@@ -256,6 +264,7 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     app.include_router(streams_api.router, prefix="/api/v1")
     app.include_router(events_api.router, prefix="/api/v1")
     app.include_router(connections_api.router, prefix="/api/v1")
+    app.include_router(video_report_api.router, prefix="/api/v1")
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True), name="dashboard")
     app.add_middleware(_BodyLimit, config=config)
     return app

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import InputError, JobStateError, OutputExistsError, SpecError
 from ..jobs.api import run_job
@@ -27,6 +28,7 @@ from ..jobs.runner import ProgressCallback
 from ..jobs.spec import JobSpec
 from ..jobs.worker import PartialProgress, TaskResult, WorkerConfig, worker_name
 from ..models.arbitrary import compute_style_vector
+from ..models.base import run_size
 from ..models.onnx_image import load_model_card
 from ..models.runtime import RuntimeOptions
 from ..models.spec import model_from_spec
@@ -36,14 +38,21 @@ from ..workspace import Workspace
 from .encoding import EncoderSettings
 from .join import join_chunks
 from .probe import probe
+from .quality import measure_video, report_paths, run_isolated, write_report
 from .render import render_segment
 from .segments import Segment, plan_segments
 from .smoothing import SmoothingSettings
 
-__all__ = ["VideoKind", "segment_frames_for", "stylize_job", "video_spec"]
+__all__ = ["DEFAULT_MAX_SIZE", "VideoKind", "report_settings", "segment_frames_for", "stylize_job",
+           "video_spec"]
 
 _SUFFIXES = (".mp4", ".m4v", ".mov")
 
+
+DEFAULT_MAX_SIZE = 768
+"""The network's long side unless told: the smallest size at which the median of the
+measured styles keeps content 0.30 or more on the real clip (docs/video.md, "Choosing the
+network size"; benchmarks/video_quality.py)."""
 
 MIN_SEGMENT_FRAMES = 100
 MAX_SEGMENT_FRAMES = 300
@@ -81,7 +90,7 @@ class VideoKind(JobKind):
     def validate(self, spec: JobSpec) -> None:
         options = spec.options
         unknown = set(options) - {"model", "encoder", "smoothing", "segment_frames",
-                                  "batch_size", "warmup_frames"}
+                                  "batch_size", "warmup_frames", "report"}
         if unknown:
             raise SpecError(f"unknown video option(s) {sorted(unknown)}")
         if not isinstance(options.get("model"), dict):
@@ -94,6 +103,8 @@ class VideoKind(JobKind):
             value = options.get(key)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise SpecError(f"options.{key} must be a positive integer, got {value!r}")
+        if not isinstance(options.get("report", True), bool):
+            raise SpecError(f"options.report must be true or false, got {options['report']!r}")
 
     def expand_inputs(self, spec: JobSpec, inputs: Sequence[str]) -> list[str]:
         urls = expand_inputs(inputs)
@@ -135,14 +146,88 @@ class VideoKind(JobKind):
         source = _input_path(ctx.inputs[0], scratch)
         chunks = [_local_part(ctx.system, part, scratch) for part in ctx.parts]
         fs, out = url_to_fs(to_url(ctx.output_url))
+        joined = time.time()
         if to_url(ctx.output_url).startswith("file://"):
             join_chunks(chunks, source, out)  # written as .partial, renamed when complete
-            return
-        local = scratch / f"output{Path(out).suffix}"
-        join_chunks(chunks, source, local)
-        tmp = f"{out}.partial"
-        fs.put_file(str(local), tmp)
-        fs.mv(tmp, out)
+            local = Path(out)
+        else:
+            local = scratch / f"output{Path(out).suffix}"
+            join_chunks(chunks, source, local)
+            tmp = f"{out}.partial"
+            fs.put_file(str(local), tmp)
+            fs.mv(tmp, out)
+        if ctx.spec.options.get("report", True):
+            timing = _timing(ctx, time.time() - joined)
+            _write_report(ctx.spec.options, source, local, out, fs, scratch, timing)
+
+
+def _timing(ctx: CommitContext, join_seconds: float) -> dict[str, Any]:
+    """How long the segments took to render (the union of their final attempts' intervals,
+    from the workers' per-batch timings: a resumed job's pause does not count) and to join."""
+    spans: list[tuple[float, float]] = []
+    frames = 0
+    for part in ctx.parts:
+        name = part.rsplit("/", 1)[-1].removesuffix(".mp4")
+        rel = f"jobs/{ctx.job_id}/logs/frames/{name}.jsonl"
+        if not ctx.system.exists(rel):
+            continue
+        for line in ctx.system.read_text(rel).splitlines():
+            batch = json.loads(line)
+            spans.append((float(batch["start"]), float(batch["end"])))
+            frames += int(batch["frames"])
+    render = 0.0
+    end = -math.inf
+    for start, stop in sorted(spans):
+        if stop > end:
+            render += stop - max(start, end)
+            end = stop
+    seconds = render + join_seconds
+    return {"render_seconds": round(render, 2), "join_seconds": round(join_seconds, 2),
+            "seconds": round(seconds, 2),
+            "frames_per_second": round(frames / seconds, 2) if seconds > 0 else None}
+
+
+def report_settings(options: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+    """The settings a video job ran with, as its quality report records them."""
+    model = options["model"]
+    size = model_from_spec(model).network_size(width, height)
+    max_size = model.get("max_size")
+    network = list(size) if size else list(run_size(width, height, max_size))
+    style: Any = {"multistyle": model.get("style"), "arbitrary": "style picture",
+                  "onnx": "user model"}.get(model.get("kind"), model.get("kind"))
+    if isinstance(style, dict):
+        style = ",".join(f"{k}:{v:g}" for k, v in style.items())
+    return {"model": model.get("kind"), "style": style, "strength": model.get("strength", 1.0),
+            "max_size": max_size, "network_size": network,
+            "smoothing": options.get("smoothing"), "batch_size": options.get("batch_size"),
+            "encoder": options.get("encoder") or {}}
+
+
+def _write_report(options: dict[str, Any], source: str, local: Path, out: str, fs: Any,
+                  scratch: Path, timing: dict[str, Any]) -> None:
+    """``<output>.quality.json`` and ``<output>.contact.png`` beside the output, measured in
+    a process of its own (``quality.run_isolated``: the driver forks workers)."""
+    json_path, png_path = report_paths(out)
+    if isinstance(fs, LocalFileSystem):
+        run_isolated(_report_files, options, source, str(local), Path(out).name, json_path,
+                     png_path, timing)
+        return
+    here_json, here_png = report_paths(str(scratch / "report"))
+    run_isolated(_report_files, options, source, str(local), Path(out).name, here_json,
+                 here_png, timing)
+    for here, there in ((here_json, json_path), (here_png, png_path)):
+        fs.put_file(here, f"{there}.partial")
+        fs.mv(f"{there}.partial", there)
+
+
+def _report_files(options: dict[str, Any], source: str, local: str, name: str, json_path: str,
+                  png_path: str, timing: dict[str, Any]) -> None:
+    info = probe(source)
+    report, frames = measure_video(source, local, options["model"],
+                                   settings=report_settings(options, info.width, info.height),
+                                   timing=timing, info=info)
+    report["input"], report["output"] = Path(source).name, name
+    write_report(report, frames, json_path, png_path)
 
 
 def _local_part(system: Store, part: str, scratch: Path) -> Path:
@@ -221,7 +306,7 @@ def stylize_job(
     style_image: str | None = None,
     model_card: str | None = None,
     strength: float = 1.0,
-    max_size: int | None = 512,
+    max_size: int | None = DEFAULT_MAX_SIZE,
     workers: int = 2,
     segment_frames: int | None = None,
     batch_size: int = 4,
@@ -234,20 +319,23 @@ def stylize_job(
     overwrite: bool = False,
     progress: ProgressCallback | None = None,
     executor: str | None = None,
+    report: bool = True,
 ) -> Job:
     """Restyle every frame of ``input`` into ``output`` as a parallel, resumable job.
 
     The style is one of the 26 built-in ones (``style=7``, or a blend ``"3:0.5,12:0.5"``),
     any picture (``style_image``, its style vector computed once here), or a user ONNX
     image-to-image model (``model_card``). ``max_size`` is the long side the network runs
-    at; the output keeps the input's resolution, frame timestamps and audio. ``executor``
-    (``"local"`` or ``"ray"``) overrides the workspace's ``executor.kind``.
+    at (0 or None: the video's own size); the output keeps the input's resolution, frame
+    timestamps and audio. ``executor`` (``"local"`` or ``"ray"``) overrides the workspace's
+    ``executor.kind``. With ``report`` (the default), ``<output>.quality.json`` and
+    ``<output>.contact.png`` are written beside the output (``quality.py``).
     """
     given = [x is not None for x in (style, style_image, model_card)]
     if sum(given) > 1:
         raise SpecError("give one of style, style_image and model_card")
     common: dict[str, Any] = {
-        "max_size": max_size, "batch_size": batch_size, "strength": strength,
+        "max_size": max_size or None, "batch_size": batch_size, "strength": strength,
         "device": device, "threads": threads or max(1, (os.cpu_count() or 1) // workers),
     }
     if style_image is not None:
@@ -265,7 +353,7 @@ def stylize_job(
         model, name=f"video-style {Path(input).name}", workers=workers,
         segment_frames=segment_frames, batch_size=batch_size,
         smoothing=SmoothingSettings() if temporal_smoothing else None, encoder=encoder,
-        max_retries=max_retries, timeout=timeout,
+        max_retries=max_retries, timeout=timeout, report=report,
     )
     return run_job(ws, spec, [input], output, overwrite=overwrite, progress=progress,
                    executor=executor)
@@ -282,10 +370,14 @@ def video_spec(
     encoder: dict[str, Any] | None = None,
     max_retries: int = 2,
     timeout: float = 3600.0,
+    report: bool = True,
 ) -> JobSpec:
-    """The job spec of a video style-transfer job for ``model`` (a model spec)."""
+    """The job spec of a video style-transfer job for ``model`` (a model spec); without
+    ``report``, no quality report or contact sheet is written."""
     options: dict[str, Any] = {"model": model, "encoder": encoder or {},
                                "batch_size": batch_size}
+    if not report:
+        options["report"] = False
     if segment_frames is not None:
         options["segment_frames"] = segment_frames
     if smoothing is not None:

@@ -3,6 +3,8 @@
 
 let selectedJob = null;
 let logs = null;
+let lastRuns = [];
+let shownQuality = null;  // the run whose quality report is on the page
 
 bindToken(refresh);
 
@@ -27,6 +29,7 @@ function fill(table, rows) {
 }
 
 function renderRuns(runs) {
+  lastRuns = runs;
   fill("#runs", runs.map((run) => {
     const tr = el("tr", null, run.job_id ? "clickable" : "");
     tr.dataset.run = run.id;
@@ -169,6 +172,45 @@ function renderLogs() {
 }
 $("#log-file").addEventListener("change", renderLogs);
 
+// A video-style run's quality report and contact sheet (GET /runs/{id}/quality, /contact.png).
+function fixed(v, digits) { return v === null || v === undefined ? "-" : Number(v).toFixed(digits); }
+
+async function renderQuality() {
+  const run = lastRuns.find((r) => r.job_id === selectedJob);
+  const box = $("#quality");
+  if (!run || run.pipeline !== "video-style" || run.state !== "succeeded") {
+    box.hidden = true;
+    shownQuality = null;
+    return;
+  }
+  if (shownQuality === run.id) return;
+  let report;
+  try { report = await get(`${API}/runs/${run.id}/quality`); } catch (e) { box.hidden = true; return; }
+  const s = report.summary, st = report.settings, t = report.time || {};
+  $("#quality-run").textContent = `run ${run.id}`;
+  $("#quality-settings").textContent = `style ${st.style}, strength ${st.strength}, max-size ${st.max_size || "video size"}`
+    + (st.network_size ? ` (network ${st.network_size[0]}x${st.network_size[1]})` : "")
+    + `, smoothing ${st.smoothing ? "on" : "off"}`
+    + (t.seconds !== undefined ? `, ${fixed(t.seconds, 1)} s (${fixed(t.frames_per_second, 1)} frames/s)` : "");
+  $("#quality-summary").textContent = `content kept ${fixed(s.content_kept, 2)}, style matched ${fixed(s.style_matched, 2)}, `
+    + `warping error ${fixed(s.warping_error, 5)} (input ${fixed(s.input_warping_error, 5)})`;
+  fill("#quality-frames", report.frames.map((f) => {
+    const tr = el("tr");
+    [f.frame, fixed(f.time, 1), fixed(f.content_kept, 2), fixed(f.style_matched, 2),
+     fixed(f.warping_error, 5), fixed(f.input_warping_error, 5)].forEach((v) => tr.appendChild(el("td", v)));
+    return tr;
+  }));
+  const token = tokenInput.value.trim();
+  const response = await fetch(`${API}/runs/${run.id}/contact.png`,
+    { headers: token ? { Authorization: `Bearer ${token}` } : {} });
+  const img = $("#contact-sheet");
+  if (img.src) URL.revokeObjectURL(img.src);
+  img.hidden = !response.ok;
+  if (response.ok) img.src = URL.createObjectURL(await response.blob());
+  shownQuality = run.id;
+  box.hidden = false;
+}
+
 async function select(jobId) {
   selectedJob = jobId;
   $("#detail").hidden = false;
@@ -186,6 +228,7 @@ async function refreshDetail() {
   renderMinibatches(mbs);
   renderChart(mbs, jobLogs.frames || []);
   renderLogs();
+  await renderQuality();
 }
 
 async function refresh() {
