@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
@@ -395,9 +396,10 @@ async def upload(request: Request, path: str) -> dict[str, Any]:
 @router.get("/download", tags=["data"])
 def download(request: Request, path: str, expires: int, sig: str) -> StreamingResponse:
     """Download a file of the data store through a signed link (no token needed)."""
-    ws = _service(request).ws
+    service = _service(request)
+    ws = service.ws
     rel = resolve_data_path(ws, path, "path")
-    check_link(ws, rel, expires, sig)
+    check_link(ws, rel, expires, sig, max_ttl=service.config.link_max_ttl)
     fs, full = url_to_fs(data_url(ws, rel))
     if not fs.isfile(full):
         raise HTTPException(404, f"{rel} does not exist")
@@ -409,4 +411,11 @@ def download(request: Request, path: str, expires: int, sig: str) -> StreamingRe
 
     name = rel.rsplit("/", 1)[-1]
     return StreamingResponse(chunks(), media_type="application/octet-stream",
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                             headers={"Content-Disposition": content_disposition(name)})
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with ``name``: an ASCII fallback, and the exact name in RFC 5987 form
+    (``filename*=UTF-8''...``) so that any name travels in a Latin-1 header."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
