@@ -20,12 +20,12 @@ In this order, before a byte of the body is read:
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import anyio.to_thread
 
+from ..jsonshape import JsonShapeError, check_json_shape
 from .auth import Principal, verify_token
 from .submit import MAX_SUBMIT_BODY_BYTES
 
@@ -47,30 +47,6 @@ _ADMIN_EXACT = {("POST", "/api/v1/jobs"), ("POST", "/api/v1/tokens"),
 _ADMIN_DELETE = ("/api/v1/tokens/", "/api/v1/triggers/", "/api/v1/endpoints/",
                  "/api/v1/streams/")
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-
-
-class JsonShapeError(ValueError):
-    """A JSON body nested deeper, or holding more elements, than the service accepts."""
-
-
-def check_json_shape(body: bytes, max_depth: int, max_elements: int) -> None:
-    """Raise :class:`JsonShapeError` when ``body`` (JSON text) nests deeper than ``max_depth``
-    or holds more than ``max_elements`` values in its arrays and objects; malformed JSON is
-    left for the parser to refuse. Strings are skipped first (C speed), so only the brackets
-    and commas of the structure are counted."""
-    bare = _STRING.sub(b'""', body)
-    elements = bare.count(b",") + bare.count(b"[") + bare.count(b"{")
-    if elements > max_elements:
-        raise JsonShapeError(f"the JSON body holds more than {max_elements} elements")
-    depth = 0
-    for token in re.finditer(rb"[\[\]{}]", bare):
-        if token.group() in (b"[", b"{"):
-            depth += 1
-            if depth > max_depth:
-                raise JsonShapeError(f"the JSON body nests deeper than {max_depth} levels")
-        else:
-            depth -= 1
 
 
 def host_name(value: str) -> str:
