@@ -69,7 +69,7 @@ def serve(
         ws = open_ws(workspace)
         ws.engine  # noqa: B018 - opens (and upgrades) the database before serving
         hosts = tuple(allowed_host or ())
-        if network and host not in ("0.0.0.0", "::"):  # nosec B104: compared, not bound
+        if network and host not in ("0.0.0.0", "::"):  # nosec B104  # compared, not bound
             hosts += (host,)
         app = create_app(ws, ServiceConfig(
             auth=auth, run_slots=run_slots, scan_interval=scan_interval, allowed_hosts=hosts,

@@ -167,6 +167,24 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
                             status_code=422)
 
     app.add_exception_handler(RequestValidationError, invalid)
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """The document says what ``invalid`` answers: a ``detail`` sentence and the list of
+        ``errors`` (FastAPI's default declares ``detail`` as that list)."""
+        if app.openapi_schema is None:
+            schema = plain_openapi()
+            found = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in found:
+                found["HTTPValidationError"] = {
+                    "title": "HTTPValidationError", "type": "object", "required": ["detail"],
+                    "properties": {"detail": {"type": "string", "title": "Detail"},
+                                   "errors": {"type": "array", "items": {"type": "object"},
+                                              "title": "Errors"}}}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:

@@ -40,7 +40,7 @@ __all__ = [
 
 ROLES = ("viewer", "operator", "admin")
 _PREFIX = "bs_"
-ADMIN_TOKEN_FILE = "service/admin.token"  # under the workspace folder
+ADMIN_TOKEN_FILE = "service/admin.token"  # nosec B105  # a file name
 LOCAL_ADMIN = "local-admin"
 
 

@@ -76,7 +76,7 @@ class Deployment:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # nosec B104  # compared
         return f"http://{host}:{self.port}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -227,7 +227,7 @@ def start_deployment(ws: Workspace, name: str, version: int, *, env: str = "prod
            "--host", host, "--port", str(sock.getsockname()[1]), "--timeout", str(timeout),
            "--graceful", str(graceful), *([] if log_requests else ["--no-log"])]
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(cmd, pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL,  # nosec B603  # argv: our module
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     sock.close()
     _launched[proc.pid] = proc
@@ -358,7 +358,7 @@ def _control_connection(sock: socket.socket, authkey: bytes,
         try:
             deliver_challenge(conn, authkey)
             answer_challenge(conn, authkey)
-            request = conn.recv()  # nosec B301: only after the HMAC handshake with our key
+            request = conn.recv()  # only after the HMAC handshake with our key
         except (OSError, EOFError, AuthenticationError, ValueError):
             return  # idle, slow, closed, or not one of ours
         reply = handle(request)
@@ -411,7 +411,7 @@ class _Supervisor:
                "--fd", str(private.fileno()), "--ref", f"{self.name}/{version}",
                "--workspace", str(self.root), "--graceful", str(self.graceful),
                "--error-file", str(error_file), *([] if self.log_requests else ["--no-log"])]
-        proc = subprocess.Popen(cmd, pass_fds=(self.sock.fileno(), private.fileno()),
+        proc = subprocess.Popen(cmd, pass_fds=(self.sock.fileno(), private.fileno()),  # nosec B603  # argv: our module
                                 stdin=subprocess.DEVNULL)
         port = private.getsockname()[1]
         private.close()
