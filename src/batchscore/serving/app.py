@@ -220,6 +220,15 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
     def version() -> dict[str, str]:
         return {"model": model.name, "version": model.version}
 
+    def answered(payload: dict[str, Any], frame: pd.DataFrame, data: list[Any],
+                 request_id: str) -> Response:
+        """:func:`answer`, or 500 when the answer cannot be made (the server's fault)."""
+        try:
+            return answer(payload, frame, data, request_id)
+        except Exception as exc:
+            log.exception("the answer to request %s cannot be sent", request_id)
+            return fail(f"the server failed: {type(exc).__name__}: {exc}", 500, request_id)
+
     def header_id(request: Request) -> str:
         given = request.headers.get("x-request-id")
         return request_id_of(given) if given else uuid.uuid4().hex
@@ -235,13 +244,13 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
             return fail(str(exc), exc.status, request_id)
 
         def run() -> Response:
-            data = _jsonable(model.predict(frame))
-            return answer({"predictions": data}, frame, data, request_id)
+            try:
+                data = _jsonable(model.predict(frame))
+            except Exception as exc:
+                return model_failed(exc, request_id)
+            return answered({"predictions": data}, frame, data, request_id)
 
-        try:
-            return await run_in_threadpool(run)
-        except Exception as exc:
-            return model_failed(exc, request_id)
+        return await run_in_threadpool(run)
 
     @app.get("/v2/health/ready")
     @app.get("/v2/health/live")
@@ -294,17 +303,17 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
             return fail(str(exc), exc.status, request_id)
 
         def run() -> Response:
-            data = _jsonable(model.predict(frame))
-            return answer({"model_name": model.name, "model_version": model.version,
-                           "id": request_id,
-                           "outputs": [{"name": "predict", "shape": [len(data)],
-                                        "datatype": "FP64", "data": data}]},
-                          frame, data, request_id)
+            try:
+                data = _jsonable(model.predict(frame))
+            except Exception as exc:
+                return model_failed(exc, request_id)
+            return answered({"model_name": model.name, "model_version": model.version,
+                             "id": request_id,
+                             "outputs": [{"name": "predict", "shape": [len(data)],
+                                          "datatype": "FP64", "data": data}]},
+                            frame, data, request_id)
 
-        try:
-            return await run_in_threadpool(run)
-        except Exception as exc:
-            return model_failed(exc, request_id)
+        return await run_in_threadpool(run)
 
     @app.get("/metrics")
     def metrics() -> Response:
