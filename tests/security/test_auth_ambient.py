@@ -109,3 +109,16 @@ def test_serving_without_auth_on_the_network_needs_a_flag(ws):
     assert result.returncode == 2, result.stderr
     assert "--insecure-no-auth-on-network" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_cli_on_the_same_machine_uses_the_token_file(ws, service, monkeypatch):
+    monkeypatch.delenv("BATCHSCORE_TOKEN")  # the fixture's; here the CLI finds it itself
+    env = {**os.environ, "BATCHSCORE_WORKSPACE": str(ws.settings.root)}
+    listed = subprocess.run([sys.executable, "-m", "batchscore", "job", "list", "--server",
+                             service, "--json"], capture_output=True, text=True, env=env,
+                            timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    env["BATCHSCORE_WORKSPACE"] = str(ws.settings.root.parent / "elsewhere")  # no token file
+    refused = subprocess.run([sys.executable, "-m", "batchscore", "job", "list", "--server",
+                              service], capture_output=True, text=True, env=env, timeout=120)
+    assert refused.returncode == 2 and "the service answered 401" in refused.stderr

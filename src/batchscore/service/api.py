@@ -325,7 +325,8 @@ def _trigger_view(request: Request, trigger: Any) -> dict[str, Any]:
     return {**trigger.to_dict(),
             "last_error": health.last_error if health else None,
             "last_scan": health.last_scan if health else None,
-            "runs": [{"id": r.id, "state": r.state, "input": r.params.get("input"),
+            "runs": [{"id": r.id, "state": r.state,
+                      "input": public_value(r.params.get("input"), store_locations(service.ws)),
                       "created_at": r.created_at} for r in started]}
 
 
