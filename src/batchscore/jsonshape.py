@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 __all__ = ["JsonShapeError", "check_json_shape"]
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_BRACKET = re.compile(rb"[\[\]{}]")
 
 
 class JsonShapeError(ValueError):
@@ -25,11 +26,11 @@ def check_json_shape(body: bytes, max_depth: int, max_elements: int) -> None:
     elements = bare.count(b",") + bare.count(b"[") + bare.count(b"{")
     if elements > max_elements:
         raise JsonShapeError(f"the JSON body holds more than {max_elements} elements")
-    depth = 0
-    for token in _BRACKET.finditer(bare):
-        if token.group() in (b"[", b"{"):
-            depth += 1
-            if depth > max_depth:
-                raise JsonShapeError(f"the JSON body nests deeper than {max_depth} levels")
-        else:
-            depth -= 1
+    if bare.count(b"[") + bare.count(b"{") <= max_depth:
+        return
+    codes = np.frombuffer(bare, dtype=np.uint8)
+    steps = np.zeros(len(codes), dtype=np.int32)
+    steps[(codes == ord("[")) | (codes == ord("{"))] = 1
+    steps[(codes == ord("]")) | (codes == ord("}"))] = -1
+    if int(np.cumsum(steps).max()) > max_depth:  # the deepest point, computed in C
+        raise JsonShapeError(f"the JSON body nests deeper than {max_depth} levels")
