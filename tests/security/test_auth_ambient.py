@@ -42,6 +42,8 @@ def test_a_rebound_page_on_the_same_machine_is_not_admin(local):
     made = client.post("/api/v1/tokens", json={"name": "evil", "role": "admin"}, headers=EVIL)
     assert made.status_code == 421, made.text
     assert "rebind.evil.example" in made.json()["detail"]
+    junk = {**EVIL, "Authorization": "Bearer bs_guess"}
+    assert client.get("/healthz", headers=junk).status_code == 421
     assert client.get("/api/v1/tokens", headers=EVIL).status_code == 421
 
 
@@ -56,6 +58,10 @@ def test_loopback_without_a_token_is_401(local):
 def test_with_auth_off_only_our_host_names_are_answered(local):
     client = local(auth="off", allowed_hosts=("scoring.internal",))
     assert client.get("/api/v1/jobs", headers=EVIL).status_code == 421
+    # a header the page adds does not make it ours
+    junk = {**EVIL, "Authorization": "Bearer bs_junk"}
+    assert client.post("/api/v1/tokens", json={"name": "e", "role": "admin"}, headers=junk
+                       ).status_code == 421
     assert client.get("/healthz", headers=EVIL).status_code == 421
     assert client.get("/api/v1/jobs").status_code == 200
     assert client.get("/api/v1/jobs", headers={"Host": "scoring.internal:8000"}).status_code == 200

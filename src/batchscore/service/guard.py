@@ -2,12 +2,13 @@
 
 In this order, before a byte of the body is read:
 
-1. **Host.** A request that carries no token is served only when its ``Host`` is one of the
-   service's own names (localhost, 127.0.0.1, [::1], and those the admin configures), else
-   421: a page that DNS rebinding brought to this port gets nothing.
-2. **Who.** The ``Authorization: Bearer`` token is checked against the hashed tokens; a
-   request without a valid one is answered 401 on every route but the public ones (health,
-   dashboard files, signed downloads, the OpenAPI document), whatever its body.
+1. **Who.** The ``Authorization: Bearer`` token is checked against the hashed tokens.
+2. **Host.** A request without a valid token (whatever header it carries), and every request
+   under ``auth="off"``, is served only when its ``Host`` is one of the service's own names
+   (localhost, 127.0.0.1, [::1], and those the admin configures), else 421: a page that DNS
+   rebinding brought to this port gets nothing. A request without a valid token is then
+   answered 401 on every route but the public ones (health, dashboard files, signed
+   downloads, the OpenAPI document), whatever its body.
 3. **Role at the door.** Routes that take a body need a writer's role (operator, admin for the
    admin-only ones), checked here so that a viewer's body is never read either. The handlers
    still check the exact role (:func:`batchscore.service.api.require`).
@@ -104,24 +105,19 @@ class Guard:
         method, path = scope.get("method", "GET"), scope["path"]
         authorization = headers.get(b"authorization", b"").decode("latin-1")
 
-        if not authorization:
+        who: Principal | None = None
+        scheme, _, token = authorization.partition(" ")
+        if config.auth != "off" and scheme.lower() == "bearer" and token.strip():
+            who = await anyio.to_thread.run_sync(verify_token, self.service.ws.engine,
+                                                 token.strip())
+        if who is None:  # no valid token (any header a page adds proves nothing): Host counts
             host = host_name(headers.get(b"host", b"").decode("latin-1"))
             if host not in self._hosts():
                 await _answer(send, 421, f"this service does not answer for host {host!r}; "
                               "an admin may add it with serve --allowed-host")
                 return
-
-        who: Principal | None
         if config.auth == "off":
             who = Principal("anonymous", "admin")
-        elif authorization:
-            scheme, _, token = authorization.partition(" ")
-            who = None
-            if scheme.lower() == "bearer" and token.strip():
-                who = await anyio.to_thread.run_sync(verify_token, self.service.ws.engine,
-                                                     token.strip())
-        else:
-            who = None
         scope.setdefault("state", {})["principal"] = who
 
         if not _is_public(path):
