@@ -142,3 +142,11 @@ def test_public_routes_need_no_token(client):
     assert client.get("/dashboard/").status_code == 200
     assert client.get("/api/v1/download", params={"path": "x", "expires": 1, "sig": "0"}
                       ).status_code == 403  # the link, not a token, is what is checked
+
+
+def test_a_nul_in_a_project_path_is_400_not_500(client, ws):
+    # found by the fuzzer (FUZZ_EXAMPLES=100): Path.resolve raised ValueError on the NUL
+    r = client.post("/api/v1/pipelines/train-evaluate-register/runs",
+                    json={"project": "\u0000", "input": None}, headers=bearer(ws, "admin"))
+    assert r.status_code == 400, r.text
+    assert "control characters" in r.json()["detail"]

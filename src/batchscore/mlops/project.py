@@ -73,6 +73,8 @@ def _number(params: dict[str, Any], section: str, key: str, lo: float, hi: float
 
 def load_project(path: str | Path, overrides: dict[str, str] | None = None) -> Project:
     """Read and check ``path/params.yaml``; ``overrides`` maps ``section.key`` to a YAML value."""
+    if any(ord(c) < 32 for c in str(path)):
+        raise ProjectError(f"project path {str(path)!r} holds control characters")
     root = Path(path).resolve()
     file = root / "params.yaml"
     if not file.is_file():
