@@ -29,6 +29,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/bandit -q -c pyproject.toml -r src
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed-dev

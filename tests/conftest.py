@@ -97,8 +97,10 @@ def marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def service(ws: Workspace) -> Iterator[str]:
-    """`batchscore serve` on the ``ws`` workspace, one run slot; yields its URL."""
+def service(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """`batchscore serve` on the ``ws`` workspace, one run slot; yields its URL. The admin
+    token it writes into the workspace is in $BATCHSCORE_TOKEN meanwhile (the CLI run by the
+    tests, with another workspace or none, needs it as a user on another machine would)."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "batchscore", "serve", "-w", str(ws.settings.root),
@@ -115,6 +117,8 @@ def service(ws: Workspace) -> Iterator[str]:
             pass
         assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
         time.sleep(0.2)
+    monkeypatch.setenv("BATCHSCORE_TOKEN",
+                       (ws.settings.root / "service" / "admin.token").read_text().strip())
     yield url
     proc.terminate()
     proc.wait(30)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from sqlalchemy import Engine
 
@@ -14,7 +17,7 @@ from .secrets import init_secrets
 from .state import connect, create_database
 from .storage import Store
 
-__all__ = ["Workspace", "init_workspace", "open_workspace"]
+__all__ = ["Workspace", "init_workspace", "open_workspace", "private_dir", "write_private"]
 
 
 @dataclass
@@ -68,7 +71,10 @@ def init_workspace(
         settings = _replace(settings, system_store=system_store)
     if redis_url:
         settings = _replace(settings, redis_url=redis_url)
-    root.mkdir(parents=True, exist_ok=True)
+    private_dir(root)
+    if settings.database_url.startswith("sqlite:///") and settings.database_url != \
+            "sqlite:///:memory:":
+        _private_file(Path(settings.database_url[len("sqlite:///"):]))
     engine = create_database(settings.database_url)
     write_settings(settings)
     ws = Workspace(load_settings(root), engine)
@@ -85,6 +91,38 @@ def open_workspace(path: str | os.PathLike[str] | None = None) -> Workspace:
     root = find_workspace(path)
     init_secrets(root)
     return Workspace(load_settings(root))
+
+
+def private_dir(path: str | os.PathLike[str]) -> Path:
+    """The folder ``path``, made if missing, readable by its owner only (0700). Parents
+    that are made are 0700 as well."""
+    folder = Path(path)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 unless it exists (its folder 0700 when made)."""
+    if not path.parent.exists():
+        private_dir(path.parent)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def write_private(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, through a temporary name (never a moment
+    where the file is readable by others, nor half written)."""
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _replace(settings: Settings, **changes: str) -> Settings:

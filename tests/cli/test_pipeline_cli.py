@@ -4,6 +4,7 @@ running service with --server."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -54,7 +55,8 @@ def test_bad_parameters_are_refused_before_a_run_exists(invoke: Invoke, ws) -> N
 
 def test_start_through_the_service(invoke: Invoke, service: str, tmp_path: Path) -> None:
     clip = make_clip(tmp_path / "clip.mp4")
-    put = httpx.put(f"{service}/api/v1/data/incoming/clip.mp4", content=clip.read_bytes())
+    put = httpx.put(f"{service}/api/v1/data/incoming/clip.mp4", content=clip.read_bytes(),
+                    headers={"Authorization": f"Bearer {os.environ['BATCHSCORE_TOKEN']}"})
     assert put.status_code == 201, put.text
     result = invoke("pipeline", "start", "video-style", "-p", "input=incoming/clip.mp4",
                     "-p", "output=outgoing/", *SMALL, "--server", service, "--wait")

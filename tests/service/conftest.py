@@ -24,7 +24,7 @@ def client_for(ws: Workspace) -> Iterator[Callable[..., TestClient]]:
     clients: list[Any] = []
 
     def make(**config: Any) -> TestClient:
-        client = TestClient(create_app(ws, ServiceConfig(**config)))
+        client = TestClient(create_app(ws, ServiceConfig(**config)), base_url="http://localhost")
         client.__enter__()
         clients.append(client)
         return client

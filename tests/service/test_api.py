@@ -42,7 +42,7 @@ def test_published_pipeline_run_end_to_end(ws, client_for, clip_in_data, tokens)
     run_id = r.json()["id"]
     run = finished(client, run_id, tokens["viewer"])
     assert run["state"] == "succeeded", run
-    assert run["output_url"].endswith(f"/outgoing/{run_id}/clip.mp4")
+    assert run["output_url"] == f"outgoing/{run_id}/clip.mp4"  # a data-store path
     job_id = run["job_id"]
 
     viewer = tokens["viewer"]
@@ -104,13 +104,12 @@ def test_roles(client_for, clip_in_data, tokens):
     assert all("token_hash" not in t and "token" not in t for t in listed)
 
 
-def test_loopback_needs_no_token_by_default(ws, client_for):
-    from batchscore.service.app import _is_loopback
-
-    assert _is_loopback("127.0.0.1") and _is_loopback("::1")
-    assert not _is_loopback("10.0.0.2") and not _is_loopback("testclient")
-    client = client_for(background=False)  # TestClient's host is "testclient": not loopback
+def test_every_caller_needs_a_token_the_local_admin_reads_it_from_the_workspace(ws, client_for):
+    client = client_for(background=False)  # auth auto
     assert client.get("/api/v1/jobs").status_code == 401
+    token = (ws.settings.root / "service" / "admin.token").read_text().strip()
+    mine = client.get("/api/v1/tokens", headers={"Authorization": f"Bearer {token}"})
+    assert mine.status_code == 200 and [t["name"] for t in mine.json()] == ["local-admin"]
 
 
 @pytest.mark.parametrize(("body", "status", "reason"), [

@@ -58,6 +58,7 @@ def test_dashboard_in_headless_chromium(ws, clip_in_data, server):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.add_init_script(_remember_token(ws))  # as a user pastes it
             page.goto(f"{server}/")
             page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
             assert page.url.endswith("/dashboard/")
@@ -78,3 +79,9 @@ def test_dashboard_in_headless_chromium(ws, clip_in_data, server):
         finally:
             browser.close()
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+def _remember_token(ws) -> str:
+    """A page script that keeps the local admin token where the dashboard looks for it."""
+    token = (ws.settings.root / "service" / "admin.token").read_text().strip()
+    return f"localStorage.setItem('batchscore-token', {token!r});"

@@ -44,6 +44,7 @@ def test_events_panel_in_headless_chromium(ws, server):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.add_init_script(_remember_token(ws))  # as a user pastes it
             page.goto(f"{server}/dashboard/")
             page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
             assert page.locator("#events tbody tr").count() == 3
@@ -84,3 +85,9 @@ def test_events_panel_in_headless_chromium(ws, server):
             assert page.locator("#events tr.ongoing").count() == 0
         finally:
             browser.close()
+
+
+def _remember_token(ws) -> str:
+    """A page script that keeps the local admin token where the dashboard looks for it."""
+    token = (ws.settings.root / "service" / "admin.token").read_text().strip()
+    return f"localStorage.setItem('batchscore-token', {token!r});"

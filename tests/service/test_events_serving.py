@@ -57,7 +57,9 @@ class Clock:
 
 
 def api(url: str, path: str) -> Any:
-    response = httpx.get(f"{url}/api/v1{path}", timeout=10)
+    token = os.environ["BATCHSCORE_TOKEN"]  # the service fixture's admin token
+    response = httpx.get(f"{url}/api/v1{path}", timeout=10,
+                         headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200, response.text
     return response.json()
 

@@ -45,7 +45,9 @@ def test_a_killed_service_resumes_its_run_and_starts_nothing_twice(ws):
     try:
         def finished():
             try:
-                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/runs/{run.id}", timeout=5)
+                token = (ws.settings.root / "service" / "admin.token").read_text().strip()
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/runs/{run.id}", timeout=5,
+                              headers={"Authorization": f"Bearer {token}"})
             except httpx.HTTPError:
                 return None
             return r.json() if r.json()["state"] in ("succeeded", "failed") else None

@@ -44,7 +44,9 @@ ServerOpt = Annotated[str | None, typer.Option(
     "--server", envvar="BATCHSCORE_SERVER",
     help="Act through a running service (its URL) instead of the workspace.")]
 TokenOpt = Annotated[str | None, typer.Option(
-    "--token", envvar="BATCHSCORE_TOKEN", help="API token for --server.")]
+    "--token", envvar="BATCHSCORE_TOKEN",
+    help="API token for --server (default: for a service on this machine, the admin token "
+    "it wrote in the workspace's service/admin.token).")]
 
 
 def call_server(server: str, token: str | None, method: str, path: str,
@@ -53,6 +55,7 @@ def call_server(server: str, token: str | None, method: str, path: str,
     """One call of the service's REST API (``/api/v1`` + ``path``); errors as UsageError."""
     import httpx
 
+    token = token or local_token(server)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         response = httpx.request(method, f"{server.rstrip('/')}/api/v1{path}", json=body,
@@ -66,6 +69,28 @@ def call_server(server: str, token: str | None, method: str, path: str,
             detail = response.text
         raise UsageError(f"the service answered {response.status_code}: {detail}")
     return response.json()
+
+
+def local_token(server: str) -> str | None:
+    """For a service on this machine (a loopback address), the admin token it wrote into the
+    workspace (``--workspace``/``$BATCHSCORE_WORKSPACE``/``./.batchscore``); never sent to
+    another host."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    from ..config import find_workspace
+
+    host = (urlsplit(server).hostname or "").lower()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return None
+    try:  # the file batchscore.service.auth.write_admin_token writes (not imported: no fastapi)
+        return (find_workspace(None) / "service" / "admin.token").read_text().strip() or None
+    except OSError:
+        return None
 
 
 @contextlib.contextmanager

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ._common import WorkspaceOpt, console, errors, open_ws
+from ..errors import UsageError
+from ._common import WorkspaceOpt, console, err_console, errors, open_ws
 
 __all__ = ["register", "token_app"]
 
@@ -24,7 +25,22 @@ def serve(
     run_slots: Annotated[int, typer.Option(help="Pipeline runs executed at once.")] = 2,
     scan_interval: Annotated[float, typer.Option(help="Seconds between trigger scans.")] = 5.0,
     auth: Annotated[str, typer.Option(
-        help="auto: loopback needs no token, others do; always; off.")] = "auto",
+        help="auto: every caller needs a token; the service writes an admin token to the "
+        "workspace's service/admin.token (0600) for the CLI on this machine. always: the "
+        "same without that file. off: no tokens at all (only on a loopback address unless "
+        "--insecure-no-auth-on-network).")] = "auto",
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", help="A Host name this service answers for besides localhost, "
+        "127.0.0.1 and [::1] (repeat for more); requests without a token that name another "
+        "host are refused (421).")] = None,
+    link_ttl: Annotated[float, typer.Option(
+        help="Seconds a download link made by the service lives.")] = 3600.0,
+    link_max_ttl: Annotated[float, typer.Option(
+        help="Longest life in seconds of any download link the service honours.")] = 7 * 86400.0,
+    insecure_no_auth_on_network: Annotated[bool, typer.Option(
+        "--insecure-no-auth-on-network",
+        help="Allow --auth off on an address other machines reach: anyone who can connect "
+        "is then an admin and can run code on this machine.")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Run the control plane: REST API, dashboard, metrics, triggers and run slots.
@@ -35,7 +51,7 @@ def serve(
     Example:
 
         batchscore serve --port 8000
-        batchscore serve --host 0.0.0.0 --auth always --run-slots 4
+        batchscore serve --host 0.0.0.0 --allowed-host scoring.internal --run-slots 4
     """
     import logging
 
@@ -44,13 +60,31 @@ def serve(
     from ..service import ServiceConfig, create_app
 
     with errors():
+        network = not _is_loopback(host)
+        if auth == "off" and network and not insecure_no_auth_on_network:
+            raise UsageError(
+                f"--auth off on {host} would make anyone who can reach this machine an admin "
+                "(able to run code here); keep --auth auto (tokens), serve on 127.0.0.1, or "
+                "add --insecure-no-auth-on-network if you truly mean it")
         ws = open_ws(workspace)
         ws.engine  # noqa: B018 - opens (and upgrades) the database before serving
-        app = create_app(ws, ServiceConfig(auth=auth, run_slots=run_slots,
-                                           scan_interval=scan_interval))
+        hosts = tuple(allowed_host or ())
+        if network and host not in ("0.0.0.0", "::"):  # nosec B104  # compared, not bound
+            hosts += (host,)
+        app = create_app(ws, ServiceConfig(
+            auth=auth, run_slots=run_slots, scan_interval=scan_interval, allowed_hosts=hosts,
+            link_ttl=link_ttl, link_max_ttl=link_max_ttl))
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        if auth == "off":
+            err_console.print(
+                f"WARNING: --auth off: every request to http://{host}:{port}/ acts as an admin"
+                " (it can run code on this machine)" + (", from any machine that reaches it"
+                                                         if network else ""), style="bold red")
         console.print(f"batchscore: serving {ws.settings.root} on http://{host}:{port}/ "
                       f"(dashboard /dashboard/, API /api/v1)")
+        if auth == "auto":
+            console.print(f"admin token (for the CLI on this machine and the dashboard): "
+                          f"{ws.settings.root / 'service' / 'admin.token'}")
         uvicorn.run(app, host=host, port=port, log_level="info")
 
 
@@ -108,6 +142,17 @@ def token_revoke(
     with errors():
         revoke_token(open_ws(workspace).engine, name)
         console.print(f"revoked {name}")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def register(app: typer.Typer) -> None:

@@ -44,7 +44,7 @@ class Project:
         file = self.path / f"{name}.py"
         if not file.is_file():
             raise ProjectError(f"project {self.path} has no {name}.py")
-        tag = hashlib.sha1(str(self.path).encode()).hexdigest()[:8]
+        tag = hashlib.sha1(str(self.path).encode(), usedforsecurity=False).hexdigest()[:8]
         spec = importlib.util.spec_from_file_location(f"_bs_project_{tag}_{name}", file)
         assert spec and spec.loader
         module = importlib.util.module_from_spec(spec)
@@ -58,7 +58,7 @@ class Project:
     def code_version(self) -> str:
         """The git commit holding the project, or ``unknown`` outside git."""
         try:
-            done = subprocess.run(["git", "-C", str(self.path), "rev-parse", "HEAD"],
+            done = subprocess.run(["git", "-C", str(self.path), "rev-parse", "HEAD"],  # nosec B603 B607  # git on PATH, argv
                                   capture_output=True, text=True, timeout=10, check=False)
         except (OSError, subprocess.SubprocessError):
             return "unknown"
@@ -93,6 +93,8 @@ def _number(params: dict[str, Any], section: str, key: str, lo: float, hi: float
 
 def load_project(path: str | Path, overrides: dict[str, str] | None = None) -> Project:
     """Read and check ``path/params.yaml``; ``overrides`` maps ``section.key`` to a YAML value."""
+    if any(ord(c) < 32 for c in str(path)):
+        raise ProjectError(f"project path {str(path)!r} holds control characters")
     root = Path(path).resolve()
     file = root / "params.yaml"
     if not file.is_file():

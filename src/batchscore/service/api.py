@@ -13,11 +13,13 @@ import json
 import uuid
 from collections.abc import Iterator
 from typing import Annotated, Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 from fsspec.core import url_to_fs
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
 from .. import jobs as job_api
 from ..errors import InputError
@@ -33,6 +35,7 @@ from ..pipelines import (
     request_run,
     resolve_data_path,
 )
+from ..secrets import MASK
 from ..state.records import public_text, public_value
 from ..triggers import create_trigger, get_trigger, ledger, list_triggers, remove_trigger
 from .auth import ROLES, Principal, create_token, list_tokens, revoke_token
@@ -89,7 +92,7 @@ def _start(request: Request, name: str, params: dict[str, Any]) -> dict[str, Any
                             f"{wait:.0f}s", headers={"Retry-After": str(int(wait) + 1)})
     run = request_run(service.ws, name, params, created_by=who.name)
     service.slots.wake.set()
-    return {**run.to_dict(), "links": _run_links(run.id)}
+    return {**_run_view(service.ws, run), "links": _run_links(run.id)}
 
 
 def _run_links(run_id: str) -> dict[str, str]:
@@ -127,8 +130,31 @@ def runs(request: Request, state: str | None = None, trigger: str | None = None,
     require(request, "viewer")
     ws = _service(request).ws
     trigger_id = get_trigger(ws.engine, trigger).id if trigger else None
-    return [_with_job(ws, r.to_dict()) for r in
+    return [_with_job(ws, _run_view(ws, r)) for r in
             list_runs(ws.engine, state=state, trigger_id=trigger_id, limit=limit)]
+
+
+def _run_view(ws: Any, run: Any) -> dict[str, Any]:
+    """A run as API clients see it: its locations as data-store paths (never the service's
+    own folders), passwords hidden."""
+    stores = store_locations(ws)
+    data = run.to_dict()
+    data["params"] = public_value(data["params"], stores)
+    data["output_url"] = public_value(data["output_url"], stores)
+    data["reason"] = public_text(data["reason"], stores) if data["reason"] else data["reason"]
+    return data
+
+
+def hide_environment(value: Any) -> Any:
+    """``value`` with the values of every ``environment_variables`` mapping in it replaced by
+    ``***``: the names show, the values (passwords, keys) never leave the service."""
+    if isinstance(value, dict):
+        return {k: ({name: MASK for name in v} if k == "environment_variables"
+                    and isinstance(v, dict) else hide_environment(v))
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [hide_environment(v) for v in value]
+    return value
 
 
 def _with_job(ws: Any, run: dict[str, Any]) -> dict[str, Any]:
@@ -141,7 +167,7 @@ def _with_job(ws: Any, run: dict[str, Any]) -> dict[str, Any]:
 
 
 def _job_view(ws: Any, job: Any) -> dict[str, Any]:
-    data = job.public_dict(store_locations(ws))
+    data = hide_environment(job.public_dict(store_locations(ws)))
     data["items_in_progress"] = items_in_progress(ws, job)
     return data
 
@@ -156,13 +182,15 @@ def _job_summary(ws: Any, job: Any) -> dict[str, Any]:
 def run(request: Request, run_id: str) -> dict[str, Any]:
     require(request, "viewer")
     ws = _service(request).ws
-    return {**_with_job(ws, get_run(ws.engine, run_id).to_dict()), "links": _run_links(run_id)}
+    return {**_with_job(ws, _run_view(ws, get_run(ws.engine, run_id))),
+            "links": _run_links(run_id)}
 
 
 @router.post("/runs/{run_id}/cancel", tags=["runs"])
 def cancel(request: Request, run_id: str) -> dict[str, Any]:
     require(request, "operator")
-    return cancel_run(_service(request).ws, run_id).to_dict()
+    ws = _service(request).ws
+    return _run_view(ws, cancel_run(ws, run_id))
 
 
 @router.get("/runs/{run_id}/output", tags=["runs"])
@@ -267,7 +295,8 @@ def logs(request: Request, job_id: str) -> dict[str, Any]:
 def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
     require(request, "operator")
     ws = _service(request).ws
-    return job_api.cancel_job(ws, job_id, wait=10.0).public_dict(store_locations(ws))
+    return hide_environment(job_api.cancel_job(ws, job_id, wait=10.0)
+                            .public_dict(store_locations(ws)))
 
 
 # --- triggers --------------------------------------------------------------------------------
@@ -296,7 +325,8 @@ def _trigger_view(request: Request, trigger: Any) -> dict[str, Any]:
     return {**trigger.to_dict(),
             "last_error": health.last_error if health else None,
             "last_scan": health.last_scan if health else None,
-            "runs": [{"id": r.id, "state": r.state, "input": r.params.get("input"),
+            "runs": [{"id": r.id, "state": r.state,
+                      "input": public_value(r.params.get("input"), store_locations(service.ws)),
                       "created_at": r.created_at} for r in started]}
 
 
@@ -364,19 +394,78 @@ def delete_token(request: Request, name: str) -> dict[str, str]:
 # --- data: uploads and signed downloads ------------------------------------------------------
 
 
+_MAX_NAME_BYTES = 255  # one file or folder name (what local filesystems allow)
+_MAX_PATH_CHARS = 1024
+# Only the service writes here: stream partitions and inference logs (and every job's
+# output, looked up in the state database); an operator's upload may not replace them.
+SERVICE_PREFIXES = ("streams/", "inference-logs/")
+
+
+def upload_name(path: str) -> str:
+    """``path`` of an upload, checked as names: non-empty parts without leading or trailing
+    spaces (never silently stripped), each at most 255 bytes; else InputError (400)."""
+    if len(path) > _MAX_PATH_CHARS:
+        raise InputError(f"path is {len(path)} characters long; at most {_MAX_PATH_CHARS}")
+    for part in path.split("/"):
+        if part != part.strip():
+            raise InputError(f"path {path!r}: the name {part!r} begins or ends with spaces; "
+                             "rename it")
+        if len(part.encode("utf-8")) > _MAX_NAME_BYTES:
+            raise InputError(f"path {path[:60]!r}...: a name is longer than "
+                             f"{_MAX_NAME_BYTES} bytes")
+    return path
+
+
+def _service_owned(ws: Any, rel: str) -> str | None:
+    """Why ``rel`` (a data-store path) is the service's to write, or None."""
+    if any(rel.startswith(p) or rel == p.rstrip("/") for p in SERVICE_PREFIXES):
+        return f"{rel.split('/', 1)[0]}/ is written by the service only"
+    from sqlalchemy import select
+
+    from ..state.tables import jobs as jobs_table
+    from ..state.tables import pipeline_runs
+
+    target = data_url(ws, rel)
+    with ws.engine.connect() as conn:
+        outputs = {row[0] for row in conn.execute(select(jobs_table.c.output_url))}
+        outputs |= {row[0] for row in conn.execute(select(pipeline_runs.c.output_url))
+                    if row[0]}
+    for out in outputs:
+        base = out.rstrip("/")
+        if target == base or target.startswith(base + "/"):
+            return "it is a job's output, written by the service only"
+    return None
+
+
 @router.put("/data/{path:path}", status_code=201, tags=["data"])
 async def upload(request: Request, path: str) -> dict[str, Any]:
     """Upload an input into the data store (operators); the body is the file. It appears
-    under its name only when complete, so a trigger never sees half a file."""
-    require(request, "operator")
+    under its name only when complete, so a trigger never sees half a file. Job outputs,
+    stream partitions and inference logs are the service's: operators cannot write there."""
+    who = require(request, "operator")
     ws = _service(request).ws
-    rel = resolve_data_path(ws, path, "path")
+    rel = resolve_data_path(ws, upload_name(path), "path")
     if rel.endswith("/"):
         raise InputError(f"path {path!r} names a folder; give a file name")
+    if not who.can("admin"):
+        owned = await run_in_threadpool(_service_owned, ws, rel)
+        if owned:
+            raise HTTPException(403, f"path {rel!r} cannot be written by an operator: {owned}")
     fs, final = url_to_fs(data_url(ws, rel))
     parent = final.rsplit("/", 1)[0]
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
+    try:
+        if fs.isdir(final):
+            raise InputError(f"path {rel!r} is a folder; give a file name")
+        if parent:
+            above = parent
+            while above and not fs.exists(above):
+                above = above.rsplit("/", 1)[0] if "/" in above else ""
+            if above and not fs.isdir(above):
+                name = above[len(final) - len(rel):]
+                raise InputError(f"path {rel!r}: {name!r} is a file, not a folder")
+            fs.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"path {rel!r} cannot be written: {exc.strerror or exc}") from None
     tmp = f"{final}.tmp-{uuid.uuid4().hex[:8]}"
     size = 0
     try:
@@ -385,6 +474,10 @@ async def upload(request: Request, path: str) -> dict[str, Any]:
                 size += len(chunk)
                 fh.write(chunk)
         fs.mv(tmp, final)
+    except OSError as exc:
+        if fs.exists(tmp):
+            fs.rm(tmp)
+        raise InputError(f"path {rel!r} cannot be written: {exc.strerror or exc}") from None
     except BaseException:
         if fs.exists(tmp):
             fs.rm(tmp)
@@ -395,9 +488,10 @@ async def upload(request: Request, path: str) -> dict[str, Any]:
 @router.get("/download", tags=["data"])
 def download(request: Request, path: str, expires: int, sig: str) -> StreamingResponse:
     """Download a file of the data store through a signed link (no token needed)."""
-    ws = _service(request).ws
+    service = _service(request)
+    ws = service.ws
     rel = resolve_data_path(ws, path, "path")
-    check_link(ws, rel, expires, sig)
+    check_link(ws, rel, expires, sig, max_ttl=service.config.link_max_ttl)
     fs, full = url_to_fs(data_url(ws, rel))
     if not fs.isfile(full):
         raise HTTPException(404, f"{rel} does not exist")
@@ -409,4 +503,11 @@ def download(request: Request, path: str, expires: int, sig: str) -> StreamingRe
 
     name = rel.rsplit("/", 1)[-1]
     return StreamingResponse(chunks(), media_type="application/octet-stream",
-                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
+                             headers={"Content-Disposition": content_disposition(name)})
+
+
+def content_disposition(name: str) -> str:
+    """``attachment`` with ``name``: an ASCII fallback, and the exact name in RFC 5987 form
+    (``filename*=UTF-8''...``) so that any name travels in a Latin-1 header."""
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\' else "_" for c in name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"

@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,13 +26,13 @@ from ..pipelines import PipelineNotFoundError, RunNotFoundError
 from ..streaming.pool import ConsumerPool
 from ..triggers import TriggerLoop, TriggerNotFoundError
 from ..workspace import Workspace
-from .auth import Principal, verify_token
+from .auth import Principal, write_admin_token
+from .guard import Guard
 from .links import LinkError
 from .metrics import CONTENT_TYPE, render_metrics
 from .slots import RunSlots
-from .submit import MAX_SUBMIT_BODY_BYTES
 
-__all__ = ["ServiceConfig", "create_app"]
+__all__ = ["ServiceConfig", "create_app", "principal_of"]
 
 log = logging.getLogger("batchscore.service")
 DASHBOARD = Path(__file__).with_name("dashboard")
@@ -44,7 +43,9 @@ MiB = 1024 * 1024
 class ServiceConfig:
     """How one service process behaves; every field has an embedded default."""
 
-    auth: str = "auto"  # auto: loopback needs no token; always; off
+    auth: str = "auto"  # auto: every caller needs a token, the local admin's is in a file;
+    # always: the same, without the file; off: no tokens (refused on a public address unless
+    # the caller says it means it: see batchscore serve)
     run_slots: int = 2  # runs executed at once by this process
     scan_interval: float = 5.0  # seconds between trigger scans
     background: bool = True  # start the run slots and the trigger loop with the app
@@ -53,10 +54,18 @@ class ServiceConfig:
     runs_per_minute: float = 30.0  # per token (or per client without one)
     runs_burst: int = 10
     link_ttl: float = 3600.0  # seconds a download link lives
+    link_max_ttl: float = 7 * 86400.0  # no link is honoured for longer after it was made
+    allowed_hosts: tuple[str, ...] = ()  # Host names served besides localhost and loopback
+    max_json_depth: int = 32  # nesting of a JSON body
+    max_json_elements: int = 100_000  # values in the arrays and objects of a JSON body
 
     def __post_init__(self) -> None:
         if self.auth not in ("auto", "always", "off"):
             raise UsageError(f"auth must be auto, always or off, got {self.auth!r}")
+        if not 0 < self.link_ttl <= self.link_max_ttl:
+            raise UsageError(f"link_ttl must be above 0 and at most link_max_ttl "
+                             f"({self.link_max_ttl:g} s), got {self.link_ttl:g}")
+        self.allowed_hosts = tuple(self.allowed_hosts)
 
 
 class RateLimiter:
@@ -90,87 +99,15 @@ class Service:
     started_at: float = field(default_factory=time.time)
 
 
-def _is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def principal_of(request: Request) -> Principal | None:
-    """Who makes ``request``: a token's principal, the local admin, or None (unknown)."""
-    service: Service = request.app.state.service
-    header = request.headers.get("authorization", "")
-    if service.config.auth == "off":
-        return Principal("anonymous", "admin")
-    if header:
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        return verify_token(service.ws.engine, token.strip())
-    client = request.client.host if request.client else None
-    if service.config.auth == "auto" and _is_loopback(client):
-        return Principal("local", "admin")
+    """Who makes ``request``: the principal of its token (checked by the guard before the
+    body was read), or None (no valid token). There is no ambient authority: a request from
+    the loopback interface needs a token as any other (the local admin's is in
+    the workspace's ``service/admin.token``)."""
+    state = request.scope.get("state") or {}
+    if "principal" in state:
+        return state["principal"]
     return None
-
-
-class _BodyLimit:
-    """Refuse request bodies over the limit with 413, before they reach a handler."""
-
-    def __init__(self, app: Any, config: ServiceConfig) -> None:
-        self.app, self.config = app, config
-
-    async def __call__(self, scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
-                      send: Callable[[Any], Awaitable[None]]) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        upload = scope["path"].startswith("/api/v1/data/")
-        submit = scope["path"] == "/api/v1/jobs" and scope.get("method") == "POST"
-        limit = (self.config.max_upload_bytes if upload else
-                 MAX_SUBMIT_BODY_BYTES if submit else self.config.max_body_bytes)
-        headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > limit):
-            await _send_413(send, limit)
-            return
-        seen = 0
-        started = False
-
-        async def counted() -> Any:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _TooLarge
-            return message
-
-        async def watch(message: Any) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watch)
-        except _TooLarge:
-            if not started:
-                await _send_413(send, limit)
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _send_413(send: Callable[[Any], Awaitable[None]], limit: int) -> None:
-    body = json.dumps({"detail": f"request body larger than the limit of {limit} bytes"})
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": body.encode()})
 
 
 _STATUS: list[tuple[type[Exception], int]] = [
@@ -203,6 +140,8 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if config.auth == "auto":
+            write_admin_token(ws)
         if config.background:
             service.slots.start()
             service.triggers.start()
@@ -238,6 +177,24 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
                             status_code=422)
 
     app.add_exception_handler(RequestValidationError, invalid)
+    plain_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        """The document says what ``invalid`` answers: a ``detail`` sentence and the list of
+        ``errors`` (FastAPI's default declares ``detail`` as that list)."""
+        if app.openapi_schema is None:
+            schema = plain_openapi()
+            found = schema.get("components", {}).get("schemas", {})
+            if "HTTPValidationError" in found:
+                found["HTTPValidationError"] = {
+                    "title": "HTTPValidationError", "type": "object", "required": ["detail"],
+                    "properties": {"detail": {"type": "string", "title": "Detail"},
+                                   "errors": {"type": "array", "items": {"type": "object"},
+                                              "title": "Errors"}}}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:
@@ -266,5 +223,5 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     app.include_router(connections_api.router, prefix="/api/v1")
     app.include_router(video_report_api.router, prefix="/api/v1")
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True), name="dashboard")
-    app.add_middleware(_BodyLimit, config=config)
+    app.add_middleware(Guard, service=service)
     return app

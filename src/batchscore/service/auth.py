@@ -1,18 +1,23 @@
 """API tokens with roles, hashed at rest (SHA-256; the token itself is shown once).
 
 Roles, each including the ones before it: ``viewer`` reads; ``operator`` starts and cancels
-runs and uploads inputs to the data store; ``admin`` manages triggers and tokens. With
-``auth="auto"`` (the default) a request from the loopback interface without a token acts as
-admin, and every other request needs a token; ``auth="always"`` needs one from everyone.
+runs and uploads inputs to the data store; ``admin`` manages triggers and tokens. Every
+caller needs a token, on the loopback interface too (there is no ambient authority a browser
+page could borrow). With ``auth="auto"`` (the default) the service makes a fresh admin
+token named ``local-admin`` each time it starts and writes it to the workspace's
+``service/admin.token`` (mode 0600, in a 0700 folder), where the CLI on the same machine,
+run by the same user, finds it (as Jupyter does): see :func:`write_admin_token`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, select, update
@@ -20,10 +25,23 @@ from sqlalchemy import Engine, delete, insert, select, update
 from ..errors import SpecError, UsageError
 from ..state.tables import api_tokens
 
-__all__ = ["ROLES", "Principal", "create_token", "list_tokens", "revoke_token", "verify_token"]
+__all__ = [
+    "ADMIN_TOKEN_FILE",
+    "LOCAL_ADMIN",
+    "ROLES",
+    "Principal",
+    "create_token",
+    "list_tokens",
+    "read_admin_token",
+    "revoke_token",
+    "verify_token",
+    "write_admin_token",
+]
 
 ROLES = ("viewer", "operator", "admin")
 _PREFIX = "bs_"
+ADMIN_TOKEN_FILE = "service/admin.token"  # nosec B105  # a file name
+LOCAL_ADMIN = "local-admin"
 
 
 @dataclass(frozen=True)
@@ -85,3 +103,27 @@ def verify_token(engine: Engine, token: str) -> Principal | None:
         conn.execute(update(api_tokens).where(api_tokens.c.id == row.id)
                      .values(last_used_at=time.time()))
         return Principal(row.name, row.role)
+
+
+def write_admin_token(ws: Any) -> Path:
+    """Make a fresh admin token (``local-admin``, replacing the one of an earlier start) and
+    write it to ``<workspace>/service/admin.token``, readable by its owner only; returns
+    the file's path."""
+    from ..workspace import private_dir, write_private
+
+    folder = private_dir(Path(ws.settings.root) / "service")
+    with ws.engine.begin() as conn:
+        conn.execute(delete(api_tokens).where(api_tokens.c.name == LOCAL_ADMIN))
+    _, token = create_token(ws.engine, LOCAL_ADMIN, "admin")
+    path = folder / Path(ADMIN_TOKEN_FILE).name
+    write_private(path, token + "\n")
+    return path
+
+
+def read_admin_token(root: str | os.PathLike[str]) -> str | None:
+    """The local admin token of the workspace at ``root``, or None when there is none (no
+    service started there, or the file is not readable by this user)."""
+    try:
+        return (Path(root) / ADMIN_TOKEN_FILE).read_text().strip() or None
+    except OSError:
+        return None

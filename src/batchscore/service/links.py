@@ -13,7 +13,7 @@ import time
 from urllib.parse import urlencode
 
 from ..errors import UsageError
-from ..workspace import Workspace
+from ..workspace import Workspace, private_dir, write_private
 
 __all__ = ["LinkError", "check_link", "sign_link"]
 
@@ -27,7 +27,12 @@ class LinkError(UsageError):
 def _key(ws: Workspace) -> bytes:
     store = ws.system
     if not store.exists(_KEY):
-        store.write_text(_KEY, secrets.token_hex(32))
+        if store.is_local:  # readable by the service's user only (0600 in a 0700 folder)
+            path = store.local_path(_KEY)
+            private_dir(path.parent)
+            write_private(path, secrets.token_hex(32))
+        else:  # a remote system store: its own access control applies
+            store.write_text(_KEY, secrets.token_hex(32))
     return bytes.fromhex(store.read_text(_KEY).strip())
 
 
@@ -43,8 +48,15 @@ def sign_link(ws: Workspace, path: str, ttl: float = 3600.0, base: str = "/api/v
     return f"{base}?{query}", expires
 
 
-def check_link(ws: Workspace, path: str, expires: int, sig: str) -> None:
-    if expires < time.time():
+def check_link(ws: Workspace, path: str, expires: int, sig: str,
+               max_ttl: float | None = None) -> None:
+    """Refuse a link that expired, that lives longer than ``max_ttl`` seconds from now (the
+    admin's limit: a link made for years is not honoured), or whose signature is wrong."""
+    now = time.time()
+    if expires < now:
         raise LinkError("this download link has expired; ask for a new one")
+    if max_ttl is not None and expires > now + max_ttl:
+        raise LinkError(f"this download link lives longer than the service allows "
+                        f"({max_ttl:g} s); ask for a new one")
     if not hmac.compare_digest(_sign(ws, path, expires), sig):
         raise LinkError("this download link's signature does not match")

@@ -5,7 +5,12 @@ route and status) and handed to an :class:`~batchscore.serving.anomaly.AnomalyDe
 whose latency and error-rate anomalies become events: logged, kept in memory (``GET
 /events``), shown as the gauge ``batchscore_serving_anomaly{kind}`` and, given an
 :class:`~batchscore.state.events.EventWriter`, written to the workspace's state database.
-A model that raises is answered with 500 (``INTERNAL_ERROR``) and counted as a 5xx.
+A model that raises is answered with 500 (``INTERNAL_ERROR``) and counted as a 5xx; a
+request that is the client's fault (malformed, too large, too deep, values the signature
+refuses, a request id that cannot travel in a header) is answered 400 or 413 and never
+counts toward the error rate. Bodies are limited while they stream in (chunked ones too),
+and parsing and ``predict`` run in a worker thread, so that ``/ping`` answers during a large
+request. A request's rows are logged only once it has been answered with its predictions.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import time
 import uuid
@@ -34,8 +40,10 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import InputError, UsageError
+from ..jsonshape import JsonShapeError, check_json_shape
 from ..state.events import EventWriter
 from ..workspace import Workspace
 from .anomaly import KINDS, AnomalyConfig, AnomalyDetector, log_event
@@ -45,6 +53,9 @@ from .inputs import InputProblem, Signature, parse_mlflow, parse_v2
 __all__ = ["MAX_BODY_BYTES", "ServedModel", "create_app", "load_served_model", "model_detector"]
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
+MAX_JSON_DEPTH = 32
+MAX_JSON_ELEMENTS = 2_000_000  # a 100k-row request of 10 columns holds 1.1 million
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,200}")  # visible ASCII: it is echoed in a header
 _SCORING_ROUTES = frozenset({"/invocations", "/v2/models/{name}/infer"})
 log = logging.getLogger("batchscore.serving")
 _V2_TYPES = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32",
@@ -160,29 +171,49 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
                   request_id, type(exc).__name__, exc, exc_info=exc)
         return fail(f"the model failed: {type(exc).__name__}: {exc}", 500, request_id)
 
-    async def body_of(request: Request) -> Any:
+    async def body_of(request: Request) -> bytes:
+        """The body, counted as it streams in: over the limit (declared or not), 413."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_body_bytes:
             raise InputProblem(f"request body of {declared} bytes is over the limit of "
                                f"{max_body_bytes} bytes", 413)
-        raw = await request.body()
-        if len(raw) > max_body_bytes:
-            raise InputProblem(f"request body of {len(raw)} bytes is over the limit of "
-                               f"{max_body_bytes} bytes", 413)
+        parts: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                raise InputProblem(f"request body is over the limit of {max_body_bytes} "
+                                   "bytes", 413)
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def decode(raw: bytes) -> Any:
         if not raw.strip():
             raise InputProblem("request body is empty; send JSON such as "
                                '{"dataframe_split": {"columns": [...], "data": [[...]]}}')
         try:
+            check_json_shape(raw, MAX_JSON_DEPTH, MAX_JSON_ELEMENTS)
             return json.loads(raw)
-        except ValueError as exc:
+        except JsonShapeError as exc:
+            raise InputProblem(str(exc)) from None
+        except (ValueError, RecursionError) as exc:
             raise InputProblem(f"request body is not valid JSON: {exc}") from None
 
-    def score(frame: pd.DataFrame, request_id: str) -> list[Any]:
-        predictions = model.predict(frame)
+    def request_id_of(value: Any) -> str:
+        if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
+            raise InputProblem(f"request id {str(value)[:60]!r} is not 1-200 visible ASCII "
+                               "characters")
+        return value
+
+    def answer(payload: dict[str, Any], frame: pd.DataFrame, data: list[Any],
+               request_id: str) -> Response:
+        """Render the answer, and only then log the request's rows with their predictions."""
+        body = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
         if logger is not None:
-            logger.log(frame, _jsonable(predictions), request_id=request_id,
-                       model=model.name, version=model.version)
-        return _jsonable(predictions)
+            logger.log(frame, data, request_id=request_id, model=model.name,
+                       version=model.version)
+        return Response(body, media_type="application/json",
+                        headers={"X-Request-ID": request_id})
 
     @app.get("/ping")
     @app.get("/health")
@@ -193,18 +224,37 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
     def version() -> dict[str, str]:
         return {"model": model.name, "version": model.version}
 
+    def answered(payload: dict[str, Any], frame: pd.DataFrame, data: list[Any],
+                 request_id: str) -> Response:
+        """:func:`answer`, or 500 when the answer cannot be made (the server's fault)."""
+        try:
+            return answer(payload, frame, data, request_id)
+        except Exception as exc:
+            log.exception("the answer to request %s cannot be sent", request_id)
+            return fail(f"the server failed: {type(exc).__name__}: {exc}", 500, request_id)
+
+    def header_id(request: Request) -> str:
+        given = request.headers.get("x-request-id")
+        return request_id_of(given) if given else uuid.uuid4().hex
+
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = ""
         try:
-            frame = parse_mlflow(await body_of(request), model.signature)
+            request_id = header_id(request)
+            raw = await body_of(request)
+            frame = await run_in_threadpool(lambda: parse_mlflow(decode(raw), model.signature))
         except InputProblem as exc:
             return fail(str(exc), exc.status, request_id)
-        try:
-            data = score(frame, request_id)
-        except Exception as exc:
-            return model_failed(exc, request_id)
-        return JSONResponse({"predictions": data}, headers={"X-Request-ID": request_id})
+
+        def run() -> Response:
+            try:
+                data = _jsonable(model.predict(frame))
+            except Exception as exc:
+                return model_failed(exc, request_id)
+            return answered({"predictions": data}, frame, data, request_id)
+
+        return await run_in_threadpool(run)
 
     @app.get("/v2/health/ready")
     @app.get("/v2/health/live")
@@ -237,26 +287,37 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
 
     @app.post("/v2/models/{name}/infer")
     async def v2_infer(name: str, request: Request) -> Response:
-        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
-        missing = unknown(name, request_id)
-        if missing is not None:
-            return missing
+        request_id = ""
         try:
-            body = await body_of(request)
-            frame = parse_v2(body, model.signature)
+            request_id = header_id(request)
+            missing = unknown(name, request_id)
+            if missing is not None:
+                return missing
+            raw = await body_of(request)
+
+            def parse() -> tuple[pd.DataFrame, Any]:
+                body = decode(raw)
+                frame = parse_v2(body, model.signature)
+                given = body.get("id")
+                return frame, (request_id_of(given) if given is not None else None)
+
+            frame, given = await run_in_threadpool(parse)
+            request_id = given or request_id
         except InputProblem as exc:
             return fail(str(exc), exc.status, request_id)
-        if isinstance(body.get("id"), str):
-            request_id = body["id"]
-        try:
-            data = score(frame, request_id)
-        except Exception as exc:
-            return model_failed(exc, request_id)
-        return JSONResponse({"model_name": model.name, "model_version": model.version,
+
+        def run() -> Response:
+            try:
+                data = _jsonable(model.predict(frame))
+            except Exception as exc:
+                return model_failed(exc, request_id)
+            return answered({"model_name": model.name, "model_version": model.version,
                              "id": request_id,
                              "outputs": [{"name": "predict", "shape": [len(data)],
                                           "datatype": "FP64", "data": data}]},
-                            headers={"X-Request-ID": request_id})
+                            frame, data, request_id)
+
+        return await run_in_threadpool(run)
 
     @app.get("/metrics")
     def metrics() -> Response:

@@ -15,6 +15,8 @@ __all__ = ["MLFLOW_KEYS", "InputProblem", "Signature", "parse_mlflow", "parse_v2
 Signature = list[tuple[str, str]]  # (column, MLflow type name: double, long, string, ...)
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _NUMERIC = {"double", "float", "long", "integer"}
+_INT_RANGE = {"long": (-(2**63), 2**63 - 1), "integer": (-(2**31), 2**31 - 1)}
+_FLOAT_MAX = {"double": float(np.finfo(np.float64).max), "float": float(np.finfo(np.float32).max)}
 
 
 class InputProblem(ValueError):
@@ -82,11 +84,21 @@ def _check_value(value: Any, kind: str, column: str, row: int) -> Any:
                                f"({type(value).__name__}) in row {row}")
         if isinstance(value, float) and math.isinf(value):
             raise InputProblem(f"column {column!r} has an infinite value in row {row}")
+        low, high = _INT_RANGE.get(kind, (-_FLOAT_MAX.get(kind, 0.0), _FLOAT_MAX.get(kind, 0.0)))
+        if not low <= value <= high:  # ints compare exactly, however large
+            raise InputProblem(f"column {column!r} holds {_short(value)}, out of the range of "
+                               f"{kind} in row {row}")
     elif kind == "boolean" and not isinstance(value, bool):
         raise InputProblem(f"column {column!r} must be boolean, got {value!r} in row {row}")
     elif kind == "string" and not isinstance(value, str):
         raise InputProblem(f"column {column!r} must be string, got {value!r} in row {row}")
     return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 200 else \
+        f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def to_frame(rows: list[list[Any]], sig: Signature) -> pd.DataFrame:
@@ -124,8 +136,9 @@ def parse_mlflow(body: Any, sig: Signature) -> pd.DataFrame:
             raise InputProblem("dataframe_split must be an object with 'data' (and 'columns')")
         columns = value.get("columns")
         if columns is not None:
-            if not isinstance(columns, list):
-                raise InputProblem("dataframe_split.columns must be a list of column names")
+            if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+                raise InputProblem("dataframe_split.columns must be a list of column names "
+                                   "(strings)")
             if len(columns) != len(sig):
                 raise InputProblem(f"dataframe_split has {len(columns)} columns; the model "
                                    f"expects {len(sig)} ({_names(sig)})")
@@ -144,9 +157,11 @@ def parse_mlflow(body: Any, sig: Signature) -> pd.DataFrame:
     return to_frame(_positional(value, sig, key), sig)
 
 
-def _flatten(data: Any) -> list[Any]:
+def _flatten(data: Any, depth: int = 0) -> list[Any]:
     if isinstance(data, list):
-        return [x for item in data for x in _flatten(item)]
+        if depth > 8:
+            raise InputProblem("tensor data nests deeper than 8 levels")
+        return [x for item in data for x in _flatten(item, depth + 1)]
     return [data]
 
 
@@ -159,8 +174,14 @@ def parse_v2(body: Any, sig: Signature) -> pd.DataFrame:
     for t in tensors:
         if not isinstance(t, dict) or not {"name", "shape", "datatype", "data"} <= set(t):
             raise InputProblem("every input tensor needs name, shape, datatype and data")
-        if not isinstance(t["shape"], list) or not all(isinstance(n, int) for n in t["shape"]):
-            raise InputProblem(f"input {t['name']!r}: shape must be a list of integers")
+        if not isinstance(t["name"], str):
+            raise InputProblem(f"an input tensor's name must be a string, got "
+                               f"{type(t['name']).__name__}")
+        if not isinstance(t["shape"], list) or not t["shape"] or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**31
+                for n in t["shape"]):
+            raise InputProblem(f"input {t['name']!r}: shape must be a list of integers "
+                               "from 0 to 2**31-1")
     if len(tensors) == 1 and len(tensors[0]["shape"]) == 2:
         t = tensors[0]
         n, width = t["shape"]

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -75,7 +76,7 @@ class Deployment:
 
     @property
     def url(self) -> str:
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # nosec B104  # compared
         return f"http://{host}:{self.port}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,7 +227,7 @@ def start_deployment(ws: Workspace, name: str, version: int, *, env: str = "prod
            "--host", host, "--port", str(sock.getsockname()[1]), "--timeout", str(timeout),
            "--graceful", str(graceful), *([] if log_requests else ["--no-log"])]
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(cmd, pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL,  # nosec B603  # argv: our module
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     sock.close()
     _launched[proc.pid] = proc
@@ -314,6 +315,57 @@ class _Child:
     private_port: int
 
 
+CONTROL_TIMEOUT = 10.0  # seconds a control connection may take to authenticate and ask
+
+
+def serve_control(listener: socket.socket, authkey: bytes,
+                  handle: Callable[[Any], dict[str, Any]], stop: threading.Event,
+                  timeout: float = CONTROL_TIMEOUT) -> None:
+    """Answer control connections on ``listener``, each in its own thread: it must
+    authenticate (``multiprocessing.connection``'s HMAC challenge with ``authkey``) and send
+    its request within ``timeout`` seconds, or it is closed; an idle or slow connection never
+    holds up another. ``handle`` answers an authenticated request."""
+    listener.settimeout(0.5)  # to see ``stop``
+    while not stop.is_set():
+        try:
+            sock, _ = listener.accept()
+        except TimeoutError:
+            continue
+        except OSError:
+            if stop.is_set():
+                return
+            continue
+        threading.Thread(target=_control_connection, args=(sock, authkey, handle, timeout),
+                         name="control-connection", daemon=True).start()
+
+
+def _control_connection(sock: socket.socket, authkey: bytes,
+                        handle: Callable[[Any], dict[str, Any]], timeout: float) -> None:
+    import struct
+    from multiprocessing.connection import (
+        AuthenticationError,
+        Connection,
+        answer_challenge,
+        deliver_challenge,
+    )
+
+    sock.setblocking(True)
+    limit = struct.pack("ll", int(timeout), int((timeout % 1) * 1e6))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, limit)  # reads of a blocking fd
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, limit)
+    conn = Connection(sock.detach())
+    with conn:
+        try:
+            deliver_challenge(conn, authkey)
+            answer_challenge(conn, authkey)
+            request = conn.recv()  # only after the HMAC handshake with our key
+        except (OSError, EOFError, AuthenticationError, ValueError):
+            return  # idle, slow, closed, or not one of ours
+        reply = handle(request)
+        with contextlib.suppress(OSError):
+            conn.send(reply)
+
+
 class _Supervisor:
     def __init__(self, args: argparse.Namespace) -> None:
         self.root = Path(args.workspace)
@@ -359,7 +411,7 @@ class _Supervisor:
                "--fd", str(private.fileno()), "--ref", f"{self.name}/{version}",
                "--workspace", str(self.root), "--graceful", str(self.graceful),
                "--error-file", str(error_file), *([] if self.log_requests else ["--no-log"])]
-        proc = subprocess.Popen(cmd, pass_fds=(self.sock.fileno(), private.fileno()),
+        proc = subprocess.Popen(cmd, pass_fds=(self.sock.fileno(), private.fileno()),  # nosec B603  # argv: our module
                                 stdin=subprocess.DEVNULL)
         port = private.getsockname()[1]
         private.close()
@@ -416,36 +468,21 @@ class _Supervisor:
             self.drain(old)
             return _read_state(self.path) or {}
 
-    def control(self, listener: Any) -> None:
-        from multiprocessing.connection import AuthenticationError
-
-        while not self.stop.is_set():
-            try:
-                conn = listener.accept()
-            except (OSError, EOFError, AuthenticationError):
-                continue
-            with conn:
-                try:
-                    request = conn.recv()
-                except (OSError, EOFError):
-                    continue
-                try:
-                    if not isinstance(request, dict) or request.get("op") != "swap":
-                        raise DeploymentError(f"unknown control request {request!r}")
-                    reply = {"ok": True, "state": self.swap(int(request["version"]))}
-                except Exception as exc:
-                    self.say(f"swap refused: {exc}")
-                    reply = {"ok": False, "error": str(exc)}
-                with contextlib.suppress(OSError):
-                    conn.send(reply)
+    def handle(self, request: Any) -> dict[str, Any]:
+        """One control request (after authentication): a swap, answered with the state."""
+        try:
+            if not isinstance(request, dict) or request.get("op") != "swap":
+                raise DeploymentError(f"unknown control request {str(request)[:100]!r}")
+            return {"ok": True, "state": self.swap(int(request["version"]))}
+        except Exception as exc:
+            self.say(f"swap refused: {exc}")
+            return {"ok": False, "error": str(exc)}
 
     def run(self) -> int:
-        from multiprocessing.connection import Listener
-
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop.set())
-        listener = Listener(("127.0.0.1", 0), authkey=self.authkey)
-        self.control_port = int(listener.address[1])
+        listener = socket.create_server(("127.0.0.1", 0))
+        self.control_port = int(listener.getsockname()[1])
         try:
             self.child = self.start_child(self.version)
         except Exception as exc:
@@ -454,7 +491,8 @@ class _Supervisor:
             return 1
         self.write_state("ready")
         self.say(f"serving version {self.version} on {self.host}:{self.port}")
-        threading.Thread(target=self.control, args=(listener,), name="control",
+        threading.Thread(target=serve_control, args=(listener, self.authkey, self.handle,
+                                                     self.stop), name="control",
                          daemon=True).start()
         while not self.stop.wait(0.5):
             with self.lock:
