@@ -44,9 +44,9 @@ _PUBLIC_PREFIXES = ("/dashboard/", "/dashboard")
 # Admin-only routes that take a body (or change what exists): the role is checked at the door.
 _ADMIN_EXACT = {("POST", "/api/v1/jobs"), ("POST", "/api/v1/tokens"),
                 ("POST", "/api/v1/triggers"), ("POST", "/api/v1/endpoints"),
-                ("POST", "/api/v1/streams")}
+                ("POST", "/api/v1/streams"), ("POST", "/api/v1/connections")}
 _ADMIN_DELETE = ("/api/v1/tokens/", "/api/v1/triggers/", "/api/v1/endpoints/",
-                 "/api/v1/streams/")
+                 "/api/v1/streams/", "/api/v1/connections/")
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 
