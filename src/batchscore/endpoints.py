@@ -182,7 +182,11 @@ def create_endpoint(ws: Workspace, name: str, spec: JobSpec, *, model: str | Non
     before anything is recorded; a taken name is :class:`EndpointExistsError`."""
     _check_name(name)
     spec = _with_registry(ws, spec.model_copy(update={"name": name}))
-    get_kind(spec.kind).validate(spec)
+    from .azureml.assets import prepare_spec
+
+    # validated as it would run (a registered model resolved, an MLflow model given its
+    # driver); recorded as written, so that azureml:NAME@latest is resolved per invocation
+    get_kind(spec.kind).validate(prepare_spec(ws, spec))
     _check_model(ws, spec)
     now = time.time()
     values = dict(name=name, spec=spec.model_dump(mode="json"),

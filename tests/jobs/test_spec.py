@@ -165,7 +165,7 @@ def test_parse_size(text, size):
      "unknown key code_configuration.scoring_scrpt (did you mean 'scoring_script'?)"),
     ({"settings": [1]}, "settings must be a mapping, not list"),
     ({"model": {"pth": "m"}}, "unknown key model.pth"),
-    ({"model": "azureml:heart:1"}, "model 'azureml:heart:1' refers to an Azure ML registry"),
+    ({"model": "azureml:heart"}, "'azureml:heart' names no version"),
     ({"mini_batch_size": 0}, "mini_batch_size: must be at least 1 (got 0)"),
     ({"mini_batch_size": "0kb"}, "mini_batch_size: '0kb': a size must be more than 0"),
     ({"mini_batch_size": "lots"},

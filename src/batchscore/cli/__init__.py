@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import ci, endpoint, job, model, pipeline, serve, trigger, video, workspace
+from . import assets, ci, endpoint, job, model, pipeline, serve, trigger, video, workspace
 from . import stream as stream_cli
 
 __all__ = ["app", "main"]
@@ -27,7 +27,9 @@ app.add_typer(job.app, name="job")
 app.add_typer(video.app, name="video")
 serve.register(app)
 app.add_typer(trigger.app, name="trigger")
+model.app.command("create")(assets.model_create)
 app.add_typer(model.app, name="model")
+app.add_typer(assets.data_app, name="data")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(endpoint.app, name="endpoint")
 app.add_typer(stream_cli.app, name="stream")

@@ -218,7 +218,8 @@ def spec_from_mapping(
             cc = _section(value, "code_configuration", {"code", "scoring_script"}, source)
             flat.update(cc)
         elif key == "model":
-            flat["model_dir"] = _model_path(value, source)
+            if overrides.get("model_dir") is None:  # --model-dir wins over the file's model
+                flat["model_dir"] = _model_path(value, source)
         else:
             flat[key] = value
     flat.update({k: v for k, v in overrides.items() if v is not None})
@@ -231,7 +232,9 @@ def spec_from_mapping(
                 f"{_suggest(bad, {'max_retries', 'timeout'})}"
             )
     for key in ("code", "model_dir"):
-        if flat.get(key) and "://" not in str(flat[key]):  # URLs (az://...) stay as they are
+        if flat.get(key) and "://" not in str(flat[key]) \
+                and not str(flat[key]).startswith(("azureml:", "models:/")):
+            # URLs (az://...) and registry references (resolved per job) stay as they are
             flat[key] = str((base_dir / str(flat[key])).resolve())
     if flat.get("scoring_script") and not flat.get("code"):
         flat["scoring_script"] = str((base_dir / str(flat["scoring_script"])).resolve())
@@ -256,22 +259,11 @@ def _section(value: Any, name: str, allowed: set[str], source: str) -> dict[str,
 
 
 def _model_path(value: Any, source: str) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value.startswith("azureml:"):
-            raise SpecError(
-                f"{source}: model {value!r} refers to an Azure ML registry; "
-                "give a local folder with model.path"
-            )
-        return value
-    if isinstance(value, dict):
-        extra = set(value) - {"path", "name", "version", "description", "type"}
-        if extra:
-            raise SpecError(f"{source}: unknown key model.{sorted(extra)[0]}")
-        path = value.get("path")
-        return str(path) if path is not None else None
-    raise SpecError(f"{source}: model must be a mapping with a path, not {value!r}")
+    """A path, or a registry reference (``azureml:NAME@latest``, ``models:/...``) that
+    :func:`batchscore.azureml.prepare_spec` resolves when a job is submitted."""
+    from ..azureml.assets import model_ref
+
+    return model_ref(value, source)
 
 
 def _suggest(word: str, choices: set[str]) -> str:
