@@ -67,7 +67,7 @@ def _enforce(frame: pd.DataFrame, path: str) -> pd.DataFrame:
             frame[name] = frame[name].astype(target)
         except (ValueError, TypeError) as exc:
             raise ValueError(f"Error processing input file: {path!r}. Column {name!r} "
-                             f"must be {spec.type}: {exc}") from None
+                             f"must be {spec.type.name}: {exc}") from None
     return frame
 
 
