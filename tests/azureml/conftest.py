@@ -24,7 +24,7 @@ def layout(tmp_path: Path) -> Callable[[str], Path]:
         shutil.copytree(HERE / name, root)
         if name == "heart-mlflow":
             save_mlflow(root / "model")
-        elif name == "heart-custom":
+        elif name in ("heart-custom", "parallel-heart"):
             save_pickle(root / "model")
         return root
 

@@ -23,6 +23,7 @@ app = typer.Typer(
 )
 workspace.register(app)
 ci.register(app)
+job.app.command("create")(assets.job_create)
 app.add_typer(job.app, name="job")
 app.add_typer(video.app, name="video")
 serve.register(app)

@@ -1,5 +1,6 @@
-"""``batchscore model create`` and ``batchscore data``: Azure ML's model and data assets
-(the ``az ml model create`` / ``az ml data create`` equivalents)."""
+"""Azure ML's commands: ``batchscore model create`` and ``batchscore data`` (model and data
+assets, as ``az ml model create`` / ``az ml data create``), ``batchscore job create -f``
+(a parallel job YAML, as ``az ml job create``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import typer
 from ..errors import SpecError
 from ._common import WorkspaceOpt, console, errors, key_values, open_ws
 
-__all__ = ["data_app", "model_create"]
+__all__ = ["data_app", "job_create", "model_create"]
 
 FileOpt = Annotated[Path | None, typer.Option(
     "--file", "-f", help="A YAML in Azure's schema; flags win over its keys.",
@@ -153,3 +154,37 @@ def data_show(
 
     with errors():
         console.print(json.dumps(get_data(open_ws(workspace), ref).to_dict(), indent=2))
+
+
+def job_create(
+    file: Annotated[Path, typer.Option(
+        "--file", "-f", help="A parallel job YAML (type: parallel).", show_default=False)],
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="KEY.PATH=VALUE changed in the YAML before it is read (repeatable), "
+        "as in inputs.data.path=other/.", show_default=False)] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace a finished output.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Run an Azure ML parallel job YAML (the az ml job create equivalent) to its end.
+
+    Example:
+
+        batchscore job create -f job.yml --set inputs.score_data.path=data/
+    """
+    from .. import jobs as api
+    from ..azureml.parallel import load_parallel_job
+    from ._common import err_console
+    from .job import _Bar, _finish
+
+    with errors():
+        ws = open_ws(workspace)
+        job = load_parallel_job(ws, file, list(set_ or []))
+        record, created = api.submit_job(ws, job.spec, job.inputs, job.output,
+                                         overwrite=overwrite)
+        verb = "created" if created else "resuming"
+        err_console.print(f"{verb} job {record.id}: {record.minibatches_total} mini-batches, "
+                          f"{record.items_total} items, {job.spec.workers} worker(s)")
+        with _Bar(progress and err_console.is_terminal) as bar:
+            finished = api.resume_job(ws, record.id, progress=bar)
+        _finish(ws, finished)

@@ -167,6 +167,8 @@ class EntryScript:
         script = spec.script_path
         assert script is not None
         root = Path(spec.code) if spec.code else script.parent
+        # a parallel job's program_arguments, where Azure passes them (init() argparses them)
+        sys.argv = [str(code / script.relative_to(root)), *spec.program_arguments]
         self.module = _load_module(code / script.relative_to(root), code)
         if callable(getattr(self.module, "init", None)):
             self.module.init()

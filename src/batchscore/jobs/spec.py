@@ -43,7 +43,7 @@ _SETTINGS = {
 }
 _RESOURCES = {"instance_count", "num_cpus", "num_gpus"}
 _TOP = {"name", "kind", "model", "code_configuration", "resources", "settings", "scoring_script",
-        "code", "model_dir", "options"} | _SETTINGS | _RESOURCES
+        "code", "model_dir", "options", "program_arguments"} | _SETTINGS | _RESOURCES
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 TABULAR_MINI_BATCH_ROWS = 100_000  # a tabular job's default: 10 (for files) is tiny for rows
@@ -81,6 +81,7 @@ class JobSpec(BaseModel):
     partition_keys: list[str] = []
     input_encoding: str = "utf-8"
     options: dict[str, Any] = {}  # settings of built-in job kinds (video, tabular; sql query)
+    program_arguments: list[str] = []  # the entry script's sys.argv[1:] (parallel jobs)
 
     @model_validator(mode="before")
     @classmethod
