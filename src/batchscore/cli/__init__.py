@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import typer
 
-from . import assets, ci, endpoint, job, model, pipeline, serve, trigger, video, workspace
+from . import (
+    assets,
+    ci,
+    deployment,
+    endpoint,
+    job,
+    model,
+    pipeline,
+    serve,
+    trigger,
+    video,
+    workspace,
+)
 from . import stream as stream_cli
 
 __all__ = ["app", "main"]
@@ -33,6 +45,7 @@ app.add_typer(model.app, name="model")
 app.add_typer(assets.data_app, name="data")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(endpoint.app, name="endpoint")
+app.add_typer(deployment.app, name="deployment")
 app.add_typer(stream_cli.app, name="stream")
 
 

@@ -130,7 +130,12 @@ def data_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """List data assets and their versions."""
+    """List data assets and their versions.
+
+    Example:
+
+        batchscore data list heart-unlabeled
+    """
     from ..azureml.assets import list_data
 
     with errors():
@@ -149,7 +154,12 @@ def data_show(
     ref: Annotated[str, typer.Argument(help="NAME, NAME@latest or NAME:VERSION.")],
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Show one data asset version as JSON."""
+    """Show one data asset version as JSON.
+
+    Example:
+
+        batchscore data show heart-unlabeled@latest
+    """
     from ..azureml.assets import get_data
 
     with errors():

@@ -1,0 +1,144 @@
+"""Endpoints with deployments: endpoint create -f endpoint.yml, deployment create -f
+deployment.yml, a default deployment, invoking a named one, jobs listed per deployment."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from azureml.az_helpers import expected
+from batchscore.deployments import (
+    LEGACY,
+    DeploymentNotFoundError,
+    create_deployment,
+    delete_deployment,
+    deployment_jobs,
+    get_deployment,
+    list_deployments,
+)
+from batchscore.endpoints import create_endpoint
+from batchscore.errors import SpecError, UsageError
+from batchscore.jobs.spec import load_spec, spec_from_mapping
+from batchscore.workspace import Workspace
+
+
+def _ok(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def _error(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    return result.output
+
+
+@pytest.fixture
+def heart(layout, cli, tmp_path: Path) -> Path:
+    """heart-mlflow with heart-custom's code, model and deployment beside it, both models
+    registered."""
+    root = layout("heart-mlflow")
+    custom = layout("heart-custom")
+    shutil.copytree(custom / "code", root / "code")
+    shutil.copytree(custom / "model", root / "pickled")
+    shutil.copy(custom / "deployment.yml", root / "custom.yml")
+    _ok(cli(root, "model", "create", "-f", "model.yml"))
+    _ok(cli(root, "model", "create", "--name", "heart-classifier-sklearn", "--path",
+            "pickled"))
+    return root
+
+
+def test_endpoint_with_two_deployments(heart: Path, cli, ws: Workspace) -> None:
+    out = _ok(cli(heart, "endpoint", "create", "-f", "endpoint.yml"))
+    assert "endpoint heart-classifier created (no deployments yet" in out
+    assert "has no deployments yet" in _error(cli(
+        heart, "endpoint", "invoke", "heart-classifier", "-i", "data", "-o", "x"))
+    out = _ok(cli(heart, "deployment", "create", "-f", "deployment.yml",
+                  "--endpoint-name", "heart-classifier"))
+    assert "deployment classifier-mlflow created in endpoint heart-classifier (default)" in out
+    out = _ok(cli(heart, "deployment", "create", "-f", "custom.yml", "--endpoint-name",
+                  "heart-classifier"))
+    assert "(default)" not in out
+    listed = json.loads(_ok(cli(heart, "deployment", "list", "-e", "heart-classifier",
+                                "--json")))
+    assert [(d["name"], d["is_default"]) for d in listed] == [
+        ("classifier-mlflow", True), ("classifier-sklearn", False)]
+
+    # the default: the MLflow model without a script
+    _ok(cli(heart, "endpoint", "invoke", "heart-classifier", "-i", "data", "-o", "a",
+            "--wait", "--no-progress"))
+    frame = pd.read_csv(heart / "a" / "predictions.csv", names=["row", "prediction", "file"])
+    assert len(frame) == sum(len(v) for v in expected(heart / "data").values())
+    # a named one: the scoring script over the pickled model
+    _ok(cli(heart, "endpoint", "invoke", "heart-classifier", "--deployment-name",
+            "classifier-sklearn", "-i", "data", "-o", "b", "--wait", "--no-progress"))
+    lines = (heart / "b" / "predictions.csv").read_text().splitlines()
+    assert len(lines) == len(frame) and all(len(line.split()) == 3 for line in lines)
+
+    # the default moves; invoking the endpoint follows it
+    _ok(cli(heart, "endpoint", "update", "heart-classifier", "--default-deployment",
+            "classifier-sklearn"))
+    _ok(cli(heart, "endpoint", "invoke", "heart-classifier", "-i", "data", "-o", "c",
+            "--wait", "--no-progress"))
+    assert (heart / "c" / "predictions.csv").read_text() == \
+        (heart / "b" / "predictions.csv").read_text()
+
+    jobs = {d: [r["output_url"].rsplit("/", 1)[-1] for r in
+                deployment_jobs(ws, "heart-classifier", d)]
+            for d in ("classifier-mlflow", "classifier-sklearn")}
+    assert jobs == {"classifier-mlflow": ["a"], "classifier-sklearn": ["c", "b"]}
+    listed = json.loads(_ok(cli(heart, "deployment", "list-jobs", "classifier-mlflow", "-e",
+                                "heart-classifier", "--json")))
+    assert [r["output_url"].rsplit("/", 1)[-1] for r in listed] == ["a"]
+    assert "job-" in _ok(cli(heart, "deployment", "list-jobs", "classifier-mlflow", "-e",
+                             "heart-classifier"))
+    shown = _ok(cli(heart, "endpoint", "show", "heart-classifier"))
+    assert "deployment: classifier-sklearn (default)" in shown
+
+    # the default cannot go while another deployment is there
+    assert "is the default of endpoint 'heart-classifier'" in _error(cli(
+        heart, "deployment", "delete", "classifier-sklearn", "-e", "heart-classifier"))
+    _ok(cli(heart, "deployment", "delete", "classifier-mlflow", "-e", "heart-classifier"))
+    assert [d.name for d in list_deployments(ws, "heart-classifier")] == \
+        ["classifier-sklearn"]
+
+
+def test_deployment_errors(heart: Path, cli, ws: Workspace) -> None:
+    assert "no endpoint named 'nope'" in _error(cli(
+        heart, "deployment", "create", "-f", "deployment.yml", "-e", "nope"))
+    _ok(cli(heart, "endpoint", "create", "heart-classifier"))
+    _ok(cli(heart, "deployment", "create", "-f", "deployment.yml"))  # endpoint_name: of YAML
+    assert "has a deployment 'classifier-mlflow' already" in _error(cli(
+        heart, "deployment", "create", "-f", "deployment.yml"))
+    assert "deployments are classifier-mlflow" in _error(cli(
+        heart, "endpoint", "invoke", "heart-classifier", "-d", "other", "-i", "data",
+        "-o", "x"))
+    assert "deployment name 'a b'" in _error(cli(
+        heart, "deployment", "create", "-f", "deployment.yml", "--name", "a b"))
+    (heart / "bad-endpoint.yml").write_text("name: e2\nauth: key\n")
+    assert "unknown key 'auth'" in _error(cli(heart, "endpoint", "create", "-f",
+                                              "bad-endpoint.yml"))
+    assert "exists already" in _error(cli(heart, "endpoint", "create", "-f", "endpoint.yml"))
+    with pytest.raises(DeploymentNotFoundError, match="no deployment 'x'"):
+        get_deployment(ws, "heart-classifier", "x")
+    with pytest.raises(UsageError, match="no registered model named 'missing'"):
+        (heart / "m.yml").write_text("model: azureml:missing@latest\n")
+        create_deployment(ws, "heart-classifier", "m", load_spec(heart / "m.yml"))
+
+
+def test_endpoint_made_with_a_script_has_one_default_deployment(heart: Path, ws: Workspace
+                                                                ) -> None:
+    spec = spec_from_mapping({"scoring_script": str(heart / "code" / "batch_driver.py"),
+                              "model_dir": str(heart / "pickled")})
+    create_endpoint(ws, "legacy", spec)
+    (only,) = list_deployments(ws, "legacy")
+    assert (only.name, only.is_default) == (LEGACY, True)
+    create_deployment(ws, "legacy", "mlflow", load_spec(heart / "deployment.yml"))
+    assert [(d.name, d.is_default) for d in list_deployments(ws, "legacy")] == [
+        (LEGACY, True), ("mlflow", False)]
+    with pytest.raises(SpecError, match="make another the default first"):
+        delete_deployment(ws, "legacy", LEGACY)
