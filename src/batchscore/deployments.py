@@ -27,12 +27,13 @@ from sqlalchemy.exc import IntegrityError
 from .endpoints import (
     Endpoint,
     EndpointExistsError,
+    EndpointNotFoundError,
     Invocation,
     get_endpoint,
     invocations,
     invoke_endpoint,
 )
-from .errors import SpecError, UsageError
+from .errors import SpecError
 from .jobs.spec import JobSpec
 from .state.tables import deployments, endpoints
 from .workspace import Workspace
@@ -59,8 +60,8 @@ _ENDPOINT_KEYS = {"name", "description", "defaults"}
 _ENDPOINT_IGNORED = {"$schema", "auth_mode", "tags", "properties", "identity"}
 
 
-class DeploymentNotFoundError(UsageError):
-    """No deployment of that name in the endpoint."""
+class DeploymentNotFoundError(EndpointNotFoundError):
+    """No deployment of that name in the endpoint (the service answers 404)."""
 
 
 @dataclass(frozen=True)

@@ -142,3 +142,58 @@ def test_endpoint_made_with_a_script_has_one_default_deployment(heart: Path, ws:
         (LEGACY, True), ("mlflow", False)]
     with pytest.raises(SpecError, match="make another the default first"):
         delete_deployment(ws, "legacy", LEGACY)
+
+
+def test_rest_api_deployments_by_role(heart: Path, ws: Workspace) -> None:
+    """Viewers list, operators invoke a named deployment, admins create, default, delete."""
+    from batchscore.deployments import create_bare_endpoint
+    from batchscore.service import ServiceConfig, create_app, create_token
+    from service.svc_helpers import TestClient, wait_for
+
+    create_bare_endpoint(ws, "heart")
+    for src in sorted((heart / "data").glob("*.csv")):
+        ws.data.put_file(src, f"incoming/{src.name}")
+    viewer, operator, admin = (
+        {"Authorization": f"Bearer {create_token(ws.engine, n, n)[1]}"}
+        for n in ("viewer", "operator", "admin"))
+    with TestClient(create_app(ws, ServiceConfig(run_slots=1))) as client:
+        body = {"name": "mlflow", "model": "azureml:heart-classifier-mlflow@latest",
+                "settings": {"mini_batch_size": 1}}
+        url = "/api/v1/endpoints/heart/deployments"
+        assert client.post(url, json=body, headers=operator).status_code == 403
+        made = client.post(url, json=body, headers=admin)
+        assert made.status_code == 201, made.text
+        assert made.json()["is_default"] is True
+        for model in (str(heart / "model"), "file:///etc", "../model"):
+            refused = client.post(url, json={**body, "name": "x", "model": model},
+                                  headers=admin)
+            assert refused.status_code == 400 and "registered model" in refused.text
+        assert client.post(url, json={**body, "name": "x", "model": "azureml:nope@latest"},
+                           headers=admin).status_code == 400
+        assert [d["name"] for d in client.get(url, headers=viewer).json()] == ["mlflow"]
+        assert client.get(f"{url}/other", headers=viewer).status_code == 404
+
+        invoke = {"inputs": ["incoming/*.csv"], "output": "scored/heart/"}
+        assert client.post(f"{url}/mlflow/invoke", json=invoke,
+                           headers=viewer).status_code == 403
+        answer = client.post(f"{url}/mlflow/invoke", json=invoke, headers=operator)
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["job_id"]
+
+        def finished() -> dict | None:
+            job = client.get(f"/api/v1/jobs/{job_id}", headers=viewer).json()
+            return job if job["state"] in ("succeeded", "failed") else None
+
+        assert wait_for(finished, timeout=120)["state"] == "succeeded"
+        frame = pd.read_csv(ws.data.local_path("scored", "heart", "predictions.csv"),
+                            names=["row", "prediction", "file"])
+        assert len(frame) == sum(len(v) for v in expected(heart / "data").values())
+        assert [r["job_id"] for r in client.get(f"{url}/mlflow/jobs", headers=viewer).json()] \
+            == [job_id]
+        assert client.put("/api/v1/endpoints/heart/default", json={"deployment": "mlflow"},
+                          headers=operator).status_code == 403
+        assert client.put("/api/v1/endpoints/heart/default", json={"deployment": "mlflow"},
+                          headers=admin).status_code == 200
+        assert client.delete(f"{url}/mlflow", headers=operator).status_code == 403
+        assert client.delete(f"{url}/mlflow", headers=admin).status_code == 200
+        assert client.get(url, headers=viewer).json() == []

@@ -183,7 +183,7 @@ _STATUS: list[tuple[type[Exception], int]] = [
 
 def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     """The service for workspace ``ws``."""
-    from . import api, endpoints_api, events_api, outputs_api, streams_api
+    from . import api, deployments_api, endpoints_api, events_api, outputs_api, streams_api
 
     config = config or ServiceConfig()
     service = Service(ws, config, RunSlots(ws, config.run_slots),
@@ -250,6 +250,7 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
 
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(endpoints_api.router, prefix="/api/v1")
+    app.include_router(deployments_api.router, prefix="/api/v1")
     app.include_router(outputs_api.router, prefix="/api/v1")
     app.include_router(streams_api.router, prefix="/api/v1")
     app.include_router(events_api.router, prefix="/api/v1")
