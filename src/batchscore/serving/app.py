@@ -40,9 +40,10 @@ from ..state.events import EventWriter
 from ..workspace import Workspace
 from .anomaly import KINDS, AnomalyConfig, AnomalyDetector, log_event
 from .datalog import InferenceLogger
-from .inputs import InputProblem, Signature, parse_mlflow, parse_v2
+from .inputs import InputProblem, Signature, parse_csv, parse_mlflow, parse_v2
 
-__all__ = ["MAX_BODY_BYTES", "ServedModel", "create_app", "load_served_model", "model_detector"]
+__all__ = ["MAX_BODY_BYTES", "ServedModel", "create_app", "load_served_model", "model_detector",
+           "output_type"]
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 _SCORING_ROUTES = frozenset({"/invocations", "/v2/models/{name}/infer"})
@@ -57,6 +58,7 @@ class ServedModel:
     version: str
     signature: Signature
     predict: Callable[[pd.DataFrame], Any]
+    output_type: str = "double"  # the signature's output type (an MLflow type name)
 
 
 def load_served_model(ws: Workspace, ref: str) -> ServedModel:
@@ -73,7 +75,24 @@ def load_served_model(ws: Workspace, ref: str) -> ServedModel:
         raise UsageError(f"model {version.uri} has no input signature with column names; "
                          "log it with a signature to serve it")
     sig = [(spec.name, spec.type.name) for spec in schema.inputs]
-    return ServedModel(version.name, str(version.version), sig, model.predict)
+    return ServedModel(version.name, str(version.version), sig, model.predict,
+                       output_type(model))
+
+
+_NUMPY_TYPES = {"float64": "double", "float32": "float", "int64": "long", "int32": "integer",
+                "bool": "boolean", "object": "string", "str": "string"}
+
+
+def output_type(model: Any) -> str:
+    """The MLflow type name of a pyfunc model's (single) output, from its signature; double
+    when the signature says nothing."""
+    schema = model.metadata.get_output_schema()
+    if schema is None or len(schema.inputs) != 1:
+        return "double"
+    spec = schema.inputs[0]
+    if schema.is_tensor_spec():
+        return _NUMPY_TYPES.get(str(spec.type), "double")
+    return str(getattr(spec.type, "name", "double"))
 
 
 def _jsonable(predictions: Any) -> list[Any]:
@@ -156,7 +175,7 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
                   request_id, type(exc).__name__, exc, exc_info=exc)
         return fail(f"the model failed: {type(exc).__name__}: {exc}", 500, request_id)
 
-    async def body_of(request: Request) -> Any:
+    async def body_of(request: Request, as_json: bool = True) -> Any:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_body_bytes:
             raise InputProblem(f"request body of {declared} bytes is over the limit of "
@@ -168,6 +187,8 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
         if not raw.strip():
             raise InputProblem("request body is empty; send JSON such as "
                                '{"dataframe_split": {"columns": [...], "data": [[...]]}}')
+        if not as_json:
+            return raw
         try:
             return json.loads(raw)
         except ValueError as exc:
@@ -193,7 +214,10 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
     async def invocations(request: Request) -> Response:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         try:
-            frame = parse_mlflow(await body_of(request), model.signature)
+            if request.headers.get("content-type", "").split(";")[0].strip() == "text/csv":
+                frame = parse_csv(await body_of(request, as_json=False), model.signature)
+            else:
+                frame = parse_mlflow(await body_of(request), model.signature)
         except InputProblem as exc:
             return fail(str(exc), exc.status, request_id)
         try:
@@ -215,7 +239,8 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
         return {"name": model.name, "versions": [model.version], "platform": "mlflow",
                 "inputs": [{"name": n, "datatype": _V2_TYPES.get(k, "BYTES"), "shape": [-1]}
                            for n, k in model.signature],
-                "outputs": [{"name": "predict", "datatype": "FP64", "shape": [-1]}]}
+                "outputs": [{"name": "predict", "shape": [-1],
+                             "datatype": _V2_TYPES.get(model.output_type, "FP64")}]}
 
     def unknown(name: str, request_id: str) -> JSONResponse | None:
         if name == model.name:
@@ -251,7 +276,9 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
         return JSONResponse({"model_name": model.name, "model_version": model.version,
                              "id": request_id,
                              "outputs": [{"name": "predict", "shape": [len(data)],
-                                          "datatype": "FP64", "data": data}]},
+                                          "datatype": _V2_TYPES.get(model.output_type,
+                                                                    "FP64"),
+                                          "data": data}]},
                             headers={"X-Request-ID": request_id})
 
     @app.get("/metrics")
