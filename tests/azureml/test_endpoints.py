@@ -197,3 +197,47 @@ def test_rest_api_deployments_by_role(heart: Path, ws: Workspace) -> None:
         assert client.delete(f"{url}/mlflow", headers=operator).status_code == 403
         assert client.delete(f"{url}/mlflow", headers=admin).status_code == 200
         assert client.get(url, headers=viewer).json() == []
+
+
+def test_dashboard_lists_deployments(heart: Path, ws: Workspace) -> None:
+    """The dashboard's Batch endpoints table: one row per deployment, the default marked
+    (in headless Chromium; skipped where there is none, failed where services are required)."""
+    from batchscore.deployments import create_bare_endpoint
+    from batchscore.service import ServiceConfig, create_app
+    from servers import services_required
+    from service.svc_helpers import serve_in_thread
+
+    chromium = "/usr/bin/chromium"  # as tests/service/test_dashboard.py
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None  # type: ignore[assignment]
+    if sync_playwright is None or not shutil.which(chromium):
+        message = "needs the playwright package and /usr/bin/chromium"
+        if services_required():
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+
+    create_bare_endpoint(ws, "empty")
+    create_bare_endpoint(ws, "heart")
+    create_deployment(ws, "heart", "mlflow", load_spec(heart / "deployment.yml"))
+    create_deployment(ws, "heart", "sklearn", load_spec(heart / "custom.yml"))
+    with serve_in_thread(create_app(ws, ServiceConfig(run_slots=1))) as url, \
+            sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page()
+            page.goto(f"{url}/")
+            page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
+            rows = page.locator("#endpoints tbody tr")
+            assert rows.count() == 3
+            default = page.locator("#endpoints tr[data-deployment='mlflow']").inner_text()
+            assert "heart" in default and "default" in default
+            other = page.locator("#endpoints tr[data-deployment='sklearn']").inner_text()
+            assert "default" not in other
+            assert "no deployments yet" in page.locator(
+                "#endpoints tr[data-endpoint='empty']").inner_text()
+        finally:
+            browser.close()
