@@ -345,6 +345,18 @@ def prepare_spec(ws: Workspace, spec: JobSpec) -> JobSpec:
                 "models deploy without a scoring script")
         update["scoring_script"] = str(DRIVER)
         update["code"] = None
+    if spec.env_manager == "virtualenv":
+        from .envs import build_env, mlflow_requirements
+
+        if spec.input_format != "files":
+            raise SpecError("--env-manager virtualenv runs scripts over files (input_format "
+                            f"files), not {spec.input_format}")
+        requirements = list(spec.requirements)
+        if not requirements and model_dir and update.get("scoring_script") == str(DRIVER) \
+                and to_url(model_dir).startswith("file://"):
+            requirements = mlflow_requirements(Path(url_to_fs(to_url(model_dir))[1]))
+            update["requirements"] = requirements
+        build_env(requirements)  # now: a requirement that cannot be installed fails here
     return spec.model_copy(update=update) if update else spec
 
 

@@ -218,6 +218,9 @@ def load_parallel_job(ws: Workspace, path: Path, sets: list[str] | None = None
     resources = raw.get("resources") or {}
     if not isinstance(resources, dict):
         raise SpecError(f"{source}: resources must be a mapping")
+    from .envs import environment_requirements
+
+    requirements = environment_requirements(task.get("environment"), base, source)
     env = {**(raw.get("environment_variables") or {}),
            **(task.get("environment_variables") or {})}
     mapping: dict[str, Any] = {
@@ -229,6 +232,7 @@ def load_parallel_job(ws: Workspace, path: Path, sets: list[str] | None = None
         **({"instance_count": resources["instance_count"]}
            if resources.get("instance_count") is not None else {}),
         **({"environment_variables": env} if env else {}),
+        **({"requirements": requirements} if requirements else {}),
     }
     spec = spec_from_mapping(mapping, base_dir=base, source=source)
     return ParallelJob(spec, [data], output, arguments)

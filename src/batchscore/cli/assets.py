@@ -174,6 +174,9 @@ def job_create(
         "as in inputs.data.path=other/.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a finished output.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    env_manager: Annotated[str | None, typer.Option(
+        help="local or virtualenv (the task's environment as a cached virtualenv).",
+        show_default=False)] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Run an Azure ML parallel job YAML (the az ml job create equivalent) to its end.
@@ -190,11 +193,15 @@ def job_create(
     with errors():
         ws = open_ws(workspace)
         job = load_parallel_job(ws, file, list(set_ or []))
-        record, created = api.submit_job(ws, job.spec, job.inputs, job.output,
+        spec = job.spec
+        if env_manager is not None:
+            spec = api.spec_from_mapping({**spec.model_dump(), "env_manager": env_manager},
+                                         source="--env-manager")
+        record, created = api.submit_job(ws, spec, job.inputs, job.output,
                                          overwrite=overwrite)
         verb = "created" if created else "resuming"
         err_console.print(f"{verb} job {record.id}: {record.minibatches_total} mini-batches, "
-                          f"{record.items_total} items, {job.spec.workers} worker(s)")
+                          f"{record.items_total} items, {spec.workers} worker(s)")
         with _Bar(progress and err_console.is_terminal) as bar:
             finished = api.resume_job(ws, record.id, progress=bar)
         _finish(ws, finished)

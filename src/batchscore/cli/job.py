@@ -63,6 +63,11 @@ RayAddressOpt = Annotated[str | None, typer.Option(
     "Default: the workspace's executor.ray_address, else a local Ray instance.",
     show_default=False)]
 
+EnvManagerOpt = Annotated[str | None, typer.Option(
+    help="local (the workers run the script in batchscore's Python) or virtualenv (in a "
+    "cached virtualenv of the deployment's environment / MLflow model requirements).",
+    show_default=False)]
+
 
 def use_executor(ws: Workspace, executor: str | None, ray_address: str | None) -> str | None:
     """Apply --executor / --ray-address to this run; returns the executor to pass on."""
@@ -151,6 +156,7 @@ def run(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
+    env_manager: EnvManagerOpt = None,
     server: ServerOpt = None,
     token: TokenOpt = None,
     wait: Annotated[bool, typer.Option(
@@ -191,7 +197,7 @@ def run(
             instance_count=instance_count, environment_variables=key_values(
                 env, "--env {pair!r}: expected KEY=VALUE") or None,
             partition_keys=[k.strip() for k in partition_keys.split(",")]
-            if partition_keys else None,
+            if partition_keys else None, env_manager=env_manager,
         )
         for key in ("scoring_script", "code", "model_dir"):
             if key == "scoring_script" and code and not Path(scoring_script or "").is_absolute():

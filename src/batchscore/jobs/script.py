@@ -167,6 +167,14 @@ class EntryScript:
         script = spec.script_path
         assert script is not None
         root = Path(spec.code) if spec.code else script.parent
+        self.env: Any = None
+        if spec.env_manager == "virtualenv":  # the script runs in its own environment
+            from ..azureml.envs import EnvProcess, build_env
+
+            self.env = EnvProcess(build_env(list(spec.requirements)),
+                                  code / script.relative_to(root), code,
+                                  list(spec.program_arguments))
+            return
         # a parallel job's program_arguments, where Azure passes them (init() argparses them)
         sys.argv = [str(code / script.relative_to(root)), *spec.program_arguments]
         self.module = _load_module(code / script.relative_to(root), code)
@@ -182,6 +190,19 @@ class EntryScript:
         started = time.time()
         scratch = Path(self.cfg.staging_dir).parent / "scratch"
         mini_batch, ctx = _prepare(spec, idx, items, scratch)
+        if self.env is not None:
+            answer = self.env.run(list(mini_batch), idx)
+            if not answer.get("ok"):
+                if answer.get("contract"):
+                    raise ContractError(answer.get("error", ""))
+                raise ScriptError(f"run() failed in its environment:\n{answer.get('error')}")
+            returned, text = int(answer["returned"]), str(answer["text"])
+            part = None
+            if spec.output_action == "append_row":
+                part = f"{self.cfg.parts_prefix}/{idx:08d}-{attempt}.txt"
+                self.store.write_text(part, text)
+            return TaskResult(idx, attempt, worker_name(), started, time.time(), returned,
+                              part)
         if self.takes_context:
             result = self.module.run(mini_batch, ctx)
         else:
@@ -194,6 +215,9 @@ class EntryScript:
         return TaskResult(idx, attempt, worker_name(), started, time.time(), returned, part)
 
     def shutdown(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            return
         if callable(getattr(self.module, "shutdown", None)):
             self.module.shutdown()
 

@@ -43,7 +43,8 @@ _SETTINGS = {
 }
 _RESOURCES = {"instance_count", "num_cpus", "num_gpus"}
 _TOP = {"name", "kind", "model", "code_configuration", "resources", "settings", "scoring_script",
-        "code", "model_dir", "options", "program_arguments"} | _SETTINGS | _RESOURCES
+        "code", "model_dir", "options", "program_arguments", "env_manager",
+        "requirements"} | _SETTINGS | _RESOURCES
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 TABULAR_MINI_BATCH_ROWS = 100_000  # a tabular job's default: 10 (for files) is tiny for rows
@@ -82,6 +83,8 @@ class JobSpec(BaseModel):
     input_encoding: str = "utf-8"
     options: dict[str, Any] = {}  # settings of built-in job kinds (video, tabular; sql query)
     program_arguments: list[str] = []  # the entry script's sys.argv[1:] (parallel jobs)
+    env_manager: Literal["local", "virtualenv"] = "local"  # where the script runs
+    requirements: list[str] = []  # the environment's pip requirements (virtualenv)
 
     @model_validator(mode="before")
     @classmethod
@@ -206,6 +209,13 @@ def spec_from_mapping(
     base_dir = base_dir or Path.cwd()
     flat: dict[str, Any] = {}
     for key, value in raw.items():
+        if key == "environment":  # its pip requirements, for --env-manager virtualenv
+            from ..azureml.envs import environment_requirements
+
+            requirements = environment_requirements(value, base_dir, source)
+            if requirements:
+                flat["requirements"] = requirements
+            continue
         if key in _IGNORED:
             continue
         if key not in _TOP:
