@@ -76,3 +76,17 @@ def test_a_script_failing_in_its_environment_fails_its_mini_batch(layout, cli,
     (job,) = list_jobs(ws)
     assert (job.items_succeeded, job.items_failed) == (0, 3)
     assert "ValueError: bad batch" in job_logs(ws, job.id).errors
+
+
+def test_a_missing_conda_file_matters_under_virtualenv_only(layout, cli, ws: Workspace
+                                                           ) -> None:
+    root = layout("six-env")
+    (root / "environment" / "conda.yaml").unlink()
+    result = cli(root, "job", "run", "deployment.yml", "--input", "data", "--output", "out",
+                 "--env-manager", "virtualenv")
+    assert result.exit_code == 2, result.output
+    assert "environment.conda_file 'environment/conda.yaml' does not exist" in result.output
+    result = cli(root, "job", "run", "deployment.yml", "--input", "data", "--output", "out",
+                 "--no-progress")
+    assert "No module named 'six'" not in result.output  # six is in batchscore's environment
+    assert result.exit_code == 0, result.output

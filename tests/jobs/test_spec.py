@@ -58,6 +58,8 @@ def write(folder: Path, text: str, name: str = "deployment.yml") -> Path:
 
 
 def test_full_azure_deployment_yaml(tmp_path):
+    write(tmp_path / "deploy" / "environment", "dependencies:\n  - python=3.10\n  - pip:\n"
+          "    - xgboost==1.7.6\n", "conda.yaml")
     spec = load_spec(write(tmp_path / "deploy", AZURE))
     base = tmp_path / "deploy"
     assert spec == JobSpec(
@@ -74,6 +76,7 @@ def test_full_azure_deployment_yaml(tmp_path):
         max_concurrency_per_instance=3,
         instance_count=2,
         environment_variables={"MODEL_KIND": "xgboost", "BATCH_SIZE": "32"},
+        requirements=["xgboost==1.7.6"],  # used with --env-manager virtualenv
     )
     assert spec.script_path == base / "code" / "batch_driver.py"
     assert spec.workers == 6

@@ -348,6 +348,8 @@ def prepare_spec(ws: Workspace, spec: JobSpec) -> JobSpec:
     if spec.env_manager == "virtualenv":
         from .envs import build_env, mlflow_requirements
 
+        if spec.options.get("environment_error"):
+            raise SpecError(str(spec.options["environment_error"]))
         if spec.input_format != "files":
             raise SpecError("--env-manager virtualenv runs scripts over files (input_format "
                             f"files), not {spec.input_format}")

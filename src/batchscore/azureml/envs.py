@@ -35,13 +35,18 @@ import yaml
 
 from ..errors import InputError, ScriptError, SpecError
 
-__all__ = ["ENV_MANAGERS", "EnvProcess", "build_env", "environment_requirements",
-           "mlflow_requirements"]
+__all__ = ["ENV_MANAGERS", "EnvProcess", "MissingCondaFile", "build_env",
+           "environment_requirements", "mlflow_requirements"]
 
 ENV_MANAGERS = ("local", "virtualenv")
 RUNNER = Path(__file__).with_name("env_runner.py")
 _CONDA_ONLY = {"python", "pip", "setuptools", "wheel"}
 _PYTHON_PIN = re.compile(r"^python\s*([=<>!~]=?)?\s*([\d.]+)?")
+
+
+class MissingCondaFile(SpecError):
+    """The environment's conda file is not there (an error with --env-manager virtualenv
+    only: the local environment does not read it)."""
 
 
 def _conda_requirements(conda: dict[str, Any], source: str) -> list[str]:
@@ -72,7 +77,8 @@ def environment_requirements(value: Any, base_dir: Path, source: str) -> list[st
     if isinstance(conda, str):
         path = (base_dir / conda).resolve()
         if not path.is_file():
-            raise SpecError(f"{source}: environment.conda_file {conda!r} does not exist")
+            raise MissingCondaFile(f"{source}: environment.conda_file {conda!r} does not "
+                                   "exist")
         try:
             conda = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except (yaml.YAMLError, UnicodeDecodeError) as exc:

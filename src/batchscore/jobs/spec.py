@@ -208,11 +208,16 @@ def spec_from_mapping(
     """Build a :class:`JobSpec` from a deployment mapping (Azure ML keys) plus overrides."""
     base_dir = base_dir or Path.cwd()
     flat: dict[str, Any] = {}
+    env_error: str | None = None
     for key, value in raw.items():
         if key == "environment":  # its pip requirements, for --env-manager virtualenv
-            from ..azureml.envs import environment_requirements
+            from ..azureml.envs import MissingCondaFile, environment_requirements
 
-            requirements = environment_requirements(value, base_dir, source)
+            try:
+                requirements = environment_requirements(value, base_dir, source)
+            except MissingCondaFile as exc:  # an error under virtualenv only
+                env_error = str(exc)
+                continue
             if requirements:
                 flat["requirements"] = requirements
             continue
@@ -233,6 +238,8 @@ def spec_from_mapping(
                 flat["model_dir"] = _model_path(value, source)
         else:
             flat[key] = value
+    if env_error is not None:
+        flat["options"] = {**(flat.get("options") or {}), "environment_error": env_error}
     flat.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(flat.get("retry_settings"), dict):
         extra = set(flat["retry_settings"]) - {"max_retries", "timeout"}
