@@ -90,3 +90,15 @@ def test_a_missing_conda_file_matters_under_virtualenv_only(layout, cli, ws: Wor
                  "--no-progress")
     assert "No module named 'six'" not in result.output  # six is in batchscore's environment
     assert result.exit_code == 0, result.output
+
+
+def test_another_python_is_said(layout, cli, ws: Workspace) -> None:
+    root = layout("six-env")
+    conda = root / "environment" / "conda.yaml"
+    conda.write_text(conda.read_text().replace("python=3.11", "python=3.8"))
+    result = cli(root, "job", "run", "deployment.yml", "--input", "data", "--output", "out",
+                 "--env-manager", "virtualenv", "--no-progress")
+    assert result.exit_code == 0, result.output
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert (f"note: the environment asks for Python 3.8; its virtualenv uses this machine's "
+            f"Python {here}") in result.output

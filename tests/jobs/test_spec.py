@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -77,6 +78,8 @@ def test_full_azure_deployment_yaml(tmp_path):
         instance_count=2,
         environment_variables={"MODEL_KIND": "xgboost", "BATCH_SIZE": "32"},
         requirements=["xgboost==1.7.6"],  # used with --env-manager virtualenv
+        options={"environment_note": "the environment asks for Python 3.10; its virtualenv "
+                 f"uses this machine's Python {sys.version_info[0]}.{sys.version_info[1]}"},
     )
     assert spec.script_path == base / "code" / "batch_driver.py"
     assert spec.workers == 6

@@ -36,7 +36,7 @@ import yaml
 from ..errors import InputError, ScriptError, SpecError
 
 __all__ = ["ENV_MANAGERS", "EnvProcess", "MissingCondaFile", "build_env",
-           "environment_requirements", "mlflow_requirements"]
+           "environment_requirements", "mlflow_requirements", "python_note"]
 
 ENV_MANAGERS = ("local", "virtualenv")
 RUNNER = Path(__file__).with_name("env_runner.py")
@@ -64,6 +64,26 @@ def _conda_requirements(conda: dict[str, Any], source: str) -> list[str]:
         # conda's NAME=1.2 is pip's NAME==1.2
         out.append(re.sub(r"(?<![=<>!~])=(?!=)", "==", name))
     return out
+
+
+def python_note(value: Any, base_dir: Path) -> str | None:
+    """What to say when the environment's conda file pins another Python than this one."""
+    if not isinstance(value, dict) or not isinstance(value.get("conda_file"), str | dict):
+        return None
+    conda = value["conda_file"]
+    if isinstance(conda, str):
+        try:
+            conda = yaml.safe_load((base_dir / conda).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            return None
+    for dep in (conda.get("dependencies") or []) if isinstance(conda, dict) else []:
+        match = re.match(r"^python\s*[=<>!~]*=?\s*(\d+\.\d+)", str(dep).split("::")[-1])
+        if match:
+            here = f"{sys.version_info.major}.{sys.version_info.minor}"
+            if match.group(1) != here:
+                return (f"the environment asks for Python {match.group(1)}; its virtualenv "
+                        f"uses this machine's Python {here}")
+    return None
 
 
 def environment_requirements(value: Any, base_dir: Path, source: str) -> list[str]:

@@ -235,6 +235,8 @@ def run(
         ws = open_ws(workspace)
         executor = use_executor(ws, executor, ray_address)
         job, created = api.submit_job(ws, job_spec, input, output, overwrite=overwrite)
+        if job_spec.env_manager == "virtualenv" and job_spec.options.get("environment_note"):
+            err_console.print(f"note: {job_spec.options['environment_note']}")
         verb = "created" if created else "resuming"
         err_console.print(f"{verb} job {job.id}: {job.minibatches_total} mini-batches, "
                           f"{job.items_total} items, {job_spec.workers} worker(s)")

@@ -209,10 +209,12 @@ def spec_from_mapping(
     base_dir = base_dir or Path.cwd()
     flat: dict[str, Any] = {}
     env_error: str | None = None
+    env_note: str | None = None
     for key, value in raw.items():
         if key == "environment":  # its pip requirements, for --env-manager virtualenv
-            from ..azureml.envs import MissingCondaFile, environment_requirements
+            from ..azureml.envs import MissingCondaFile, environment_requirements, python_note
 
+            env_note = python_note(value, base_dir)
             try:
                 requirements = environment_requirements(value, base_dir, source)
             except MissingCondaFile as exc:  # an error under virtualenv only
@@ -240,6 +242,8 @@ def spec_from_mapping(
             flat[key] = value
     if env_error is not None:
         flat["options"] = {**(flat.get("options") or {}), "environment_error": env_error}
+    if env_note is not None:
+        flat["options"] = {**(flat.get("options") or {}), "environment_note": env_note}
     flat.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(flat.get("retry_settings"), dict):
         extra = set(flat["retry_settings"]) - {"max_retries", "timeout"}
