@@ -232,3 +232,11 @@ def _write(path: Path, text: str) -> Path:
     if path.name == "d.yml":
         (path.parent / "in.csv").write_text("a\n1\n2\n")
     return path
+
+
+def test_server_submission_refuses_a_registered_model(layout, cli) -> None:
+    """Checked before anything is sent: the service cannot see this workspace's registry."""
+    root = layout("heart-custom")
+    out = _one_error(cli(root, "job", "run", "deployment.yml", "--input", "in/x.csv",
+                         "--output", "out/", "--server", "http://127.0.0.1:9"))
+    assert "is a registered model of this workspace" in out

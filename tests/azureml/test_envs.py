@@ -102,3 +102,17 @@ def test_another_python_is_said(layout, cli, ws: Workspace) -> None:
     here = f"{sys.version_info[0]}.{sys.version_info[1]}"
     assert (f"note: the environment asks for Python 3.8; its virtualenv uses this machine's "
             f"Python {here}") in result.output
+
+
+def test_a_deployment_with_its_own_environment(layout, cli, ws: Workspace) -> None:
+    root = layout("six-env")
+    assert cli(root, "endpoint", "create", "-f", "endpoint.yml").exit_code == 0
+    result = cli(root, "deployment", "create", "-f", "deployment.yml", "--env-manager",
+                 "virtualenv")
+    assert result.exit_code == 0, result.output
+    result = cli(root, "endpoint", "invoke", "six", "--input", "data", "--output", "out",
+                 "--wait", "--no-progress")
+    assert result.exit_code == 0, result.output
+    env = build_env(["six==1.16.0"]).parent.parent
+    assert sorted((root / "out" / "predictions.csv").read_text().splitlines()) == \
+        [f"{n}.txt 1.16.0 {env}" for n in "abc"]

@@ -42,6 +42,9 @@ def create(
         "--set-default", help="Make it the endpoint's default deployment.")] = False,
     model_dir: Annotated[str | None, typer.Option(
         help="Model folder, instead of the YAML's model.", show_default=False)] = None,
+    env_manager: Annotated[str | None, typer.Option(
+        help="local (default) or virtualenv: its jobs run the script in a cached virtualenv "
+        "of the YAML's environment.", show_default=False)] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Add a deployment to an endpoint (the first one becomes its default).
@@ -68,7 +71,8 @@ def create(
         if not deployment:
             raise SpecError("no deployment name given: pass --name (or name: in the YAML)")
         overrides = {"model_dir": str(Path(model_dir).resolve())
-                     if model_dir and "://" not in model_dir else model_dir}
+                     if model_dir and "://" not in model_dir else model_dir,
+                     "env_manager": env_manager}
         spec = load_spec(file, **overrides)
         ws = open_ws(workspace)
         made = api.create_deployment(ws, str(endpoint), str(deployment), spec,

@@ -268,6 +268,11 @@ def _submit_remote(server: str, token: str | None, spec: api.JobSpec, inputs: li
     if spec.kind != "script":
         raise SpecError(f"--server submits entry-script jobs; a {spec.kind} job runs through "
                         "a batch endpoint (batchscore endpoint create/invoke --server)")
+    if spec.model_dir and spec.model_dir.startswith(("azureml:", "models:/")):
+        raise SpecError(f"model {spec.model_dir!r} is a registered model of this workspace; "
+                        "with --server give a local --model-dir (it travels with the script), "
+                        "or create a deployment on the service (POST "
+                        "/api/v1/endpoints/NAME/deployments)")
     for value in inputs:
         _data_store_path(value, "--input")
     _data_store_path(output, "--output")
