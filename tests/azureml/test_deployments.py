@@ -163,3 +163,22 @@ def test_endpoint_invocation_records_the_resolved_version(layout, ws: Workspace)
     inv = invoke_endpoint(ws, "heart", [str(root / "data")], str(root / "out"), start=False)
     assert get_job(ws, inv.job_id).spec["options"]["model_ref"] == \
         "azureml:heart-classifier-mlflow@latest -> models:/heart-classifier-mlflow/2"
+
+
+def test_a_model_registered_from_one_file(layout, ws: Workspace) -> None:
+    """Azure mounts a one-file model as $AZUREML_MODEL_DIR/<file name>."""
+    root = layout("heart-custom")
+    register_model(ws, "heart-file", str(root / "model" / "model.pkl"))
+    (root / "code" / "by_file.py").write_text(
+        "import os\nimport joblib\nimport pandas as pd\n\n\ndef init():\n"
+        "    global model\n"
+        "    assert os.listdir(os.environ['AZUREML_MODEL_DIR']) == ['model.pkl']\n"
+        "    model = joblib.load(os.path.join(os.environ['AZUREML_MODEL_DIR'], 'model.pkl'))\n"
+        "\n\ndef run(mini_batch):\n"
+        "    return [f'{os.path.basename(p)} {i} {v}' for p in mini_batch\n"
+        "            for i, v in enumerate(model.predict(pd.read_csv(p)))]\n")
+    (root / "file.yml").write_text("model: azureml:heart-file:1\ncode_configuration:\n"
+                                   "  code: code\n  scoring_script: by_file.py\n")
+    job = run_job(ws, load_spec(root / "file.yml"), [str(root / "data")], str(root / "out"))
+    assert job.state == "succeeded" and job.items_failed == 0, job.reason
+    assert _labels(root / "out" / "predictions.csv") == expected(root / "data")
