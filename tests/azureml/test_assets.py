@@ -240,3 +240,14 @@ def test_server_submission_refuses_a_registered_model(layout, cli) -> None:
     out = _one_error(cli(root, "job", "run", "deployment.yml", "--input", "in/x.csv",
                          "--output", "out/", "--server", "http://127.0.0.1:9"))
     assert "is a registered model of this workspace" in out
+
+
+def test_model_dir_flag_takes_a_registered_model(layout, cli, ws: Workspace) -> None:
+    root = layout("heart-custom")
+    register_model(ws, "other-heart", str(root / "model"))
+    result = cli(root, "job", "run", "deployment.yml", "--model-dir",
+                 "azureml:other-heart@latest", "--input", "data", "--output", "out",
+                 "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert (root / "out" / "predictions.csv").read_text().count("\n") == \
+        sum(len(v) for v in expected(root / "data").values())

@@ -202,7 +202,8 @@ def run(
         for key in ("scoring_script", "code", "model_dir"):
             if key == "scoring_script" and code and not Path(scoring_script or "").is_absolute():
                 continue  # relative to --code, as code_configuration.scoring_script is
-            if overrides[key] and "://" not in overrides[key]:
+            if overrides[key] and "://" not in overrides[key] \
+                    and not overrides[key].startswith(("azureml:", "models:/")):
                 overrides[key] = str(Path(overrides[key]).resolve())
         if spec is not None:
             # --timeout / --max-retries and --env add to the file's settings, not replace them
