@@ -204,10 +204,12 @@ def test_mlflow_deployment_without_script_over_a_data_asset(layout, cli, ws: Wor
         assert part["prediction"].tolist() == labels
 
 
-def test_registered_mlflow_model_of_a_training_run_resolves(ws: Workspace, tmp_path: Path
-                                                            ) -> None:
+def test_registered_mlflow_model_of_a_training_run_resolves(
+        ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A version MLflow registered itself (no azureml tags) is an mlflow_model."""
     import mlflow
+
+    monkeypatch.chdir(tmp_path)  # the default experiment keeps its artifacts in ./mlruns
 
     from batchscore.mlops.registry import use_registry
 
