@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +225,11 @@ def create_endpoint(ws: Workspace, name: str, spec: JobSpec, *, model: str | Non
     _check_name(name)
     spec = _with_registry(ws, spec.model_copy(update={"name": name}))
     check_model_location(ws, spec)
-    get_kind(spec.kind).validate(spec)
+    from .azureml.assets import prepare_spec
+
+    # validated as it would run (a registered model resolved, an MLflow model given its
+    # driver); recorded as written, so that azureml:NAME@latest is resolved per invocation
+    get_kind(spec.kind).validate(prepare_spec(ws, spec))
     _check_model(ws, spec)
     now = time.time()
     values = dict(name=name, spec=spec.model_dump(mode="json"),
@@ -326,18 +330,28 @@ def invoke_endpoint(
     created_by: str | None = None,
     run_key: str | None = None,
     start: bool = True,
+    deployment: str | None = None,
+    deployment_spec: dict[str, Any] | None = None,
 ) -> Invocation:
     """Start a job of endpoint ``name`` over ``inputs`` into ``output``; returns at once.
 
     The job is validated and planned here (bad pointers, a failing query, a model that does
     not resolve are errors now), then recorded as queued with a ``batch-endpoint`` run. With
     ``start`` a detached process runs it; a service's run slots take it otherwise. ``run_key``
-    makes the call idempotent (a stream's closed partition invokes its endpoint once)."""
+    makes the call idempotent (a stream's closed partition invokes its endpoint once).
+    ``deployment`` / ``deployment_spec``: the deployment that runs (recorded in the run's
+    parameters) and its spec, when it is not the endpoint's default
+    (:mod:`batchscore.deployments`)."""
     if run_key is not None:
         existing = _run_by_key(ws, run_key)
         if existing is not None:
             return Invocation(name, existing["job_id"], existing["id"], False)
     endpoint = get_endpoint(ws, name)
+    if deployment_spec is not None:
+        endpoint = replace(endpoint, spec=deployment_spec)
+    if not endpoint.spec:
+        raise SpecError(f"endpoint {name!r} has no deployments yet; create one with "
+                        f"batchscore deployment create -f deployment.yml --endpoint-name {name}")
     if not inputs:
         raise InputError(f"endpoint {name!r}: no input given (--input)")
     if not output:
@@ -356,7 +370,8 @@ def invoke_endpoint(
     params = {"endpoint": name,
               "inputs": list(inputs) if named else list(job.inputs),
               "output": output if named else job.output_url,
-              "query": query, "table": table, "overwrite": overwrite}
+              "query": query, "table": table, "overwrite": overwrite,
+              **({"deployment": deployment} if deployment else {})}
     try:
         with ws.engine.begin() as conn:
             run = create_run(conn, PIPELINE, params, run_key=run_key, created_by=created_by)

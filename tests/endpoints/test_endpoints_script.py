@@ -204,8 +204,8 @@ def test_invoke_without_input_or_with_missing_files(ws: Workspace, diabetes: Pat
 def test_cli_bad_input_is_one_line(ws: Workspace, diabetes: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     env = {"BATCHSCORE_WORKSPACE": str(ws.settings.root)}
-    result = runner.invoke(app, ["endpoint", "create", "x"], env=env)
-    assert_one_error(result, "give exactly one of --model, --script or --spec")
+    result = runner.invoke(app, ["endpoint", "create"], env=env)
+    assert_one_error(result, "no endpoint name given")
     result = runner.invoke(app, ["endpoint", "create", "x", "--model", "m",
                                  "--script", "s.py"], env=env)
     assert_one_error(result, "got --model, --script")

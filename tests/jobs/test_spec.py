@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
@@ -58,6 +59,8 @@ def write(folder: Path, text: str, name: str = "deployment.yml") -> Path:
 
 
 def test_full_azure_deployment_yaml(tmp_path):
+    write(tmp_path / "deploy" / "environment", "dependencies:\n  - python=3.10\n  - pip:\n"
+          "    - xgboost==1.7.6\n", "conda.yaml")
     spec = load_spec(write(tmp_path / "deploy", AZURE))
     base = tmp_path / "deploy"
     assert spec == JobSpec(
@@ -74,6 +77,9 @@ def test_full_azure_deployment_yaml(tmp_path):
         max_concurrency_per_instance=3,
         instance_count=2,
         environment_variables={"MODEL_KIND": "xgboost", "BATCH_SIZE": "32"},
+        requirements=["xgboost==1.7.6"],  # used with --env-manager virtualenv
+        options={"environment_note": "the environment asks for Python 3.10; its virtualenv "
+                 f"uses this machine's Python {sys.version_info[0]}.{sys.version_info[1]}"},
     )
     assert spec.script_path == base / "code" / "batch_driver.py"
     assert spec.workers == 6
@@ -165,7 +171,7 @@ def test_parse_size(text, size):
      "unknown key code_configuration.scoring_scrpt (did you mean 'scoring_script'?)"),
     ({"settings": [1]}, "settings must be a mapping, not list"),
     ({"model": {"pth": "m"}}, "unknown key model.pth"),
-    ({"model": "azureml:heart:1"}, "model 'azureml:heart:1' refers to an Azure ML registry"),
+    ({"model": "azureml:heart"}, "'azureml:heart' names no version"),
     ({"mini_batch_size": 0}, "mini_batch_size: must be at least 1 (got 0)"),
     ({"mini_batch_size": "0kb"}, "mini_batch_size: '0kb': a size must be more than 0"),
     ({"mini_batch_size": "lots"},

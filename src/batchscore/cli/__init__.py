@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from . import ci, connection, endpoint, job, model, pipeline, serve, trigger, video, workspace
+from . import (
+    assets,
+    ci,
+    connection,
+    deployment,
+    endpoint,
+    job,
+    model,
+    pipeline,
+    serve,
+    trigger,
+    video,
+    workspace,
+)
 from . import stream as stream_cli
 
 __all__ = ["app", "main"]
@@ -23,14 +36,18 @@ app = typer.Typer(
 )
 workspace.register(app)
 ci.register(app)
+job.app.command("create")(assets.job_create)
 app.add_typer(job.app, name="job")
 app.add_typer(video.app, name="video")
 serve.register(app)
 app.add_typer(trigger.app, name="trigger")
+model.app.command("create")(assets.model_create)
 app.add_typer(model.app, name="model")
+app.add_typer(assets.data_app, name="data")
 app.add_typer(pipeline.app, name="pipeline")
 app.add_typer(endpoint.app, name="endpoint")
 app.add_typer(connection.app, name="connection")
+app.add_typer(deployment.app, name="deployment")
 app.add_typer(stream_cli.app, name="stream")
 
 

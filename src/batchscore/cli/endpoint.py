@@ -39,7 +39,12 @@ def _columns(value: str | None) -> list[str]:
 
 @app.command()
 def create(
-    name: Name,
+    name: Annotated[str | None, typer.Argument(
+        help="Endpoint name (default: the name: of --file).", show_default=False)] = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", "-f", help="An endpoint YAML (Azure's batchEndpoint schema): an endpoint "
+        "without deployments yet (batchscore deployment create adds them).",
+        show_default=False)] = None,
     model: Annotated[str | None, typer.Option(
         help="models:/NAME@ALIAS, models:/NAME/VERSION or a model folder; with --group-by it "
         "may hold {Column} placeholders (models:/m-{Device}@production) or be a folder of "
@@ -102,6 +107,24 @@ def create(
             settings["retry_settings"] = retry
         chosen = [flag for flag, v in (("--model", model), ("--script", script),
                                        ("--spec", spec)) if v is not None]
+        if file is not None or (not chosen and name is not None and not server):
+            # Azure's form: the endpoint alone; deployments come with deployment create
+            if chosen:
+                raise SpecError(f"--file creates an endpoint without deployments; give "
+                                f"{', '.join(chosen)} to batchscore deployment create")
+            from ..deployments import create_bare_endpoint, load_endpoint_yaml
+
+            declared = load_endpoint_yaml(file) if file is not None else {}
+            name = name or declared.get("name")
+            if not name:
+                raise SpecError("no endpoint name given: pass NAME or name: in --file")
+            made = create_bare_endpoint(open_ws(workspace), str(name),
+                                        description=description or declared.get("description"))
+            console.print(f"endpoint {made.name} created (no deployments yet: batchscore "
+                          f"deployment create -f deployment.yml --endpoint-name {made.name})")
+            return
+        if name is None:
+            raise SpecError("no endpoint name given")
         if len(chosen) != 1:
             raise SpecError("give exactly one of --model, --script or --spec"
                             + (f" (got {', '.join(chosen)})" if chosen else ""))
@@ -181,7 +204,10 @@ def show(name: Name, workspace: WorkspaceOpt = None, server: ServerOpt = None,
             data = call_server(server, token, "GET", f"/endpoints/{name}")
         else:
             ws = open_ws(workspace)
+            from ..deployments import list_deployments
+
             data = {**api.get_endpoint(ws, name).to_dict(),
+                    "deployments": [d.to_dict() for d in list_deployments(ws, name)],
                     "invocations": api.invocations(ws, name)}
         if as_json:
             console.print(json.dumps(data, indent=2))
@@ -191,6 +217,9 @@ def show(name: Name, workspace: WorkspaceOpt = None, server: ServerOpt = None,
             console.print(f"model: {data['model']}")
         if data.get("description"):
             console.print(f"description: {data['description']}")
+        for dep in data.get("deployments") or []:
+            console.print(f"deployment: {dep['name']}" + (" (default)" if dep["is_default"]
+                                                          else ""))
         spec = data["spec"]
         for key in ("options", "mini_batch_size", "error_threshold",
                     "max_concurrency_per_instance", "retry_settings"):
@@ -205,6 +234,24 @@ def show(name: Name, workspace: WorkspaceOpt = None, server: ServerOpt = None,
                           items, inv["output_url"] or "",
                           time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(inv["created_at"])))
         console.print(table)
+
+
+@app.command()
+def update(name: Name,
+           default_deployment: Annotated[str, typer.Option(
+               "--default-deployment", help="The deployment invoking the endpoint runs.")],
+           workspace: WorkspaceOpt = None) -> None:
+    """Change an endpoint's default deployment (the one invoking it runs).
+
+    Example:
+
+        batchscore endpoint update heart --default-deployment classifier-xgboost
+    """
+    from ..deployments import set_default
+
+    with errors():
+        set_default(open_ws(workspace), name, default_deployment)
+        console.print(f"endpoint {name}: default deployment {default_deployment}")
 
 
 @app.command()
@@ -238,6 +285,9 @@ def invoke(
     table: Annotated[str | None, typer.Option(
         help="SQL table the predictions are appended to.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace a finished output.")] = False,
+    deployment_name: Annotated[str | None, typer.Option(
+        "--deployment-name", "-d", help="Run this deployment instead of the default.",
+        show_default=False)] = None,
     wait: Annotated[bool, typer.Option(
         help="Follow the job to its end with a progress bar.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar with --wait.")] = True,
@@ -256,6 +306,8 @@ def invoke(
     """
     with errors():
         if server:
+            if deployment_name:
+                raise SpecError("--deployment-name is not available with --server yet")
             body = {"inputs": input, "query": query, "output": output, "table": table,
                     "overwrite": overwrite}
             inv = call_server(server, token, "POST", f"/endpoints/{name}/invoke", body)
@@ -264,8 +316,11 @@ def invoke(
                 _follow_remote(server, token, inv["job_id"], progress)
             return
         ws = open_ws(workspace)
-        inv = api.invoke_endpoint(ws, name, input, output, query=query, table=table,
-                                  overwrite=overwrite, start=not wait)
+        from ..deployments import invoke_deployment
+
+        inv = invoke_deployment(ws, name, input, output, deployment=deployment_name,
+                                query=query, table=table, overwrite=overwrite,
+                                start=not wait)
         if not wait:
             console.print(f"job {inv.job_id} queued (run {inv.run_id}); follow it with: "
                           f"batchscore job show {inv.job_id}")

@@ -63,6 +63,11 @@ RayAddressOpt = Annotated[str | None, typer.Option(
     "Default: the workspace's executor.ray_address, else a local Ray instance.",
     show_default=False)]
 
+EnvManagerOpt = Annotated[str | None, typer.Option(
+    help="local (the workers run the script in batchscore's Python) or virtualenv (in a "
+    "cached virtualenv of the deployment's environment / MLflow model requirements).",
+    show_default=False)]
+
 
 def use_executor(ws: Workspace, executor: str | None, ray_address: str | None) -> str | None:
     """Apply --executor / --ray-address to this run; returns the executor to pass on."""
@@ -151,6 +156,7 @@ def run(
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     executor: ExecutorOpt = None,
     ray_address: RayAddressOpt = None,
+    env_manager: EnvManagerOpt = None,
     server: ServerOpt = None,
     token: TokenOpt = None,
     wait: Annotated[bool, typer.Option(
@@ -191,12 +197,13 @@ def run(
             instance_count=instance_count, environment_variables=key_values(
                 env, "--env {pair!r}: expected KEY=VALUE") or None,
             partition_keys=[k.strip() for k in partition_keys.split(",")]
-            if partition_keys else None,
+            if partition_keys else None, env_manager=env_manager,
         )
         for key in ("scoring_script", "code", "model_dir"):
             if key == "scoring_script" and code and not Path(scoring_script or "").is_absolute():
                 continue  # relative to --code, as code_configuration.scoring_script is
-            if overrides[key] and "://" not in overrides[key]:
+            if overrides[key] and "://" not in overrides[key] \
+                    and not overrides[key].startswith(("azureml:", "models:/")):
                 overrides[key] = str(Path(overrides[key]).resolve())
         if spec is not None:
             # --timeout / --max-retries and --env add to the file's settings, not replace them
@@ -229,6 +236,8 @@ def run(
         ws = open_ws(workspace)
         executor = use_executor(ws, executor, ray_address)
         job, created = api.submit_job(ws, job_spec, input, output, overwrite=overwrite)
+        if job_spec.env_manager == "virtualenv" and job_spec.options.get("environment_note"):
+            err_console.print(f"note: {job_spec.options['environment_note']}")
         verb = "created" if created else "resuming"
         err_console.print(f"{verb} job {job.id}: {job.minibatches_total} mini-batches, "
                           f"{job.items_total} items, {job_spec.workers} worker(s)")
@@ -260,6 +269,11 @@ def _submit_remote(server: str, token: str | None, spec: api.JobSpec, inputs: li
     if spec.kind != "script":
         raise SpecError(f"--server submits entry-script jobs; a {spec.kind} job runs through "
                         "a batch endpoint (batchscore endpoint create/invoke --server)")
+    if spec.model_dir and spec.model_dir.startswith(("azureml:", "models:/")):
+        raise SpecError(f"model {spec.model_dir!r} is a registered model of this workspace; "
+                        "with --server give a local --model-dir (it travels with the script), "
+                        "or create a deployment on the service (POST "
+                        "/api/v1/endpoints/NAME/deployments)")
     for value in inputs:
         _data_store_path(value, "--input")
     _data_store_path(output, "--output")

@@ -22,6 +22,8 @@ def _line(v) -> str:  # type: ignore[no-untyped-def]
     aliases = f" [{', '.join(v.aliases)}]" if v.aliases else ""
     metrics = " ".join(f"{k}={val:g}" for k, val in sorted(v.metrics.items()))
     decision = v.tags.get("batchscore.decision", "")
+    if "azureml.type" in v.tags:  # registered with batchscore model create
+        decision = f"{v.tags['azureml.type']} version {v.tags.get('azureml.version')}"
     return f"{v.name}/{v.version}{aliases}  {metrics}  {decision}".rstrip()
 
 

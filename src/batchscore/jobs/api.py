@@ -49,7 +49,15 @@ def submit_job(
     overwrite: bool = False,
 ) -> tuple[db.Job, bool]:
     """Validate, plan and record a job without running it. Returns ``(job, created)``:
-    the same spec, inputs and output as an unfinished job give that job back."""
+    the same spec, inputs and output as an unfinished job give that job back.
+
+    Azure ML references are resolved here: a registered model (``azureml:NAME@latest``,
+    ``models:/...``) to its version's files, a data asset input (``azureml:NAME@latest``)
+    to its path (:mod:`batchscore.azureml`)."""
+    from ..azureml.assets import prepare_spec, resolve_input
+
+    spec = prepare_spec(ws, spec)
+    inputs = [resolve_input(ws, value) for value in inputs]
     kind = get_kind(spec.kind)
     kind.validate(spec)
     urls = kind.expand_inputs(spec, inputs)

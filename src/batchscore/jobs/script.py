@@ -12,7 +12,9 @@ import ast
 import importlib.util
 import inspect
 import os
+import shutil
 import sys
+import tempfile
 import time
 import types
 from collections.abc import Sequence
@@ -48,7 +50,8 @@ def check_script(spec: JobSpec) -> Path:
     """Check, without importing it, that the scoring script exists and defines ``run``."""
     path = spec.script_path
     if path is None:
-        raise ScriptError("no scoring script given (code_configuration.scoring_script)")
+        raise ScriptError("no scoring script given (code_configuration.scoring_script); only "
+                          "an MLflow model deploys without one")
     if not path.is_file():
         raise ScriptError(f"scoring script {str(path)!r} does not exist")
     try:
@@ -67,7 +70,8 @@ def check_script(spec: JobSpec) -> Path:
     }
     if "run" not in names:
         raise ScriptError(f"scoring script {str(path)!r} defines no run(mini_batch) function")
-    if spec.model_dir and not _exists(spec.model_dir):
+    if spec.model_dir and not spec.model_dir.startswith(("azureml:", "models:/")) \
+            and not _exists(spec.model_dir):
         raise ScriptError(f"model folder {spec.model_dir!r} does not exist")
     return path
 
@@ -155,8 +159,7 @@ class EntryScript:
         self.store = Store(cfg.system_url, "system")
         scratch = Path(cfg.staging_dir).parent / "scratch"
         if spec.model_dir:
-            model = Path(local_copy(spec.model_dir, scratch / "model", recursive=True))
-            os.environ["AZUREML_MODEL_DIR"] = str(model.parent)
+            os.environ["AZUREML_MODEL_DIR"] = str(model_folder(cfg.job_id, spec.model_dir))
         os.environ["AZUREML_BI_OUTPUT_PATH"] = cfg.staging_dir
         Path(cfg.staging_dir).mkdir(parents=True, exist_ok=True)
         code = Path(local_copy(self.store.url_of("jobs", cfg.job_id, "code"), scratch / "code",
@@ -164,6 +167,16 @@ class EntryScript:
         script = spec.script_path
         assert script is not None
         root = Path(spec.code) if spec.code else script.parent
+        self.env: Any = None
+        if spec.env_manager == "virtualenv":  # the script runs in its own environment
+            from ..azureml.envs import EnvProcess, build_env
+
+            self.env = EnvProcess(build_env(list(spec.requirements)),
+                                  code / script.relative_to(root), code,
+                                  list(spec.program_arguments))
+            return
+        # a parallel job's program_arguments, where Azure passes them (init() argparses them)
+        sys.argv = [str(code / script.relative_to(root)), *spec.program_arguments]
         self.module = _load_module(code / script.relative_to(root), code)
         if callable(getattr(self.module, "init", None)):
             self.module.init()
@@ -177,6 +190,19 @@ class EntryScript:
         started = time.time()
         scratch = Path(self.cfg.staging_dir).parent / "scratch"
         mini_batch, ctx = _prepare(spec, idx, items, scratch)
+        if self.env is not None:
+            answer = self.env.run(list(mini_batch), idx)
+            if not answer.get("ok"):
+                if answer.get("contract"):
+                    raise ContractError(answer.get("error", ""))
+                raise ScriptError(f"run() failed in its environment:\n{answer.get('error')}")
+            returned, text = int(answer["returned"]), str(answer["text"])
+            part = None
+            if spec.output_action == "append_row":
+                part = f"{self.cfg.parts_prefix}/{idx:08d}-{attempt}.txt"
+                self.store.write_text(part, text)
+            return TaskResult(idx, attempt, worker_name(), started, time.time(), returned,
+                              part)
         if self.takes_context:
             result = self.module.run(mini_batch, ctx)
         else:
@@ -189,8 +215,42 @@ class EntryScript:
         return TaskResult(idx, attempt, worker_name(), started, time.time(), returned, part)
 
     def shutdown(self) -> None:
+        if self.env is not None:
+            self.env.close()
+            return
         if callable(getattr(self.module, "shutdown", None)):
             self.module.shutdown()
+
+
+def model_folder(job_id: str, model: str) -> Path:
+    """``AZUREML_MODEL_DIR`` of a job on this machine: a folder holding only the model, as
+    ``<folder>/<model's name>`` (a link to a local model, a copy of a remote one), made once
+    per job and machine (workers racing to make it keep the first one made)."""
+    url = to_url(model).rstrip("/")
+    name = url.rsplit("/", 1)[-1] or "model"
+    root = Path(tempfile.gettempdir()) / "batchscore" / "model-dirs" / job_id
+    if (root / name).exists() or (root / name).is_symlink():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    build = Path(tempfile.mkdtemp(prefix=f".{job_id}-", dir=root.parent))
+    try:
+        if url.startswith("file://"):
+            (build / name).symlink_to(url_to_fs(url)[1])
+        else:
+            fs, path = url_to_fs(url)
+            if fs.isdir(path):
+                fs.get(path + "/", str(build / name), recursive=True)
+            else:
+                fs.get_file(path, str(build / name))
+        try:
+            build.rename(root)
+        except OSError:  # another worker made it first
+            if not (root / name).exists():
+                raise
+    finally:
+        if build.exists():
+            shutil.rmtree(build, ignore_errors=True)
+    return root
 
 
 def _load_module(path: Path, code: Path) -> types.ModuleType:

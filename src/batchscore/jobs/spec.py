@@ -43,7 +43,8 @@ _SETTINGS = {
 }
 _RESOURCES = {"instance_count", "num_cpus", "num_gpus"}
 _TOP = {"name", "kind", "model", "code_configuration", "resources", "settings", "scoring_script",
-        "code", "model_dir", "options"} | _SETTINGS | _RESOURCES
+        "code", "model_dir", "options", "program_arguments", "env_manager",
+        "requirements"} | _SETTINGS | _RESOURCES
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 TABULAR_MINI_BATCH_ROWS = 100_000  # a tabular job's default: 10 (for files) is tiny for rows
@@ -81,6 +82,9 @@ class JobSpec(BaseModel):
     partition_keys: list[str] = []
     input_encoding: str = "utf-8"
     options: dict[str, Any] = {}  # settings of built-in job kinds (video, tabular; sql query)
+    program_arguments: list[str] = []  # the entry script's sys.argv[1:] (parallel jobs)
+    env_manager: Literal["local", "virtualenv"] = "local"  # where the script runs
+    requirements: list[str] = []  # the environment's pip requirements (virtualenv)
 
     @model_validator(mode="before")
     @classmethod
@@ -204,7 +208,21 @@ def spec_from_mapping(
     """Build a :class:`JobSpec` from a deployment mapping (Azure ML keys) plus overrides."""
     base_dir = base_dir or Path.cwd()
     flat: dict[str, Any] = {}
+    env_error: str | None = None
+    env_note: str | None = None
     for key, value in raw.items():
+        if key == "environment":  # its pip requirements, for --env-manager virtualenv
+            from ..azureml.envs import MissingCondaFile, environment_requirements, python_note
+
+            env_note = python_note(value, base_dir)
+            try:
+                requirements = environment_requirements(value, base_dir, source)
+            except MissingCondaFile as exc:  # an error under virtualenv only
+                env_error = str(exc)
+                continue
+            if requirements:
+                flat["requirements"] = requirements
+            continue
         if key in _IGNORED:
             continue
         if key not in _TOP:
@@ -218,9 +236,14 @@ def spec_from_mapping(
             cc = _section(value, "code_configuration", {"code", "scoring_script"}, source)
             flat.update(cc)
         elif key == "model":
-            flat["model_dir"] = _model_path(value, source)
+            if overrides.get("model_dir") is None:  # --model-dir wins over the file's model
+                flat["model_dir"] = _model_path(value, source)
         else:
             flat[key] = value
+    if env_error is not None:
+        flat["options"] = {**(flat.get("options") or {}), "environment_error": env_error}
+    if env_note is not None:
+        flat["options"] = {**(flat.get("options") or {}), "environment_note": env_note}
     flat.update({k: v for k, v in overrides.items() if v is not None})
     if isinstance(flat.get("retry_settings"), dict):
         extra = set(flat["retry_settings"]) - {"max_retries", "timeout"}
@@ -231,7 +254,9 @@ def spec_from_mapping(
                 f"{_suggest(bad, {'max_retries', 'timeout'})}"
             )
     for key in ("code", "model_dir"):
-        if flat.get(key) and "://" not in str(flat[key]):  # URLs (az://...) stay as they are
+        if flat.get(key) and "://" not in str(flat[key]) \
+                and not str(flat[key]).startswith(("azureml:", "models:/")):
+            # URLs (az://...) and registry references (resolved per job) stay as they are
             flat[key] = str((base_dir / str(flat[key])).resolve())
     if flat.get("scoring_script") and not flat.get("code"):
         flat["scoring_script"] = str((base_dir / str(flat["scoring_script"])).resolve())
@@ -256,22 +281,11 @@ def _section(value: Any, name: str, allowed: set[str], source: str) -> dict[str,
 
 
 def _model_path(value: Any, source: str) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        if value.startswith("azureml:"):
-            raise SpecError(
-                f"{source}: model {value!r} refers to an Azure ML registry; "
-                "give a local folder with model.path"
-            )
-        return value
-    if isinstance(value, dict):
-        extra = set(value) - {"path", "name", "version", "description", "type"}
-        if extra:
-            raise SpecError(f"{source}: unknown key model.{sorted(extra)[0]}")
-        path = value.get("path")
-        return str(path) if path is not None else None
-    raise SpecError(f"{source}: model must be a mapping with a path, not {value!r}")
+    """A path, or a registry reference (``azureml:NAME@latest``, ``models:/...``) that
+    :func:`batchscore.azureml.prepare_spec` resolves when a job is submitted."""
+    from ..azureml.assets import model_ref
+
+    return model_ref(value, source)
 
 
 def _suggest(word: str, choices: set[str]) -> str:

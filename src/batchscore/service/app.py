@@ -125,6 +125,7 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     from . import (
         api,
         connections_api,
+        deployments_api,
         endpoints_api,
         events_api,
         outputs_api,
@@ -217,6 +218,7 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
 
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(endpoints_api.router, prefix="/api/v1")
+    app.include_router(deployments_api.router, prefix="/api/v1")
     app.include_router(outputs_api.router, prefix="/api/v1")
     app.include_router(streams_api.router, prefix="/api/v1")
     app.include_router(events_api.router, prefix="/api/v1")

@@ -48,9 +48,10 @@ from ..state.events import EventWriter
 from ..workspace import Workspace
 from .anomaly import KINDS, AnomalyConfig, AnomalyDetector, log_event
 from .datalog import InferenceLogger
-from .inputs import InputProblem, Signature, parse_mlflow, parse_v2
+from .inputs import InputProblem, Signature, parse_csv, parse_mlflow, parse_v2
 
-__all__ = ["MAX_BODY_BYTES", "ServedModel", "create_app", "load_served_model", "model_detector"]
+__all__ = ["MAX_BODY_BYTES", "ServedModel", "create_app", "load_served_model", "model_detector",
+           "output_type"]
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 MAX_JSON_DEPTH = 32
@@ -68,6 +69,7 @@ class ServedModel:
     version: str
     signature: Signature
     predict: Callable[[pd.DataFrame], Any]
+    output_type: str = "double"  # the signature's output type (an MLflow type name)
 
 
 def load_served_model(ws: Workspace, ref: str) -> ServedModel:
@@ -88,7 +90,24 @@ def load_served_model(ws: Workspace, ref: str) -> ServedModel:
         raise UsageError(f"model {version.uri} has no input signature with column names; "
                          "log it with a signature to serve it")
     sig = [(spec.name, spec.type.name) for spec in schema.inputs]
-    return ServedModel(version.name, str(version.version), sig, model.predict)
+    return ServedModel(version.name, str(version.version), sig, model.predict,
+                       output_type(model))
+
+
+_NUMPY_TYPES = {"float64": "double", "float32": "float", "int64": "long", "int32": "integer",
+                "bool": "boolean", "object": "string", "str": "string"}
+
+
+def output_type(model: Any) -> str:
+    """The MLflow type name of a pyfunc model's (single) output, from its signature; double
+    when the signature says nothing."""
+    schema = model.metadata.get_output_schema()
+    if schema is None or len(schema.inputs) != 1:
+        return "double"
+    spec = schema.inputs[0]
+    if schema.is_tensor_spec():
+        return _NUMPY_TYPES.get(str(spec.type), "double")
+    return str(getattr(spec.type, "name", "double"))
 
 
 def _jsonable(predictions: Any) -> list[Any]:
@@ -243,7 +262,11 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
         try:
             request_id = header_id(request)
             raw = await body_of(request)
-            frame = await run_in_threadpool(lambda: parse_mlflow(decode(raw), model.signature))
+            if request.headers.get("content-type", "").split(";")[0].strip() == "text/csv":
+                frame = await run_in_threadpool(lambda: parse_csv(raw, model.signature))
+            else:
+                frame = await run_in_threadpool(
+                    lambda: parse_mlflow(decode(raw), model.signature))
         except InputProblem as exc:
             return fail(str(exc), exc.status, request_id)
 
@@ -269,7 +292,8 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
         return {"name": model.name, "versions": [model.version], "platform": "mlflow",
                 "inputs": [{"name": n, "datatype": _V2_TYPES.get(k, "BYTES"), "shape": [-1]}
                            for n, k in model.signature],
-                "outputs": [{"name": "predict", "datatype": "FP64", "shape": [-1]}]}
+                "outputs": [{"name": "predict", "shape": [-1],
+                             "datatype": _V2_TYPES.get(model.output_type, "FP64")}]}
 
     def unknown(name: str, request_id: str) -> JSONResponse | None:
         if name == model.name:
@@ -314,7 +338,9 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
             return answered({"model_name": model.name, "model_version": model.version,
                              "id": request_id,
                              "outputs": [{"name": "predict", "shape": [len(data)],
-                                          "datatype": "FP64", "data": data}]},
+                                          "datatype": _V2_TYPES.get(model.output_type,
+                                                                    "FP64"),
+                                          "data": data}]},
                             frame, data, request_id)
 
         return await run_in_threadpool(run)

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from ..errors import InputError, UsageError
-from .app import ServedModel
+from .app import ServedModel, output_type
 
 __all__ = ["SIDECAR", "load_model_folder"]
 
@@ -40,4 +40,5 @@ def load_model_folder(path: str | Path, *, name: str | None = None,
                          "log the model with a signature to serve it")
     sig = [(spec.name, spec.type.name) for spec in schema.inputs]
     return ServedModel(name or str(meta.get("name") or root.name),
-                       version or str(meta.get("version", "0")), sig, model.predict)
+                       version or str(meta.get("version", "0")), sig, model.predict,
+                       output_type(model))

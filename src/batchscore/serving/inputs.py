@@ -4,13 +4,16 @@ Every refusal is an :class:`InputProblem` whose message names the rule and the v
 
 from __future__ import annotations
 
+import io
 import math
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["MLFLOW_KEYS", "InputProblem", "Signature", "parse_mlflow", "parse_v2"]
+__all__ = ["MLFLOW_KEYS", "InputProblem", "Signature", "parse_csv", "parse_mlflow",
+           "parse_v2"]
 
 Signature = list[tuple[str, str]]  # (column, MLflow type name: double, long, string, ...)
 MLFLOW_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -37,11 +40,9 @@ def _by_name(record: Any, sig: Signature, where: str) -> list[Any]:
                            f"{type(record).__name__}")
     expected = [name for name, _ in sig]
     missing = [n for n in expected if n not in record]
-    unknown = [str(n) for n in record if n not in expected]
-    if missing or unknown:
-        parts = ([f"missing columns: {', '.join(missing)}"] if missing else []) + (
-            [f"unknown columns: {', '.join(unknown)}"] if unknown else [])
-        raise InputProblem(f"{where}: {'; '.join(parts)} (the model expects {_names(sig)})")
+    if missing:  # columns the model does not use are dropped, as MLflow drops them
+        raise InputProblem(f"{where}: missing columns: {', '.join(missing)} (the model "
+                           f"expects {_names(sig)})")
     return [record[n] for n in expected]
 
 
@@ -72,9 +73,29 @@ def _columnar(columns: dict[str, Any], sig: Signature, what: str) -> list[list[A
     return [list(r) for r in zip(*values, strict=True)]
 
 
+_INTEGER = re.compile(r"^\s*[+-]?\d+\s*$")
+
+
+def _from_text(value: str, kind: str) -> Any:
+    """A number sent as text ("63"), converted as MLflow converts it; else as it was."""
+    if kind in ("long", "integer") and _INTEGER.match(value):
+        return int(value)
+    if kind in ("double", "float"):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return number if math.isfinite(number) else value
+    return value
+
+
 def _check_value(value: Any, kind: str, column: str, row: int) -> Any:
     if value is None or (isinstance(value, float) and math.isnan(value)):
+        if kind == "string" and value is None:  # MLflow passes a null string on as None
+            return None
         raise InputProblem(f"column {column!r} has a missing value (NaN/null) in row {row}")
+    if kind in _NUMERIC and isinstance(value, str):
+        value = _from_text(value, kind)
     if kind in _NUMERIC:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if kind in ("long", "integer") and isinstance(value, float):
@@ -105,9 +126,9 @@ def to_frame(rows: list[list[Any]], sig: Signature) -> pd.DataFrame:
     """Rows checked value by value against the signature, as a typed DataFrame."""
     if not rows:
         raise InputProblem("the request holds no rows to score")
-    for i, row in enumerate(rows):
-        for value, (column, kind) in zip(row, sig, strict=True):
-            _check_value(value, kind, column, i)
+    rows = [[_check_value(value, kind, column, i)
+             for value, (column, kind) in zip(row, sig, strict=True)]
+            for i, row in enumerate(rows)]
     # column by column, each built in its type at once: building the frame row by row and
     # converting every column afterwards cost about a millisecond of a one-row request
     columns: dict[str, Any] = {}
@@ -135,18 +156,19 @@ def parse_mlflow(body: Any, sig: Signature) -> pd.DataFrame:
         if not isinstance(value, dict) or "data" not in value:
             raise InputProblem("dataframe_split must be an object with 'data' (and 'columns')")
         columns = value.get("columns")
-        if columns is not None:
-            if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-                raise InputProblem("dataframe_split.columns must be a list of column names "
-                                   "(strings)")
-            if len(columns) != len(sig):
-                raise InputProblem(f"dataframe_split has {len(columns)} columns; the model "
-                                   f"expects {len(sig)} ({_names(sig)})")
-        rows = _positional(value["data"], sig, "dataframe_split.data")
-        if columns is not None:
-            rows = [_by_name(dict(zip(columns, r, strict=True)), sig, "dataframe_split")
-                    for r in rows]
-        return to_frame(rows, sig)
+        if columns is None:
+            return to_frame(_positional(value["data"], sig, "dataframe_split.data"), sig)
+        if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+            raise InputProblem("dataframe_split.columns must be a list of column names "
+                               "(strings)")
+        missing = [n for n, _ in sig if n not in columns]
+        if missing:
+            raise InputProblem(f"dataframe_split: missing columns: {', '.join(missing)} "
+                               f"(the model expects {_names(sig)})")
+        named = [(c, "any") for c in columns]  # every column the body names, by place
+        rows = _positional(value["data"], named, "dataframe_split.data")
+        return to_frame([_by_name(dict(zip(columns, r, strict=True)), sig, "dataframe_split")
+                         for r in rows], sig)
     if key == "dataframe_records":
         if not isinstance(value, list):
             raise InputProblem("dataframe_records must be a list of objects")
@@ -201,3 +223,13 @@ def parse_v2(body: Any, sig: Signature) -> pd.DataFrame:
                                f"{math.prod(t['shape'])} values, got {len(flat)}")
         columns[t["name"]] = flat
     return to_frame(_columnar(columns, sig, "inputs"), sig)
+
+
+def parse_csv(raw: bytes, sig: Signature) -> pd.DataFrame:
+    """A ``text/csv`` body (a header row, then rows), as MLflow's server reads it."""
+    try:
+        frame = pd.read_csv(io.BytesIO(raw))
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
+        raise InputProblem(f"the text/csv body cannot be read: {exc}") from None
+    records = frame.astype(object).where(frame.notna(), None).to_dict(orient="records")
+    return to_frame([_by_name(r, sig, f"csv row {i}") for i, r in enumerate(records)], sig)

@@ -20,6 +20,7 @@ from sqlalchemy import (
 __all__ = [
     "api_tokens",
     "attempts",
+    "deployments",
     "endpoints",
     "events",
     "jobs",
@@ -176,6 +177,20 @@ endpoints = Table(
     Column("name", String(100), primary_key=True),
     Column("spec", JSON, nullable=False),  # the JobSpec mapping every invocation starts from
     Column("model", Text),  # the model reference as given (models:/NAME@production, a folder)
+    Column("description", Text),
+    Column("created_by", String(100)),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("default_deployment", String(100)),  # None: no deployments, or one ("default")
+)
+
+deployments = Table(  # an endpoint's named deployments (batchscore.deployments)
+    "deployments",
+    metadata,
+    Column("endpoint", String(100), primary_key=True),
+    Column("name", String(100), primary_key=True),
+    Column("spec", JSON, nullable=False),
+    Column("model", Text),
     Column("description", Text),
     Column("created_by", String(100)),
     Column("created_at", Float, nullable=False),

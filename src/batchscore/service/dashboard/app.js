@@ -74,6 +74,41 @@ function renderTriggers(triggers) {
   }));
 }
 
+// Batch endpoints: one row per deployment, the default marked; its own errors stay here.
+async function refreshEndpoints() {
+  try {
+    const endpoints = await get(`${API}/endpoints`);
+    const rows = [];
+    for (const ep of endpoints) {
+      const deployments = await get(`${API}/endpoints/${encodeURIComponent(ep.name)}/deployments`);
+      if (!deployments.length) {
+        const tr = el("tr");
+        tr.dataset.endpoint = ep.name;
+        tr.appendChild(el("td", ep.name));
+        tr.appendChild(el("td", "(no deployments yet)", "muted"));
+        for (let i = 0; i < 4; i++) tr.appendChild(el("td", ""));
+        rows.push(tr);
+      }
+      for (const d of deployments) {
+        const jobs = await get(`${API}/endpoints/${encodeURIComponent(ep.name)}/deployments/${encodeURIComponent(d.name)}/jobs`);
+        const tr = el("tr");
+        tr.dataset.endpoint = ep.name;
+        tr.dataset.deployment = d.name;
+        tr.appendChild(el("td", ep.name));
+        tr.appendChild(el("td", d.name));
+        tr.appendChild(el("td", d.is_default ? "default" : ""));
+        tr.appendChild(el("td", d.kind));
+        tr.appendChild(el("td", d.model || ""));
+        tr.appendChild(el("td", jobs.map((r) => `${r.job_id || r.id} (${(r.job && r.job.state) || r.state})`).join(", ")));
+        rows.push(tr);
+      }
+    }
+    fill("#endpoints", rows);
+  } catch (error) {
+    fill("#endpoints", [el("tr", `error: ${error.message}`, "error")]);
+  }
+}
+
 // Events: anomalies of the scoring services; the ones going on are listed on top, in red.
 function renderEvents(events, ongoing) {
   const open = ongoing.length;
@@ -241,6 +276,7 @@ async function refresh() {
     renderRuns(runs);
     renderJobs(jobs);
     renderTriggers(triggers);
+    await refreshEndpoints();
     if (!selectedJob && jobs.length) selectedJob = jobs[0].id, $("#detail").hidden = false;
     await refreshDetail();
     document.body.dataset.loaded = "true";

@@ -1,0 +1,242 @@
+"""Environments: a deployment's requirements as a cached virtualenv its workers run in.
+
+With ``env_manager: virtualenv`` (``--env-manager virtualenv``, MLflow's name), the
+requirements of the deployment's ``environment`` (the pip section and the pip-installable
+packages of its ``conda_file``) or of its MLflow model (``requirements.txt``) are installed
+into a virtualenv kept under ``~/.cache/batchscore/envs/<hash of the requirements and of
+this Python>`` (``$BATCHSCORE_ENV_CACHE`` elsewhere), built once with ``uv`` when it is
+installed, else with ``venv`` and ``pip``. The Python is this machine's (a conda file asking
+for another version is said so in the job's log, and ignored).
+
+The boundary: the driver and each worker stay in batchscore's environment (database, stores,
+scheduling, output parts); each worker starts one child process in the virtualenv that runs
+:mod:`batchscore.azureml.env_runner` as a plain file (it imports nothing of batchscore, only
+the standard library and what the user's script imports) and calls the script's ``init()``,
+``run()`` and ``shutdown()`` for it over a pipe. Mini-batches of files travel as paths;
+``run()``'s rows come back as the output text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import InputError, ScriptError, SpecError
+
+__all__ = ["ENV_MANAGERS", "EnvProcess", "MissingCondaFile", "build_env",
+           "environment_requirements", "mlflow_requirements", "python_note"]
+
+ENV_MANAGERS = ("local", "virtualenv")
+RUNNER = Path(__file__).with_name("env_runner.py")
+_CONDA_ONLY = {"python", "pip", "setuptools", "wheel"}
+_PYTHON_PIN = re.compile(r"^python\s*([=<>!~]=?)?\s*([\d.]+)?")
+
+
+class MissingCondaFile(SpecError):
+    """The environment's conda file is not there (an error with --env-manager virtualenv
+    only: the local environment does not read it)."""
+
+
+def _conda_requirements(conda: dict[str, Any], source: str) -> list[str]:
+    out: list[str] = []
+    for dep in conda.get("dependencies") or []:
+        if isinstance(dep, dict):
+            out.extend(str(p) for p in dep.get("pip") or [])
+            continue
+        name = str(dep).split("::")[-1].strip()
+        if _PYTHON_PIN.match(name) and name.startswith("python"):
+            continue  # the Python is this machine's (said in the job's log)
+        base = re.split(r"[=<>!~ ]", name, maxsplit=1)[0]
+        if base in _CONDA_ONLY:
+            continue
+        # conda's NAME=1.2 is pip's NAME==1.2
+        out.append(re.sub(r"(?<![=<>!~])=(?!=)", "==", name))
+    return out
+
+
+def python_note(value: Any, base_dir: Path) -> str | None:
+    """What to say when the environment's conda file pins another Python than this one."""
+    if not isinstance(value, dict) or not isinstance(value.get("conda_file"), str | dict):
+        return None
+    conda = value["conda_file"]
+    if isinstance(conda, str):
+        try:
+            conda = yaml.safe_load((base_dir / conda).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            return None
+    for dep in (conda.get("dependencies") or []) if isinstance(conda, dict) else []:
+        match = re.match(r"^python\s*[=<>!~]*=?\s*(\d+\.\d+)", str(dep).split("::")[-1])
+        if match:
+            here = f"{sys.version_info.major}.{sys.version_info.minor}"
+            if match.group(1) != here:
+                return (f"the environment asks for Python {match.group(1)}; its virtualenv "
+                        f"uses this machine's Python {here}")
+    return None
+
+
+def environment_requirements(value: Any, base_dir: Path, source: str) -> list[str]:
+    """The pip requirements of a deployment's ``environment`` (a mapping with a
+    ``conda_file`` path or inline conda mapping); an ``azureml:`` reference names none."""
+    if not isinstance(value, dict):
+        return []
+    conda = value.get("conda_file")
+    if conda is None:
+        return []
+    if isinstance(conda, str):
+        path = (base_dir / conda).resolve()
+        if not path.is_file():
+            raise MissingCondaFile(f"{source}: environment.conda_file {conda!r} does not "
+                                   "exist")
+        try:
+            conda = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise SpecError(f"{source}: environment.conda_file {conda!r} is not valid YAML: "
+                            f"{exc}") from None
+    if not isinstance(conda, dict):
+        raise SpecError(f"{source}: environment.conda_file must be a conda environment "
+                        "(a mapping with dependencies)")
+    return _conda_requirements(conda, source)
+
+
+def mlflow_requirements(model_dir: Path) -> list[str]:
+    """An MLflow model's ``requirements.txt`` (comments and pip options left out)."""
+    path = model_dir / "requirements.txt"
+    if not path.is_file():
+        return []
+    return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()
+            if line.strip() and not line.lstrip().startswith(("#", "-"))]
+
+
+def _cache() -> Path:
+    return Path(os.environ.get("BATCHSCORE_ENV_CACHE")
+                or Path.home() / ".cache" / "batchscore" / "envs")
+
+
+def env_key(requirements: list[str]) -> str:
+    payload = json.dumps([sys.version, sorted(requirements)])
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def _uv() -> str | None:
+    beside = Path(sys.executable).parent / "uv"
+    return str(beside) if beside.is_file() else shutil.which("uv")
+
+
+def _run(cmd: list[str], what: str) -> None:
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        message = (done.stderr or done.stdout).strip()[-2000:]
+        raise InputError(f"the environment cannot be built ({what} failed):\n{message}")
+
+
+def build_env(requirements: list[str]) -> Path:
+    """The Python of the cached virtualenv holding ``requirements`` (built now if needed;
+    concurrent builders wait for the first)."""
+    root = _cache() / env_key(requirements)
+    python = root / "bin" / "python"
+    done = root / ".complete"
+    if done.is_file():
+        return python
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{root}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if done.is_file():
+            return python
+        shutil.rmtree(root, ignore_errors=True)  # a build that died half-way
+        uv = _uv()
+        reqs = root.with_name(f"{root.name}.requirements.txt")
+        reqs.write_text("".join(f"{r}\n" for r in requirements))
+        try:
+            if uv:
+                _run([uv, "venv", "--quiet", "--python", sys.executable, str(root)], "uv venv")
+                if requirements:
+                    _run([uv, "pip", "install", "--quiet", "--python", str(python), "-r",
+                          str(reqs)], "uv pip install")
+            else:
+                _run([sys.executable, "-m", "venv", str(root)], "python -m venv")
+                if requirements:
+                    _run([str(python), "-m", "pip", "install", "--quiet", "-r", str(reqs)],
+                         "pip install")
+        except InputError:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+        done.write_text(json.dumps(requirements))
+    return python
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    except (OSError, AttributeError):
+        pass
+
+
+class EnvProcess:
+    """The user's script loaded in a child process of the virtualenv's Python."""
+
+    def __init__(self, python: Path, script: Path, code: Path, argv: list[str]) -> None:
+        to_child_r, self._to_child = os.pipe()
+        self._from_child, from_child_w = os.pipe()
+        self.proc = subprocess.Popen(
+            [str(python), str(RUNNER), str(to_child_r), str(from_child_w), str(script),
+             str(code), *argv],
+            pass_fds=(to_child_r, from_child_w), preexec_fn=_die_with_parent,
+            stdin=subprocess.DEVNULL)
+        os.close(to_child_r)
+        os.close(from_child_w)
+        answer = self._receive()
+        if not answer.get("ok"):
+            raise ScriptError(f"loading the scoring script in its environment ({python}) "
+                              f"failed:\n{answer.get('error', '')}")
+
+    def _send(self, message: dict[str, Any]) -> None:
+        data = json.dumps(message).encode()
+        os.write(self._to_child, struct.pack(">I", len(data)) + data)
+
+    def _read(self, n: int) -> bytes:
+        chunks = b""
+        while len(chunks) < n:
+            part = os.read(self._from_child, n - len(chunks))
+            if not part:
+                code = self.proc.wait()
+                raise ScriptError(f"the scoring script's process in its environment exited "
+                                  f"(code {code})")
+            chunks += part
+        return chunks
+
+    def _receive(self) -> dict[str, Any]:
+        (size,) = struct.unpack(">I", self._read(4))
+        return json.loads(self._read(size))  # type: ignore[no-any-return]
+
+    def run(self, items: list[str], index: int) -> dict[str, Any]:
+        self._send({"op": "run", "items": items, "index": index})
+        return self._receive()
+
+    def close(self) -> None:
+        try:
+            self._send({"op": "shutdown"})
+            self._receive()
+        except (OSError, ScriptError, struct.error, ValueError):
+            pass
+        for fd in (self._to_child, self._from_child):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

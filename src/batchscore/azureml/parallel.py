@@ -1,0 +1,249 @@
+"""Azure ML parallel job YAMLs (``type: parallel``), run on the entry-script engine.
+
+``task: {type: run_function, code, entry_script, program_arguments, append_row_to}`` with
+``inputs``, ``outputs`` and ``input_data: ${{inputs.NAME}}``; ``${{inputs.NAME}}`` and
+``${{outputs.NAME}}`` in ``program_arguments`` become the inputs' paths (or literal values)
+and the outputs' folders, and the arguments reach the entry script in ``sys.argv`` (so that
+``init()`` can ``argparse`` them, with ``parse_known_args``). ``--set KEY.PATH=VALUE`` changes
+a key of the YAML before it is read (``--set inputs.data.path=other/``).
+
+An output without ``path`` goes where Azure would put it, below the data store:
+``azureml/<job name>/<output name>/``. Keys that only matter to the cloud (``compute``,
+``display_name``, ``experiment_name``, ``description``, ``tags``, ``identity``, ...) are
+accepted and ignored; ``mini_batch_error_threshold`` is accepted and not enforced (the job's
+``error_threshold`` counts failed items); any other key is refused.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from ..errors import SpecError
+
+if TYPE_CHECKING:
+    from ..jobs.spec import JobSpec
+    from ..workspace import Workspace
+
+__all__ = ["ParallelJob", "apply_sets", "load_parallel_job"]
+
+_IGNORED = {"$schema", "display_name", "experiment_name", "compute", "description", "tags",
+            "properties", "identity", "name", "is_deterministic", "version",
+            "mini_batch_error_threshold"}
+_KEYS = {"type", "inputs", "outputs", "input_data", "task", "mini_batch_size", "resources",
+         "max_concurrency_per_instance", "error_threshold", "retry_settings",
+         "logging_level", "partition_keys", "environment_variables"} | _IGNORED
+_TASK = {"type", "code", "entry_script", "program_arguments", "environment",
+         "append_row_to", "environment_variables"}
+_EXPR = re.compile(r"\$\{\{\s*(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_FILE_TYPES = {"uri_folder", "uri_file", "custom_model", "mlflow_model"}
+_LITERAL_TYPES = {"string", "integer", "number", "boolean"}
+
+
+@dataclass(frozen=True)
+class ParallelJob:
+    """What a parallel job YAML runs: the job spec, its inputs and output folder."""
+
+    spec: JobSpec
+    inputs: list[str]
+    output: str
+    arguments: list[str]
+
+
+def apply_sets(raw: dict[str, Any], sets: list[str]) -> dict[str, Any]:
+    """``KEY.PATH=VALUE`` pairs applied to the mapping (VALUE read as YAML)."""
+    for pair in sets:
+        key, sep, text = pair.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise SpecError(f"--set {pair!r}: expected KEY.PATH=VALUE, as in "
+                            "inputs.data.path=folder/")
+        try:
+            value = yaml.safe_load(text) if text else ""
+        except yaml.YAMLError:
+            value = text
+        node = raw
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {} if child is None else {"value": child}
+                node[part] = child
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def _local(path: str, base: Path) -> str:
+    if "://" in path or path.startswith("azureml:"):
+        return path
+    return str((base / path).resolve())
+
+
+def load_parallel_job(ws: Workspace, path: Path, sets: list[str] | None = None
+                      ) -> ParallelJob:
+    """Read ``path`` (a ``type: parallel`` job YAML) into what :func:`run` needs."""
+    from ..jobs.spec import spec_from_mapping
+    from ..storage import to_url
+    from .assets import resolve_input, resolve_model
+
+    if not path.is_file():
+        raise SpecError(f"job file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SpecError(f"job file {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"job file {str(path)!r} must be a mapping")
+    raw = apply_sets(raw, list(sets or []))
+    source = str(path)
+    base = path.parent.resolve()
+    if raw.get("type") != "parallel":
+        raise SpecError(f"{source}: type is {raw.get('type')!r}; batchscore job create runs "
+                        "parallel jobs (type: parallel); a deployment YAML runs with "
+                        "batchscore job run")
+    for key in raw:
+        if key not in _KEYS:
+            raise SpecError(f"{source}: unknown key {key!r} of a parallel job")
+    task = raw.get("task")
+    if not isinstance(task, dict):
+        raise SpecError(f"{source}: task is required (type: run_function, code, "
+                        "entry_script)")
+    for key in task:
+        if key not in _TASK:
+            raise SpecError(f"{source}: unknown key task.{key}")
+    if task.get("type", "run_function") != "run_function":
+        raise SpecError(f"{source}: task.type {task.get('type')!r}: only run_function runs")
+    if not task.get("entry_script"):
+        raise SpecError(f"{source}: task.entry_script is required")
+    job_name = str(raw.get("name") or raw.get("display_name") or path.stem)
+
+    # inputs: a path (file, folder, data or model asset) or a literal value
+    values: dict[str, str] = {}
+    for name, value in (raw.get("inputs") or {}).items():
+        if isinstance(value, dict):
+            kind = str(value.get("type", "uri_folder"))
+            if kind == "mltable":
+                raise SpecError(f"{source}: inputs.{name} is an mltable; give the folder of "
+                                "CSV or Parquet files as uri_folder instead")
+            if kind in _LITERAL_TYPES:
+                literal = value.get("value", value.get("default"))
+                if literal is None:
+                    raise SpecError(f"{source}: inputs.{name} has no value")
+                values[name] = _literal(literal)
+                continue
+            if kind not in _FILE_TYPES:
+                raise SpecError(f"{source}: inputs.{name}: type {kind!r} is not one of "
+                                f"{', '.join(sorted(_FILE_TYPES | _LITERAL_TYPES))}")
+            if not value.get("path"):
+                raise SpecError(f"{source}: inputs.{name} has no path (give it with --set "
+                                f"inputs.{name}.path=...)")
+            where = _local(str(value["path"]), base)
+            if kind in ("custom_model", "mlflow_model") and where.startswith("azureml:"):
+                where = resolve_model(ws, where).location
+            else:
+                where = resolve_input(ws, where)
+            values[name] = _plain(where)
+        elif isinstance(value, str | int | float | bool):
+            values[name] = _literal(value)
+        else:
+            raise SpecError(f"{source}: inputs.{name} must be a value or a mapping")
+
+    # outputs: folders (made now, so that the script can write into them)
+    folders: dict[str, str] = {}
+    named_files: set[str] = set()  # uri_file outputs given a path: the file's own name
+    for name, value in (raw.get("outputs") or {}).items():
+        value = value if isinstance(value, dict) else {}
+        if value.get("path") and str(value.get("type", "uri_folder")) == "uri_file":
+            named_files.add(name)
+        if value.get("path"):
+            where = _local(str(value["path"]), base)
+        else:
+            where = ws.data.url_of("azureml", job_name, name)
+        folders[name] = _plain(to_url(where))
+
+    def substitute(text: str, what: str) -> str:
+        def one(match: re.Match[str]) -> str:
+            table = values if match.group(1) == "inputs" else folders
+            if match.group(2) not in table:
+                raise SpecError(f"{source}: {what} refers to {match.group(0)}, which is not "
+                                f"among the job's {match.group(1)} "
+                                f"({', '.join(table) or 'none'})")
+            return table[match.group(2)]
+
+        return _EXPR.sub(one, text)
+
+    input_data = raw.get("input_data")
+    if not isinstance(input_data, str) or not _EXPR.fullmatch(input_data.strip()):
+        raise SpecError(f"{source}: input_data must be ${{{{inputs.NAME}}}}")
+    data = substitute(input_data.strip(), "input_data")
+
+    arguments_text = task.get("program_arguments") or ""
+    if isinstance(arguments_text, list):
+        arguments = [substitute(str(a), "program_arguments") for a in arguments_text]
+    else:
+        arguments = [substitute(a, "program_arguments")
+                     for a in shlex.split(str(arguments_text))]
+
+    append = task.get("append_row_to")
+    settings: dict[str, Any] = {}
+    if append:
+        match = _EXPR.fullmatch(str(append).strip())
+        if not match or match.group(1) != "outputs":
+            raise SpecError(f"{source}: task.append_row_to must be ${{{{outputs.NAME}}}}")
+        target = substitute(str(append).strip(), "task.append_row_to")
+        if match.group(2) in named_files:
+            output, _, file_name = target.rstrip("/").rpartition("/")
+            settings["output_file_name"] = file_name
+        else:
+            output = target
+            settings["output_file_name"] = "parallel_run_step.txt"
+        settings["output_action"] = "append_row"
+    else:
+        settings["output_action"] = "summary_only"
+        output = ws.data.url_of("azureml", job_name, "summary")
+    for name, folder in folders.items():  # the script writes into the others
+        if name not in named_files and folder != output and "://" not in folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+    if task.get("code"):
+        code = _local(str(task["code"]), base)
+        if "://" in code:
+            raise SpecError(f"{source}: task.code must be a local folder")
+    else:
+        code = str(base)
+    resources = raw.get("resources") or {}
+    if not isinstance(resources, dict):
+        raise SpecError(f"{source}: resources must be a mapping")
+    from .envs import environment_requirements
+
+    requirements = environment_requirements(task.get("environment"), base, source)
+    env = {**(raw.get("environment_variables") or {}),
+           **(task.get("environment_variables") or {})}
+    mapping: dict[str, Any] = {
+        "name": job_name, "code": code, "scoring_script": str(task["entry_script"]),
+        "program_arguments": arguments, **settings,
+        **{k: raw[k] for k in ("mini_batch_size", "max_concurrency_per_instance",
+                               "error_threshold", "retry_settings", "logging_level",
+                               "partition_keys") if raw.get(k) is not None},
+        **({"instance_count": resources["instance_count"]}
+           if resources.get("instance_count") is not None else {}),
+        **({"environment_variables": env} if env else {}),
+        **({"requirements": requirements} if requirements else {}),
+    }
+    spec = spec_from_mapping(mapping, base_dir=base, source=source)
+    return ParallelJob(spec, [data], output, arguments)
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "True" if value else "False"  # as Azure passes booleans
+    return str(value)
+
+
+def _plain(where: str) -> str:
+    """A local path without ``file://`` (what a script gets in sys.argv)."""
+    return where.removeprefix("file://") if where.startswith("file://") else where

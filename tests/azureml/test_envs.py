@@ -1,0 +1,118 @@
+"""--env-manager virtualenv: the deployment's environment becomes a cached virtualenv, and
+the workers run the script in it while the driver stays in batchscore's environment."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from batchscore.azureml.envs import build_env, env_key, environment_requirements
+from batchscore.errors import InputError, SpecError
+from batchscore.workspace import Workspace
+
+
+def test_conda_file_becomes_pip_requirements(tmp_path: Path) -> None:
+    (tmp_path / "conda.yaml").write_text(
+        "dependencies:\n  - python=3.8\n  - pip\n  - conda-forge::numpy=1.26.4\n"
+        "  - pip:\n    - scikit-learn==1.1.3\n    - mlflow<3\n")
+    assert environment_requirements({"conda_file": "conda.yaml"}, tmp_path, "d.yml") == [
+        "numpy==1.26.4", "scikit-learn==1.1.3", "mlflow<3"]
+    assert environment_requirements("azureml:AzureML-sklearn@latest", tmp_path, "d") == []
+    inline = {"conda_file": {"dependencies": [{"pip": ["six==1.16.0"]}]}}
+    assert environment_requirements(inline, tmp_path, "d") == ["six==1.16.0"]
+    with pytest.raises(SpecError, match=r"conda_file 'nope\.yaml' does not exist"):
+        environment_requirements({"conda_file": "nope.yaml"}, tmp_path, "d.yml")
+
+
+def test_job_runs_in_the_deployment_environment(layout, cli, ws: Workspace) -> None:
+    """six 1.16.0 in the job's environment, another six in batchscore's; two workers share
+    the one cached environment."""
+    import six
+
+    assert six.__version__ != "1.16.0"
+    root = layout("six-env")
+    result = cli(root, "job", "run", "deployment.yml", "--input", "data", "--output", "out",
+                 "--env-manager", "virtualenv", "--no-progress")
+    assert result.exit_code == 0, result.output
+    lines = sorted((root / "out" / "predictions.csv").read_text().splitlines())
+    env = build_env(["six==1.16.0"]).parent.parent  # cached: at once
+    assert lines == [f"{n}.txt 1.16.0 {env}" for n in "abc"]
+    assert Path(sys.prefix) != env
+    # local (the default) runs the same script in batchscore's environment
+    result = cli(root, "job", "run", "deployment.yml", "--input", "data", "--output", "out2",
+                 "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert all(f" {six.__version__} " in line
+               for line in (root / "out2" / "predictions.csv").read_text().splitlines())
+
+
+def test_an_environment_that_cannot_be_built_is_one_error(layout, cli, ws: Workspace) -> None:
+    root = layout("six-env")
+    (root / "environment" / "conda.yaml").write_text(
+        "dependencies:\n  - pip:\n    - six==0.0.0.999\n")
+    result = cli(root, "job", "run", "deployment.yml", "--input", "data", "--output", "out",
+                 "--env-manager", "virtualenv", "--no-progress")
+    assert result.exit_code == 2, result.output
+    assert "the environment cannot be built" in result.output
+    assert "six" in result.output and "Traceback" not in result.output
+    assert not (root / "out").exists()
+    with pytest.raises(InputError, match="cannot be built"):
+        build_env(["six==0.0.0.999"])
+    assert env_key(["a", "b"]) == env_key(["b", "a"])
+
+
+def test_a_script_failing_in_its_environment_fails_its_mini_batch(layout, cli,
+                                                                  ws: Workspace) -> None:
+    root = layout("six-env")
+    (root / "code" / "score.py").write_text(
+        "def run(mini_batch):\n    raise ValueError('bad batch')\n")
+    result = cli(root, "job", "run", "deployment.yml", "--input", "data", "--output", "out",
+                 "--env-manager", "virtualenv", "--no-progress", "--max-retries", "0")
+    assert result.exit_code == 0, result.output  # error_threshold -1: failures allowed
+    from batchscore.jobs import job_logs, list_jobs
+
+    (job,) = list_jobs(ws)
+    assert (job.items_succeeded, job.items_failed) == (0, 3)
+    assert "ValueError: bad batch" in job_logs(ws, job.id).errors
+
+
+def test_a_missing_conda_file_matters_under_virtualenv_only(layout, cli, ws: Workspace
+                                                           ) -> None:
+    root = layout("six-env")
+    (root / "environment" / "conda.yaml").unlink()
+    result = cli(root, "job", "run", "deployment.yml", "--input", "data", "--output", "out",
+                 "--env-manager", "virtualenv")
+    assert result.exit_code == 2, result.output
+    assert "environment.conda_file 'environment/conda.yaml' does not exist" in result.output
+    result = cli(root, "job", "run", "deployment.yml", "--input", "data", "--output", "out",
+                 "--no-progress")
+    assert "No module named 'six'" not in result.output  # six is in batchscore's environment
+    assert result.exit_code == 0, result.output
+
+
+def test_another_python_is_said(layout, cli, ws: Workspace) -> None:
+    root = layout("six-env")
+    conda = root / "environment" / "conda.yaml"
+    conda.write_text(conda.read_text().replace("python=3.11", "python=3.8"))
+    result = cli(root, "job", "run", "deployment.yml", "--input", "data", "--output", "out",
+                 "--env-manager", "virtualenv", "--no-progress")
+    assert result.exit_code == 0, result.output
+    here = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    assert (f"note: the environment asks for Python 3.8; its virtualenv uses this machine's "
+            f"Python {here}") in result.output
+
+
+def test_a_deployment_with_its_own_environment(layout, cli, ws: Workspace) -> None:
+    root = layout("six-env")
+    assert cli(root, "endpoint", "create", "-f", "endpoint.yml").exit_code == 0
+    result = cli(root, "deployment", "create", "-f", "deployment.yml", "--env-manager",
+                 "virtualenv")
+    assert result.exit_code == 0, result.output
+    result = cli(root, "endpoint", "invoke", "six", "--input", "data", "--output", "out",
+                 "--wait", "--no-progress")
+    assert result.exit_code == 0, result.output
+    env = build_env(["six==1.16.0"]).parent.parent
+    assert sorted((root / "out" / "predictions.csv").read_text().splitlines()) == \
+        [f"{n}.txt 1.16.0 {env}" for n in "abc"]
