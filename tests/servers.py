@@ -113,9 +113,12 @@ def missing_servers(reports: Sequence[object]) -> dict[str, tuple[int, str]]:
     return found
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
     """A hook (re-exported by tests/conftest.py): one closing line per missing test server,
-    with the number of tests it skipped and the command that installs it."""
+    with the number of tests it skipped and the command that installs it. A wrapper, so that
+    the lines come after pytest's own short summary, just before the counts."""
+    yield
     missing = missing_servers(terminalreporter.stats.get("skipped", []))
     if missing:
         terminalreporter.write_sep("=", "missing test servers")
