@@ -53,7 +53,7 @@ test: $(VENV)/.installed-dev azurite
 
 # The lowest versions that pyproject.toml's ranges allow, in a second venv, and a fast subset
 # of the tests (.ci/lowest.sh).
-test-lowest:
+test-lowest: $(VENV)/.installed-dev
 	bash .ci/lowest.sh
 
 lint: $(VENV)/.installed-dev
