@@ -25,6 +25,18 @@ if [[ -z $UV ]]; then
   fi
 fi
 
+# 1. A user who keeps NumPy 1: `pip install batchscore 'numpy<2'` must resolve versions that
+#    import together (pyarrow 26 needs NumPy 2 without declaring it: hence pyarrow<26).
+"$UV" venv -q --allow-existing -p "$PYTHON" "$VENV-numpy1"
+"$UV" pip install -q -p "$VENV-numpy1/bin/python" -e . 'numpy<2'
+"$VENV-numpy1/bin/python" -W error -c '
+import numpy, pandas, pyarrow, batchscore, batchscore.cli, batchscore.video
+assert numpy.__version__ < "2", numpy.__version__
+pyarrow.table({"a": [1.5]}).to_pandas()
+print(f"lowest: numpy<2 resolves numpy {numpy.__version__}, pyarrow {pyarrow.__version__}, "
+      f"pandas {pandas.__version__}: they import together")'
+
+# 2. Every requirement at its lower bound.
 "$UV" venv -q --allow-existing -p "$PYTHON" "$VENV"
 # lowest-direct: every requirement that pyproject.toml names at its lower bound
 "$UV" pip install -q -p "$VENV/bin/python" --resolution lowest-direct -e ".[$EXTRAS]"
