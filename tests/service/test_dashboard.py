@@ -12,7 +12,7 @@ from svc_helpers import FAST, serve_in_thread, wait_for
 from batchscore.pipelines import get_run, request_run
 from batchscore.service import ServiceConfig, create_app
 from batchscore.triggers import create_trigger
-from servers import services_required
+from servers import services_required, skip_missing
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -21,17 +21,16 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def _need_browser():
-    message = None
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         message = "the playwright package is not installed (pip install -e '.[test]')"
-    if message is None and not shutil.which(CHROMIUM):
-        message = f"{CHROMIUM} not found; apt-get install -y chromium (.ci/install-system-deps.sh)"
-    if message:
         if services_required():
             pytest.fail(message, pytrace=False)
         pytest.skip(message)
+    if not shutil.which(CHROMIUM):
+        skip_missing("Chromium", f"{CHROMIUM} not found (Debian's chromium package)",
+                     "apt-get install -y --no-install-recommends chromium")
 
 
 @pytest.fixture

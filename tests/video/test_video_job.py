@@ -17,6 +17,7 @@ import pytest
 from batchscore.errors import InputError, MediaError, OutputExistsError, UsageError
 from batchscore.jobs import job_logs, list_jobs, list_minibatches
 from batchscore.state.records import list_attempts
+from batchscore.video import job as video_job
 from batchscore.video import probe
 from batchscore.video.job import stylize_job
 
@@ -68,30 +69,55 @@ def test_style_blend_and_style_image(ws, clips, tmp_path):
     assert probe(tmp_path / "image.mp4").rotation == probe(src).rotation
 
 
-def test_dead_worker_costs_one_segment_one_attempt(ws, clips, tmp_path, decode_all):
+class _Held:
+    """The real network, except that while ``marks/go`` does not exist its stylize() leaves
+    a mark ``busy-<pid>`` and waits for it (a minute at most): a worker is then visibly in
+    the middle of a segment until the test lets it go."""
+
+    def __init__(self, model: object, marks: Path) -> None:
+        self._model, self._marks = model, marks
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._model, name)
+
+    def stylize(self, frames: np.ndarray) -> np.ndarray:
+        go = self._marks / "go"
+        if not go.exists():
+            (self._marks / f"busy-{os.getpid()}").touch()
+            deadline = time.monotonic() + 60
+            while not go.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return self._model.stylize(frames)  # type: ignore[attr-defined]
+
+
+def test_dead_worker_costs_one_segment_one_attempt(
+    ws, clips, tmp_path, decode_all, monkeypatch
+):
     src = clips["ntsc"]
     reference = tmp_path / "reference.mp4"
     stylize_job(ws, str(src), str(reference), style=2, max_size=64, segment_frames=6)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    real = video_job.model_from_spec
+    monkeypatch.setattr(video_job, "model_from_spec",
+                        lambda spec: _Held(real(spec), marks))  # the workers fork
     out = tmp_path / "out.mp4"
     result: dict[str, object] = {}
     thread = threading.Thread(target=lambda: result.update(job=stylize_job(
         ws, str(src), str(out), style=2, max_size=64, segment_frames=6, workers=2)))
     thread.start()
     killed: list[int] = []
-    deadline = time.monotonic() + 60
-    while not killed and time.monotonic() < deadline and thread.is_alive():
-        jobs = [j for j in list_jobs(ws) if j.output_url.endswith("out.mp4")]
-        left = jobs and [m for m in list_minibatches(ws, jobs[0].id)
-                         if m.state in ("running", "pending")]
-        logs = ws.system.local_path("jobs", jobs[0].id, "logs", "workers") if jobs else None
-        # With work still queued, both workers are busy: kill them both mid-segment.
-        if left and len(left) >= 3 and logs and logs.is_dir():
-            pids = {int(p.name.split(".")[0].rsplit("-", 1)[1]) for p in logs.iterdir()}
-            if len(pids) == 2:
-                for pid in pids:
-                    os.kill(pid, signal.SIGKILL)
-                killed = sorted(pids)
-        time.sleep(0.01)
+    try:
+        # Both workers are held in the middle of a segment, with work still queued: kill both.
+        deadline = time.monotonic() + 120
+        while len(busy := sorted(int(p.name.split("-")[1]) for p in marks.glob("busy-*"))) < 2:
+            assert thread.is_alive() and time.monotonic() < deadline, "no two busy workers"
+            time.sleep(0.02)
+        for pid in busy:
+            os.kill(pid, signal.SIGKILL)
+        killed = busy
+    finally:
+        (marks / "go").touch()
     thread.join(120)
     job = result["job"]
     assert killed and job.state == "succeeded"  # type: ignore[attr-defined]

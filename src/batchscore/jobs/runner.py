@@ -119,7 +119,7 @@ class _Run:
         self.first_error: str | None = None
         self.running: dict[int, int] = {}  # idx -> attempt, submitted and not completed
         self.in_progress = 0
-        self._progress_read = 0.0
+        self._progress_read: float | None = None  # time.monotonic() of the last read; None: never
 
     # -- helpers -------------------------------------------------------------------------
     def _snapshot(self, state: str = "running") -> ProgressSnapshot:
@@ -133,7 +133,7 @@ class _Run:
         """Items done inside running mini-batches, read from their progress files at most
         once a second (a remote system store is a request per running mini-batch)."""
         now = time.monotonic()
-        if now - self._progress_read < 1.0:
+        if self._progress_read is not None and now - self._progress_read < 1.0:
             return self.in_progress
         self._progress_read = now
         total = 0

@@ -96,11 +96,13 @@ class PartialProgress:
                  every: float = 0.5) -> None:
         self.store, self.every = store, every
         self.path = progress_file(log_prefix, idx, attempt)
-        self._last = 0.0
+        # None: never written. The monotonic clock counts from an arbitrary point (boot on
+        # Linux), so a start of 0.0 would drop the first report on a machine up < ``every`` s.
+        self._last: float | None = None
 
     def report(self, done: int) -> None:
         now = time.monotonic()
-        if now - self._last < self.every:
+        if self._last is not None and now - self._last < self.every:
             return
         self._last = now
         with contextlib.suppress(Exception):
