@@ -229,6 +229,8 @@ def test_dashboard_lists_deployments(heart: Path, ws: Workspace) -> None:
             "--disable-component-update", "--disable-sync"])
         try:
             page = browser.new_page()
+            token = (ws.settings.root / "service" / "admin.token").read_text().strip()
+            page.add_init_script(f"localStorage.setItem('batchscore-token', {token!r});")
             page.goto(f"{url}/")
             page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
             rows = page.locator("#endpoints tbody tr")

@@ -42,7 +42,7 @@ def test_upload_to_incoming_gives_a_styled_video_in_outgoing(az_ws, tmp_path):
     outgoing = blobs.get_container_client("outgoing")
     incoming.upload_blob("old.mp4", clip.read_bytes())  # there before the trigger: left alone
     app = create_app(ws, ServiceConfig(auth="off", scan_interval=0.3, run_slots=1))
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://localhost") as client:  # a Host it answers
         r = client.post("/api/v1/triggers", json={
             "name": "videos", "pipeline": "video-style", "prefix": "incoming/",
             "pattern": "*.mp4", "output": "outgoing/", "settle_seconds": 0.5,
@@ -58,7 +58,7 @@ def test_upload_to_incoming_gives_a_styled_video_in_outgoing(az_ws, tmp_path):
         [run] = wait_for(lambda: runs(1), timeout=90)
         assert run["state"] == "succeeded", run
         assert run["params"]["input"] == "incoming/clip.mp4"
-        assert run["output_url"] == f"az://outgoing/{run['id']}/clip.mp4"
+        assert run["output_url"] == f"outgoing/{run['id']}/clip.mp4"  # a data-store path
 
         styled = tmp_path / "styled.mp4"
         styled.write_bytes(outgoing.download_blob(f"{run['id']}/clip.mp4").readall())
@@ -80,4 +80,5 @@ def test_upload_to_incoming_gives_a_styled_video_in_outgoing(az_ws, tmp_path):
         second = [x for x in wait_for(lambda: runs(2), timeout=90) if x["id"] != run["id"]]
         assert [x["state"] for x in second] == ["succeeded"]
         names = sorted(b.name for b in outgoing.list_blobs())
-        assert names == sorted([f"{run['id']}/clip.mp4", f"{second[0]['id']}/clip.mp4"])
+        assert names == sorted(f"{r}/clip.mp4{extra}" for r in (run["id"], second[0]["id"])
+                               for extra in ("", ".contact.png", ".quality.json"))

@@ -52,7 +52,7 @@ def test_a_run_serves_its_quality_report_and_contact_sheet(ws, client_for, clip_
 
 def test_the_dashboard_shows_a_runs_figures_and_contact_sheet(ws, clip_in_data):
     from svc_helpers import serve_in_thread
-    from test_dashboard import ARGS, CHROMIUM, _need_browser
+    from test_dashboard import ARGS, CHROMIUM, _need_browser, _remember_token
 
     from batchscore.pipelines import get_run, request_run
     from batchscore.service import ServiceConfig, create_app
@@ -69,6 +69,7 @@ def test_the_dashboard_shows_a_runs_figures_and_contact_sheet(ws, clip_in_data):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1100})
+            page.add_init_script(_remember_token(ws))  # as a user pastes it
             page.goto(f"{url}/dashboard/")
             page.wait_for_selector("body[data-loaded=true]", timeout=20_000)
             page.locator(f"#runs tr[data-run='{run.id}']").click()
