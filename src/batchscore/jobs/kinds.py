@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -45,13 +45,19 @@ class CommitContext:
     inputs: list[str]
     output_url: str
     system: Store
-    parts: list[str]  # system-store paths of the finished mini-batches' parts, in order
+    # system-store paths of the finished mini-batches' parts, in order: a collection that
+    # reads them from the state database each time it is iterated (len() and iteration)
+    parts: Collection[str]
     staging: Path
     minibatches_total: int
 
 
 class JobKind(ABC):
     name: ClassVar[str]
+    # whether workers (``WorkerConfig.inputs``) or the commit (``CommitContext.inputs``) read
+    # the job's list of inputs; a kind whose mini-batches carry what they read says False,
+    # and its runner never loads that list (a million URLs)
+    uses_inputs: ClassVar[bool] = True
 
     @abstractmethod
     def validate(self, spec: JobSpec) -> None:

@@ -30,7 +30,7 @@ from .kinds import CommitContext, JobKind, Scorer
 from .outputs import check_output, commit_output
 from .plan import PlannedBatch, plan_minibatches, read_batch, read_table
 from .spec import JobSpec
-from .worker import ContractError, TaskResult, WorkerConfig, worker_name
+from .worker import ContractError, TaskResult, WorkerConfig, part_path, worker_name
 
 __all__ = ["MiniBatchContext", "ScriptKind", "check_script"]
 
@@ -104,6 +104,7 @@ def _code_files(spec: JobSpec) -> tuple[Path, list[Path]]:
 
 class ScriptKind(JobKind):
     name = "script"
+    uses_inputs = False  # each mini-batch names its files
 
     def validate(self, spec: JobSpec) -> None:
         check_script(spec)
@@ -184,7 +185,7 @@ class EntryScript:
         returned, text = _format_rows(result)
         part = None
         if spec.output_action == "append_row":
-            part = f"{self.cfg.parts_prefix}/{idx:08d}-{attempt}.txt"
+            part = part_path(self.cfg.parts_prefix, idx, attempt, ".txt")
             self.store.write_text(part, text)
         return TaskResult(idx, attempt, worker_name(), started, time.time(), returned, part)
 

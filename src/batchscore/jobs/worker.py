@@ -35,6 +35,7 @@ __all__ = [
     "PartialProgress",
     "TaskResult",
     "WorkerConfig",
+    "part_path",
     "progress_file",
     "run_task",
     "worker_init",
@@ -76,6 +77,15 @@ class TaskResult:
 
 
 _state: dict[str, Any] = {}
+
+
+PARTS_PER_FOLDER = 1000
+
+
+def part_path(parts_prefix: str, idx: int, attempt: int, suffix: str) -> str:
+    """Where mini-batch ``idx``'s part goes: folders of :data:`PARTS_PER_FOLDER` parts
+    (``parts/00012/00012345-1.txt``), so that no folder grows with the size of the job."""
+    return f"{parts_prefix}/{idx // PARTS_PER_FOLDER:05d}/{idx:08d}-{attempt}{suffix}"
 
 
 def progress_file(log_prefix: str, idx: int, attempt: int) -> str:
