@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -70,9 +70,11 @@ class JobKind(ABC):
     def check_output(self, spec: JobSpec, output_url: str, overwrite: bool) -> None: ...
 
     @abstractmethod
-    def plan(self, spec: JobSpec, urls: list[str], system: Store) -> list[PlannedBatch]:
-        """Split the inputs into mini-batches (``system``: where a kind may keep what it
-        must read again identically, such as the snapshot of a SQL query's result)."""
+    def plan(self, spec: JobSpec, urls: list[str], system: Store) -> Iterable[PlannedBatch]:
+        """Split the inputs into mini-batches, in order (``system``: where a kind may keep
+        what it must read again identically, such as the snapshot of a SQL query's result).
+        A generator is consumed once, while the plan is written: it must raise any error
+        about the spec or the inputs before it yields its first mini-batch, or at once."""
 
     def stage(self, job_id: str, spec: JobSpec, system: Store) -> None:
         """Put what workers need into the system store before they start (idempotent)."""

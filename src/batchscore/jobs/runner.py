@@ -404,8 +404,7 @@ class _Run:
         self.logs.event("job-finished", state=state, reason=reason,
                         items_succeeded=self.items_ok, items_failed=self.items_failed)
         self.logs.flush()
-        return db.finish_job(self.ws.engine, self.job.id, state, reason,
-                             with_inputs=bool(self.job.inputs))
+        return db.finish_job(self.ws.engine, self.job.id, state, reason)
 
     def _release(self) -> None:
         """Interrupted (Ctrl-C): leave the job resumable at once by another runner."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
@@ -232,15 +233,15 @@ def create_job(
     kind: str,
     name: str,
     spec: dict[str, Any],
-    inputs: Iterable[str],
+    inputs: Sequence[str],
     output_url: str,
     overwrite: bool,
     batches: Iterable[tuple[list[Any], int]],
 ) -> tuple[Job, bool]:
     """Create a job with its plan in one transaction; or return the unfinished job of ``key``.
 
-    ``inputs`` and ``batches`` may be generators: they are inserted ``_CHUNK`` rows at a time,
-    so a plan of a million mini-batches is never held whole. Returns ``(job, created)``.
+    ``batches`` may be a generator: the plan is inserted ``_CHUNK`` mini-batches at a time, so
+    a plan of a million mini-batches is never held whole. Returns ``(job, created)``.
     """
     job_id = f"job-{time.strftime('%Y%m%d')}-{uuid.uuid4().hex[:8]}"
     now = time.time()
@@ -280,9 +281,9 @@ def create_job(
         if existing is None:
             raise
         return existing, False
-    job = get_job(engine, job_id)
+    job = get_job(engine, job_id, with_inputs=False)
     assert job is not None
-    return job, True
+    return dataclasses.replace(job, inputs=list(inputs)), True
 
 
 def find_active(engine: Engine, key: str) -> Job | None:
