@@ -10,7 +10,8 @@ Scaling mode (``--scaling 1000,10000,100000,1000000``): each size runs in fresh 
 so each figure is its own: the setup (writing the files, timing the bare loop), the planning
 (``submit_job``: listing, plan, state records) and the run (``execute``: the runner and its
 workers). Printed per size: planning and run seconds, the engine's overhead per mini-batch,
-and the peak RSS of the planning process and of the runner process (workers not counted).
+the runner's CPU time per mini-batch, and the peak RSS of the planning process and of the
+runner process (workers not counted).
 With ``--resume`` the run is killed (``os._exit``, as ``kill -9``) once 90% of the
 mini-batches are done, and a new process resumes the job: printed, the seconds from the
 resume's start to its first newly finished mini-batch; the run time is then the killed run's
@@ -76,6 +77,13 @@ def _peak_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process alone: the runner, not its workers. On a
+    shared machine it moves less than wall time does with the load of others."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _step(args: argparse.Namespace) -> dict[str, object]:
     """One step of one scaling point, in this (fresh) process."""
     root = Path(args.root)
@@ -117,6 +125,7 @@ def _step(args: argparse.Namespace) -> dict[str, object]:
     first: list[float] = []
     done_at_start = [minibatch_counts(ws.engine, args.job).get("done", 0)]
     start = time.perf_counter()
+    cpu = _cpu_s()
 
     def progress(snap) -> None:  # type: ignore[no-untyped-def]
         if not first and snap.minibatches_done > done_at_start[0]:
@@ -124,6 +133,7 @@ def _step(args: argparse.Namespace) -> dict[str, object]:
         if args.step == "run-kill" and snap.minibatches_done >= 0.9 * n:
             sys.stdout.write(json.dumps({"killed_at": snap.minibatches_done,
                                          "run_s": time.perf_counter() - start,
+                                         "run_cpu_s": _cpu_s() - cpu,
                                          "run_peak_mib": _peak_mib()}) + "\n")
             sys.stdout.flush()
             os._exit(9)
@@ -132,7 +142,7 @@ def _step(args: argparse.Namespace) -> dict[str, object]:
     elapsed = time.perf_counter() - start
     assert job.state == "succeeded", job.reason
     ws.close()
-    return {"run_s": elapsed, "run_peak_mib": _peak_mib(),
+    return {"run_s": elapsed, "run_cpu_s": _cpu_s() - cpu, "run_peak_mib": _peak_mib(),
             "first_done_s": first[0] if first else None,
             "done_at_start": done_at_start[0]}
 
@@ -192,6 +202,7 @@ def _point(n: int, workers: int, resume: bool, database: str) -> dict[str, objec
                         "resume_done_at_start": run["done_at_start"],
                         # the whole job's run: up to the kill, then the resume
                         "run_s": float(killed["run_s"]) + float(run["run_s"]),
+                        "run_cpu_s": float(killed["run_cpu_s"]) + float(run["run_cpu_s"]),
                         "run_peak_mib": max(float(killed["run_peak_mib"]),
                                             float(run["run_peak_mib"]))})
         else:
@@ -199,23 +210,26 @@ def _point(n: int, workers: int, resume: bool, database: str) -> dict[str, objec
         job_s = float(row["plan_s"]) + float(row["run_s"])  # type: ignore[arg-type]
         row["overhead_ms_per_minibatch"] = round(
             1000 * (job_s - float(row["bare_s"])) / n, 3)  # type: ignore[arg-type]
-    result = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()
-              if k != "job"}
-    print(json.dumps(result), flush=True)
+        row["runner_cpu_ms_per_minibatch"] = round(
+            1000 * float(row["run_cpu_s"]) / n, 3)  # type: ignore[arg-type]
+        result = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()
+                  if k != "job"}
+        print(json.dumps(result), flush=True)  # before removing the files (minutes at 1M)
     return result
 
 
 def _table(rows: list[dict[str, object]], resume: bool) -> str:
-    head = ("| mini-batches | planning | run | overhead / mini-batch | planning peak RSS | "
-            "runner peak RSS |")
-    rule = "| --- | --- | --- | --- | --- | --- |"
+    head = ("| mini-batches | planning | run | overhead / mini-batch | runner CPU / "
+            "mini-batch | planning peak RSS | runner peak RSS |")
+    rule = "| --- | --- | --- | --- | --- | --- | --- |"
     if resume:
         head += " killed at | resume: first new mini-batch done after |"
         rule += " --- | --- |"
     body = []
     for r in rows:
         line = (f"| {r['minibatches']:,} | {r['plan_s']} s | {r['run_s']} s | "
-                f"{r['overhead_ms_per_minibatch']} ms | {r['plan_peak_mib']} MiB | "
+                f"{r['overhead_ms_per_minibatch']} ms | "
+                f"{r['runner_cpu_ms_per_minibatch']} ms | {r['plan_peak_mib']} MiB | "
                 f"{r['run_peak_mib']} MiB |")
         if resume:
             line += f" {r['killed_at']:,} | {r['resume_first_done_s']} s |"
