@@ -108,3 +108,22 @@ def test_upgrade_moves_a_jobs_inputs_out_of_its_row(tmp_path: Path) -> None:
     job = db.get_job(engine, "job-old")
     assert job is not None and job.inputs == urls
     engine.dispose()
+
+
+def test_engines_are_tracked_as_they_connect_and_forked_workers_renew_their_pools(
+        tmp_path: Path) -> None:
+    """A forked worker must not use its parent's pooled connections: the engines that
+    connected are known without searching every object, and the worker gives each a new
+    pool (the parent's connections are left alone, not closed)."""
+    from batchscore.jobs.worker import _forget_inherited_connections
+    from batchscore.state.db import connected_engines
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    assert engine not in connected_engines()
+    with engine.connect() as conn:
+        conn.execute(text("select 1"))
+    assert engine in connected_engines()
+    pool = engine.pool
+    _forget_inherited_connections()
+    assert engine.pool is not pool
+    engine.dispose()

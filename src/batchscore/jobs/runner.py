@@ -22,6 +22,7 @@ from sqlalchemy import update
 
 from ..errors import JobStateError
 from ..state import records as db
+from ..state.db import connected_engines
 from ..state.tables import jobs as jobs_table
 from ..workspace import Workspace
 from .crash import crash_point
@@ -275,6 +276,7 @@ class _Run:
             parts_prefix=f"{self.prefix}/parts",
         )
         get_kind(self.spec.kind).stage(self.job.id, self.spec, self.ws.system)
+        connected_engines()  # any one-time search for engines, here, not in every worker
         executor.start(cfg, self.spec.workers)
         timeout = self.spec.retry_settings.timeout
         try:
