@@ -21,7 +21,7 @@ ONLY=${ONLY:-"engine tabular video"}
 ENGINE_MB=${ENGINE_MB:-100000}
 TABULAR_ROWS=${TABULAR_ROWS:-10000000}
 VIDEO_FRAMES=${VIDEO_FRAMES:-528}
-OUT=benchmarks/results
+OUT=${OUT:-benchmarks/results}
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
 echo "machine: $(nproc) CPUs, $(uname -m), $($PY --version 2>&1)"
