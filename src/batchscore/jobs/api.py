@@ -97,7 +97,14 @@ def run_job(
     """
     _check_executor(executor)
     job, _ = submit_job(ws, spec, inputs, output, overwrite=overwrite)
-    return execute(ws, job.id, progress=progress, executor=executor)
+    return _with_inputs(ws, execute(ws, job.id, progress=progress, executor=executor))
+
+
+def _with_inputs(ws: Workspace, job: db.Job) -> db.Job:
+    """The finished job with its inputs (the runner returns it without them)."""
+    full = db.get_job(ws.engine, job.id)
+    assert full is not None
+    return full
 
 
 def failure(ws: Workspace, job: db.Job) -> JobFailedError:
@@ -116,7 +123,7 @@ def resume_job(ws: Workspace, job_id: str, *, progress: ProgressCallback | None 
     job = get_job(ws, job_id)
     if job.finished:
         raise JobStateError(f"job {job.id} already {job.state}; nothing to resume")
-    return execute(ws, job.id, progress=progress, executor=executor)
+    return _with_inputs(ws, execute(ws, job.id, progress=progress, executor=executor))
 
 
 def _check_executor(executor: str | None) -> None:

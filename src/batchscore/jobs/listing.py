@@ -3,8 +3,8 @@
 :func:`batchscore.storage.expand_inputs` lists a folder with fsspec's ``find``, which builds
 an information record (a ``stat``) for every file before it keeps the names: a folder of a
 million files costs about a gigabyte at its peak. A local folder given as it is (no wildcard)
-is listed here with ``os.walk`` instead: only names are held, hidden ones pruned as they are
-met. Everything else (wildcards, remote stores, several patterns) goes to ``expand_inputs``.
+is listed here with ``os.scandir`` instead: only the URLs are held, hidden ones pruned as they
+are met. Everything else (wildcards, remote stores, several patterns) goes to ``expand_inputs``.
 The result is the same list, in the same order.
 """
 
@@ -33,12 +33,21 @@ def list_inputs(patterns: Sequence[str]) -> list[str]:
 
 
 def _walk(top: str) -> list[str]:
+    """Every file below ``top`` but hidden ones, sorted. One folder's entries are read as a
+    stream (no list of a million names beside the URLs); a link to a folder is listed, not
+    followed, as fsspec's ``find`` does."""
     urls: list[str] = []
-    for root, dirs, files in os.walk(top):
-        prefix = "file://" + (root if root != "/" else "")
-        # as fsspec's find: a link to a folder is listed, not followed
-        links = [d for d in dirs if os.path.islink(os.path.join(root, d))]
-        dirs[:] = [d for d in dirs if not d.startswith(".") and d not in links]
-        urls.extend(f"{prefix}/{name}" for name in [*files, *links] if not name.startswith("."))
+    folders = [top]
+    while folders:
+        folder = folders.pop()
+        prefix = "file://" + (folder if folder != "/" else "")
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                else:
+                    urls.append(f"{prefix}/{entry.name}")
     urls.sort()
     return urls

@@ -111,7 +111,9 @@ def execute(
     progress: ProgressCallback | None = None,
     executor: str | None = None,
 ) -> db.Job:
-    """Run (or resume) job ``job_id`` to its end in this process; returns the finished job."""
+    """Run (or resume) job ``job_id`` to its end in this process; returns the finished job,
+    without its list of inputs (``inputs`` is empty: a million URLs are not read back at the
+    end of a run; :func:`batchscore.jobs.api.run_job` returns them)."""
     runner = db.runner_name()
     if not db.claim_job(ws.engine, job_id, runner):
         job = db.get_job(ws.engine, job_id)
@@ -406,7 +408,7 @@ class _Run:
         self.logs.event("job-finished", state=state, reason=reason,
                         items_succeeded=self.items_ok, items_failed=self.items_failed)
         self.logs.flush()
-        return db.finish_job(self.ws.engine, self.job.id, state, reason)
+        return db.finish_job(self.ws.engine, self.job.id, state, reason, with_inputs=False)
 
     def _release(self) -> None:
         """Interrupted (Ctrl-C): leave the job resumable at once by another runner."""
