@@ -6,19 +6,37 @@ it through the full engine (planning, state database, worker processes, parts, l
 assembly, atomic commit). Reported: wall times, the engine's overhead per mini-batch
 ((job - bare) / mini-batches), and the throughput ratio.
 
+Scaling mode (``--scaling 1000,10000,100000,1000000``): each size runs in fresh processes,
+so each figure is its own: the setup (writing the files, timing the bare loop), the planning
+(``submit_job``: listing, plan, state records) and the run (``execute``: the runner and its
+workers). Printed per size: planning and run seconds, the engine's overhead per mini-batch,
+the runner's CPU time per mini-batch, and the peak RSS of the planning process and of the
+runner process (workers not counted).
+With ``--resume`` the run is killed (``os._exit``, as ``kill -9``) once 90% of the
+mini-batches are done, and a new process resumes the job: printed, the seconds from the
+resume's start to its first newly finished mini-batch; the run time is then the killed run's
+and the resume's together (one restart included).
+
 Example:
     .venv/bin/python benchmarks/engine.py --minibatches 1000 --workers 2
+    .venv/bin/python benchmarks/engine.py --scaling 1000,10000,100000 --workers 2 --resume
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import os
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from batchscore import init_workspace, run_job, spec_from_mapping
@@ -55,6 +73,170 @@ def engine(root: Path, script: Path, inputs: Path, size: int, workers: int, rep:
     return elapsed
 
 
+def _peak_mib() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _cpu_s() -> float:
+    """CPU seconds (user + system) of this process alone: the runner, not its workers. On a
+    shared machine it moves less than wall time does with the load of others."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _step(args: argparse.Namespace) -> dict[str, object]:
+    """One step of one scaling point, in this (fresh) process."""
+    root = Path(args.root)
+    n = args.minibatches
+    if args.step == "setup":
+        script = root / "score.py"
+        script.write_text(SCRIPT)
+        inputs = root / "inputs"
+        inputs.mkdir()
+        for i in range(n):
+            (inputs / f"f{i:07d}.txt").write_text(str(i))
+        spec_ = importlib.util.spec_from_file_location("bench_score", script)
+        assert spec_ and spec_.loader
+        module = importlib.util.module_from_spec(spec_)
+        spec_.loader.exec_module(module)
+        start = time.perf_counter()
+        with os.scandir(inputs) as entries:  # one file a mini-batch: order does not matter
+            for entry in entries:
+                module.run([entry.path])
+        return {"bare_s": time.perf_counter() - start}
+    from batchscore import init_workspace, open_workspace
+
+    if args.step == "plan":
+        from batchscore.jobs.api import submit_job
+
+        ws = init_workspace(root / "ws", database_url=args.database or None)
+        spec = spec_from_mapping({"scoring_script": str(root / "score.py"),
+                                  "mini_batch_size": 1,
+                                  "max_concurrency_per_instance": args.workers})
+        start = time.perf_counter()
+        job, _ = submit_job(ws, spec, [str(root / "inputs")], str(root / "out"))
+        elapsed = time.perf_counter() - start
+        ws.close()
+        return {"plan_s": elapsed, "plan_peak_mib": _peak_mib(), "job": job.id}
+    from batchscore.jobs.runner import execute
+    from batchscore.state.records import minibatch_counts
+
+    ws = open_workspace(root / "ws")
+    first: list[float] = []
+    done_at_start = [minibatch_counts(ws.engine, args.job).get("done", 0)]
+    start = time.perf_counter()
+    cpu = _cpu_s()
+
+    def progress(snap) -> None:  # type: ignore[no-untyped-def]
+        if not first and snap.minibatches_done > done_at_start[0]:
+            first.append(time.perf_counter() - start)
+        if args.step == "run-kill" and snap.minibatches_done >= 0.9 * n:
+            sys.stdout.write(json.dumps({"killed_at": snap.minibatches_done,
+                                         "run_s": time.perf_counter() - start,
+                                         "run_cpu_s": _cpu_s() - cpu,
+                                         "run_peak_mib": _peak_mib()}) + "\n")
+            sys.stdout.flush()
+            os._exit(9)
+
+    job = execute(ws, args.job, progress=progress)
+    elapsed = time.perf_counter() - start
+    assert job.state == "succeeded", job.reason
+    ws.close()
+    return {"run_s": elapsed, "run_cpu_s": _cpu_s() - cpu, "run_peak_mib": _peak_mib(),
+            "first_done_s": first[0] if first else None,
+            "done_at_start": done_at_start[0]}
+
+
+def _child(root: Path, step: str, n: int, workers: int, job: str = "", database: str = ""
+           ) -> dict[str, object]:
+    cmd = [sys.executable, __file__, "--step", step, "--root", str(root), "--minibatches",
+           str(n), "--workers", str(workers), "--job", job, "--database", database]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        raise SystemExit(f"{step} of {n} failed:\n{out.stdout}\n{out.stderr}")
+    return json.loads(lines[-1])  # type: ignore[no-any-return]
+
+
+def _postgres(stack: contextlib.ExitStack) -> Callable[[int], str]:
+    """A throw-away PostgreSQL server (the tests' helper); returns: a new database's URL."""
+    from sqlalchemy import create_engine, text
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from servers import postgres_server
+
+    server = stack.enter_context(postgres_server())
+
+    def new_database(n: int) -> str:
+        engine = create_engine(server, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE bench_{n}"))
+        engine.dispose()
+        return server.rsplit("/", 1)[0] + f"/bench_{n}"
+
+    return new_database
+
+
+def scaling(sizes: list[int], workers: int, resume: bool, postgres: bool = False
+            ) -> list[dict[str, object]]:
+    rows = []
+    with contextlib.ExitStack() as stack:
+        new_database = _postgres(stack) if postgres else None
+        for n in sizes:
+            rows.append(_point(n, workers, resume,
+                               new_database(n) if new_database else ""))
+    return rows
+
+
+def _point(n: int, workers: int, resume: bool, database: str) -> dict[str, object]:
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        row: dict[str, object] = {"minibatches": n}
+        row.update(_child(root, "setup", n, workers))
+        row.update(_child(root, "plan", n, workers, database=database))
+        if resume:
+            killed = _child(root, "run-kill", n, workers, str(row["job"]))
+            run = _child(root, "run", n, workers, str(row["job"]))
+            row.update({"killed_at": killed["killed_at"],
+                        "resume_first_done_s": run["first_done_s"],
+                        "resume_done_at_start": run["done_at_start"],
+                        # the whole job's run: up to the kill, then the resume
+                        "run_s": float(killed["run_s"]) + float(run["run_s"]),
+                        "run_cpu_s": float(killed["run_cpu_s"]) + float(run["run_cpu_s"]),
+                        "run_peak_mib": max(float(killed["run_peak_mib"]),
+                                            float(run["run_peak_mib"]))})
+        else:
+            row.update(_child(root, "run", n, workers, str(row["job"])))
+        job_s = float(row["plan_s"]) + float(row["run_s"])  # type: ignore[arg-type]
+        row["overhead_ms_per_minibatch"] = round(
+            1000 * (job_s - float(row["bare_s"])) / n, 3)  # type: ignore[arg-type]
+        row["runner_cpu_ms_per_minibatch"] = round(
+            1000 * float(row["run_cpu_s"]) / n, 3)  # type: ignore[arg-type]
+        result = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()
+                  if k != "job"}
+        print(json.dumps(result), flush=True)  # before removing the files (minutes at 1M)
+    return result
+
+
+def _table(rows: list[dict[str, object]], resume: bool) -> str:
+    head = ("| mini-batches | planning | run | overhead / mini-batch | runner CPU / "
+            "mini-batch | planning peak RSS | runner peak RSS |")
+    rule = "| --- | --- | --- | --- | --- | --- | --- |"
+    if resume:
+        head += " killed at | resume: first new mini-batch done after |"
+        rule += " --- | --- |"
+    body = []
+    for r in rows:
+        line = (f"| {r['minibatches']:,} | {r['plan_s']} s | {r['run_s']} s | "
+                f"{r['overhead_ms_per_minibatch']} ms | "
+                f"{r['runner_cpu_ms_per_minibatch']} ms | {r['plan_peak_mib']} MiB | "
+                f"{r['run_peak_mib']} MiB |")
+        if resume:
+            line += f" {r['killed_at']:,} | {r['resume_first_done_s']} s |"
+        body.append(line)
+    return "\n".join([head, rule, *body])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minibatches", type=int, default=1000)
@@ -62,7 +244,32 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--scaling", help="comma-separated numbers of mini-batches (of one "
+                        "file each), each run in fresh processes; prints a table")
+    parser.add_argument("--resume", action="store_true",
+                        help="scaling mode: kill each run at 90%% and time the resume")
+    parser.add_argument("--postgres", action="store_true",
+                        help="scaling mode: the state database on a throw-away PostgreSQL "
+                        "server (tests/servers.py) instead of SQLite")
+    parser.add_argument("--database", help=argparse.SUPPRESS)
+    parser.add_argument("--step", help=argparse.SUPPRESS)
+    parser.add_argument("--root", help=argparse.SUPPRESS)
+    parser.add_argument("--job", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.step:
+        print(json.dumps(_step(args)), flush=True)
+        return
+    if args.scaling:
+        sizes = [int(x) for x in args.scaling.split(",")]
+        rows = scaling(sizes, args.workers, args.resume, args.postgres)
+        command = f"benchmarks/engine.py --scaling {args.scaling} --workers {args.workers}" \
+            + (" --resume" if args.resume else "") + (" --postgres" if args.postgres else "")
+        print(f"\n{command}  ({platform.machine()} Python {platform.python_version()})\n")
+        print(_table(rows, args.resume))
+        if args.json:
+            args.json.write_text(json.dumps({"command": command, "rows": rows}, indent=2)
+                                 + "\n")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         script = root / "score.py"

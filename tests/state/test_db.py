@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,49 @@ def test_one_active_job_per_key_and_one_runner_per_job(pg_database: str, tmp_pat
     assert db.claim_job(ws.engine, first.id, "host-a:1")
     assert not db.claim_job(ws.engine, first.id, "host-b:2")  # a live lease is respected
     ws.close()
+
+
+def test_upgrade_moves_a_jobs_inputs_out_of_its_row(tmp_path: Path) -> None:
+    """A database of revision 0005 kept the inputs in the jobs row: 0006 moves them to
+    job_inputs, in order, and the job reads the same."""
+    from alembic import command
+
+    from batchscore.state.db import _alembic_config, _engine
+
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    old = _engine(url)
+    command.upgrade(_alembic_config(old), "0005")
+    urls = [f"file:///data/f{i}.txt" for i in range(7)]
+    with old.begin() as conn:
+        conn.execute(text(
+            "insert into jobs (id, key, active_key, kind, name, state, spec, inputs, "
+            "output_url, overwrite, created_at, cancel_requested, minibatches_total, "
+            "items_total, items_succeeded, items_failed) values ('job-old', 'k', 'k', "
+            "'script', 'n', 'queued', '{}', :inputs, 'file:///out', 0, 1.0, 0, 0, 0, 0, 0)"),
+            {"inputs": json.dumps(urls)})
+    old.dispose()
+    engine = connect(url)
+    with engine.connect() as conn:
+        assert json.loads(conn.execute(text("select inputs from jobs")).scalar()) == []
+    job = db.get_job(engine, "job-old")
+    assert job is not None and job.inputs == urls
+    engine.dispose()
+
+
+def test_engines_are_tracked_as_they_connect_and_forked_workers_renew_their_pools(
+        tmp_path: Path) -> None:
+    """A forked worker must not use its parent's pooled connections: the engines that
+    connected are known without searching every object, and the worker gives each a new
+    pool (the parent's connections are left alone, not closed)."""
+    from batchscore.jobs.worker import _forget_inherited_connections
+    from batchscore.state.db import connected_engines
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    assert engine not in connected_engines()
+    with engine.connect() as conn:
+        conn.execute(text("select 1"))
+    assert engine in connected_engines()
+    pool = engine.pool
+    _forget_inherited_connections()
+    assert engine.pool is not pool
+    engine.dispose()

@@ -36,8 +36,15 @@ __all__ = [
 
 
 def _job_key(spec: JobSpec, urls: list[str], output_url: str) -> str:
-    payload = json.dumps([spec.fingerprint(), urls, output_url], separators=(",", ":"))
-    return hashlib.sha256(payload.encode()).hexdigest()
+    """sha256 of ``[fingerprint, urls, output_url]`` as compact JSON, hashed a piece at a
+    time (the same digest as of the whole text, without a copy of a million URLs)."""
+    digest = hashlib.sha256()
+    digest.update(b"[" + json.dumps(spec.fingerprint(), separators=(",", ":")).encode()
+                  + b",[")
+    for i, url in enumerate(urls):
+        digest.update((b"," if i else b"") + json.dumps(url).encode())
+    digest.update(b"]," + json.dumps(output_url).encode() + b"]")
+    return digest.hexdigest()
 
 
 def submit_job(
@@ -67,15 +74,15 @@ def submit_job(
     if existing is not None:
         return existing, False
     kind.check_output(spec, output_url, overwrite)
-    batches = kind.plan(spec, urls, ws.system)
+    batches = kind.plan(spec, urls, ws.system)  # may be a generator: streamed into the plan
     job, created = db.create_job(
         ws.engine, key=key, kind=spec.kind, name=spec.name, spec=spec.model_dump(mode="json"),
         inputs=urls, output_url=output_url, overwrite=overwrite,
-        batches=[(b.items, b.n_items) for b in batches],
+        batches=((b.items, b.n_items) for b in batches),
     )
     if created:
         logs = JobLogs(ws.system, job.id)
-        logs.event("job-created", inputs=len(urls), minibatches=len(batches),
+        logs.event("job-created", inputs=len(urls), minibatches=job.minibatches_total,
                    items=job.items_total, output=output_url)
         logs.flush()
     crash_point("job-created")
@@ -98,7 +105,14 @@ def run_job(
     """
     _check_executor(executor)
     job, _ = submit_job(ws, spec, inputs, output, overwrite=overwrite)
-    return execute(ws, job.id, progress=progress, executor=executor)
+    return _with_inputs(ws, execute(ws, job.id, progress=progress, executor=executor))
+
+
+def _with_inputs(ws: Workspace, job: db.Job) -> db.Job:
+    """The finished job with its inputs (the runner returns it without them)."""
+    full = db.get_job(ws.engine, job.id)
+    assert full is not None
+    return full
 
 
 def failure(ws: Workspace, job: db.Job) -> JobFailedError:
@@ -117,7 +131,7 @@ def resume_job(ws: Workspace, job_id: str, *, progress: ProgressCallback | None 
     job = get_job(ws, job_id)
     if job.finished:
         raise JobStateError(f"job {job.id} already {job.state}; nothing to resume")
-    return execute(ws, job.id, progress=progress, executor=executor)
+    return _with_inputs(ws, execute(ws, job.id, progress=progress, executor=executor))
 
 
 def _check_executor(executor: str | None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -45,13 +45,19 @@ class CommitContext:
     inputs: list[str]
     output_url: str
     system: Store
-    parts: list[str]  # system-store paths of the finished mini-batches' parts, in order
+    # system-store paths of the finished mini-batches' parts, in order: a collection that
+    # reads them from the state database each time it is iterated (len() and iteration)
+    parts: Collection[str]
     staging: Path
     minibatches_total: int
 
 
 class JobKind(ABC):
     name: ClassVar[str]
+    # whether workers (``WorkerConfig.inputs``) or the commit (``CommitContext.inputs``) read
+    # the job's list of inputs; a kind whose mini-batches carry what they read says False,
+    # and its runner never loads that list (a million URLs)
+    uses_inputs: ClassVar[bool] = True
 
     @abstractmethod
     def validate(self, spec: JobSpec) -> None:
@@ -64,9 +70,11 @@ class JobKind(ABC):
     def check_output(self, spec: JobSpec, output_url: str, overwrite: bool) -> None: ...
 
     @abstractmethod
-    def plan(self, spec: JobSpec, urls: list[str], system: Store) -> list[PlannedBatch]:
-        """Split the inputs into mini-batches (``system``: where a kind may keep what it
-        must read again identically, such as the snapshot of a SQL query's result)."""
+    def plan(self, spec: JobSpec, urls: list[str], system: Store) -> Iterable[PlannedBatch]:
+        """Split the inputs into mini-batches, in order (``system``: where a kind may keep
+        what it must read again identically, such as the snapshot of a SQL query's result).
+        A generator is consumed once, while the plan is written: it must raise any error
+        about the spec or the inputs before it yields its first mini-batch, or at once."""
 
     def stage(self, job_id: str, spec: JobSpec, system: Store) -> None:
         """Put what workers need into the system store before they start (idempotent)."""

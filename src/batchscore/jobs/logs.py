@@ -58,10 +58,10 @@ class JobLogs:
         self._append("errors.txt", f"{header}\n{text.rstrip()}\n\n")
 
     def timings(self, records: list[dict[str, Any]]) -> None:
-        if records:
+        if records:  # the secrets to mask are read from the environment once a call
             self._append("timings.jsonl",
-                         "".join(json.dumps(redact_value(r), default=str) + "\n"
-                                 for r in records))
+                         "".join(json.dumps(r, default=str) + "\n"
+                                 for r in redact_value(records)))
 
     def overview(self, data: dict[str, Any], force: bool = False) -> None:
         now = time.time()

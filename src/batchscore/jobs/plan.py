@@ -10,6 +10,7 @@ live in :mod:`batchscore.tabular.readers`, shared with the tabular job kind.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +21,7 @@ from ..storage import Store
 from ..tabular import readers
 from .spec import JobSpec
 
-__all__ = ["PlannedBatch", "plan_minibatches", "read_batch", "read_table"]
+__all__ = ["PlannedBatch", "plan_files", "plan_minibatches", "read_batch", "read_table"]
 
 
 @dataclass(frozen=True)
@@ -35,19 +36,7 @@ def plan_minibatches(spec: JobSpec, urls: list[str], system: Store | None = None
     (``input_format: sql``, one database URL, ``options.query``) is run once and kept as a
     snapshot in the ``system`` store; its mini-batches are row ranges of the snapshot."""
     if spec.input_format == "files":
-        if spec.partition_keys:
-            raise SpecError("partition_keys need tabular inputs (input_format csv, parquet "
-                            "or sql)")
-        if not isinstance(spec.mini_batch_size, int):
-            raise SpecError(
-                f"mini_batch_size for file inputs is a number of files, "
-                f"not {spec.mini_batch_size!r}"
-            )
-        size = spec.mini_batch_size
-        return [
-            PlannedBatch(items=urls[i : i + size], n_items=len(urls[i : i + size]))
-            for i in range(0, len(urls), size)
-        ]
+        return list(plan_files(spec, urls))
     fmt = _format(spec)
     source = None
     if spec.input_format == "sql":
@@ -59,6 +48,23 @@ def plan_minibatches(spec: JobSpec, urls: list[str], system: Store | None = None
         plan = readers.plan_file(url, fmt, spec.mini_batch_size, spec.input_encoding, source)
         batches.extend(PlannedBatch(items=[item], n_items=n) for item, n in plan.batches)
     return batches
+
+
+def plan_files(spec: JobSpec, urls: list[str]) -> Iterator[PlannedBatch]:
+    """File inputs in mini-batches of ``mini_batch_size`` files, made as they are consumed
+    (a million of them are streamed into the state database, never held as a list). The
+    spec is checked at once, before the first mini-batch is asked for."""
+    if spec.partition_keys:
+        raise SpecError("partition_keys need tabular inputs (input_format csv, parquet "
+                        "or sql)")
+    if not isinstance(spec.mini_batch_size, int):
+        raise SpecError(
+            f"mini_batch_size for file inputs is a number of files, "
+            f"not {spec.mini_batch_size!r}"
+        )
+    size = spec.mini_batch_size
+    return (PlannedBatch(items=urls[i : i + size], n_items=len(urls[i : i + size]))
+            for i in range(0, len(urls), size))
 
 
 def _format(spec: JobSpec) -> str:

@@ -13,7 +13,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,11 +22,12 @@ from sqlalchemy import update
 
 from ..errors import JobStateError
 from ..state import records as db
+from ..state.db import connected_engines
 from ..state.tables import jobs as jobs_table
 from ..workspace import Workspace
 from .crash import crash_point
 from .executors import Completion, Outcome, make_executor
-from .kinds import CommitContext, get_kind
+from .kinds import CommitContext, JobKind, get_kind
 from .logs import JobLogs
 from .spec import JobSpec
 from .worker import WorkerConfig, progress_file
@@ -49,6 +50,37 @@ class ProgressSnapshot:
 
 
 ProgressCallback = Callable[[ProgressSnapshot], None]
+
+
+_PLAN_CHUNK = 1_000  # pending mini-batches read from the plan at a time
+
+
+def get_kind_of(ws: Workspace, job_id: str) -> JobKind:
+    """The kind of job ``job_id``, from its row alone."""
+    job = db.get_job(ws.engine, job_id, with_inputs=False)
+    if job is None:
+        raise JobStateError(f"job {job_id} does not exist")
+    return get_kind(job.kind)
+
+
+class _Parts(Collection[str]):
+    """The finished mini-batches' parts, in input order: read from the database a chunk at a
+    time each time they are iterated, never held whole."""
+
+    def __init__(self, ws: Workspace, job_id: str) -> None:
+        self.ws, self.job_id = ws, job_id
+        self._len: int | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        return db.parts_done(self.ws.engine, self.job_id)
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = sum(1 for _ in self)
+        return self._len
+
+    def __contains__(self, item: object) -> bool:
+        return any(p == item for p in self)
 
 
 class _Heartbeat(threading.Thread):
@@ -79,7 +111,9 @@ def execute(
     progress: ProgressCallback | None = None,
     executor: str | None = None,
 ) -> db.Job:
-    """Run (or resume) job ``job_id`` to its end in this process; returns the finished job."""
+    """Run (or resume) job ``job_id`` to its end in this process; returns the finished job,
+    without its list of inputs (``inputs`` is empty: a million URLs are not read back at the
+    end of a run; :func:`batchscore.jobs.api.run_job` returns them)."""
     runner = db.runner_name()
     if not db.claim_job(ws.engine, job_id, runner):
         job = db.get_job(ws.engine, job_id)
@@ -93,7 +127,8 @@ def execute(
             "cancel it or wait for it"
         )
     crash_point("claimed")
-    job = db.get_job(ws.engine, job_id)
+    # inputs only for a kind whose workers or commit read them (a video: its one file)
+    job = db.get_job(ws.engine, job_id, with_inputs=get_kind_of(ws, job_id).uses_inputs)
     assert job is not None
     return _Run(ws, job, runner, progress, executor or ws.settings.executor).run()
 
@@ -106,13 +141,18 @@ class _Run:
         self.spec = JobSpec(**job.spec)
         self.logs = JobLogs(ws.system, job.id)
         self.prefix = f"jobs/{job.id}"
-        mbs = db.list_minibatches(ws.engine, job.id)
-        self.items = {mb.idx: mb.items for mb in mbs}
-        self.n_items = {mb.idx: mb.n_items for mb in mbs}
-        self.attempts = {mb.idx: mb.attempts for mb in mbs}
-        self.pending: deque[int] = deque(mb.idx for mb in mbs if mb.state == "pending")
-        self.done = sum(mb.state == "done" for mb in mbs)
-        self.failed = sum(mb.state == "failed" for mb in mbs)
+        # The plan stays in the database: the runner holds the counts, the next chunk of
+        # pending mini-batches, and those in flight or waiting for a retry; never all of them.
+        counts = db.minibatch_counts(ws.engine, job.id)
+        self.total = job.minibatches_total
+        self.done = counts.get("done", 0)
+        self.failed = counts.get("failed", 0)
+        self.info: dict[int, tuple[list[Any], int, int]] = {}  # idx -> items, n, attempts
+        self.front: deque[int] = deque()  # lost in flight: run again first
+        self.chunk: deque[int] = deque()  # read from the plan, not yet submitted
+        self.retries: deque[int] = deque()  # failed attempts to retry, after the plan
+        self.read_to = -1  # the plan was read up to this idx
+        self.plan_left = counts.get("pending", 0) > 0
         self.items_ok = job.items_succeeded
         self.items_failed = job.items_failed
         self.fatal: str | None = None
@@ -121,10 +161,32 @@ class _Run:
         self.in_progress = 0
         self._progress_read: float | None = None  # time.monotonic() of the last read; None: never
 
+    def _next(self) -> int | None:
+        """The next mini-batch to submit: a lost one, the plan's next, then retries."""
+        if self.front:
+            return self.front.popleft()
+        if not self.chunk and self.plan_left:
+            batch = db.next_pending(self.ws.engine, self.job.id, self.read_to, _PLAN_CHUNK)
+            for mb in batch:
+                self.info[mb.idx] = (mb.items, mb.n_items, mb.attempts)
+                self.chunk.append(mb.idx)
+            if batch:
+                self.read_to = batch[-1].idx
+            self.plan_left = len(batch) == _PLAN_CHUNK
+        if self.chunk:
+            return self.chunk.popleft()
+        if self.retries:
+            return self.retries.popleft()
+        return None
+
+    @property
+    def _has_pending(self) -> bool:
+        return bool(self.front or self.chunk or self.plan_left or self.retries)
+
     # -- helpers -------------------------------------------------------------------------
     def _snapshot(self, state: str = "running") -> ProgressSnapshot:
         return ProgressSnapshot(
-            self.job.id, state, len(self.items), self.done, self.failed,
+            self.job.id, state, self.total, self.done, self.failed,
             self.job.items_total, self.items_ok, self.items_failed,
             self._items_in_progress() if state == "running" else 0,
         )
@@ -143,7 +205,7 @@ class _Run:
                     progress_file(f"{self.prefix}/logs", idx, attempt)))["done"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # not written yet, or being replaced
-            total += min(int(done), self.n_items[idx])
+            total += min(int(done), self.info[idx][1])
         self.in_progress = total
         return total
 
@@ -174,12 +236,13 @@ class _Run:
 
     # -- the run -------------------------------------------------------------------------
     def run(self) -> db.Job:
-        self.logs.event("runner-started", runner=self.runner, pending=len(self.pending),
+        self.logs.event("runner-started", runner=self.runner,
+                        pending=self.total - self.done - self.failed,
                         done=self.done, failed=self.failed)
         beat = _Heartbeat(self.ws, self.job.id, self.runner)
         beat.start()
         try:
-            outcome = self._dispatch(beat) if self.pending else "complete"
+            outcome = self._dispatch(beat) if self._has_pending else "complete"
             if outcome == "canceled":
                 return self._finish("canceled", "canceled by request")
             if outcome == "lost":
@@ -215,21 +278,24 @@ class _Run:
             parts_prefix=f"{self.prefix}/parts",
         )
         get_kind(self.spec.kind).stage(self.job.id, self.spec, self.ws.system)
+        connected_engines()  # any one-time search for engines, here, not in every worker
         executor.start(cfg, self.spec.workers)
         timeout = self.spec.retry_settings.timeout
         try:
-            while self.pending or executor.in_flight:
+            while self._has_pending or executor.in_flight:
                 started: list[int] = []
-                while self.pending and executor.in_flight < executor.capacity:
-                    idx = self.pending.popleft()
-                    executor.submit(idx, self.attempts[idx] + 1, self.items[idx], timeout)
-                    self.running[idx] = self.attempts[idx] + 1
+                while executor.in_flight < executor.capacity:
+                    idx = self._next()
+                    if idx is None:
+                        break
+                    items, _, attempts = self.info[idx]
+                    executor.submit(idx, attempts + 1, items, timeout)
+                    self.running[idx] = attempts + 1
                     started.append(idx)
-                if started:
-                    db.mark_running(self.ws.engine, self.job.id, started)
                 completions = executor.wait(0.2)
+                # one transaction a round: what started, and what finished
+                self._record(completions, started)
                 if completions:
-                    self._record(completions)
                     crash_point("attempt-recorded")
                 self._report()
                 if beat.lost:
@@ -247,20 +313,25 @@ class _Run:
         executor.close()
         return "complete"
 
-    def _record(self, completions: list[Completion]) -> None:
+    def _record(self, completions: list[Completion], started: list[int] | None = None
+                ) -> None:
+        if not completions:
+            if started:
+                db.mark_running(self.ws.engine, self.job.id, started)
+            return
         max_retries = self.spec.retry_settings.max_retries
         now = time.time()
         timings: list[dict[str, Any]] = []
         records: list[db.AttemptRecord] = []
         for c in completions:
-            n = self.n_items[c.idx]
+            items, n, _ = self.info[c.idx]
             self.running.pop(c.idx, None)
             self._progress_read = 0.0  # re-read: a finished mini-batch moved to the done count
             if c.outcome is Outcome.LOST:  # not the mini-batch's fault: run it again, uncounted
-                self.pending.appendleft(c.idx)
+                self.front.append(c.idx)
                 self.logs.event("requeued", minibatch=c.idx, reason=c.error)
                 continue
-            self.attempts[c.idx] = c.attempt
+            self.info[c.idx] = (items, n, c.attempt)
             if c.outcome is Outcome.OK and c.result is not None:
                 r = c.result
                 ok = min(r.returned, n)
@@ -281,6 +352,7 @@ class _Run:
                     items_succeeded=ok, items_failed=short,
                 ))
                 self.done += 1
+                del self.info[c.idx]
                 self.items_ok += ok
                 self.items_failed += short
                 timings.append({"minibatch": c.idx, "attempt": c.attempt,
@@ -305,27 +377,29 @@ class _Run:
             if c.outcome is Outcome.FATAL:
                 self.fatal = self.fatal or error.strip()
             elif retry:
-                self.pending.append(c.idx)
+                self.retries.append(c.idx)
                 self.logs.event("retry", minibatch=c.idx, attempt=c.attempt,
                                 outcome=c.outcome.value, error=last_line)
             else:
                 self.failed += 1
+                del self.info[c.idx]
                 self.items_failed += failed_items
                 self.first_error = self.first_error or (
                     f"mini-batch {c.idx}: {last_line}")
                 self.logs.event("minibatch-failed", minibatch=c.idx,
                                 attempts=c.attempt, error=last_line)
         with self.ws.engine.begin() as conn:
+            if started:
+                db.mark_running(conn, self.job.id, started)
             db.record_attempts(conn, self.job.id, records)
         self.logs.timings(timings)
 
     def _commit(self) -> None:
-        mbs = db.list_minibatches(self.ws.engine, self.job.id, states=("done",))
-        parts = [mb.part for mb in mbs if mb.part]
+        parts = _Parts(self.ws, self.job.id)
         get_kind(self.spec.kind).commit(CommitContext(
             job_id=self.job.id, spec=self.spec, inputs=list(self.job.inputs),
             output_url=self.job.output_url, system=self.ws.system, parts=parts,
-            staging=self._staging(), minibatches_total=len(self.items),
+            staging=self._staging(), minibatches_total=self.total,
         ))
         self.logs.event("output-committed", output=self.job.output_url, parts=len(parts))
 
@@ -334,7 +408,7 @@ class _Run:
         self.logs.event("job-finished", state=state, reason=reason,
                         items_succeeded=self.items_ok, items_failed=self.items_failed)
         self.logs.flush()
-        return db.finish_job(self.ws.engine, self.job.id, state, reason)
+        return db.finish_job(self.ws.engine, self.job.id, state, reason, with_inputs=False)
 
     def _release(self) -> None:
         """Interrupted (Ctrl-C): leave the job resumable at once by another runner."""

@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import types
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +26,14 @@ import pandas as pd
 from fsspec.core import url_to_fs
 
 from ..errors import InputError, ScriptError
-from ..storage import Store, expand_inputs, local_copy, to_url
+from ..storage import Store, local_copy, to_url
 from ..tabular import readers
 from .kinds import CommitContext, JobKind, Scorer
+from .listing import list_inputs
 from .outputs import check_output, commit_output
-from .plan import PlannedBatch, plan_minibatches, read_batch, read_table
+from .plan import PlannedBatch, plan_files, plan_minibatches, read_batch, read_table
 from .spec import JobSpec
-from .worker import ContractError, TaskResult, WorkerConfig, worker_name
+from .worker import ContractError, TaskResult, WorkerConfig, part_path, worker_name
 
 __all__ = ["MiniBatchContext", "ScriptKind", "check_script"]
 
@@ -108,6 +109,7 @@ def _code_files(spec: JobSpec) -> tuple[Path, list[Path]]:
 
 class ScriptKind(JobKind):
     name = "script"
+    uses_inputs = False  # each mini-batch names its files
 
     def validate(self, spec: JobSpec) -> None:
         check_script(spec)
@@ -121,13 +123,15 @@ class ScriptKind(JobKind):
                 raise InputError(f"input_format sql takes one database URL as input "
                                  f"(sqlite:///..., postgresql://...), got {list(inputs)}")
             return [inputs[0]]
-        return expand_inputs(inputs)
+        return list_inputs(inputs)
 
     def check_output(self, spec: JobSpec, output_url: str, overwrite: bool) -> None:
         name = spec.output_file_name if spec.output_action == "append_row" else None
         check_output(output_url, name, overwrite)
 
-    def plan(self, spec: JobSpec, urls: list[str], system: Store) -> list[PlannedBatch]:
+    def plan(self, spec: JobSpec, urls: list[str], system: Store) -> Iterable[PlannedBatch]:
+        if spec.input_format == "files":  # a generator: streamed into the state database
+            return plan_files(spec, urls)
         return plan_minibatches(spec, urls, system)
 
     def stage(self, job_id: str, spec: JobSpec, system: Store) -> None:
@@ -210,7 +214,7 @@ class EntryScript:
         returned, text = _format_rows(result)
         part = None
         if spec.output_action == "append_row":
-            part = f"{self.cfg.parts_prefix}/{idx:08d}-{attempt}.txt"
+            part = part_path(self.cfg.parts_prefix, idx, attempt, ".txt")
             self.store.write_text(part, text)
         return TaskResult(idx, attempt, worker_name(), started, time.time(), returned, part)
 

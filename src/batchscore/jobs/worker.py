@@ -35,6 +35,7 @@ __all__ = [
     "PartialProgress",
     "TaskResult",
     "WorkerConfig",
+    "part_path",
     "progress_file",
     "run_task",
     "worker_init",
@@ -76,6 +77,15 @@ class TaskResult:
 
 
 _state: dict[str, Any] = {}
+
+
+PARTS_PER_FOLDER = 1000
+
+
+def part_path(parts_prefix: str, idx: int, attempt: int, suffix: str) -> str:
+    """Where mini-batch ``idx``'s part goes: folders of :data:`PARTS_PER_FOLDER` parts
+    (``parts/00012/00012345-1.txt``), so that no folder grows with the size of the job."""
+    return f"{parts_prefix}/{idx // PARTS_PER_FOLDER:05d}/{idx:08d}-{attempt}{suffix}"
 
 
 def progress_file(log_prefix: str, idx: int, attempt: int) -> str:
@@ -143,17 +153,23 @@ def _forget_inherited_connections() -> None:
     that runs a query on one of them, or closes it when it is collected, breaks the
     parent's session on a server database (PostgreSQL: ``DuplicatePreparedStatement``, or a
     connection terminated under the parent). SQLAlchemy's remedy for fork: every engine
-    inherited gets a fresh pool here, leaving the parent's connections alone. Finding them
-    with the garbage collector takes about 20 ms, once per worker."""
-    import gc
+    inherited gets a fresh pool here, leaving the parent's connections alone. The engines
+    are the ones :func:`batchscore.state.db.connected_engines` tracked as they connected
+    (the runner asks for them before it forks, so that any one-time search is done once,
+    there); without batchscore's state module, every engine the garbage collector finds."""
+    db = sys.modules.get("batchscore.state.db")
+    if db is not None:
+        engines = db.connected_engines()
+    else:
+        import gc
 
-    engine_type = getattr(sys.modules.get("sqlalchemy.engine"), "Engine", None)
-    if engine_type is None:  # nothing imported SQLAlchemy: no engine to forget
-        return
-    for obj in gc.get_objects():
-        if isinstance(obj, engine_type):
-            with contextlib.suppress(Exception):
-                obj.dispose(close=False)
+        engine_type = getattr(sys.modules.get("sqlalchemy.engine"), "Engine", None)
+        if engine_type is None:  # nothing imported SQLAlchemy: no engine to forget
+            return
+        engines = [obj for obj in gc.get_objects() if isinstance(obj, engine_type)]
+    for engine in engines:
+        with contextlib.suppress(Exception):
+            engine.dispose(close=False)
 
 
 def worker_init(cfg: WorkerConfig) -> None:

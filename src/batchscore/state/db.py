@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+import weakref
 from pathlib import Path
+
+# Whether engines may exist that the listener below never saw (SQLAlchemy was imported
+# before batchscore): found once, on demand, with the garbage collector. Asked before the
+# imports below import SQLAlchemy, hence:
+# ruff: noqa: E402
+_ENGINES_BEFORE = "sqlalchemy" in sys.modules
 
 from alembic import command
 from alembic.config import Config
@@ -13,7 +21,31 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from ..errors import WorkspaceError
 
-__all__ = ["SCHEMA_HEAD", "connect", "create_database"]
+__all__ = ["SCHEMA_HEAD", "connect", "connected_engines", "create_database"]
+
+_connected: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+@event.listens_for(Engine, "engine_connect")
+def _track(conn) -> None:  # type: ignore[no-untyped-def]
+    _connected.add(conn.engine)
+
+
+def connected_engines() -> list[Engine]:
+    """Every SQLAlchemy engine of this process that may hold pooled connections: the ones
+    that connected since batchscore was imported (the state database's, MLflow's registry
+    database's...), tracked as they connect. A forked worker gives each a fresh pool, so
+    that it never uses nor closes its parent's connections; finding them this way costs
+    nothing, where a scan of every object with the garbage collector cost each worker tens
+    of milliseconds. (Engines made before batchscore was imported are found by such a
+    scan, once.)"""
+    global _ENGINES_BEFORE
+    if _ENGINES_BEFORE:
+        import gc
+
+        _connected.update(obj for obj in gc.get_objects() if isinstance(obj, Engine))
+        _ENGINES_BEFORE = False
+    return list(_connected)
 
 _MIGRATIONS = Path(__file__).with_name("migrations")
 

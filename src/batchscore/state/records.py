@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .tables import attempts, jobs, minibatches
+from .tables import attempts, job_inputs, jobs, minibatches
 
 __all__ = [
     "FINISHED",
@@ -31,6 +32,8 @@ __all__ = [
     "list_jobs",
     "list_minibatches",
     "minibatch_counts",
+    "next_pending",
+    "parts_done",
     "public_text",
     "public_value",
     "record_attempts",
@@ -220,6 +223,9 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
+_CHUNK = 5_000  # rows per INSERT / SELECT of a plan or a listing: bounded memory
+
+
 def create_job(
     engine: Engine,
     *,
@@ -227,14 +233,15 @@ def create_job(
     kind: str,
     name: str,
     spec: dict[str, Any],
-    inputs: list[str],
+    inputs: Sequence[str],
     output_url: str,
     overwrite: bool,
-    batches: list[tuple[list[Any], int]],
+    batches: Iterable[tuple[list[Any], int]],
 ) -> tuple[Job, bool]:
     """Create a job with its plan in one transaction; or return the unfinished job of ``key``.
 
-    Returns ``(job, created)``.
+    ``batches`` may be a generator: the plan is inserted ``_CHUNK`` mini-batches at a time, so
+    a plan of a million mini-batches is never held whole. Returns ``(job, created)``.
     """
     job_id = f"job-{time.strftime('%Y%m%d')}-{uuid.uuid4().hex[:8]}"
     now = time.time()
@@ -242,40 +249,66 @@ def create_job(
         with engine.begin() as conn:
             conn.execute(insert(jobs).values(
                 id=job_id, key=key, active_key=key, kind=kind, name=name, state="queued",
-                spec=spec, inputs=inputs, output_url=output_url, overwrite=overwrite,
-                created_at=now, cancel_requested=False, minibatches_total=len(batches),
-                items_total=sum(n for _, n in batches), items_succeeded=0, items_failed=0,
+                spec=spec, inputs=[], output_url=output_url, overwrite=overwrite,
+                created_at=now, cancel_requested=False, minibatches_total=0,
+                items_total=0, items_succeeded=0, items_failed=0,
             ))
-            if batches:
-                conn.execute(insert(minibatches), [
-                    {"job_id": job_id, "idx": i, "items": items, "n_items": n,
-                     "state": "pending", "attempts": 0, "items_succeeded": 0,
-                     "items_failed": 0}
-                    for i, (items, n) in enumerate(batches)
-                ])
+            rows: list[dict[str, Any]] = []
+            for pos, url in enumerate(inputs):
+                rows.append({"job_id": job_id, "pos": pos, "url": url})
+                if len(rows) >= _CHUNK:
+                    conn.execute(insert(job_inputs), rows)
+                    rows = []
+            if rows:
+                conn.execute(insert(job_inputs), rows)
+            total = items = 0
+            chunk: list[dict[str, Any]] = []
+            for items_, n in batches:
+                chunk.append({"job_id": job_id, "idx": total, "items": items_, "n_items": n,
+                              "state": "pending", "attempts": 0, "items_succeeded": 0,
+                              "items_failed": 0})
+                total += 1
+                items += n
+                if len(chunk) >= _CHUNK:
+                    conn.execute(insert(minibatches), chunk)
+                    chunk = []
+            if chunk:
+                conn.execute(insert(minibatches), chunk)
+            conn.execute(update(jobs).where(jobs.c.id == job_id).values(
+                minibatches_total=total, items_total=items))
     except IntegrityError:
         existing = find_active(engine, key)
         if existing is None:
             raise
         return existing, False
-    job = get_job(engine, job_id)
+    job = get_job(engine, job_id, with_inputs=False)
     assert job is not None
-    return job, True
+    return dataclasses.replace(job, inputs=list(inputs)), True
 
 
 def find_active(engine: Engine, key: str) -> Job | None:
     with engine.connect() as conn:
         row = conn.execute(select(jobs).where(jobs.c.active_key == key)).mappings().first()
-    return _job(row) if row else None
+        return _job(row, conn) if row else None
 
 
-def get_job(engine: Engine | Connection, job_id: str) -> Job | None:
+def get_job(engine: Engine | Connection, job_id: str, *, with_inputs: bool = True
+            ) -> Job | None:
+    """The job ``job_id``; ``with_inputs=False`` leaves ``inputs`` empty (a runner does not
+    need a million URLs to run the job's mini-batches)."""
     if isinstance(engine, Connection):
         row = engine.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
-    else:
-        with engine.connect() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
-    return _job(row) if row else None
+        return _job(row, engine if with_inputs else None) if row else None
+    with engine.connect() as conn:
+        row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().first()
+        return _job(row, conn if with_inputs else None) if row else None
+
+
+def job_inputs_of(conn: Connection, job_id: str) -> list[str]:
+    """The job's expanded inputs, in order."""
+    return list(conn.execute(
+        select(job_inputs.c.url).where(job_inputs.c.job_id == job_id)
+        .order_by(job_inputs.c.pos)).scalars())
 
 
 def find_job_prefix(engine: Engine, prefix: str) -> list[str]:
@@ -290,7 +323,7 @@ def list_jobs(engine: Engine, limit: int = 50, state: str | None = None) -> list
     if state:
         query = query.where(jobs.c.state == state)
     with engine.connect() as conn:
-        return [_job(r) for r in conn.execute(query).mappings()]
+        return [_job(r, conn) for r in conn.execute(query).mappings().all()]
 
 
 def list_minibatches(engine: Engine, job_id: str, states: tuple[str, ...] | None = None
@@ -313,11 +346,39 @@ def minibatch_counts(engine: Engine, job_id: str) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
+def next_pending(engine: Engine, job_id: str, after: int, limit: int = 1000
+                 ) -> list[MiniBatch]:
+    """Up to ``limit`` pending mini-batches with ``idx > after``, in order: the runner reads
+    its plan a chunk at a time (one index range scan each), never all of it."""
+    query = (select(minibatches)
+             .where(minibatches.c.job_id == job_id, minibatches.c.state == "pending",
+                    minibatches.c.idx > after)
+             .order_by(minibatches.c.idx).limit(limit))
+    with engine.connect() as conn:
+        return [MiniBatch(**dict(r)) for r in conn.execute(query).mappings()]
+
+
+def parts_done(engine: Engine, job_id: str, chunk: int = _CHUNK) -> Iterator[str]:
+    """The parts of the job's finished mini-batches, in input order, read a chunk at a time."""
+    after = -1
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(minibatches.c.idx, minibatches.c.part)
+                .where(minibatches.c.job_id == job_id, minibatches.c.state == "done",
+                       minibatches.c.idx > after)
+                .order_by(minibatches.c.idx).limit(chunk)).all()
+        if not rows:
+            return
+        after = rows[-1].idx
+        yield from (r.part for r in rows if r.part)
+
+
 def claim_job(engine: Engine, job_id: str, runner: str) -> bool:
     """Take the job's lease for ``runner`` unless another live runner holds it."""
     now = time.time()
     with engine.begin() as conn:
-        job = get_job(conn, job_id)
+        job = get_job(conn, job_id, with_inputs=False)
         if job is None or job.finished:
             return False
         if job.runner not in (None, runner) and job.state == "running" and not job.interrupted:
@@ -356,13 +417,19 @@ def heartbeat(engine: Engine, job_id: str, runner: str) -> tuple[bool, bool]:
     return row.runner == runner, bool(row.cancel_requested)
 
 
-def mark_running(engine: Engine, job_id: str, idxs: list[int]) -> None:
+def mark_running(engine: Engine | Connection, job_id: str, idxs: list[int]) -> None:
+    """Mark ``idxs`` running (in ``engine``'s own transaction, or in the one of a
+    ``Connection``)."""
+    if not idxs:
+        return
+    query = (update(minibatches)
+             .where(minibatches.c.job_id == job_id, minibatches.c.idx.in_(idxs))
+             .values(state="running", started_at=time.time()))
+    if isinstance(engine, Connection):
+        engine.execute(query)
+        return
     with engine.begin() as conn:
-        conn.execute(
-            update(minibatches)
-            .where(minibatches.c.job_id == job_id, minibatches.c.idx.in_(idxs))
-            .values(state="running", started_at=time.time())
-        )
+        conn.execute(query)
 
 
 @dataclass(frozen=True)
@@ -428,7 +495,8 @@ def request_cancel(engine: Engine, job_id: str) -> None:
         conn.execute(update(jobs).where(jobs.c.id == job_id).values(cancel_requested=True))
 
 
-def finish_job(engine: Engine, job_id: str, state: str, reason: str | None = None) -> Job:
+def finish_job(engine: Engine, job_id: str, state: str, reason: str | None = None,
+               *, with_inputs: bool = True) -> Job:
     with engine.begin() as conn:
         conn.execute(
             update(jobs).where(jobs.c.id == job_id).values(
@@ -436,7 +504,7 @@ def finish_job(engine: Engine, job_id: str, state: str, reason: str | None = Non
                 runner=None,
             )
         )
-        job = get_job(conn, job_id)
+        job = get_job(conn, job_id, with_inputs=with_inputs)
     assert job is not None
     return job
 
@@ -449,7 +517,11 @@ def list_attempts(engine: Engine, job_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in rows]
 
 
-def _job(row: Any) -> Job:
+def _job(row: Any, conn: Connection | None = None) -> Job:
+    """A job from its row; its inputs read from ``job_inputs`` through ``conn`` (a job of
+    a database older than revision 0006 keeps them in its row). Without ``conn``: none."""
     data = dict(row)
     data.pop("active_key", None)
+    if not data["inputs"] and conn is not None:
+        data["inputs"] = job_inputs_of(conn, data["id"])
     return Job(**data)

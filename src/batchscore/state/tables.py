@@ -23,6 +23,7 @@ __all__ = [
     "deployments",
     "endpoints",
     "events",
+    "job_inputs",
     "jobs",
     "metadata",
     "minibatches",
@@ -48,7 +49,7 @@ jobs = Table(
     Column("name", String(200), nullable=False),
     Column("state", String(16), nullable=False),
     Column("spec", JSON, nullable=False),
-    Column("inputs", JSON, nullable=False),
+    Column("inputs", JSON, nullable=False),  # [] since revision 0006: see job_inputs
     Column("output_url", Text, nullable=False),
     Column("overwrite", Boolean, nullable=False, default=False),
     Column("reason", Text),
@@ -81,7 +82,19 @@ minibatches = Table(
     Column("finished_at", Float),
     Column("error", Text),
     ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
-    Index("ix_minibatches_state", "job_id", "state"),
+    # the runner's "next pending mini-batches after idx" and the counts per state
+    Index("ix_minibatches_state", "job_id", "state", "idx"),
+)
+
+# A job's expanded inputs, in order (``jobs.inputs`` is ``[]`` for jobs recorded since
+# revision 0006): a million URLs kept out of the ``jobs`` row, which heartbeats rewrite.
+job_inputs = Table(
+    "job_inputs",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("pos", Integer, primary_key=True),
+    Column("url", Text, nullable=False),
+    ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
 )
 
 attempts = Table(

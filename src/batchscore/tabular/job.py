@@ -36,7 +36,7 @@ from ..errors import InputError, SpecError
 from ..jobs.kinds import CommitContext, JobKind, Scorer
 from ..jobs.plan import PlannedBatch
 from ..jobs.spec import TABULAR_MINI_BATCH_ROWS, JobSpec
-from ..jobs.worker import TaskResult, WorkerConfig, worker_name
+from ..jobs.worker import TaskResult, WorkerConfig, part_path, worker_name
 from ..storage import Store, expand_inputs, to_url
 from .models import (
     REGISTRY_PREFIX,
@@ -188,6 +188,7 @@ def parse_options(raw: dict[str, Any]) -> TabularOptions:
 
 class TabularKind(JobKind):
     name = "tabular"
+    uses_inputs = False  # each mini-batch names its files
 
     def __init__(self) -> None:
         self._model: LoadedModel | None = None  # the single model, read at submit
@@ -378,7 +379,7 @@ class TabularScorer:
             warnings.simplefilter("default")  # a model's warnings go to the worker's log
             scored, rejects = self._score(frame)
         out = self._output(frame, scored)
-        part = f"{self.cfg.parts_prefix}/{idx:08d}-{attempt}.parquet"
+        part = part_path(self.cfg.parts_prefix, idx, attempt, ".parquet")
         write_part(self.store, part, out, self.cfg.job_id,
                    [k for k in self.group_by if k in out.columns])
         error = None
