@@ -84,7 +84,7 @@ def test_one_active_job_per_key_and_one_runner_per_job(pg_database: str, tmp_pat
 
 
 def test_upgrade_moves_a_jobs_inputs_out_of_its_row(tmp_path: Path) -> None:
-    """A database of revision 0005 kept the inputs in the jobs row: 0006 moves them to
+    """A database of revision 0005 kept the inputs in the jobs row: 0008 moves them to
     job_inputs, in order, and the job reads the same."""
     from alembic import command
 

@@ -135,7 +135,8 @@ def _uv() -> str | None:
 
 
 def _run(cmd: list[str], what: str) -> None:
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    # argv, no shell: uv/pip with requirements from an admin's deployment (never an operator's)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)  # nosec B603
     if done.returncode != 0:
         message = (done.stderr or done.stdout).strip()[-2000:]
         raise InputError(f"the environment cannot be built ({what} failed):\n{message}")
@@ -191,7 +192,8 @@ class EnvProcess:
     def __init__(self, python: Path, script: Path, code: Path, argv: list[str]) -> None:
         to_child_r, self._to_child = os.pipe()
         self._from_child, from_child_w = os.pipe()
-        self.proc = subprocess.Popen(
+        # argv, no shell: the env's Python running our runner on the admin's entry script
+        self.proc = subprocess.Popen(  # nosec B603
             [str(python), str(RUNNER), str(to_child_r), str(from_child_w), str(script),
              str(code), *argv],
             pass_fds=(to_child_r, from_child_w), preexec_fn=_die_with_parent,

@@ -7,15 +7,15 @@ small; ``jobs.inputs`` keeps ``[]`` for the jobs recorded from now on. The mini-
 gains ``idx``, so the runner reads the next pending mini-batches in order without scanning
 the finished ones.
 
-Revision ID: 0006_job_inputs
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_job_inputs"
-down_revision = "0005"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
