@@ -222,7 +222,9 @@ class _Report:
         self.longrepr = ("tests/x.py", 1, f"Skipped: {reason}")
 
 
-def test_missing_servers_are_counted_per_server() -> None:
+def test_missing_servers_are_counted_per_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BATCHSCORE_REQUIRE_SERVICES", raising=False)  # CI sets it: skip here
+
     def reason(server: str, command: str) -> str:
         try:
             skip_missing(server, "looked for x", command)

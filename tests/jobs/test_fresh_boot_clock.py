@@ -65,6 +65,8 @@ def test_the_runner_reads_progress_at_once_on_a_fresh_boot(
     clock = FreshBootClock(0.3)
     _with_clock(monkeypatch, runner_module, clock)
     run = runner_module._Run(ws, job, "test-runner", None, "local")
+    first, second = run._next(), run._next()  # read from the plan, as the runner does
+    assert (first, second) == (0, 1)
     run.running = {0: 1, 1: 1}  # both mini-batches submitted, neither finished
     ws.system.write_text(progress_file(f"jobs/{job.id}/logs", 0, 1), '{"done": 3}')
     assert run._items_in_progress() == 3  # the first read happens at once

@@ -19,7 +19,8 @@ FUTURE = time.time() + 10 * 86400
 
 @pytest.fixture
 def client(ws):
-    with TestClient(create_app(ws, ServiceConfig(background=False, auth="always"))) as c:
+    with TestClient(create_app(ws, ServiceConfig(background=False, auth="always")),
+                    base_url="http://localhost") as c:
         yield c
 
 

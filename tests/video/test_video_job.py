@@ -101,6 +101,9 @@ def test_dead_worker_costs_one_segment_one_attempt(
     real = video_job.model_from_spec
     monkeypatch.setattr(video_job, "model_from_spec",
                         lambda spec: _Held(real(spec), marks))  # the workers fork
+    # The job runs on a thread here, where workers would be spawned (no inherited locks in a
+    # service): fork them, so that they inherit the held network.
+    monkeypatch.setenv("BATCHSCORE_WORKER_START", "fork")
     out = tmp_path / "out.mp4"
     result: dict[str, object] = {}
     thread = threading.Thread(target=lambda: result.update(job=stylize_job(
