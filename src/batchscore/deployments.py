@@ -26,9 +26,9 @@ from sqlalchemy.exc import IntegrityError
 
 from .endpoints import (
     Endpoint,
-    EndpointExistsError,
     EndpointNotFoundError,
     Invocation,
+    create_bare_endpoint,
     get_endpoint,
     invocations,
     invoke_endpoint,
@@ -110,25 +110,6 @@ def load_endpoint_yaml(path: Path) -> dict[str, Any]:
         raise SpecError(f"endpoint file {str(path)!r}: defaults takes deployment_name only")
     return {"name": raw.get("name"), "description": raw.get("description"),
             "default": defaults.get("deployment_name")}
-
-
-def create_bare_endpoint(ws: Workspace, name: str, *, description: str | None = None,
-                         created_by: str | None = None) -> Endpoint:
-    """An endpoint without deployments yet (invoking it is refused until one is made)."""
-    from .endpoints import _check_name as check_endpoint_name
-
-    check_endpoint_name(name)
-    now = time.time()
-    values = dict(name=name, spec={}, model=None, description=description,
-                  created_by=created_by, created_at=now, updated_at=now)
-    try:
-        with ws.engine.begin() as conn:
-            conn.execute(insert(endpoints).values(**values))
-    except IntegrityError:
-        raise EndpointExistsError(
-            f"endpoint {name!r} exists already; add deployments to it (batchscore deployment "
-            f"create -f deployment.yml --endpoint-name {name})") from None
-    return Endpoint(**values)  # type: ignore[arg-type]
 
 
 def default_deployment(ws: Workspace, endpoint: str) -> str | None:

@@ -44,6 +44,7 @@ __all__ = [
     "EndpointNotFoundError",
     "Invocation",
     "check_model_location",
+    "create_bare_endpoint",
     "create_endpoint",
     "delete_endpoint",
     "endpoint_job_spec",
@@ -236,14 +237,31 @@ def create_endpoint(ws: Workspace, name: str, spec: JobSpec, *, model: str | Non
                   model=model or spec.options.get("model") or spec.model_dir,
                   description=description, created_by=created_by, created_at=now,
                   updated_at=now)
+    return _insert(ws, values, "delete it first (batchscore endpoint delete {name}) or choose "
+                   "another name")
+
+
+def create_bare_endpoint(ws: Workspace, name: str, *, description: str | None = None,
+                         created_by: str | None = None) -> Endpoint:
+    """An endpoint without deployments yet (invoking it is refused until one is made)."""
+    _check_name(name)
+    now = time.time()
+    values = dict(name=name, spec={}, model=None, description=description,
+                  created_by=created_by, created_at=now, updated_at=now)
+    return _insert(ws, values, "add deployments to it (batchscore deployment create -f "
+                   "deployment.yml --endpoint-name {name})")
+
+
+def _insert(ws: Workspace, values: dict[str, Any], advice: str) -> Endpoint:
+    """The one insert into ``endpoints``; a taken name is :class:`EndpointExistsError`."""
+    name = values["name"]
     try:
         with ws.engine.begin() as conn:
             conn.execute(insert(endpoints).values(**values))
     except IntegrityError:
         raise EndpointExistsError(
-            f"endpoint {name!r} exists already; delete it first "
-            f"(batchscore endpoint delete {name}) or choose another name") from None
-    return Endpoint(**values)  # type: ignore[arg-type]
+            f"endpoint {name!r} exists already; {advice.format(name=name)}") from None
+    return Endpoint(**values)
 
 
 def get_endpoint(ws: Workspace, name: str) -> Endpoint:
