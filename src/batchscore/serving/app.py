@@ -15,7 +15,6 @@ request. A request's rows are logged only once it has been answered with its pre
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 from typing import Any
@@ -36,7 +35,6 @@ __all__ = ["MAX_BODY_BYTES", "ServedModel", "create_app", "load_served_model", "
            "output_type"]
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
-log = logging.getLogger("batchscore.serving")
 
 
 def load_served_model(ws: Workspace, ref: str) -> ServedModel:
