@@ -88,9 +88,31 @@ def load_parallel_job(ws: Workspace, path: Path, sets: list[str] | None = None
                       ) -> ParallelJob:
     """Read ``path`` (a ``type: parallel`` job YAML) into what :func:`run` needs."""
     from ..jobs.spec import spec_from_mapping
-    from ..storage import to_url
-    from .assets import resolve_input, resolve_model
 
+    raw = _read(path, sets)
+    source = str(path)
+    base = path.parent.resolve()
+    task = _check_keys(raw, source)
+    job_name = str(raw.get("name") or raw.get("display_name") or path.stem)
+    values = _inputs(ws, raw.get("inputs") or {}, source, base)
+    folders, named_files = _outputs(ws, raw.get("outputs") or {}, base, job_name)
+    refs = _References(source, values, folders)
+    data = refs.input_data(raw.get("input_data"))
+    arguments = refs.arguments(task.get("program_arguments") or "")
+    output, settings = _output_action(ws, task.get("append_row_to"), refs, named_files,
+                                      job_name)
+    for name, folder in folders.items():  # the script writes into the others
+        if name not in named_files and folder != output and "://" not in folder:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+    mapping = {"name": job_name, "code": _code(task, base, source),
+               "scoring_script": str(task["entry_script"]), "program_arguments": arguments,
+               **settings, **_settings(raw, task, base, source)}
+    spec = spec_from_mapping(mapping, base_dir=base, source=source)
+    return ParallelJob(spec, [data], output, arguments)
+
+
+def _read(path: Path, sets: list[str] | None) -> dict[str, Any]:
+    """The YAML mapping of ``path``, with ``--set`` pairs applied."""
     if not path.is_file():
         raise SpecError(f"job file {str(path)!r} does not exist")
     try:
@@ -99,9 +121,11 @@ def load_parallel_job(ws: Workspace, path: Path, sets: list[str] | None = None
         raise SpecError(f"job file {str(path)!r} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise SpecError(f"job file {str(path)!r} must be a mapping")
-    raw = apply_sets(raw, list(sets or []))
-    source = str(path)
-    base = path.parent.resolve()
+    return apply_sets(raw, list(sets or []))
+
+
+def _check_keys(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    """Check the job's type and keys and its task's; the task."""
     if raw.get("type") != "parallel":
         raise SpecError(f"{source}: type is {raw.get('type')!r}; batchscore job create runs "
                         "parallel jobs (type: parallel); a deployment YAML runs with "
@@ -120,43 +144,58 @@ def load_parallel_job(ws: Workspace, path: Path, sets: list[str] | None = None
         raise SpecError(f"{source}: task.type {task.get('type')!r}: only run_function runs")
     if not task.get("entry_script"):
         raise SpecError(f"{source}: task.entry_script is required")
-    job_name = str(raw.get("name") or raw.get("display_name") or path.stem)
+    return task
 
-    # inputs: a path (file, folder, data or model asset) or a literal value
+
+def _inputs(ws: Workspace, inputs: dict[str, Any], source: str, base: Path) -> dict[str, str]:
+    """Each input's value: a path (file, folder, data or model asset) or a literal."""
     values: dict[str, str] = {}
-    for name, value in (raw.get("inputs") or {}).items():
+    for name, value in inputs.items():
         if isinstance(value, dict):
-            kind = str(value.get("type", "uri_folder"))
-            if kind == "mltable":
-                raise SpecError(f"{source}: inputs.{name} is an mltable; give the folder of "
-                                "CSV or Parquet files as uri_folder instead")
-            if kind in _LITERAL_TYPES:
-                literal = value.get("value", value.get("default"))
-                if literal is None:
-                    raise SpecError(f"{source}: inputs.{name} has no value")
-                values[name] = _literal(literal)
-                continue
-            if kind not in _FILE_TYPES:
-                raise SpecError(f"{source}: inputs.{name}: type {kind!r} is not one of "
-                                f"{', '.join(sorted(_FILE_TYPES | _LITERAL_TYPES))}")
-            if not value.get("path"):
-                raise SpecError(f"{source}: inputs.{name} has no path (give it with --set "
-                                f"inputs.{name}.path=...)")
-            where = _local(str(value["path"]), base)
-            if kind in ("custom_model", "mlflow_model") and where.startswith("azureml:"):
-                where = resolve_model(ws, where).location
-            else:
-                where = resolve_input(ws, where)
-            values[name] = _plain(where)
+            values[name] = _input(ws, name, value, source, base)
         elif isinstance(value, str | int | float | bool):
             values[name] = _literal(value)
         else:
             raise SpecError(f"{source}: inputs.{name} must be a value or a mapping")
+    return values
 
-    # outputs: folders (made now, so that the script can write into them)
+
+def _input(ws: Workspace, name: str, value: dict[str, Any], source: str, base: Path) -> str:
+    """One input given as a mapping (``type``, ``path`` or ``value``/``default``)."""
+    from .assets import resolve_input, resolve_model
+
+    kind = str(value.get("type", "uri_folder"))
+    if kind == "mltable":
+        raise SpecError(f"{source}: inputs.{name} is an mltable; give the folder of "
+                        "CSV or Parquet files as uri_folder instead")
+    if kind in _LITERAL_TYPES:
+        literal = value.get("value", value.get("default"))
+        if literal is None:
+            raise SpecError(f"{source}: inputs.{name} has no value")
+        return _literal(literal)
+    if kind not in _FILE_TYPES:
+        raise SpecError(f"{source}: inputs.{name}: type {kind!r} is not one of "
+                        f"{', '.join(sorted(_FILE_TYPES | _LITERAL_TYPES))}")
+    if not value.get("path"):
+        raise SpecError(f"{source}: inputs.{name} has no path (give it with --set "
+                        f"inputs.{name}.path=...)")
+    where = _local(str(value["path"]), base)
+    if kind in ("custom_model", "mlflow_model") and where.startswith("azureml:"):
+        where = resolve_model(ws, where).location
+    else:
+        where = resolve_input(ws, where)
+    return _plain(where)
+
+
+def _outputs(ws: Workspace, outputs: dict[str, Any], base: Path, job_name: str
+             ) -> tuple[dict[str, str], set[str]]:
+    """Each output's folder (its ``path``, else ``azureml/<job>/<output>/`` of the data
+    store), and the names of the ``uri_file`` outputs given a path (the file's own name)."""
+    from ..storage import to_url
+
     folders: dict[str, str] = {}
-    named_files: set[str] = set()  # uri_file outputs given a path: the file's own name
-    for name, value in (raw.get("outputs") or {}).items():
+    named_files: set[str] = set()
+    for name, value in outputs.items():
         value = value if isinstance(value, dict) else {}
         if value.get("path") and str(value.get("type", "uri_folder")) == "uri_file":
             named_files.add(name)
@@ -165,67 +204,86 @@ def load_parallel_job(ws: Workspace, path: Path, sets: list[str] | None = None
         else:
             where = ws.data.url_of("azureml", job_name, name)
         folders[name] = _plain(to_url(where))
+    return folders, named_files
 
-    def substitute(text: str, what: str) -> str:
+
+@dataclass(frozen=True)
+class _References:
+    """``${{inputs.NAME}}`` and ``${{outputs.NAME}}`` replaced by the inputs' values and the
+    outputs' folders."""
+
+    source: str
+    values: dict[str, str]
+    folders: dict[str, str]
+
+    def substitute(self, text: str, what: str) -> str:
         def one(match: re.Match[str]) -> str:
-            table = values if match.group(1) == "inputs" else folders
+            table = self.values if match.group(1) == "inputs" else self.folders
             if match.group(2) not in table:
-                raise SpecError(f"{source}: {what} refers to {match.group(0)}, which is not "
-                                f"among the job's {match.group(1)} "
+                raise SpecError(f"{self.source}: {what} refers to {match.group(0)}, which is "
+                                f"not among the job's {match.group(1)} "
                                 f"({', '.join(table) or 'none'})")
             return table[match.group(2)]
 
         return _EXPR.sub(one, text)
 
-    input_data = raw.get("input_data")
-    if not isinstance(input_data, str) or not _EXPR.fullmatch(input_data.strip()):
-        raise SpecError(f"{source}: input_data must be ${{{{inputs.NAME}}}}")
-    data = substitute(input_data.strip(), "input_data")
+    def input_data(self, input_data: Any) -> str:
+        """``input_data: ${{inputs.NAME}}``: the path the job reads."""
+        if not isinstance(input_data, str) or not _EXPR.fullmatch(input_data.strip()):
+            raise SpecError(f"{self.source}: input_data must be ${{{{inputs.NAME}}}}")
+        return self.substitute(input_data.strip(), "input_data")
 
-    arguments_text = task.get("program_arguments") or ""
-    if isinstance(arguments_text, list):
-        arguments = [substitute(str(a), "program_arguments") for a in arguments_text]
-    else:
-        arguments = [substitute(a, "program_arguments")
-                     for a in shlex.split(str(arguments_text))]
+    def arguments(self, text: Any) -> list[str]:
+        """``task.program_arguments`` (a list, or a shell-quoted string) for ``sys.argv``."""
+        if isinstance(text, list):
+            return [self.substitute(str(a), "program_arguments") for a in text]
+        return [self.substitute(a, "program_arguments") for a in shlex.split(str(text))]
 
-    append = task.get("append_row_to")
+
+def _output_action(ws: Workspace, append: Any, refs: _References, named_files: set[str],
+                   job_name: str) -> tuple[str, dict[str, Any]]:
+    """``task.append_row_to``: the job's output folder and its output settings (append_row
+    into that output, else summary_only into ``azureml/<job>/summary``)."""
     settings: dict[str, Any] = {}
-    if append:
-        match = _EXPR.fullmatch(str(append).strip())
-        if not match or match.group(1) != "outputs":
-            raise SpecError(f"{source}: task.append_row_to must be ${{{{outputs.NAME}}}}")
-        target = substitute(str(append).strip(), "task.append_row_to")
-        if match.group(2) in named_files:
-            output, _, file_name = target.rstrip("/").rpartition("/")
-            settings["output_file_name"] = file_name
-        else:
-            output = target
-            settings["output_file_name"] = "parallel_run_step.txt"
-        settings["output_action"] = "append_row"
-    else:
+    if not append:
         settings["output_action"] = "summary_only"
-        output = ws.data.url_of("azureml", job_name, "summary")
-    for name, folder in folders.items():  # the script writes into the others
-        if name not in named_files and folder != output and "://" not in folder:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-    if task.get("code"):
-        code = _local(str(task["code"]), base)
-        if "://" in code:
-            raise SpecError(f"{source}: task.code must be a local folder")
+        return ws.data.url_of("azureml", job_name, "summary"), settings
+    match = _EXPR.fullmatch(str(append).strip())
+    if not match or match.group(1) != "outputs":
+        raise SpecError(f"{refs.source}: task.append_row_to must be ${{{{outputs.NAME}}}}")
+    target = refs.substitute(str(append).strip(), "task.append_row_to")
+    if match.group(2) in named_files:
+        output, _, file_name = target.rstrip("/").rpartition("/")
+        settings["output_file_name"] = file_name
     else:
-        code = str(base)
+        output = target
+        settings["output_file_name"] = "parallel_run_step.txt"
+    settings["output_action"] = "append_row"
+    return output, settings
+
+
+def _code(task: dict[str, Any], base: Path, source: str) -> str:
+    """``task.code``: a local folder (default: the YAML's own)."""
+    if not task.get("code"):
+        return str(base)
+    code = _local(str(task["code"]), base)
+    if "://" in code:
+        raise SpecError(f"{source}: task.code must be a local folder")
+    return code
+
+
+def _settings(raw: dict[str, Any], task: dict[str, Any], base: Path, source: str
+              ) -> dict[str, Any]:
+    """The job settings: batching, retries, instances, environment variables, requirements."""
+    from .envs import environment_requirements
+
     resources = raw.get("resources") or {}
     if not isinstance(resources, dict):
         raise SpecError(f"{source}: resources must be a mapping")
-    from .envs import environment_requirements
-
     requirements = environment_requirements(task.get("environment"), base, source)
     env = {**(raw.get("environment_variables") or {}),
            **(task.get("environment_variables") or {})}
-    mapping: dict[str, Any] = {
-        "name": job_name, "code": code, "scoring_script": str(task["entry_script"]),
-        "program_arguments": arguments, **settings,
+    return {
         **{k: raw[k] for k in ("mini_batch_size", "max_concurrency_per_instance",
                                "error_threshold", "retry_settings", "logging_level",
                                "partition_keys") if raw.get(k) is not None},
@@ -234,8 +292,6 @@ def load_parallel_job(ws: Workspace, path: Path, sets: list[str] | None = None
         **({"environment_variables": env} if env else {}),
         **({"requirements": requirements} if requirements else {}),
     }
-    spec = spec_from_mapping(mapping, base_dir=base, source=source)
-    return ParallelJob(spec, [data], output, arguments)
 
 
 def _literal(value: Any) -> str:

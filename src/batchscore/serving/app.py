@@ -15,61 +15,26 @@ request. A request's rows are logged only once it has been answered with its pre
 
 from __future__ import annotations
 
-import functools
-import json
-import logging
-import math
 import os
-import re
 import socket
-import time
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
-from starlette.concurrency import run_in_threadpool
+from fastapi import FastAPI
 
 from ..errors import InputError, UsageError
-from ..jsonshape import JsonShapeError, check_json_shape
 from ..state.events import EventWriter
 from ..workspace import Workspace
-from .anomaly import KINDS, AnomalyConfig, AnomalyDetector, log_event
+from .anomaly import AnomalyConfig, AnomalyDetector, log_event
 from .datalog import InferenceLogger
-from .inputs import InputProblem, Signature, parse_csv, parse_mlflow, parse_v2
+from .exchange import Exchange
+from .metrics import ServingMetrics
+from .routes import health_router, mlflow_router, monitoring_router, v2_router
+from .served import ServedModel
 
 __all__ = ["MAX_BODY_BYTES", "ServedModel", "create_app", "load_served_model", "model_detector",
            "output_type"]
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
-MAX_JSON_DEPTH = 32
-MAX_JSON_ELEMENTS = 2_000_000  # a 100k-row request of 10 columns holds 1.1 million
-_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,200}")  # visible ASCII: it is echoed in a header
-_SCORING_ROUTES = frozenset({"/invocations", "/v2/models/{name}/infer"})
-log = logging.getLogger("batchscore.serving")
-_V2_TYPES = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32",
-             "boolean": "BOOL", "string": "BYTES"}
-
-
-@dataclass(frozen=True)
-class ServedModel:
-    name: str
-    version: str
-    signature: Signature
-    predict: Callable[[pd.DataFrame], Any]
-    output_type: str = "double"  # the signature's output type (an MLflow type name)
 
 
 def load_served_model(ws: Workspace, ref: str) -> ServedModel:
@@ -110,16 +75,6 @@ def output_type(model: Any) -> str:
     return str(getattr(spec.type, "name", "double"))
 
 
-def _jsonable(predictions: Any) -> list[Any]:
-    if isinstance(predictions, pd.DataFrame):
-        return predictions.to_dict(orient="records")
-    return np.asarray(predictions).tolist()
-
-
-def _flag(detector: AnomalyDetector, kind: str) -> float:
-    return float(detector.is_active(kind))
-
-
 def model_detector(model: ServedModel, config: AnomalyConfig | None = None,
                    **kwargs: Any) -> AnomalyDetector:
     """An anomaly detector for ``model``: subject ``NAME/VERSION``, details naming the model,
@@ -144,218 +99,12 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
     if events is not None:
         detector.listeners.append(events.put)
     app.state.detector = detector
-    registry = CollectorRegistry()
-    latency = Histogram("batchscore_serving_request_seconds", "Request latency.", ["route"],
-                        registry=registry)
-    requests = Counter("batchscore_serving_requests", "Requests by route and status.",
-                       ["route", "status"], registry=registry)
-    errors = Counter("batchscore_serving_errors", "Requests answered with an error.",
-                     ["route", "status"], registry=registry)
-    anomaly = Gauge("batchscore_serving_anomaly", "1 while an anomaly of this kind goes on.",
-                    ["kind"], registry=registry)
-    for kind in KINDS:
-        anomaly.labels(kind).set_function(functools.partial(_flag, detector, kind))
-    baseline = Gauge("batchscore_serving_latency_baseline_seconds",
-                     "The latency baseline the detector compares with (NaN while learning).",
-                     registry=registry)
-    baseline.set_function(lambda: detector.baseline() or math.nan)
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next):  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # a failure no handler caught: answer 500, count it
-            log.exception("%s %s failed", request.method, request.url.path)
-            response = fail(f"the server failed: {type(exc).__name__}: {exc}", 500,
-                            request.headers.get("x-request-id") or "")
-        elapsed = time.perf_counter() - started
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        latency.labels(route).observe(elapsed)
-        requests.labels(route, str(response.status_code)).inc()
-        if response.status_code >= 400:
-            errors.labels(route, str(response.status_code)).inc()
-        if route in _SCORING_ROUTES:
-            detector.observe(elapsed, response.status_code)
-        return response
-
-    def fail(message: str, status: int, request_id: str) -> JSONResponse:
-        code = {400: "BAD_REQUEST", 413: "REQUEST_TOO_LARGE", 404: "NOT_FOUND"}.get(
-            status, "INTERNAL_ERROR")
-        return JSONResponse({"error_code": code, "message": message}, status_code=status,
-                            headers={"X-Request-ID": request_id} if request_id else None)
-
-    def model_failed(exc: Exception, request_id: str) -> JSONResponse:
-        log.error("model %s/%s failed on request %s: %s: %s", model.name, model.version,
-                  request_id, type(exc).__name__, exc, exc_info=exc)
-        return fail(f"the model failed: {type(exc).__name__}: {exc}", 500, request_id)
-
-    async def body_of(request: Request) -> bytes:
-        """The body, counted as it streams in: over the limit (declared or not), 413."""
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > max_body_bytes:
-            raise InputProblem(f"request body of {declared} bytes is over the limit of "
-                               f"{max_body_bytes} bytes", 413)
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body_bytes:
-                raise InputProblem(f"request body is over the limit of {max_body_bytes} "
-                                   "bytes", 413)
-            parts.append(chunk)
-        return b"".join(parts)
-
-    def decode(raw: bytes) -> Any:
-        if not raw.strip():
-            raise InputProblem("request body is empty; send JSON such as "
-                               '{"dataframe_split": {"columns": [...], "data": [[...]]}}')
-        try:
-            check_json_shape(raw, MAX_JSON_DEPTH, MAX_JSON_ELEMENTS)
-            return json.loads(raw)
-        except JsonShapeError as exc:
-            raise InputProblem(str(exc)) from None
-        except (ValueError, RecursionError) as exc:
-            raise InputProblem(f"request body is not valid JSON: {exc}") from None
-
-    def request_id_of(value: Any) -> str:
-        if not isinstance(value, str) or not _REQUEST_ID.fullmatch(value):
-            raise InputProblem(f"request id {str(value)[:60]!r} is not 1-200 visible ASCII "
-                               "characters")
-        return value
-
-    def answer(payload: dict[str, Any], frame: pd.DataFrame, data: list[Any],
-               request_id: str) -> Response:
-        """Render the answer, and only then log the request's rows with their predictions."""
-        body = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
-        if logger is not None:
-            logger.log(frame, data, request_id=request_id, model=model.name,
-                       version=model.version)
-        return Response(body, media_type="application/json",
-                        headers={"X-Request-ID": request_id})
-
-    @app.get("/ping")
-    @app.get("/health")
-    def ping() -> PlainTextResponse:
-        return PlainTextResponse("\n")
-
-    @app.get("/version")
-    def version() -> dict[str, str]:
-        return {"model": model.name, "version": model.version}
-
-    def answered(payload: dict[str, Any], frame: pd.DataFrame, data: list[Any],
-                 request_id: str) -> Response:
-        """:func:`answer`, or 500 when the answer cannot be made (the server's fault)."""
-        try:
-            return answer(payload, frame, data, request_id)
-        except Exception as exc:
-            log.exception("the answer to request %s cannot be sent", request_id)
-            return fail(f"the server failed: {type(exc).__name__}: {exc}", 500, request_id)
-
-    def header_id(request: Request) -> str:
-        given = request.headers.get("x-request-id")
-        return request_id_of(given) if given else uuid.uuid4().hex
-
-    @app.post("/invocations")
-    async def invocations(request: Request) -> Response:
-        request_id = ""
-        try:
-            request_id = header_id(request)
-            raw = await body_of(request)
-            if request.headers.get("content-type", "").split(";")[0].strip() == "text/csv":
-                frame = await run_in_threadpool(lambda: parse_csv(raw, model.signature))
-            else:
-                frame = await run_in_threadpool(
-                    lambda: parse_mlflow(decode(raw), model.signature))
-        except InputProblem as exc:
-            return fail(str(exc), exc.status, request_id)
-
-        def run() -> Response:
-            try:
-                data = _jsonable(model.predict(frame))
-            except Exception as exc:
-                return model_failed(exc, request_id)
-            return answered({"predictions": data}, frame, data, request_id)
-
-        return await run_in_threadpool(run)
-
-    @app.get("/v2/health/ready")
-    @app.get("/v2/health/live")
-    def v2_health() -> dict[str, bool]:
-        return {"ready": True, "live": True}
-
-    @app.get("/v2")
-    def v2_server() -> dict[str, Any]:
-        return {"name": "batchscore", "version": model.version, "extensions": []}
-
-    def metadata() -> dict[str, Any]:
-        return {"name": model.name, "versions": [model.version], "platform": "mlflow",
-                "inputs": [{"name": n, "datatype": _V2_TYPES.get(k, "BYTES"), "shape": [-1]}
-                           for n, k in model.signature],
-                "outputs": [{"name": "predict", "shape": [-1],
-                             "datatype": _V2_TYPES.get(model.output_type, "FP64")}]}
-
-    def unknown(name: str, request_id: str) -> JSONResponse | None:
-        if name == model.name:
-            return None
-        return fail(f"no model named {name!r}; this server serves {model.name!r}", 404,
-                    request_id)
-
-    @app.get("/v2/models/{name}")
-    def v2_metadata(name: str) -> Any:
-        return unknown(name, "") or metadata()
-
-    @app.get("/v2/models/{name}/ready")
-    def v2_ready(name: str) -> Any:
-        return unknown(name, "") or {"name": name, "ready": True}
-
-    @app.post("/v2/models/{name}/infer")
-    async def v2_infer(name: str, request: Request) -> Response:
-        request_id = ""
-        try:
-            request_id = header_id(request)
-            missing = unknown(name, request_id)
-            if missing is not None:
-                return missing
-            raw = await body_of(request)
-
-            def parse() -> tuple[pd.DataFrame, Any]:
-                body = decode(raw)
-                frame = parse_v2(body, model.signature)
-                given = body.get("id")
-                return frame, (request_id_of(given) if given is not None else None)
-
-            frame, given = await run_in_threadpool(parse)
-            request_id = given or request_id
-        except InputProblem as exc:
-            return fail(str(exc), exc.status, request_id)
-
-        def run() -> Response:
-            try:
-                data = _jsonable(model.predict(frame))
-            except Exception as exc:
-                return model_failed(exc, request_id)
-            return answered({"model_name": model.name, "model_version": model.version,
-                             "id": request_id,
-                             "outputs": [{"name": "predict", "shape": [len(data)],
-                                          "datatype": _V2_TYPES.get(model.output_type,
-                                                                    "FP64"),
-                                          "data": data}]},
-                            frame, data, request_id)
-
-        return await run_in_threadpool(run)
-
-    @app.get("/metrics")
-    def metrics() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    @app.get("/events")
-    def anomaly_events() -> dict[str, Any]:
-        """The anomalies going on and the recent events of this process (newest first)."""
-        return {"subject": detector.subject, "baseline_s": detector.baseline(),
-                "active": [e.to_dict() for e in detector.active()],
-                "recent": [e.to_dict() for e in detector.recent_events()]}
-
+    metrics = ServingMetrics(detector)
+    app.middleware("http")(metrics.measure)
+    exchange = Exchange(model, logger, max_body_bytes)
+    for router in (health_router(model), mlflow_router(exchange), v2_router(exchange),
+                   monitoring_router(metrics.registry, detector)):
+        app.include_router(router)
     if logger is not None:
         app.router.on_shutdown.append(logger.close)
     app.router.on_shutdown.append(detector.close)

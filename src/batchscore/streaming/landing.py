@@ -32,15 +32,23 @@ from typing import Any
 
 import pandas as pd
 import pyarrow.parquet as pq
-from sqlalchemy import and_, exists, func, insert, select, update
+from sqlalchemy import and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..jobs.crash import crash_point
-from ..state.tables import stream_landings, stream_partitions, streams
+from ..state.tables import stream_landings, stream_partitions
 from ..workspace import Workspace
 from .events import Event
 from .lease import Lease
-from .records import PARTITIONS, Stream
+from .records import (
+    PARTITIONS,
+    Intent,
+    Stream,
+    commit_landing,
+    drop_intents,
+    record_intents,
+    record_partition_closed,
+)
 from .redis_source import entry_key
 from .windows import Window, aggregate
 
@@ -140,9 +148,7 @@ class Lander:
         if rows:
             with self.ws.engine.begin() as conn:
                 self.lease.check(conn)
-                conn.execute(stream_landings.delete().where(
-                    stream_landings.c.id.in_([r.id for r in rows]),
-                    stream_landings.c.state == "writing"))
+                drop_intents(conn, [r.id for r in rows])
             log.info("stream %s: removed %d unfinished landings of a consumer that died",
                      self.stream.name, len(rows))
         return len(rows)
@@ -206,21 +212,12 @@ class Lander:
         done.windows = sum(1 for f in files if f.kind == "window")
         done.events = sum(len(f.ids) for f in files if f.kind == "window")
         done.late, done.rejected = len(late), len(rejected)
-        with self.ws.engine.begin() as conn:
+        counts = {"events_landed": done.events, "windows_landed": done.windows,
+                  "events_late": done.late, "events_rejected": done.rejected}
+        with self.ws.engine.begin() as conn:  # the ledger, watermark and counters together
             self.lease.check(conn)
-            if ids:
-                conn.execute(update(stream_landings).where(stream_landings.c.id.in_(ids))
-                             .values(state="landed"))
-            changes: dict[str, Any] = {"watermark": watermark, "max_event_time": max_event_time}
-            if files:
-                changes.update(
-                    events_landed=streams.c.events_landed + done.events,
-                    windows_landed=streams.c.windows_landed + done.windows,
-                    events_late=streams.c.events_late + done.late,
-                    events_rejected=streams.c.events_rejected + done.rejected,
-                    last_landed_at=time.time())
-            conn.execute(update(streams).where(streams.c.name == self.stream.name)
-                         .values(**changes))
+            commit_landing(conn, self.stream.name, ids, watermark=watermark,
+                           max_event_time=max_event_time, counts=counts if files else None)
         if files:
             crash_point("stream-landed")
         done.ids = [i for f in files for i in f.ids]
@@ -228,21 +225,10 @@ class Lander:
 
     def _intend(self, files: list[_File]) -> list[int]:
         now = time.time()
-        ids = []
+        intents = [_intent(item) for item in files]
         with self.ws.engine.begin() as conn:
             self.lease.check(conn)
-            for item in files:
-                keys = [entry_key(i) for i in item.ids]
-                result = conn.execute(insert(stream_landings).values(
-                    stream=self.stream.name, kind=item.kind, state="writing",
-                    window_start=item.window_start, partition_key=item.partition,
-                    partition_end=item.partition_end, path=item.path, raw_path=item.raw_path,
-                    events=len(item.ids), rows=len(item.frame), first_entry=min(keys),
-                    last_entry=max(keys), created_at=now))
-                key = result.inserted_primary_key
-                assert key is not None
-                ids.append(int(key[0]))
-        return ids
+            return record_intents(conn, self.stream.name, intents, now)
 
     def _window_file(self, window: Window) -> _File:
         part, end = partition_of(window.start, self.stream.partition_by)
@@ -336,16 +322,20 @@ class Lander:
         try:
             with self.ws.engine.begin() as conn:
                 self.lease.check(conn)
-                conn.execute(insert(stream_partitions).values(
-                    stream=stream.name, partition_key=partition, partition_end=end,
-                    closed_at=time.time(), job_id=job_id, run_id=run_id, error=error))
-                conn.execute(update(streams).where(streams.c.name == stream.name)
-                             .values(partitions_closed=streams.c.partitions_closed + 1))
+                record_partition_closed(conn, stream.name, partition, end, job_id=job_id,
+                                        run_id=run_id, error=error)
         except IntegrityError:
             return False
         log.info("stream %s: partition %s closed (%d windows)%s", stream.name, partition,
                  marker["windows"], f", endpoint job {job_id}" if job_id else "")
         return True
+
+
+def _intent(item: _File) -> Intent:
+    keys = [entry_key(i) for i in item.ids]
+    return Intent(item.kind, item.path, item.raw_path, item.window_start, item.partition,
+                  item.partition_end, events=len(item.ids), rows=len(item.frame),
+                  first_entry=min(keys), last_entry=max(keys))
 
 
 def _landing_name() -> str:

@@ -4,6 +4,7 @@ A consumer takes the lease when nobody holds it, when the holder let it expire, 
 holder is a process of this machine that no longer exists (so a consumer killed with SIGKILL
 is replaced at once). It renews the lease while it runs, and every landing commits only
 while it still holds it, so a consumer that was paused past its lease cannot land anything.
+This module decides; :mod:`.records` writes the stream's row.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from __future__ import annotations
 import time
 import uuid
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, select
 
 from ..state.records import _dead_here, runner_name
 from ..state.tables import streams
 from ..workspace import Workspace
 from .errors import StreamBusyError, StreamNotFoundError, StreamUnavailableError
+from .records import release_lease, renew_lease, take_lease
 
 __all__ = ["LEASE_SECONDS", "Lease"]
 
@@ -47,12 +49,8 @@ class Lease:
                 raise StreamBusyError(
                     f"stream {self.name!r} is being consumed by {row.lease_owner} (its lease "
                     f"runs {row.lease_until - now:.0f}s more); stop that consumer first")
-            taken = conn.execute(
-                update(streams).where(streams.c.name == self.name,
-                                      _same_holder(row.lease_token))
-                .values(lease_owner=self.owner, lease_token=self.token,
-                        lease_until=now + self.seconds))
-            if taken.rowcount != 1:
+            if not take_lease(conn, self.name, row.lease_token, owner=self.owner,
+                              token=self.token, until=now + self.seconds):
                 raise StreamBusyError(f"stream {self.name!r}: another consumer took the lease "
                                       "at the same moment")
         self.renewed_at = now
@@ -61,11 +59,7 @@ class Lease:
         """Renew the lease inside ``conn``'s transaction; StreamUnavailableError if it is
         lost (taken over, or the stream deleted): then nothing of that transaction counts."""
         now = time.time()
-        renewed = conn.execute(update(streams)
-                               .where(streams.c.name == self.name,
-                                      streams.c.lease_token == self.token)
-                               .values(lease_until=now + self.seconds))
-        if renewed.rowcount != 1:
+        if not renew_lease(conn, self.name, self.token, now + self.seconds):
             raise StreamUnavailableError(
                 f"stream {self.name!r}: this consumer lost its lease (the stream was deleted, "
                 "or another consumer took over after this one stalled); stopping")
@@ -80,11 +74,4 @@ class Lease:
 
     def release(self) -> None:
         with self.ws.engine.begin() as conn:
-            conn.execute(update(streams).where(streams.c.name == self.name,
-                                               streams.c.lease_token == self.token)
-                         .values(lease_owner=None, lease_token=None, lease_until=None))
-
-
-def _same_holder(token: str | None):  # type: ignore[no-untyped-def]
-    """Compare-and-set: the row still has the holder we judged."""
-    return streams.c.lease_token.is_(None) if token is None else streams.c.lease_token == token
+            release_lease(conn, self.name, self.token)

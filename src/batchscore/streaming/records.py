@@ -1,5 +1,9 @@
 """Stream definitions as durable rows of the state database, with their progress counters.
 
+This module is the one writer of the stream tables (``streams``, ``stream_landings``,
+``stream_partitions``): the lease and the lander call its functions inside their own
+transactions (they pass the connection), so that what commits together still does.
+
 A stream names its window length, allowed lateness, aggregates, how far in the future an
 event may lie, its Redis stream (URL and key; the URL defaults to the workspace's), how its
 windows are partitioned in the data store (by hour or day), and optionally a batch endpoint
@@ -16,7 +20,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, insert, select
+from sqlalchemy import ColumnElement, Connection, delete, insert, select, update
 
 from ..errors import SpecError
 from ..state.tables import endpoints, stream_landings, stream_partitions, streams
@@ -29,15 +33,23 @@ __all__ = [
     "DEFAULT_AGGREGATES",
     "PARTITIONS",
     "REDIS_ENV",
+    "Intent",
     "Stream",
+    "commit_landing",
     "create_stream",
     "default_redis_url",
     "delete_stream",
+    "drop_intents",
     "get_stream",
     "list_partitions",
     "list_streams",
     "parse_duration",
+    "record_intents",
+    "record_partition_closed",
     "redis_url_of",
+    "release_lease",
+    "renew_lease",
+    "take_lease",
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -248,3 +260,102 @@ def delete_stream(ws: Workspace, name: str, *, purge: bool = False) -> Stream:
     if purge:
         ws.data.remove(stream.prefix, recursive=True)
     return stream
+
+
+# --- the lease (streaming.lease decides; these write) ---------------------------------------
+
+
+def _same_holder(token: str | None) -> ColumnElement[bool]:
+    """Compare-and-set: the row still has the holder we judged."""
+    return streams.c.lease_token.is_(None) if token is None else streams.c.lease_token == token
+
+
+def take_lease(conn: Connection, name: str, judged_token: str | None, *, owner: str,
+               token: str, until: float) -> bool:
+    """Give stream ``name``'s lease to ``owner``/``token`` until ``until``, if its holder is
+    still the one judged free (``judged_token``); False when another took it meanwhile."""
+    taken = conn.execute(update(streams).where(streams.c.name == name,
+                                               _same_holder(judged_token))
+                         .values(lease_owner=owner, lease_token=token, lease_until=until))
+    return taken.rowcount == 1
+
+
+def renew_lease(conn: Connection, name: str, token: str, until: float) -> bool:
+    """Extend the lease that ``token`` holds to ``until``; False when it holds it no more."""
+    renewed = conn.execute(update(streams)
+                           .where(streams.c.name == name, streams.c.lease_token == token)
+                           .values(lease_until=until))
+    return renewed.rowcount == 1
+
+
+def release_lease(conn: Connection, name: str, token: str) -> None:
+    """Free the lease if ``token`` still holds it."""
+    conn.execute(update(streams).where(streams.c.name == name, streams.c.lease_token == token)
+                 .values(lease_owner=None, lease_token=None, lease_until=None))
+
+
+# --- the landing ledger (streaming.landing writes files; these record them) -----------------
+
+
+@dataclass(frozen=True)
+class Intent:
+    """One file about to be written: a ledger row in state ``writing``."""
+
+    kind: str  # window, late or rejected
+    path: str
+    raw_path: str | None
+    window_start: float | None
+    partition: str | None
+    partition_end: float | None
+    events: int
+    rows: int
+    first_entry: str
+    last_entry: str
+
+
+def record_intents(conn: Connection, stream: str, intents: Sequence[Intent],
+                   now: float) -> list[int]:
+    """Insert the ledger rows of ``intents`` as ``writing``; their ids, in order."""
+    ids = []
+    for item in intents:
+        result = conn.execute(insert(stream_landings).values(
+            stream=stream, kind=item.kind, state="writing", window_start=item.window_start,
+            partition_key=item.partition, partition_end=item.partition_end, path=item.path,
+            raw_path=item.raw_path, events=item.events, rows=item.rows,
+            first_entry=item.first_entry, last_entry=item.last_entry, created_at=now))
+        key = result.inserted_primary_key
+        assert key is not None
+        ids.append(int(key[0]))
+    return ids
+
+
+def drop_intents(conn: Connection, ids: Sequence[int]) -> None:
+    """Delete the ledger rows ``ids`` that are still ``writing`` (a dead consumer's)."""
+    conn.execute(stream_landings.delete().where(stream_landings.c.id.in_(list(ids)),
+                                                stream_landings.c.state == "writing"))
+
+
+def commit_landing(conn: Connection, stream: str, ids: Sequence[int], *,
+                   watermark: float | None, max_event_time: float | None,
+                   counts: dict[str, int] | None) -> None:
+    """Mark the ledger rows ``ids`` ``landed`` and move the stream's watermark; with
+    ``counts`` (events_landed, windows_landed, events_late, events_rejected: what this step
+    landed), add them to the stream's counters and stamp ``last_landed_at``."""
+    if ids:
+        conn.execute(update(stream_landings).where(stream_landings.c.id.in_(list(ids)))
+                     .values(state="landed"))
+    changes: dict[str, Any] = {"watermark": watermark, "max_event_time": max_event_time}
+    if counts is not None:
+        changes.update({key: getattr(streams.c, key) + value for key, value in counts.items()})
+        changes["last_landed_at"] = time.time()
+    conn.execute(update(streams).where(streams.c.name == stream).values(**changes))
+
+
+def record_partition_closed(conn: Connection, stream: str, partition: str, end: float, *,
+                            job_id: str | None, run_id: str | None, error: str | None) -> None:
+    """Record ``partition`` as closed (IntegrityError when it was already) and count it."""
+    conn.execute(insert(stream_partitions).values(
+        stream=stream, partition_key=partition, partition_end=end, closed_at=time.time(),
+        job_id=job_id, run_id=run_id, error=error))
+    conn.execute(update(streams).where(streams.c.name == stream)
+                 .values(partitions_closed=streams.c.partitions_closed + 1))

@@ -284,25 +284,66 @@ def measure_video(
     style = StyleMeter(reference) if reference is not None else None
     cv2 = _cv2()
     rate = float(info.average_rate) if info.average_rate else None
-    rows: list[dict[str, Any]] = []
-    shown: list[tuple[int, np.ndarray, np.ndarray]] = []
-    for index in picked:
-        source, styled = sources[index], outputs[index]
-        row: dict[str, Any] = {
-            "frame": index,
-            "time": round(index / rate, 3) if rate else None,
-            "content_kept": round(content_kept(source, styled), 4),
-        }
-        if style is not None:
-            row.update({k: round(v, 4) for k, v in style(source, styled).items()})
-        if cv2 is not None:
-            small = [_to_width(f, min(CONTENT_WIDTH, f.shape[1])) for f in (
-                outputs[index - 1], styled, sources[index - 1], source)]
-            maps = _flow_maps(small[2], small[3])
-            row["warping_error"] = round(_warped_difference(small[0], small[1], maps), 6)
-            row["input_warping_error"] = round(_warped_difference(small[2], small[3], maps), 6)
-        rows.append(row)
-        shown.append((index, source, styled))
+    rows = [_measure_frame(index, sources, outputs, rate, style, cv2) for index in picked]
+    shown = [(index, sources[index], outputs[index]) for index in picked]
+    report = {
+        "version": 1,
+        "input": str(input_path),
+        "output": str(output_path),
+        "video": {"width": info.width, "height": info.height, "frames": info.frame_count,
+                  "fps": rate},
+        "settings": dict(settings or {}),
+        "time": dict(timing or {}),
+        "summary": _summary(rows),
+        "frames": rows,
+        "notes": _notes(style is not None, cv2 is not None),
+        "measures": dict(_MEASURES),
+        "sampled_frames": len(rows),
+        "report_seconds": None,
+    }
+    report["report_seconds"] = round(time.perf_counter() - started, 2)
+    return report, shown
+
+
+# What each figure of a report means (the report carries it).
+_MEASURES = {
+    "content_kept": f"correlation of luminance gradient magnitudes, input against "
+    f"output, both {CONTENT_WIDTH} px wide (1: every edge kept)",
+    "style_matched": "1 - d(output, style) / d(input, style), Euclidean distances "
+    "between arbitrary_predict.onnx style embeddings (1: the style's embedding; 0: "
+    "no closer to the style than the input)",
+    "warping_error": "mean squared difference (RGB 0..1) between each sampled frame "
+    "and the one before warped onto it by the input's optical flow, non-occluded "
+    f"pixels, at most {CONTENT_WIDTH} px wide; input_warping_error: the same on the "
+    "input (what the scene's motion alone gives)",
+}
+
+
+def _measure_frame(index: int, sources: Mapping[int, np.ndarray],
+                   outputs: Mapping[int, np.ndarray], rate: float | None,
+                   style: StyleMeter | None, cv2: Any | None) -> dict[str, Any]:
+    """The report's row of frame ``index``: content kept, the style's match (given a
+    reference) and the warping errors against the frame before (given OpenCV)."""
+    source, styled = sources[index], outputs[index]
+    row: dict[str, Any] = {
+        "frame": index,
+        "time": round(index / rate, 3) if rate else None,
+        "content_kept": round(content_kept(source, styled), 4),
+    }
+    if style is not None:
+        row.update({k: round(v, 4) for k, v in style(source, styled).items()})
+    if cv2 is not None:
+        small = [_to_width(f, min(CONTENT_WIDTH, f.shape[1])) for f in (
+            outputs[index - 1], styled, sources[index - 1], source)]
+        maps = _flow_maps(small[2], small[3])
+        row["warping_error"] = round(_warped_difference(small[0], small[1], maps), 6)
+        row["input_warping_error"] = round(_warped_difference(small[2], small[3], maps), 6)
+    return row
+
+
+def _summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The sampled frames' means, and the flicker ratio (output's warping error over the
+    input's) when both are known."""
     summary: dict[str, Any] = {
         "content_kept": _round(_mean([r["content_kept"] for r in rows]), 4),
         "style_matched": _round(_mean([r.get("style_matched") for r in rows]), 4),
@@ -314,38 +355,17 @@ def measure_video(
     if summary["warping_error"] is not None and summary["input_warping_error"]:
         summary["flicker_ratio"] = round(summary["warping_error"]
                                          / summary["input_warping_error"], 2)
+    return summary
+
+
+def _notes(styled: bool, opencv: bool) -> list[str]:
+    """What the report could not measure, and why."""
     notes = []
-    if style is None:
+    if not styled:
         notes.append("style matched: no reference embedding for a user's ONNX model")
-    if cv2 is None:
+    if not opencv:
         notes.append("temporal consistency: needs OpenCV (pip install opencv-python-headless)")
-    report = {
-        "version": 1,
-        "input": str(input_path),
-        "output": str(output_path),
-        "video": {"width": info.width, "height": info.height, "frames": info.frame_count,
-                  "fps": rate},
-        "settings": dict(settings or {}),
-        "time": dict(timing or {}),
-        "summary": summary,
-        "frames": rows,
-        "notes": notes,
-        "measures": {
-            "content_kept": f"correlation of luminance gradient magnitudes, input against "
-            f"output, both {CONTENT_WIDTH} px wide (1: every edge kept)",
-            "style_matched": "1 - d(output, style) / d(input, style), Euclidean distances "
-            "between arbitrary_predict.onnx style embeddings (1: the style's embedding; 0: "
-            "no closer to the style than the input)",
-            "warping_error": "mean squared difference (RGB 0..1) between each sampled frame "
-            "and the one before warped onto it by the input's optical flow, non-occluded "
-            f"pixels, at most {CONTENT_WIDTH} px wide; input_warping_error: the same on the "
-            "input (what the scene's motion alone gives)",
-        },
-        "sampled_frames": len(rows),
-        "report_seconds": None,
-    }
-    report["report_seconds"] = round(time.perf_counter() - started, 2)
-    return report, shown
+    return notes
 
 
 def _round(value: float | None, digits: int) -> float | None:
