@@ -337,3 +337,16 @@ def test_a_query_cannot_lift_its_own_statement_timeout(ws: Workspace, readings: 
     limits = {"read_only": True, "statement_timeout": 1.0, "max_rows": 100}
     with pytest.raises(InputError, match="statement timeout"):
         snapshot_query(readings, lifts, ws.system, 1, limits)
+
+
+def test_the_query_pipeline_cannot_be_started_by_name(
+        client: TestClient, headers: dict[str, dict[str, str]]) -> None:
+    """Only ``POST /api/v1/jobs`` records runs of ``batch-job-query`` (its spec is the one the
+    service kept in the system store); the pipelines API neither lists nor starts it."""
+    started = client.post("/api/v1/pipelines/batch-job-query/runs", headers=headers["admin"],
+                          json={"submission": "0" * 64, "inputs": ["connection:src"],
+                                "output": "out/"})
+    assert started.status_code == 404, started.text
+    assert "no pipeline named 'batch-job-query'" in started.text
+    listed = client.get("/api/v1/pipelines", headers=headers["viewer"])
+    assert listed.status_code == 200 and "batch-job-query" not in listed.text

@@ -28,7 +28,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..batch_pipelines import (
+    BatchJob,
     BatchJobParams,
+    BatchJobQuery,
     BatchJobQueryParams,
     data_pointer,
     keep_submission,
@@ -56,8 +58,8 @@ __all__ = [
     "store_locations",
 ]
 
-PIPELINE = "batch-job"  # the pipeline whose runs execute submitted jobs
-QUERY_PIPELINE = "batch-job-query"  # ... and plan those whose input is a connection's query
+PIPELINE = BatchJob.name  # the pipeline whose runs execute submitted jobs
+QUERY_PIPELINE = BatchJobQuery.name  # ... and plan those whose input is a connection's query
 # The largest request body POST /api/v1/jobs needs: the bundle in base64, plus the rest.
 MAX_SUBMIT_BODY_BYTES = 4 * ((bundles.MAX_BUNDLE_BYTES + 2) // 3) + bundles.MiB
 # Keys of a spec that name files on the submitting machine: the bundle carries those.
