@@ -27,14 +27,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from .errors import InputError, SpecError, UsageError
-from .jobs.api import get_job, submit_job
+from .jobs.api import get_job
 from .jobs.kinds import get_kind
 from .jobs.spec import JobSpec
-from .state.tables import endpoints, pipeline_runs
+from .pipelines.contract import Plan, submit_and_attach
+from .state.runs import list_runs, run_by_key
+from .state.tables import endpoints
 from .workspace import Workspace
 
 __all__ = [
@@ -361,9 +363,9 @@ def invoke_endpoint(
     parameters) and its spec, when it is not the endpoint's default
     (:mod:`batchscore.deployments`)."""
     if run_key is not None:
-        existing = _run_by_key(ws, run_key)
+        existing = run_by_key(ws.engine, run_key)
         if existing is not None:
-            return Invocation(name, existing["job_id"], existing["id"], False)
+            return Invocation(name, existing.job_id, existing.id, False)  # type: ignore[arg-type]
     endpoint = get_endpoint(ws, name)
     if deployment_spec is not None:
         endpoint = replace(endpoint, spec=deployment_spec)
@@ -376,56 +378,28 @@ def invoke_endpoint(
         raise InputError(f"endpoint {name!r}: no output given (--output)")
     spec = endpoint_job_spec(ws, endpoint, query=query, table=table)
     spec, urls, target = resolve_connections(ws, spec, inputs, output)
-    job, created = submit_job(ws, spec, urls, target, overwrite=overwrite)
-    if not created:
-        run = _run_by_job(ws, job.id)
-        if run is not None:
-            return Invocation(name, job.id, run["id"], False)
     from .connections import is_connection_ref
-    from .pipelines import create_run
 
     named = any(is_connection_ref(v) for v in [*inputs, output])  # never show their URLs
-    params = {"endpoint": name,
-              "inputs": list(inputs) if named else list(job.inputs),
-              "output": output if named else job.output_url,
-              "query": query, "table": table, "overwrite": overwrite,
-              **({"deployment": deployment} if deployment else {})}
-    try:
-        with ws.engine.begin() as conn:
-            run = create_run(conn, PIPELINE, params, run_key=run_key, created_by=created_by)
-            conn.execute(update(pipeline_runs).where(pipeline_runs.c.id == run.id)
-                         .values(job_id=job.id,
-                                 output_url=output if named else job.output_url))
-    except IntegrityError:  # another caller recorded the same run_key first
-        existing = _run_by_key(ws, run_key or "")
-        if existing is None:
-            raise
-        return Invocation(name, existing["job_id"], existing["id"], False)
+    attached = submit_and_attach(
+        ws, PIPELINE, Plan(spec, urls, target),
+        lambda job: {"endpoint": name,
+                     "inputs": list(inputs) if named else list(job.inputs),
+                     "output": output if named else job.output_url,
+                     "query": query, "table": table, "overwrite": overwrite,
+                     **({"deployment": deployment} if deployment else {})},
+        overwrite=overwrite, run_key=run_key, created_by=created_by,
+        shown_output=output if named else None)
+    if not attached.run_created:
+        return Invocation(name, attached.run.job_id or attached.job.id, attached.run.id, False)
     if start:
-        start_runner(ws, run.id)
-    return Invocation(name, job.id, run.id, True)
-
-
-def _run_by_key(ws: Workspace, run_key: str) -> dict[str, Any] | None:
-    with ws.engine.connect() as conn:
-        row = conn.execute(select(pipeline_runs.c.id, pipeline_runs.c.job_id)
-                           .where(pipeline_runs.c.run_key == run_key)).first()
-    return dict(row._mapping) if row is not None else None
-
-
-def _run_by_job(ws: Workspace, job_id: str) -> dict[str, Any] | None:
-    with ws.engine.connect() as conn:
-        row = conn.execute(select(pipeline_runs.c.id, pipeline_runs.c.job_id)
-                           .where(pipeline_runs.c.job_id == job_id)
-                           .order_by(pipeline_runs.c.created_at.desc())).first()
-    return dict(row._mapping) if row is not None else None
+        start_runner(ws, attached.run.id)
+    return Invocation(name, attached.job.id, attached.run.id, True)
 
 
 def invocations(ws: Workspace, name: str, limit: int = 20) -> list[dict[str, Any]]:
     """The endpoint's latest invocations (runs with their job's state), newest first."""
     get_endpoint(ws, name)
-    from .pipelines import list_runs
-
     out = []
     for run in list_runs(ws.engine, limit=500):
         if run.pipeline != PIPELINE or run.params.get("endpoint") != name:
@@ -455,28 +429,7 @@ def start_runner(ws: Workspace, run_id: str) -> subprocess.Popen[bytes]:
     env = dict(os.environ, BATCHSCORE_WORKSPACE=str(ws.settings.root))
     with open(log_dir / "runner.log", "ab") as log:
         return subprocess.Popen(  # nosec B603  # argv list, our module
-            [sys.executable, "-m", "batchscore.endpoints", run_id],
+            [sys.executable, "-m", "batchscore.pipelines", run_id],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True, close_fds=True,
         )
-
-
-def _main(argv: list[str]) -> int:
-    """``python -m batchscore.endpoints RUN_ID``: claim the queued run and execute it."""
-    from .pipelines import claim_run, execute_run
-    from .workspace import open_workspace
-
-    if len(argv) != 1:
-        print("usage: python -m batchscore.endpoints RUN_ID", file=sys.stderr)
-        return 2
-    ws = open_workspace()
-    if not claim_run(ws, argv[0]):
-        print(f"run {argv[0]} is not queued (another runner took it)", file=sys.stderr)
-        return 0
-    run = execute_run(ws, argv[0])
-    print(f"run {run.id} {run.state}" + (f": {run.reason}" if run.reason else ""))
-    return 0 if run.state == "succeeded" else 1
-
-
-if __name__ == "__main__":
-    sys.exit(_main(sys.argv[1:]))

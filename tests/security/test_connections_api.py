@@ -8,6 +8,7 @@ statement timeout and row cap."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from pathlib import Path
 
@@ -244,8 +245,7 @@ def test_the_cli_manages_connections_without_showing_urls(ws: Workspace,
     assert missing.exit_code == 2 and "no connection named" in missing.output
 
 
-def test_submitted_script_jobs_name_connections_too(ws: Workspace, client: TestClient,
-                                                    headers: dict[str, dict[str, str]]) -> None:
+def _script_bundle() -> str:
     import base64
     import gzip
     import io
@@ -258,25 +258,72 @@ def test_submitted_script_jobs_name_connections_too(ws: Workspace, client: TestC
         info = tarfile.TarInfo("code/score.py")
         info.size = len(code)
         tar.addfile(info, io.BytesIO(code))
-    state = f"sqlite:///{ws.settings.root / 'state.db'}"
-    answer = client.post("/api/v1/jobs", headers=headers["admin"], json={
-        "spec": {"input_format": "sql", "options": {"query": "SELECT * FROM api_tokens"}},
-        "scoring_script": "score.py", "bundle": base64.b64encode(out.getvalue()).decode(),
-        "inputs": [state], "output": "out/"})
-    assert answer.status_code == 400, answer.text
-    assert "connection:NAME" in answer.json()["detail"]
+    return base64.b64encode(out.getvalue()).decode()
+
+
+def _source_db(ws: Workspace) -> Path:
     path = ws.settings.root.parent / "src.db"
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE t (id INTEGER)")
         conn.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(30)])
+    return path
+
+
+def _submit_query(client: TestClient, admin: dict[str, str], query: str, output: str = "out/"
+                  ):  # type: ignore[no-untyped-def]
+    return client.post("/api/v1/jobs", headers=admin, json={
+        "spec": {"input_format": "sql", "options": {"query": query}},
+        "scoring_script": "score.py", "bundle": _script_bundle(),
+        "inputs": ["connection:src"], "output": output})
+
+
+def test_submitted_script_jobs_name_connections_too(ws: Workspace, client: TestClient,
+                                                    headers: dict[str, dict[str, str]]) -> None:
+    state = f"sqlite:///{ws.settings.root / 'state.db'}"
+    answer = client.post("/api/v1/jobs", headers=headers["admin"], json={
+        "spec": {"input_format": "sql", "options": {"query": "SELECT * FROM api_tokens"}},
+        "scoring_script": "score.py", "bundle": _script_bundle(),
+        "inputs": [state], "output": "out/"})
+    assert answer.status_code == 400, answer.text
+    assert "connection:NAME" in answer.json()["detail"]
+    path = _source_db(ws)
     create_connection(ws, "src", f"sqlite:///{path}", max_rows=10)  # the CLI may: SQLite
-    capped = client.post("/api/v1/jobs", headers=headers["admin"], json={
-        "spec": {"input_format": "sql", "options": {"query": "SELECT * FROM t"}},
-        "scoring_script": "score.py", "bundle": base64.b64encode(out.getvalue()).decode(),
-        "inputs": ["connection:src"], "output": "out/"})
-    assert capped.status_code == 400, capped.text
-    assert "more than 10 rows" in capped.json()["detail"]
-    assert str(path) not in capped.text
+    capped = _submit_query(client, headers["admin"], "SELECT * FROM t")
+    assert capped.status_code == 202, capped.text
+    run = _finished_run(ws, capped.json()["run_id"])
+    assert run.state == "failed" and "more than 10 rows" in (run.reason or "")
+    assert str(path) not in (run.reason or "")
+    shown = client.get(f"/api/v1/runs/{run.id}", headers=headers["viewer"])
+    assert shown.status_code == 200 and str(path) not in shown.text
+
+
+def test_a_submitted_jobs_query_runs_in_the_job_not_in_the_request(
+        ws: Workspace, client: TestClient, headers: dict[str, dict[str, str]]) -> None:
+    """Issue 14: ``POST /api/v1/jobs`` over ``connection:NAME`` answers before the query runs;
+    a run slot plans the job, and the query runs there read-only under the row cap (before
+    the fix the request itself ran it: the answer carried the planned job)."""
+    path = _source_db(ws)
+    create_connection(ws, "src", f"sqlite:///{path}", max_rows=10)
+    answer = _submit_query(client, headers["admin"], "SELECT * FROM t WHERE id < 5")
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["job_id"] is None and answer.json()["job"] is None
+    run = _finished_run(ws, answer.json()["run_id"])
+    assert run.state == "succeeded", run.reason
+    job = get_job(ws, run.job_id)
+    assert job.items_succeeded == 5
+    assert job.spec["options"]["sql_limits"]["read_only"] is True
+    assert job.spec["options"]["sql_limits"]["max_rows"] == 10
+    assert run.params["inputs"] == ["connection:src"] and str(path) not in str(run.params)
+    assert (ws.data.local_path("out") / "predictions.csv").read_text().split() == [
+        str(i) for i in range(5)]
+
+    writes = _submit_query(client, headers["admin"], "DELETE FROM t RETURNING id", "out2/")
+    assert writes.status_code == 202, writes.text
+    refused = _finished_run(ws, writes.json()["run_id"])
+    assert refused.state == "failed"
+    assert re.search(r"readonly|read-only|read only", refused.reason or ""), refused.reason
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 30
 
 
 @pytest.mark.postgres
@@ -290,3 +337,16 @@ def test_a_query_cannot_lift_its_own_statement_timeout(ws: Workspace, readings: 
     limits = {"read_only": True, "statement_timeout": 1.0, "max_rows": 100}
     with pytest.raises(InputError, match="statement timeout"):
         snapshot_query(readings, lifts, ws.system, 1, limits)
+
+
+def test_the_query_pipeline_cannot_be_started_by_name(
+        client: TestClient, headers: dict[str, dict[str, str]]) -> None:
+    """Only ``POST /api/v1/jobs`` records runs of ``batch-job-query`` (its spec is the one the
+    service kept in the system store); the pipelines API neither lists nor starts it."""
+    started = client.post("/api/v1/pipelines/batch-job-query/runs", headers=headers["admin"],
+                          json={"submission": "0" * 64, "inputs": ["connection:src"],
+                                "output": "out/"})
+    assert started.status_code == 404, started.text
+    assert "no pipeline named 'batch-job-query'" in started.text
+    listed = client.get("/api/v1/pipelines", headers=headers["viewer"])
+    assert listed.status_code == 200 and "batch-job-query" not in listed.text

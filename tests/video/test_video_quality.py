@@ -215,8 +215,8 @@ def test_calibration_says_the_time_and_a_faster_setting(bbb, monkeypatch, capsys
 def test_one_measured_default_size_everywhere():
     """The CLI, the library and the video-style pipeline share the default of docs/video.md."""
     from batchscore.cli.video import DEFAULT_MAX_SIZE as CLI_DEFAULT
-    from batchscore.pipelines import VideoStyleParams
     from batchscore.video.job import DEFAULT_MAX_SIZE
+    from batchscore.video.published import VideoStyleParams
 
     assert CLI_DEFAULT == DEFAULT_MAX_SIZE == 768
     assert VideoStyleParams(input="a.mp4", output="b/").max_size == DEFAULT_MAX_SIZE

@@ -29,17 +29,14 @@ override that carries one, an error naming a database URL) is masked, never stor
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import update
 
 from ..errors import BatchscoreError, InputError
-from ..pipelines import create_run
-from ..state.tables import pipeline_runs
+from ..state import runs
 from ..workspace import Workspace
 from .errors import DataTestError, ModelNotFoundError, ProjectError
 from .project import Project, load_project
@@ -88,9 +85,7 @@ def data_hash(frame: pd.DataFrame) -> str:
 
 
 def _finish(ws: Workspace, run_id: str, state: str, reason: str) -> None:
-    with ws.engine.begin() as conn:
-        conn.execute(update(pipeline_runs).where(pipeline_runs.c.id == run_id)
-                     .values(state=state, reason=safe_tag(reason), finished_at=time.time()))
+    runs.finish_run(ws.engine, run_id, state, safe_tag(reason))
 
 
 def _decide(candidate: float, champion: float | None, margin: float,
@@ -143,7 +138,7 @@ def train_evaluate_register(ws: Workspace, project: str | Path | Project, *,
     """Run the pipeline on ``project`` (a folder); ``data`` replaces ``data.load()``."""
     proj = project if isinstance(project, Project) else load_project(project, overrides)
     with ws.engine.begin() as conn:
-        run = create_run(conn, PIPELINE_NAME, {"project": safe_tag(proj.path)},
+        run = runs.create_run(conn, PIPELINE_NAME, {"project": safe_tag(proj.path)},
                          state="running")
     try:
         outcome = _run(ws, proj, run.id, data, log)
@@ -184,31 +179,13 @@ def run_in_pipeline(ws: Workspace, project: str | Path, run_id: str, *,
 
 def _run(ws: Workspace, proj: Project, run_id: str, data: pd.DataFrame | None,
          log: Callable[[str], None]) -> Outcome:
-    import mlflow
-    import sklearn
-    from mlflow.models import infer_signature
     from sklearn.model_selection import train_test_split
 
     params = proj.params
-    data_mod = proj.module("data")
-    frame = data if data is not None else data_mod.load()
-    features, target = list(data_mod.FEATURES), str(data_mod.TARGET)
-
-    log("data tests ...")
-    problems = proj.module("data_tests").check(frame, data_mod.reference())
-    if problems:
-        raise DataTestError(list(problems))
-    log(f"data tests passed ({len(frame)} rows)")
-
+    frame, features, target = _tested_data(proj, data, log)
     train_df, test_df = train_test_split(frame, test_size=float(params["data"]["test_size"]),
                                          random_state=int(params["data"]["seed"]))
     use_registry(ws)
-    c = client(ws)
-    experiment = c.get_experiment_by_name(proj.model_name)
-    experiment_id = (experiment.experiment_id if experiment is not None else
-                     c.create_experiment(proj.model_name,
-                                         artifact_location=f"{artifact_location(ws)}/"
-                                         f"{proj.model_name}"))
     tags = {"batchscore.pipeline_run": run_id, DATA_TAG: data_hash(frame),
             CODE_TAG: safe_tag(proj.code_version()), CONTENT_TAG: proj.content_hash(),
             "batchscore.project": safe_tag(proj.path)}
@@ -219,6 +196,69 @@ def _run(ws: Workspace, proj: Project, run_id: str, data: pd.DataFrame | None,
         return outcome
 
     log("train ...")
+    trained = _train(ws, proj, tags, train_df, test_df, features, target)
+    metrics = trained.metrics
+    log(f"trained: {', '.join(f'{k}={v:.4f}' for k, v in sorted(metrics.items()))}")
+
+    champion = _champion(ws, proj.model_name)
+    alias, best = champion if champion is not None else ("production", None)
+    log(f"evaluate against {alias} ...")
+    best_metrics = _champion_metrics(proj, alias, best, test_df, features, target)
+    promoted, reason = _decide(metrics["rmse"], best_metrics.get("rmse"),
+                               float(params["promotion"]["margin"]), alias)
+    log(reason)
+
+    twin = _same_as(ws, proj.model_name, tags)  # registered by a run beside this one
+    if twin is not None:
+        outcome = _unchanged(run_id, twin)
+        log(f"{outcome.reason}: nothing registered")
+        return outcome
+    log("register ...")
+    version = _register(ws, proj, trained, tags, promoted, reason, alias, best)
+    log(f"registered {proj.model_name} version {version}" + (" as staging" if promoted else ""))
+    return Outcome(pipeline_run=run_id, mlflow_run=trained.mlflow_run,
+                   model_name=proj.model_name, version=version, promoted=promoted,
+                   reason=reason, metrics=metrics,
+                   champion_alias=alias if best is not None else None,
+                   champion_version=best.version if best is not None else None,
+                   champion_metrics=best_metrics)
+
+
+def _tested_data(proj: Project, data: pd.DataFrame | None, log: Callable[[str], None]
+                 ) -> tuple[pd.DataFrame, list[str], str]:
+    """The training data (``data``, else the project's ``data.load()``) once its data tests
+    pass, with its feature columns and target; :class:`DataTestError` naming the problems."""
+    data_mod = proj.module("data")
+    frame = data if data is not None else data_mod.load()
+    log("data tests ...")
+    problems = proj.module("data_tests").check(frame, data_mod.reference())
+    if problems:
+        raise DataTestError(list(problems))
+    log(f"data tests passed ({len(frame)} rows)")
+    return frame, list(data_mod.FEATURES), str(data_mod.TARGET)
+
+
+@dataclass(frozen=True)
+class _Trained:
+    model_uri: str
+    mlflow_run: str
+    metrics: dict[str, float]
+
+
+def _train(ws: Workspace, proj: Project, tags: dict[str, str], train_df: pd.DataFrame,
+           test_df: pd.DataFrame, features: list[str], target: str) -> _Trained:
+    """Train and evaluate the candidate in an MLflow run (params, metrics, the model)."""
+    import mlflow
+    import sklearn
+    from mlflow.models import infer_signature
+
+    params = proj.params
+    c = client(ws)
+    experiment = c.get_experiment_by_name(proj.model_name)
+    experiment_id = (experiment.experiment_id if experiment is not None else
+                     c.create_experiment(proj.model_name,
+                                         artifact_location=f"{artifact_location(ws)}/"
+                                         f"{proj.model_name}"))
     with mlflow.start_run(experiment_id=experiment_id, tags=tags) as active:
         mlflow.log_params({"train." + k: safe_tag(v) for k, v in params.get("train", {}).items()})
         mlflow.log_params({"data.test_size": safe_tag(params["data"]["test_size"]),
@@ -235,47 +275,41 @@ def _run(ws: Workspace, proj: Project, run_id: str, data: pd.DataFrame | None,
         info = mlflow.sklearn.log_model(  # type: ignore[attr-defined]
             model, name="model", signature=signature,
             pip_requirements=[f"scikit-learn=={sklearn.__version__}"])
-        mlflow_run = active.info.run_id
-    log(f"trained: {', '.join(f'{k}={v:.4f}' for k, v in sorted(metrics.items()))}")
+        return _Trained(info.model_uri, active.info.run_id, metrics)
 
-    champion = _champion(ws, proj.model_name)
-    alias, best = champion if champion is not None else ("production", None)
-    log(f"evaluate against {alias} ...")
-    best_metrics: dict[str, float] = {}
-    if best is not None:
-        try:
-            best_model = mlflow.pyfunc.load_model(best.uri)
-        except Exception as exc:  # a flavour's loader raises anything on broken artifacts
-            raise InputError(f"the {alias} version {best.uri} ({best.source}) cannot be "
-                             f"loaded to compare with: {type(exc).__name__}: {exc}") from None
-        best_metrics = {k: float(v) for k, v in
-                        evaluate(best_model, test_df[features], test_df[target]).items()}
-    promoted, reason = _decide(metrics["rmse"], best_metrics.get("rmse"),
-                               float(params["promotion"]["margin"]), alias)
-    log(reason)
 
-    twin = _same_as(ws, proj.model_name, tags)  # registered by a run beside this one
-    if twin is not None:
-        outcome = _unchanged(run_id, twin)
-        log(f"{outcome.reason}: nothing registered")
-        return outcome
-    log("register ...")
+def _champion_metrics(proj: Project, alias: str, best: ModelVersion | None,
+                      test_df: pd.DataFrame, features: list[str], target: str
+                      ) -> dict[str, float]:
+    """The champion's metrics on the same held-out split ({} without a champion)."""
+    import mlflow
+
+    if best is None:
+        return {}
+    try:
+        best_model = mlflow.pyfunc.load_model(best.uri)
+    except Exception as exc:  # a flavour's loader raises anything on broken artifacts
+        raise InputError(f"the {alias} version {best.uri} ({best.source}) cannot be "
+                         f"loaded to compare with: {type(exc).__name__}: {exc}") from None
+    evaluate = proj.module("evaluate").evaluate
+    return {k: float(v) for k, v in
+            evaluate(best_model, test_df[features], test_df[target]).items()}
+
+
+def _register(ws: Workspace, proj: Project, trained: _Trained, tags: dict[str, str],
+              promoted: bool, reason: str, alias: str, best: ModelVersion | None) -> int:
+    """Register the candidate as a new version; ``staging`` moves to it when promoted."""
+    c = client(ws)
     if c.search_registered_models(f"name = '{proj.model_name}'") == []:
         c.create_registered_model(proj.model_name)
     version_tags = {**tags, "batchscore.decision": "promoted" if promoted else "not promoted",
                     "batchscore.reason": safe_tag(reason),
-                    **{f"metric.{k}": f"{v:.6g}" for k, v in metrics.items()}}
+                    **{f"metric.{k}": f"{v:.6g}" for k, v in trained.metrics.items()}}
     if best is not None:
         version_tags["batchscore.compared_with"] = str(best.version)
         version_tags["batchscore.compared_with_alias"] = alias
-    mv = c.create_model_version(proj.model_name, info.model_uri, run_id=mlflow_run,
+    mv = c.create_model_version(proj.model_name, trained.model_uri, run_id=trained.mlflow_run,
                                 tags=version_tags)
     if promoted:
         c.set_registered_model_alias(proj.model_name, "staging", mv.version)
-    log(f"registered {proj.model_name} version {mv.version}"
-        + (" as staging" if promoted else ""))
-    return Outcome(pipeline_run=run_id, mlflow_run=mlflow_run, model_name=proj.model_name,
-                   version=int(mv.version), promoted=promoted, reason=reason, metrics=metrics,
-                   champion_alias=alias if best is not None else None,
-                   champion_version=best.version if best is not None else None,
-                   champion_metrics=best_metrics)
+    return int(mv.version)

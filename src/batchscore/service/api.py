@@ -242,6 +242,10 @@ def submit(request: Request, body: JobIn, who: Annotated[Principal, Depends(_adm
     except BundleTooLargeError as exc:
         raise HTTPException(413, str(exc)) from None
     service.slots.wake.set()
+    if done.job is None:  # a connection's query: the run plans the job, in a run slot
+        return {"job_id": None, "run_id": done.run_id, "created": done.created,
+                "script": f"system:{done.script}", "job": None,
+                "links": {"run": f"/api/v1/runs/{done.run_id}"}}
     return {"job_id": done.job.id, "run_id": done.run_id, "created": done.created,
             "script": f"system:{done.script}",
             "job": _job_summary(ws, done.job), "links": _job_links(done.job.id, done.run_id)}

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..batch_pipelines import BatchEndpointParams, check_endpoint_params, data_pointer
 from ..deployments import (
     create_deployment,
     delete_deployment,
@@ -25,7 +26,6 @@ from ..deployments import (
 )
 from ..errors import SpecError
 from ..jobs.spec import spec_from_mapping
-from ..pipelines import BatchEndpointParams, check_endpoint_params, data_pointer
 from .api import require
 from .endpoints_api import InvokeIn, Settings
 

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..batch_pipelines import BatchEndpointParams, check_endpoint_params, data_pointer
 from ..connections import is_connection_ref
 from ..endpoints import (
     PIPELINE,
@@ -26,7 +27,7 @@ from ..endpoints import (
     list_endpoints,
     tabular_endpoint_spec,
 )
-from ..pipelines import BatchEndpointParams, check_endpoint_params, data_pointer, request_run
+from ..pipelines import request_run
 from .api import require
 
 __all__ = ["router"]

@@ -8,12 +8,10 @@ import logging
 import threading
 import time
 
-from sqlalchemy import select, update
-
 from ..jobs.api import get_job
-from ..pipelines import claim_run, execute_run
+from ..pipelines import execute_run
+from ..state import runs
 from ..state.records import runner_name
-from ..state.tables import pipeline_runs
 from ..workspace import Workspace
 
 __all__ = ["RunSlots"]
@@ -47,35 +45,24 @@ class RunSlots:
 
     def recover(self) -> list[str]:
         """Queue again the runs that a service which is gone left running; returns their ids."""
-        with self.ws.engine.connect() as conn:
-            rows = list(conn.execute(select(pipeline_runs.c.id, pipeline_runs.c.job_id,
-                                            pipeline_runs.c.runner)
-                                     .where(pipeline_runs.c.state == "running")))
         again = []
-        for row in rows:
-            if row.runner == self.runner:
+        for run in runs.running_runs(self.ws.engine):
+            if run.runner == self.runner:
                 continue
-            if row.job_id is not None:
-                job = get_job(self.ws, row.job_id)
+            if run.job_id is not None:
+                job = get_job(self.ws, run.job_id)
                 if not (job.finished or job.interrupted or job.state == "queued"):
                     continue  # another live service runs it
-            with self.ws.engine.begin() as conn:
-                conn.execute(update(pipeline_runs)
-                             .where(pipeline_runs.c.id == row.id,
-                                    pipeline_runs.c.state == "running")
-                             .values(state="queued"))
-            again.append(row.id)
-            log.info("run %s: left running by %s; taken up again", row.id, row.runner)
+            runs.requeue_run(self.ws.engine, run.id)
+            again.append(run.id)
+            log.info("run %s: left running by %s; taken up again", run.id, run.runner)
         return again
 
     def _next(self) -> str | None:
+        """Claim the oldest queued run for this slot; its id, or None when there is none."""
         with self._lock:
-            with self.ws.engine.connect() as conn:
-                ids = [r.id for r in conn.execute(
-                    select(pipeline_runs.c.id).where(pipeline_runs.c.state == "queued")
-                    .order_by(pipeline_runs.c.created_at).limit(10))]
-            for run_id in ids:
-                if claim_run(self.ws, run_id, self.runner):
+            for run_id in runs.queued_run_ids(self.ws.engine):
+                if runs.claim_run(self.ws.engine, run_id, self.runner):
                     return run_id
         return None
 

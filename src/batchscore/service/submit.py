@@ -7,6 +7,9 @@ the output is free, the bundle's members and sizes) and writes nothing; :func:`r
 keeps the bundle in the system store (``scripts/<sha256>/``, see :mod:`batchscore.jobs.bundle`),
 records the job (planned into mini-batches) and a queued run of the ``batch-job`` pipeline
 pointing at it. The service's run slots then run it, as they run an endpoint's invocation.
+A job whose input is a registered connection is planned by its run instead (a queued run of
+``batch-job-query``): its query runs inside the job, read-only, under the connection's
+statement timeout and row cap, never inside the HTTP request.
 
 The same command submitted again gives the same bundle digest, hence the same spec and job
 key: an unfinished job (and its run) is returned instead of a new one.
@@ -23,27 +26,30 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, update
 
+from ..batch_pipelines import (
+    BatchJob,
+    BatchJobParams,
+    BatchJobQuery,
+    BatchJobQueryParams,
+    data_pointer,
+    keep_submission,
+)
+from ..connections import is_connection_ref
 from ..endpoints import resolve_connections
 from ..errors import InputError, SpecError, UsageError
 from ..jobs import bundle as bundles
-from ..jobs.api import submit_job
 from ..jobs.kinds import get_kind
 from ..jobs.spec import JobSpec, spec_from_mapping
-from ..pipelines import (
-    BatchJobParams,
-    create_run,
-    data_url,
-    resolve_data_path,
-)
+from ..pipelines import Plan, data_url, resolve_data_path, submit_and_attach
+from ..state import runs
 from ..state.records import Job, Locations, public_text
-from ..state.tables import pipeline_runs
 from ..workspace import Workspace
 
 __all__ = [
     "MAX_SUBMIT_BODY_BYTES",
     "PIPELINE",
+    "QUERY_PIPELINE",
     "JobIn",
     "PreparedJob",
     "Submission",
@@ -52,7 +58,8 @@ __all__ = [
     "store_locations",
 ]
 
-PIPELINE = "batch-job"  # the pipeline whose runs execute submitted jobs
+PIPELINE = BatchJob.name  # the pipeline whose runs execute submitted jobs
+QUERY_PIPELINE = BatchJobQuery.name  # ... and plan those whose input is a connection's query
 # The largest request body POST /api/v1/jobs needs: the bundle in base64, plus the rest.
 MAX_SUBMIT_BODY_BYTES = 4 * ((bundles.MAX_BUNDLE_BYTES + 2) // 3) + bundles.MiB
 # Keys of a spec that name files on the submitting machine: the bundle carries those.
@@ -88,14 +95,20 @@ class PreparedJob:
     spec: JobSpec  # without code
     archive: bytes
     scoring_script: str
-    inputs: list[str]  # URLs (or a database URL)
+    inputs: list[str]  # URLs, or registered connections (connection:NAME)
     output: str  # URL
     overwrite: bool
+
+    @property
+    def reads_a_connection(self) -> bool:
+        """True when an input is a registered connection: its query runs in the job, planned
+        by a run slot, never in the HTTP request."""
+        return any(is_connection_ref(v) for v in self.inputs)
 
 
 @dataclass(frozen=True)
 class Submission:
-    job: Job
+    job: Job | None  # None: a run slot plans it (its input is a connection's query)
     run_id: str
     created: bool  # False: the same job was submitted before and is not finished
     script: str  # the bundle's folder in the system store
@@ -160,8 +173,6 @@ def _decode(bundle: str, limit: int) -> bytes:
 def _input_url(ws: Workspace, value: str) -> str:
     """A data-store path as its URL; ``connection:NAME`` as it is (resolved with its limits
     by :func:`~batchscore.endpoints.resolve_connections`); a database URL is refused."""
-    from ..pipelines import data_pointer
-
     return data_pointer(ws, value, "input")
 
 
@@ -172,48 +183,43 @@ def prepare_job(ws: Workspace, body: JobIn, limit: int | None = None) -> Prepare
     limit = bundles.MAX_BUNDLE_BYTES if limit is None else limit
     with _public_errors(ws):
         spec = _settings(body.spec)
-        urls = [_input_url(ws, value) for value in body.inputs]
-        spec, urls, _ = resolve_connections(ws, spec, urls, "")
+        pointers = [_input_url(ws, value) for value in body.inputs]
+        resolved, urls, _ = resolve_connections(ws, spec, pointers, "")  # no query runs here
         output = data_url(ws, resolve_data_path(ws, body.output, "output")).rstrip("/")
         kind = get_kind(spec.kind)
         for url in urls:  # each one matches files (errors name the data-store path)
-            kind.expand_inputs(spec, [url])
-        kind.check_output(spec, output, body.overwrite)
+            kind.expand_inputs(resolved, [url])
+        kind.check_output(resolved, output, body.overwrite)
         archive = _decode(body.bundle, limit)
         bundles.check_bundle(archive, body.scoring_script, limit)
-    return PreparedJob(spec, archive, body.scoring_script, urls, output, body.overwrite)
+    if any(is_connection_ref(v) for v in pointers):  # resolved again by the run that plans it
+        return PreparedJob(spec, archive, body.scoring_script, pointers, output, body.overwrite)
+    return PreparedJob(resolved, archive, body.scoring_script, urls, output, body.overwrite)
 
 
 def record_job(ws: Workspace, prepared: PreparedJob, *, created_by: str | None = None
                ) -> Submission:
     """Keep the bundle in the system store, record the job and a queued ``batch-job`` run
-    (or find the unfinished job of the same submission and its run)."""
+    (or find the unfinished job of the same submission and its run). A job reading a
+    connection is recorded as a queued ``batch-job-query`` run instead: the run slot that
+    executes it plans the job, running the query there under the connection's limits."""
     with _public_errors(ws):
         stored = bundles.store_bundle(ws.system, prepared.archive, prepared.scoring_script)
         spec = prepared.spec.model_copy(update={
             "code": stored.code, "scoring_script": stored.scoring_script,
             "model_dir": stored.model_dir})
-        job, created = submit_job(ws, spec, prepared.inputs, prepared.output,
-                                  overwrite=prepared.overwrite)
-        run_id = None if created else _run_of(ws, job.id)
-        if run_id is None:
-            run_id = _record_run(ws, job, prepared.overwrite, created_by)
-    return Submission(job, run_id, created, stored.prefix)
-
-
-def _run_of(ws: Workspace, job_id: str) -> str | None:
-    with ws.engine.connect() as conn:
-        row = conn.execute(select(pipeline_runs.c.id)
-                           .where(pipeline_runs.c.job_id == job_id,
-                                  pipeline_runs.c.state.in_(("queued", "running")))
-                           .order_by(pipeline_runs.c.created_at.desc())).first()
-    return row.id if row is not None else None
-
-
-def _record_run(ws: Workspace, job: Job, overwrite: bool, created_by: str | None) -> str:
-    params = BatchJobParams(job=job.id, overwrite=overwrite).model_dump(mode="json")
-    with ws.engine.begin() as conn:
-        run = create_run(conn, PIPELINE, params, created_by=created_by)
-        conn.execute(update(pipeline_runs).where(pipeline_runs.c.id == run.id)
-                     .values(job_id=job.id, output_url=job.output_url))
-    return run.id
+        if prepared.reads_a_connection:
+            get_kind(spec.kind).validate(spec)  # the script, the query's text: refused now
+            params = BatchJobQueryParams(
+                submission=keep_submission(ws.system, spec), inputs=prepared.inputs,
+                output=prepared.output, overwrite=prepared.overwrite)
+            with ws.engine.begin() as conn:
+                run = runs.create_run(conn, QUERY_PIPELINE, params.model_dump(mode="json"),
+                                      created_by=created_by)
+            return Submission(None, run.id, True, stored.prefix)
+        attached = submit_and_attach(
+            ws, PIPELINE, Plan(spec, prepared.inputs, prepared.output),
+            lambda job: BatchJobParams(job=job.id, overwrite=prepared.overwrite)
+            .model_dump(mode="json"),
+            overwrite=prepared.overwrite, created_by=created_by)
+    return Submission(attached.job, attached.run.id, attached.job_created, stored.prefix)

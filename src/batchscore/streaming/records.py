@@ -163,7 +163,7 @@ def create_stream(
     """Record a stream and create its consumer group in Redis (at the end of the Redis stream:
     entries already in it are not this stream's). Everything is checked before anything is
     recorded: names, durations, aggregates, the endpoint, and that Redis answers."""
-    from ..pipelines import resolve_data_path
+    from ..pipelines.datastore import resolve_data_path
     from .redis_source import connect_redis, ensure_group
 
     if not _NAME.match(name):

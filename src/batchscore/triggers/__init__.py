@@ -1,15 +1,16 @@
 """Triggers: storage triggers (a new blob starts exactly one pipeline run) and schedules."""
 
+from .blob_ledger import ledger
+from .blobs import Blob, list_blobs
 from .records import (
     Trigger,
     TriggerNotFoundError,
     create_trigger,
     get_trigger,
-    ledger,
     list_triggers,
     remove_trigger,
 )
-from .watch import Blob, TriggerLoop, list_blobs, scan_storage, tick_schedule
+from .watch import TriggerLoop, scan_storage, tick_schedule
 
 __all__ = [
     "Blob",

@@ -1,4 +1,7 @@
-"""Triggers as durable rows: storage triggers (a new blob starts a run) and schedules (cron)."""
+"""Triggers as durable rows: storage triggers (a new blob starts a run) and schedules (cron).
+
+The one module that writes ``triggers``; what a storage trigger has seen is its ledger
+(:mod:`.ledger`)."""
 
 from __future__ import annotations
 
@@ -9,20 +12,22 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from ..errors import SpecError, UsageError
 from ..pipelines import get_pipeline, resolve_data_path, validate_params
-from ..state.tables import trigger_ledger, triggers
+from ..state.tables import triggers
 from ..workspace import Workspace
+from . import blob_ledger as ledgers
+from .blobs import list_blobs
 
 __all__ = [
     "Trigger",
     "TriggerNotFoundError",
     "create_trigger",
     "get_trigger",
-    "ledger",
     "list_triggers",
+    "move_cursor",
     "remove_trigger",
 ]
 
@@ -87,11 +92,9 @@ def create_trigger(
     """Record a trigger. A storage trigger (``prefix``) notes every blob already there in its
     ledger, so that only new ones start runs (unless ``process_existing``); a schedule
     (``cron``) starts a run at each tick from now on."""
-    from .watch import list_blobs
-
     if not _NAME.match(name):
         raise SpecError(f"trigger name {name!r} must be 1-100 letters, digits, '_', '.' or '-'")
-    get_pipeline(pipeline)
+    definition = get_pipeline(pipeline)
     params = dict(params or {})
     if (prefix is None) == (cron is None):
         raise SpecError("a trigger needs either a store prefix (storage) or a cron expression "
@@ -119,8 +122,7 @@ def create_trigger(
         if output.startswith(prefix) or prefix.startswith(output):
             raise SpecError(f"output {output!r} and prefix {prefix!r} overlap: outputs would "
                             "trigger runs themselves")
-        probe = {"video-style": "video.mp4", "train-evaluate-register": "data.csv"}.get(
-            pipeline, "input")
+        probe = definition.sample_input
         validate_params(ws, pipeline, {**params, "input": f"{prefix}{probe}", "output": output})
         kind = "storage"
     now = time.time()
@@ -136,11 +138,7 @@ def create_trigger(
         if conn.execute(select(triggers.c.id).where(triggers.c.name == name)).first():
             raise SpecError(f"a trigger named {name!r} exists already; remove it first")
         conn.execute(insert(triggers).values(**trigger.to_dict()))
-        if existing:
-            conn.execute(insert(trigger_ledger), [
-                {"trigger_id": trigger.id, "path": b.path, "version": b.version,
-                 "size": b.size, "state": "baseline", "run_id": None, "created_at": now}
-                for b in existing])
+        ledgers.record_baseline(conn, trigger.id, existing, now)
     return trigger
 
 
@@ -163,14 +161,11 @@ def remove_trigger(ws: Workspace, name_or_id: str) -> Trigger:
     """Remove a trigger and its ledger; the runs it started stay."""
     trigger = get_trigger(ws.engine, name_or_id)
     with ws.engine.begin() as conn:
-        conn.execute(delete(trigger_ledger).where(trigger_ledger.c.trigger_id == trigger.id))
+        ledgers.forget(conn, trigger.id)
         conn.execute(delete(triggers).where(triggers.c.id == trigger.id))
     return trigger
 
 
-def ledger(engine: Engine, trigger_id: str, limit: int = 200) -> list[dict[str, Any]]:
-    """What a trigger has seen: one row per blob version (``baseline`` or ``started``)."""
-    query = (select(trigger_ledger).where(trigger_ledger.c.trigger_id == trigger_id)
-             .order_by(trigger_ledger.c.id.desc()).limit(limit))
-    with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(query)]
+def move_cursor(conn: Connection, trigger_id: str, tick: float) -> None:
+    """Note that a schedule has started the run of ``tick`` (inside the caller's transaction)."""
+    conn.execute(update(triggers).where(triggers.c.id == trigger_id).values(cursor=tick))

@@ -17,58 +17,22 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
-from fsspec.core import url_to_fs
-from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ..jobs.crash import crash_point
-from ..pipelines import Run, create_run, data_url, validate_params
-from ..state.tables import trigger_ledger, triggers
+from ..pipelines import validate_params
+from ..state.runs import Run, create_run
 from ..workspace import Workspace
-from .records import Trigger, list_triggers
+from . import blob_ledger as ledgers
+from .blobs import Blob, list_blobs
+from .records import Trigger, list_triggers, move_cursor
 
-__all__ = ["Blob", "TriggerLoop", "list_blobs", "scan_storage", "tick_schedule"]
+__all__ = ["TriggerLoop", "scan_storage", "tick_schedule"]
 
 log = logging.getLogger("batchscore.triggers")
 
 MAX_BACKOFF_S = 60.0
-
-
-@dataclass(frozen=True)
-class Blob:
-    path: str  # relative to the data store
-    version: str
-    size: int
-
-
-def _version(info: dict[str, Any]) -> str:
-    etag = info.get("etag") or info.get("ETag")
-    if etag:
-        return str(etag).strip('"')
-    mtime = info.get("mtime") or info.get("last_modified") or info.get("LastModified")
-    if hasattr(mtime, "timestamp"):
-        mtime = mtime.timestamp()
-    return f"{info.get('size')}:{mtime}"
-
-
-def list_blobs(ws: Workspace, prefix: str) -> list[Blob]:
-    """The blobs below ``prefix`` in the data store, with their versions, fresh (no cache)."""
-    fs, base = url_to_fs(data_url(ws, ""))
-    _, path = url_to_fs(data_url(ws, prefix))
-    fs.invalidate_cache()
-    base = base.rstrip("/")
-    if not fs.exists(path):
-        return []
-    found = fs.find(path, detail=True)
-    blobs = []
-    for full, info in sorted(found.items()):
-        if info.get("type") == "directory":
-            continue
-        rel = full[len(base):].lstrip("/") if base else full.lstrip("/")
-        blobs.append(Blob(rel, _version(info), int(info.get("size") or 0)))
-    return blobs
 
 
 @dataclass
@@ -84,13 +48,6 @@ class ScanState:
     seen: dict[tuple[str, str], _Seen] = field(default_factory=dict)
 
 
-def _done(ws: Workspace, trigger_id: str) -> set[tuple[str, str]]:
-    with ws.engine.connect() as conn:
-        rows = conn.execute(select(trigger_ledger.c.path, trigger_ledger.c.version)
-                            .where(trigger_ledger.c.trigger_id == trigger_id))
-        return {(r.path, r.version) for r in rows}
-
-
 def scan_storage(ws: Workspace, trigger: Trigger, state: ScanState,
                  now: float | None = None) -> list[Run]:
     """One scan of a storage trigger; returns the runs it queued."""
@@ -99,7 +56,7 @@ def scan_storage(ws: Workspace, trigger: Trigger, state: ScanState,
     markers = {b.path.rsplit("/", 1)[0] for b in blobs
                if trigger.marker and fnmatch.fnmatchcase(b.path.rsplit("/", 1)[-1],
                                                          trigger.marker)}
-    done = _done(ws, trigger.id)
+    done = ledgers.seen(ws.engine, trigger.id)
     started: list[Run] = []
     for blob in blobs:
         if not trigger.matches(blob.path) or (blob.path, blob.version) in done:
@@ -139,9 +96,7 @@ def _start(ws: Workspace, trigger: Trigger, blob: Blob) -> Run | None:
                              trigger_id=trigger.id, created_by=f"trigger:{trigger.name}",
                              state="failed" if reason else "queued", reason=reason)
             crash_point("trigger-run-inserting")  # inside the transaction: rolled back
-            conn.execute(insert(trigger_ledger).values(
-                trigger_id=trigger.id, path=blob.path, version=blob.version, size=blob.size,
-                state="started", run_id=run.id, created_at=time.time()))
+            ledgers.record_started(conn, trigger.id, blob, run.id)
     except IntegrityError:
         return None
     crash_point("trigger-run-recorded")
@@ -167,15 +122,13 @@ def tick_schedule(ws: Workspace, trigger: Trigger, now: float | None = None) -> 
         tick = following
     try:
         with ws.engine.begin() as conn:
-            conn.execute(update(triggers).where(triggers.c.id == trigger.id)
-                         .values(cursor=tick))
+            move_cursor(conn, trigger.id, tick)
             run = create_run(conn, trigger.pipeline, dict(trigger.params),
                              run_key=f"schedule:{trigger.id}:{tick:.0f}", trigger_id=trigger.id,
                              created_by=f"schedule:{trigger.name}")
     except IntegrityError:
         with ws.engine.begin() as conn:
-            conn.execute(update(triggers).where(triggers.c.id == trigger.id)
-                         .values(cursor=tick))
+            move_cursor(conn, trigger.id, tick)
         return None
     log.info("schedule %s: tick %s started run %s", trigger.name, tick, run.id)
     return run
