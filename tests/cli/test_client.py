@@ -8,14 +8,14 @@ from pathlib import Path
 
 import httpx
 import pytest
-from servers import free_port
 
 from batchscore.backend import open_backend
 from batchscore.backend.local import LocalBackend
 from batchscore.backend.remote import RemoteBackend
 from batchscore.client import Client
 from batchscore.errors import ServiceError, UsageError
-from batchscore.jobs import cancel_job, run_job, spec_from_mapping, submit_job
+from batchscore.jobs import run_job, spec_from_mapping, submit_job
+from servers import free_port
 
 FAILS_ONE = "def run(mb):\n    if mb[0].endswith('f001.txt'):\n        raise ValueError('bad')\n" \
             "    return mb\n"
@@ -40,7 +40,7 @@ def test_jobs_through_the_client_and_both_backends_agree(ws, service, tmp_path, 
         states = sorted(mb["state"] for mb in api.minibatches(done.id))
         assert states == ["done", "done", "failed"]
         assert "ValueError: bad" in api.job_logs(done.id)["errors"]
-        with pytest.raises(ServiceError, match="the service answered 404: .*job-nope") as err:
+        with pytest.raises(ServiceError, match=r"the service answered 404: .*job-nope") as err:
             api.get_job("job-nope")
         assert err.value.status == 404 and err.value.exit_code == 2
 
