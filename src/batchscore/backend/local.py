@@ -254,6 +254,33 @@ class LocalBackend:
                 self._follow(inv.job_id, bar)
         return self.finish(jobs.get_job(self.ws, inv.job_id), report)
 
+    def create_deployment(self, endpoint: str, name: str, spec: JobSpec, *,
+                          set_default: bool, description: str | None) -> JSON:
+        from ..deployments import create_deployment
+
+        return create_deployment(self.ws, endpoint, name, spec, set_default=set_default,
+                                 description=description).to_dict()
+
+    def list_deployments(self, endpoint: str) -> list[JSON]:
+        from ..deployments import list_deployments
+
+        return [d.to_dict() for d in list_deployments(self.ws, endpoint)]
+
+    def get_deployment(self, endpoint: str, name: str) -> JSON:
+        from ..deployments import get_deployment
+
+        return get_deployment(self.ws, endpoint, name).to_dict()
+
+    def delete_deployment(self, endpoint: str, name: str) -> None:
+        from ..deployments import delete_deployment
+
+        delete_deployment(self.ws, endpoint, name)
+
+    def deployment_jobs(self, endpoint: str, name: str) -> list[JSON]:
+        from ..deployments import deployment_jobs
+
+        return deployment_jobs(self.ws, endpoint, name)
+
     def _follow(self, job_id: str, bar: ProgressCallback) -> None:
         while True:
             progress = self.job_progress(job_id)

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 __all__ = ["RemoteBackend"]
 
 POLL_SECONDS = 0.5
+# the job settings a deployment made through the API takes (POST .../deployments)
+DEPLOYMENT_SETTINGS = ("mini_batch_size", "error_threshold", "max_concurrency_per_instance",
+                       "instance_count", "retry_settings", "logging_level")
 
 
 def data_store_path(value: str, flag: str) -> str:
@@ -200,6 +203,30 @@ class RemoteBackend:
                                           overwrite=overwrite)
         report.say(f"job {inv['job_id']} queued (run {inv['run_id']})")
         return self.follow(inv["job_id"], report) if wait else 0
+
+    def create_deployment(self, endpoint: str, name: str, spec: JobSpec, *,
+                          set_default: bool, description: str | None) -> JSON:
+        """A deployment of a registered model (the service scores no local folder)."""
+        model = spec.model_dir or ""
+        if not model.startswith(("azureml:", "models:/")):
+            raise SpecError(f"model {model!r}: with --server a deployment scores a registered "
+                            "model (azureml:NAME@latest, azureml:NAME:VERSION, models:/...)")
+        given = spec.model_dump(mode="json", exclude_unset=True)
+        settings = {k: given[k] for k in DEPLOYMENT_SETTINGS if given.get(k) is not None}
+        return self.client.create_deployment(endpoint, name, model, set_default=set_default,
+                                             description=description, settings=settings)
+
+    def list_deployments(self, endpoint: str) -> list[JSON]:
+        return self.client.list_deployments(endpoint)
+
+    def get_deployment(self, endpoint: str, name: str) -> JSON:
+        return self.client.get_deployment(endpoint, name)
+
+    def delete_deployment(self, endpoint: str, name: str) -> None:
+        self.client.delete_deployment(endpoint, name)
+
+    def deployment_jobs(self, endpoint: str, name: str) -> list[JSON]:
+        return self.client.deployment_jobs(endpoint, name)
 
     # --- streams ---------------------------------------------------------------------------
 

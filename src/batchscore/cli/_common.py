@@ -36,6 +36,7 @@ __all__ = [
     "TokenOpt",
     "WorkspaceOpt",
     "backend",
+    "batch_size",
     "console",
     "err_console",
     "errors",
@@ -177,6 +178,13 @@ def key_values(pairs: Iterable[str] | None,
             raise SpecError(error.format(pair=pair))
         found[key.strip()] = value
     return found
+
+
+def batch_size(value: str | None) -> int | str | None:
+    """--mini-batch-size: a count of files or rows, or a size such as 10kb."""
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
 
 
 def open_ws(path: str | None) -> Workspace:

@@ -11,7 +11,16 @@ import typer
 from rich.table import Table
 
 from ..backend import EndpointRequest
-from ._common import Report, ServerOpt, TokenOpt, WorkspaceOpt, backend, console, errors
+from ._common import (
+    Report,
+    ServerOpt,
+    TokenOpt,
+    WorkspaceOpt,
+    backend,
+    batch_size,
+    console,
+    errors,
+)
 
 __all__ = ["app"]
 
@@ -92,7 +101,7 @@ def create(
     with errors():
         retry = {k: v for k, v in (("max_retries", max_retries), ("timeout", timeout))
                  if v is not None}
-        settings = {"mini_batch_size": _size(mini_batch_size),
+        settings = {"mini_batch_size": batch_size(mini_batch_size),
                     "error_threshold": error_threshold,
                     "max_concurrency_per_instance": workers,
                     **({"retry_settings": retry} if retry else {})}
@@ -104,11 +113,6 @@ def create(
             description=description, settings=settings)
         backend(workspace, server, token).create_endpoint(request, Report())
 
-
-def _size(value: str | None) -> int | str | None:
-    if value is None:
-        return None
-    return int(value) if value.isdigit() else value
 
 
 @app.command("list")

@@ -26,6 +26,7 @@ from ._common import (
     TokenOpt,
     WorkspaceOpt,
     backend,
+    batch_size,
     console,
     err_console,
     errors,
@@ -122,7 +123,7 @@ def run(
             spec, retry=retry, environment_variables=key_values(
                 env, "--env {pair!r}: expected KEY=VALUE"),
             **_paths(scoring_script=scoring_script, code=code, model_dir=model_dir),
-            input_format=input_format, mini_batch_size=_size(mini_batch_size),
+            input_format=input_format, mini_batch_size=batch_size(mini_batch_size),
             output_action=output_action, output_file_name=output_file_name,
             error_threshold=error_threshold, logging_level=logging_level,
             max_concurrency_per_instance=max_concurrency_per_instance,
@@ -133,18 +134,12 @@ def run(
             raise SpecError("no input given: pass --input (a file, folder, glob or URL)")
         if not output:
             raise SpecError("no output given: pass --output (a folder path or URL)")
-        code_ = backend(workspace, server, token).run_job(
+        outcome = backend(workspace, server, token).run_job(
             job_spec, input, output, overwrite=overwrite, wait=wait, executor=executor,
             ray_address=ray_address, report=Report(progress and err_console.is_terminal))
-        if code_:
-            raise typer.Exit(code_)
+        if outcome:
+            raise typer.Exit(outcome)
 
-
-def _size(value: str | None) -> int | str | None:
-    """--mini-batch-size: a count, or a size such as 10kb."""
-    if value is None:
-        return None
-    return int(value) if value.isdigit() else value
 
 
 def _paths(**paths: str | None) -> dict[str, str | None]:
