@@ -286,7 +286,7 @@ class RemoteBackend:
                 run = self.client.get_run(run_id)
                 job = run.get("job")
                 if job:
-                    bar(snapshot({**job, "minibatches_total": job["minibatches_total"]}, []))
+                    bar(snapshot(job, []))  # the frames: its items
                 if run["state"] in FINISHED:
                     return run
                 time.sleep(POLL_SECONDS)
