@@ -11,7 +11,8 @@ as it is and exit with code 2. The tree::
     │   ├── OutputExistsError       the output location already holds a finished output
     │   ├── ScriptError             a scoring script that is missing, broken or breaks the contract
     │   ├── MediaError              a file that is not a usable video / image
-    │   └── JobNotFoundError        no job with that id
+    │   ├── JobNotFoundError        no job with that id
+    │   └── ServiceError            the service (--server) refused a request (its HTTP status)
     ├── JobStateError               an operation that the job's state does not allow
     └── JobFailedError              a job ended in failure (the reason says why)
 """
@@ -27,6 +28,7 @@ __all__ = [
     "MediaError",
     "OutputExistsError",
     "ScriptError",
+    "ServiceError",
     "SpecError",
     "UsageError",
     "WorkspaceError",
@@ -71,6 +73,15 @@ class MediaError(UsageError):
 
 class JobNotFoundError(UsageError):
     """No job has the given id."""
+
+
+class ServiceError(UsageError):
+    """The service refused a request of its REST API; ``status`` is the HTTP status it
+    answered, and the message carries its ``detail``."""
+
+    def __init__(self, message: str, *, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class JobStateError(BatchscoreError):

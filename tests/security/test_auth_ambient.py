@@ -95,7 +95,7 @@ def test_auth_always_writes_no_token_file(ws, local):
 
 
 def test_the_cli_sends_the_local_token_to_loopback_servers_only(ws, local, monkeypatch):
-    from batchscore.cli._common import local_token
+    from batchscore.client import local_token
 
     local()
     monkeypatch.setenv("BATCHSCORE_WORKSPACE", str(ws.settings.root))

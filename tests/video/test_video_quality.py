@@ -194,7 +194,8 @@ def test_cli_prints_the_figures_and_max_size_0_is_the_video_size(ws, clips, tmp_
 
 
 def test_calibration_says_the_time_and_a_faster_setting(bbb, monkeypatch, capsys, tmp_path):
-    from batchscore.cli import video as cli_video
+    from batchscore.backend.local import calibrate
+    from batchscore.cli._common import Report
     from batchscore.video import calibrate as cal
 
     found = cal.calibrate(bbb, {"kind": "multistyle", "style": "7", "max_size": 512})
@@ -205,10 +206,10 @@ def test_calibration_says_the_time_and_a_faster_setting(bbb, monkeypatch, capsys
     lines = found.lines()
     assert "132 frames" in lines[0] and "--max-size 384" in lines[1]
     monkeypatch.setattr(cal, "LONG_JOB_FRAMES", 100)
-    cli_video._calibrate(bbb, "7", 256, "cpu")
+    calibrate(bbb, "7", 256, "cpu", Report())
     assert "calibration on 4 frames" in capsys.readouterr().err
     monkeypatch.setattr(cal, "LONG_JOB_FRAMES", 1000)
-    cli_video._calibrate(bbb, "7", 256, "cpu")
+    calibrate(bbb, "7", 256, "cpu", Report())
     assert capsys.readouterr().err == ""  # a short job starts at once
 
 

@@ -1,4 +1,5 @@
-"""What every command shares: the workspace option and turning our errors into one message."""
+"""What every command shares: the workspace and server options, the backend they choose,
+the progress bars, and turning our errors into one message."""
 
 from __future__ import annotations
 
@@ -9,16 +10,33 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
-from ..errors import BatchscoreError, SpecError, UsageError
+from ..backend import Backend, open_backend
+from ..errors import BatchscoreError, SpecError
+from ..jobs.runner import ProgressSnapshot
 from ..workspace import Workspace, open_workspace
 
 __all__ = [
+    "Bar",
+    "ExecutorOpt",
+    "FrameBar",
+    "RayAddressOpt",
+    "Report",
     "ServerOpt",
     "TokenOpt",
     "WorkspaceOpt",
-    "call_server",
+    "backend",
+    "batch_size",
     "console",
     "err_console",
     "errors",
@@ -48,49 +66,92 @@ TokenOpt = Annotated[str | None, typer.Option(
     help="API token for --server (default: for a service on this machine, the admin token "
     "it wrote in the workspace's service/admin.token).")]
 
-
-def call_server(server: str, token: str | None, method: str, path: str,
-                body: dict[str, Any] | None = None, params: dict[str, Any] | None = None
-                ) -> Any:
-    """One call of the service's REST API (``/api/v1`` + ``path``); errors as UsageError."""
-    import httpx
-
-    token = token or local_token(server)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        response = httpx.request(method, f"{server.rstrip('/')}/api/v1{path}", json=body,
-                                 params=params, headers=headers, timeout=60)
-    except httpx.HTTPError as exc:
-        raise UsageError(f"cannot reach the service at {server}: {exc}") from None
-    if response.status_code >= 400:
-        try:
-            detail = response.json().get("detail")
-        except ValueError:
-            detail = response.text
-        raise UsageError(f"the service answered {response.status_code}: {detail}")
-    return response.json()
+ExecutorOpt = Annotated[str | None, typer.Option(
+    help="local (worker processes here) or ray (Ray actors); default: the workspace's "
+    "executor.kind.", show_default=False)]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    help="Ray cluster to join (ray://HOST:10001, HOST:6379 or auto); implies --executor ray. "
+    "Default: the workspace's executor.ray_address, else a local Ray instance.",
+    show_default=False)]
 
 
-def local_token(server: str) -> str | None:
-    """For a service on this machine (a loopback address), the admin token it wrote into the
-    workspace (``--workspace``/``$BATCHSCORE_WORKSPACE``/``./.batchscore``); never sent to
-    another host."""
-    import ipaddress
-    from urllib.parse import urlsplit
+def backend(workspace: str | None = None, server: str | None = None,
+            token: str | None = None) -> Backend:
+    """The backend of a command: the service at --server, else the workspace."""
+    return open_backend(workspace, server, token)
 
-    from ..config import find_workspace
 
-    host = (urlsplit(server).hostname or "").lower()
-    try:
-        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = False
-    if not loopback:
-        return None
-    try:  # the file batchscore.service.auth.write_admin_token writes (not imported: no fastapi)
-        return (find_workspace(None) / "service" / "admin.token").read_text().strip() or None
-    except OSError:
-        return None
+class Bar:
+    """A progress bar of mini-batches, with items succeeded and failed."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("mini-batches  {task.fields[items]}"), TimeElapsedColumn(),
+            TimeRemainingColumn(), console=err_console, disable=not enabled, transient=False,
+        )
+        self.task: Any = None
+
+    def __enter__(self) -> Bar:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def __call__(self, snap: ProgressSnapshot) -> None:
+        items = f"items {snap.items_succeeded}/{snap.items_total} ok, {snap.items_failed} failed"
+        done = snap.minibatches_done + snap.minibatches_failed
+        if self.task is None:
+            self.task = self.progress.add_task(snap.job_id, total=snap.minibatches_total,
+                                               items=items)
+        self.progress.update(self.task, completed=done, items=items)
+
+
+class FrameBar:
+    """Frames done, frames/s and time left."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]frames"), BarColumn(), MofNCompleteColumn(),
+            TaskProgressColumn(), TextColumn("{task.fields[fps]} frames/s"),
+            TimeElapsedColumn(), TimeRemainingColumn(), console=err_console,
+            disable=not enabled,
+        )
+        self.task: Any = None
+
+    def __enter__(self) -> FrameBar:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)  # type: ignore[arg-type]
+
+    def __call__(self, snap: ProgressSnapshot) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("frames", total=snap.items_total, fps="-")
+        task = self.progress.tasks[0]
+        elapsed = task.elapsed or 0.0
+        done = snap.items_succeeded + snap.items_in_progress
+        fps = f"{done / elapsed:.1f}" if elapsed > 0 else "-"
+        self.progress.update(self.task, completed=done, fps=fps)
+
+
+class Report:
+    """The backend's :class:`~batchscore.backend.Reporter` of a command: what it says goes to
+    stdout, its remarks to stderr, and its progress to a bar (shown when ``progress``)."""
+
+    def __init__(self, progress: bool = False) -> None:
+        self.progress = progress
+
+    def say(self, text: str) -> None:
+        console.print(text)
+
+    def note(self, text: str) -> None:
+        err_console.print(text)
+
+    def bar(self, frames: bool = False) -> Bar | FrameBar:
+        return FrameBar(self.progress) if frames else Bar(self.progress)
 
 
 @contextlib.contextmanager
@@ -117,6 +178,13 @@ def key_values(pairs: Iterable[str] | None,
             raise SpecError(error.format(pair=pair))
         found[key.strip()] = value
     return found
+
+
+def batch_size(value: str | None) -> int | str | None:
+    """--mini-batch-size: a count of files or rows, or a size such as 10kb."""
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
 
 
 def open_ws(path: str | None) -> Workspace:

@@ -185,23 +185,21 @@ def job_create(
 
         batchscore job create -f job.yml --set inputs.score_data.path=data/
     """
-    from .. import jobs as api
     from ..azureml.parallel import load_parallel_job
-    from ._common import err_console
-    from .job import _Bar, _finish
+    from ..backend.local import LocalBackend
+    from ..jobs import spec_from_mapping, submit_job
+    from ._common import Report, err_console
 
     with errors():
-        ws = open_ws(workspace)
-        job = load_parallel_job(ws, file, list(set_ or []))
+        here = LocalBackend(open_ws(workspace))
+        job = load_parallel_job(here.ws, file, list(set_ or []))
         spec = job.spec
         if env_manager is not None:
-            spec = api.spec_from_mapping({**spec.model_dump(), "env_manager": env_manager},
-                                         source="--env-manager")
-        record, created = api.submit_job(ws, spec, job.inputs, job.output,
-                                         overwrite=overwrite)
-        verb = "created" if created else "resuming"
-        err_console.print(f"{verb} job {record.id}: {record.minibatches_total} mini-batches, "
-                          f"{record.items_total} items, {spec.workers} worker(s)")
-        with _Bar(progress and err_console.is_terminal) as bar:
-            finished = api.resume_job(ws, record.id, progress=bar)
-        _finish(ws, finished)
+            spec = spec_from_mapping({**spec.model_dump(), "env_manager": env_manager},
+                                     source="--env-manager")
+        record, created = submit_job(here.ws, spec, job.inputs, job.output,
+                                     overwrite=overwrite)
+        code = here.run_submitted(record, created, spec.workers, executor=None,
+                                  report=Report(progress and err_console.is_terminal))
+        if code:
+            raise typer.Exit(code)

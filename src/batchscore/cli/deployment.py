@@ -10,9 +10,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .. import deployments as api
 from ..errors import SpecError
-from ._common import WorkspaceOpt, console, errors, open_ws
+from ._common import WorkspaceOpt, backend, console, errors
 
 __all__ = ["app"]
 
@@ -74,12 +73,11 @@ def create(
                      if model_dir and "://" not in model_dir else model_dir,
                      "env_manager": env_manager}
         spec = load_spec(file, **overrides)
-        ws = open_ws(workspace)
-        made = api.create_deployment(ws, str(endpoint), str(deployment), spec,
-                                     set_default=set_default,
-                                     description=raw.get("description"))
-        console.print(f"deployment {made.name} created in endpoint {made.endpoint}"
-                      + (" (default)" if made.is_default else ""))
+        made = backend(workspace).create_deployment(
+            str(endpoint), str(deployment), spec, set_default=set_default,
+            description=raw.get("description"))
+        console.print(f"deployment {made['name']} created in endpoint {made['endpoint']}"
+                      + (" (default)" if made["is_default"] else ""))
 
 
 @app.command("list")
@@ -94,7 +92,7 @@ def list_(endpoint_name: Annotated[str, typer.Option(
         batchscore deployment list --endpoint-name heart
     """
     with errors():
-        rows = [d.to_dict() for d in api.list_deployments(open_ws(workspace), endpoint_name)]
+        rows = backend(workspace).list_deployments(endpoint_name)
         if as_json:
             console.print(json.dumps(rows, indent=2))
             return
@@ -116,8 +114,8 @@ def show(name: NameArg, endpoint_name: Annotated[str, typer.Option(
         batchscore deployment show classifier-mlflow --endpoint-name heart
     """
     with errors():
-        console.print(json.dumps(api.get_deployment(open_ws(workspace), endpoint_name,
-                                                    name).to_dict(), indent=2))
+        console.print(json.dumps(backend(workspace).get_deployment(endpoint_name, name),
+                                 indent=2))
 
 
 @app.command()
@@ -131,7 +129,7 @@ def delete(name: NameArg, endpoint_name: Annotated[str, typer.Option(
         batchscore deployment delete classifier-old --endpoint-name heart
     """
     with errors():
-        api.delete_deployment(open_ws(workspace), endpoint_name, name)
+        backend(workspace).delete_deployment(endpoint_name, name)
         console.print(f"deployment {name} deleted from endpoint {endpoint_name}")
 
 
@@ -147,7 +145,7 @@ def list_jobs(name: NameArg, endpoint_name: Annotated[str, typer.Option(
         batchscore deployment list-jobs classifier-mlflow --endpoint-name heart
     """
     with errors():
-        runs = api.deployment_jobs(open_ws(workspace), endpoint_name, name)
+        runs = backend(workspace).deployment_jobs(endpoint_name, name)
         if as_json:
             console.print(json.dumps(runs, indent=2, default=str))
             return

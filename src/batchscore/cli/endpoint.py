@@ -5,19 +5,22 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from .. import endpoints as api
-from ..errors import SpecError
-from ..jobs.api import get_job
-from ..jobs.runner import ProgressSnapshot
-from ..jobs.spec import load_spec, spec_from_mapping
-from ..pipelines import claim_run, execute_run
-from ._common import ServerOpt, TokenOpt, WorkspaceOpt, call_server, console, errors, open_ws
-from .job import _Bar, _finish
+from ..backend import EndpointRequest
+from ._common import (
+    Report,
+    ServerOpt,
+    TokenOpt,
+    WorkspaceOpt,
+    backend,
+    batch_size,
+    console,
+    errors,
+)
 
 __all__ = ["app"]
 
@@ -96,73 +99,20 @@ def create(
             --input-format csv
     """
     with errors():
-        size: int | str | None = None
-        if mini_batch_size is not None:
-            size = int(mini_batch_size) if mini_batch_size.isdigit() else mini_batch_size
         retry = {k: v for k, v in (("max_retries", max_retries), ("timeout", timeout))
                  if v is not None}
-        settings: dict[str, Any] = {"mini_batch_size": size, "error_threshold": error_threshold,
-                                    "max_concurrency_per_instance": workers}
-        if retry:
-            settings["retry_settings"] = retry
-        chosen = [flag for flag, v in (("--model", model), ("--script", script),
-                                       ("--spec", spec)) if v is not None]
-        if file is not None or (not chosen and name is not None and not server):
-            # Azure's form: the endpoint alone; deployments come with deployment create
-            if chosen:
-                raise SpecError(f"--file creates an endpoint without deployments; give "
-                                f"{', '.join(chosen)} to batchscore deployment create")
-            from ..deployments import create_bare_endpoint, load_endpoint_yaml
+        settings = {"mini_batch_size": batch_size(mini_batch_size),
+                    "error_threshold": error_threshold,
+                    "max_concurrency_per_instance": workers,
+                    **({"retry_settings": retry} if retry else {})}
+        request = EndpointRequest(
+            name, file=file, model=model, script=script, spec=spec,
+            group_by=_columns(group_by), keys=_columns(keys),
+            features=_columns(features) if features else None, prediction=prediction,
+            model_dir=model_dir, code=code, input_format=input_format,
+            description=description, settings=settings)
+        backend(workspace, server, token).create_endpoint(request, Report())
 
-            declared = load_endpoint_yaml(file) if file is not None else {}
-            name = name or declared.get("name")
-            if not name:
-                raise SpecError("no endpoint name given: pass NAME or name: in --file")
-            made = create_bare_endpoint(open_ws(workspace), str(name),
-                                        description=description or declared.get("description"))
-            console.print(f"endpoint {made.name} created (no deployments yet: batchscore "
-                          f"deployment create -f deployment.yml --endpoint-name {made.name})")
-            return
-        if name is None:
-            raise SpecError("no endpoint name given")
-        if len(chosen) != 1:
-            raise SpecError("give exactly one of --model, --script or --spec"
-                            + (f" (got {', '.join(chosen)})" if chosen else ""))
-        if server:
-            if model is None:
-                raise SpecError("--server creates endpoints for --model only (scripts live on "
-                                "this machine)")
-            body = {"name": name, "model": model, "group_by": _columns(group_by),
-                    "keys": _columns(keys), "prediction": prediction,
-                    "features": _columns(features) if features else None,
-                    "description": description,
-                    "settings": {k: v for k, v in settings.items() if v is not None}}
-            created = call_server(server, token, "POST", "/endpoints", body)
-            console.print(f"endpoint {created['name']} created ({created['kind']})")
-            return
-        ws = open_ws(workspace)
-        if model is not None:
-            job_spec = api.tabular_endpoint_spec(
-                name, model, group_by=_columns(group_by), keys=_columns(keys),
-                features=_columns(features) if features else None, prediction=prediction,
-                settings=settings)
-        else:
-            if group_by or keys or features or prediction:
-                raise SpecError("--group-by, --keys, --features and --prediction go with "
-                                "--model")
-            overrides = {**settings, "input_format": input_format,
-                         "model_dir": str(model_dir.resolve()) if model_dir else None}
-            if spec is not None:
-                job_spec = load_spec(spec, name=name, **overrides)
-            else:
-                assert script is not None
-                raw = {"name": name, "scoring_script": str(script.resolve()),
-                       "code": str(code.resolve()) if code else None}
-                job_spec = spec_from_mapping(raw, source=f"endpoint {name!r}", **overrides)
-        endpoint = api.create_endpoint(ws, name, job_spec, model=model,
-                                       description=description)
-        console.print(f"endpoint {endpoint.name} created ({endpoint.kind}"
-                      + (f", model {endpoint.model}" if endpoint.model else "") + ")")
 
 
 @app.command("list")
@@ -176,10 +126,7 @@ def list_(workspace: WorkspaceOpt = None, server: ServerOpt = None, token: Token
         batchscore endpoint list
     """
     with errors():
-        if server:
-            rows = call_server(server, token, "GET", "/endpoints")
-        else:
-            rows = [e.to_dict() for e in api.list_endpoints(open_ws(workspace))]
+        rows = backend(workspace, server, token).list_endpoints()
         if as_json:
             console.print(json.dumps(rows, indent=2))
             return
@@ -200,15 +147,7 @@ def show(name: Name, workspace: WorkspaceOpt = None, server: ServerOpt = None,
         batchscore endpoint show sensor-anomaly
     """
     with errors():
-        if server:
-            data = call_server(server, token, "GET", f"/endpoints/{name}")
-        else:
-            ws = open_ws(workspace)
-            from ..deployments import list_deployments
-
-            data = {**api.get_endpoint(ws, name).to_dict(),
-                    "deployments": [d.to_dict() for d in list_deployments(ws, name)],
-                    "invocations": api.invocations(ws, name)}
+        data = backend(workspace, server, token).get_endpoint(name)
         if as_json:
             console.print(json.dumps(data, indent=2))
             return
@@ -247,10 +186,8 @@ def update(name: Name,
 
         batchscore endpoint update heart --default-deployment classifier-xgboost
     """
-    from ..deployments import set_default
-
     with errors():
-        set_default(open_ws(workspace), name, default_deployment)
+        backend(workspace).set_default_deployment(name, default_deployment)
         console.print(f"endpoint {name}: default deployment {default_deployment}")
 
 
@@ -264,10 +201,7 @@ def delete(name: Name, workspace: WorkspaceOpt = None, server: ServerOpt = None,
         batchscore endpoint delete sensor-anomaly
     """
     with errors():
-        if server:
-            call_server(server, token, "DELETE", f"/endpoints/{name}")
-        else:
-            api.delete_endpoint(open_ws(workspace), name)
+        backend(workspace, server, token).delete_endpoint(name)
         console.print(f"endpoint {name} deleted")
 
 
@@ -305,63 +239,8 @@ def invoke(
             --query 'SELECT * FROM customers' --output postgresql://db/crm --table churn_scores
     """
     with errors():
-        if server:
-            if deployment_name:
-                raise SpecError("--deployment-name is not available with --server yet")
-            body = {"inputs": input, "query": query, "output": output, "table": table,
-                    "overwrite": overwrite}
-            inv = call_server(server, token, "POST", f"/endpoints/{name}/invoke", body)
-            console.print(f"job {inv['job_id']} queued (run {inv['run_id']})")
-            if wait:
-                _follow_remote(server, token, inv["job_id"], progress)
-            return
-        ws = open_ws(workspace)
-        from ..deployments import invoke_deployment
-
-        inv = invoke_deployment(ws, name, input, output, deployment=deployment_name,
-                                query=query, table=table, overwrite=overwrite,
-                                start=not wait)
-        if not wait:
-            console.print(f"job {inv.job_id} queued (run {inv.run_id}); follow it with: "
-                          f"batchscore job show {inv.job_id}")
-            return
-        with _Bar(progress) as bar:
-            if claim_run(ws, inv.run_id):
-                execute_run(ws, inv.run_id, progress=bar)
-            else:  # already taken by a service or a runner: follow the job
-                _follow_local(ws, inv.job_id, bar)
-        _finish(ws, get_job(ws, inv.job_id))
-
-
-def _follow_local(ws: Any, job_id: str, bar: _Bar) -> None:
-    from ..jobs.api import list_minibatches
-
-    while True:
-        job = get_job(ws, job_id)
-        states = [mb.state for mb in list_minibatches(ws, job_id)]
-        bar(_snapshot(job.to_dict(), states))
-        if job.finished:
-            return
-        time.sleep(0.5)
-
-
-def _snapshot(job: dict[str, Any], states: list[str]) -> ProgressSnapshot:
-    return ProgressSnapshot(job["id"], job["state"], job["minibatches_total"],
-                            states.count("done"), states.count("failed"),
-                            job["items_total"], job["items_succeeded"], job["items_failed"])
-
-
-def _follow_remote(server: str, token: str | None, job_id: str, progress: bool) -> None:
-    with _Bar(progress) as bar:
-        while True:
-            job = call_server(server, token, "GET", f"/jobs/{job_id}")
-            mbs = call_server(server, token, "GET", f"/jobs/{job_id}/minibatches")
-            bar(_snapshot(job, [mb["state"] for mb in mbs]))
-            if job["state"] in ("succeeded", "failed", "canceled"):
-                break
-            time.sleep(0.5)
-    console.print(f"job {job['id']} {job['state']}: {job['items_succeeded']}/"
-                  f"{job['items_total']} items" + (f"; {job['reason']}" if job.get("reason")
-                                                   else ""))
-    if job["state"] != "succeeded":
-        raise typer.Exit(1)
+        code = backend(workspace, server, token).invoke_endpoint(
+            name, input, output, query=query, table=table, overwrite=overwrite,
+            deployment=deployment_name, wait=wait, report=Report(progress))
+        if code:
+            raise typer.Exit(code)

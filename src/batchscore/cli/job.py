@@ -8,40 +8,29 @@ service's data store. Local files are not uploaded: put them in the data store f
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import json
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from .. import jobs as api
-from ..errors import InputError, SpecError, UsageError
-from ..jobs.runner import ProgressSnapshot
-from ..state.records import Job, hide_password
-from ..workspace import Workspace
+from ..errors import SpecError
+from ..jobs.spec import spec_with_overrides
 from ._common import (
+    ExecutorOpt,
+    RayAddressOpt,
+    Report,
     ServerOpt,
     TokenOpt,
     WorkspaceOpt,
-    call_server,
+    backend,
+    batch_size,
     console,
     err_console,
     errors,
     key_values,
-    open_ws,
 )
 
 __all__ = ["app"]
@@ -55,74 +44,26 @@ app = typer.Typer(
 )
 
 JobId = Annotated[str, typer.Argument(help="Job id (a unique prefix is enough).")]
-ExecutorOpt = Annotated[str | None, typer.Option(
-    help="local (worker processes here) or ray (Ray actors); default: the workspace's "
-    "executor.kind.", show_default=False)]
-RayAddressOpt = Annotated[str | None, typer.Option(
-    help="Ray cluster to join (ray://HOST:10001, HOST:6379 or auto); implies --executor ray. "
-    "Default: the workspace's executor.ray_address, else a local Ray instance.",
-    show_default=False)]
 
+SpecArg = Annotated[Path | None, typer.Argument(
+    help="Deployment YAML in the Azure ML form (optional if --scoring-script is given).",
+    show_default=False)]
+InputFormatOpt = Annotated[str | None, typer.Option(
+    help="files (default: run gets file paths), csv or parquet (run gets a DataFrame).")]
+PartitionKeysOpt = Annotated[str | None, typer.Option(
+    help="Comma-separated columns: each group of rows is one mini-batch.")]
+WaitOpt = Annotated[bool, typer.Option(
+    help="With --server: follow the job to its end; the exit code is its outcome. "
+    "(Without --server the job always runs here to its end.)")]
 EnvManagerOpt = Annotated[str | None, typer.Option(
     help="local (the workers run the script in batchscore's Python) or virtualenv (in a "
     "cached virtualenv of the deployment's environment / MLflow model requirements).",
     show_default=False)]
 
 
-def use_executor(ws: Workspace, executor: str | None, ray_address: str | None) -> str | None:
-    """Apply --executor / --ray-address to this run; returns the executor to pass on."""
-    if ray_address:
-        ws.settings = replace(ws.settings, ray_address=ray_address)
-        executor = executor or "ray"
-    return executor
-
-
-class _Bar:
-    """A progress bar of mini-batches, with items succeeded and failed."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("mini-batches  {task.fields[items]}"), TimeElapsedColumn(),
-            TimeRemainingColumn(), console=err_console, disable=not enabled, transient=False,
-        )
-        self.task: Any = None
-
-    def __enter__(self) -> _Bar:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)  # type: ignore[arg-type]
-
-    def __call__(self, snap: ProgressSnapshot) -> None:
-        items = f"items {snap.items_succeeded}/{snap.items_total} ok, {snap.items_failed} failed"
-        done = snap.minibatches_done + snap.minibatches_failed
-        if self.task is None:
-            self.task = self.progress.add_task(snap.job_id, total=snap.minibatches_total,
-                                               items=items)
-        self.progress.update(self.task, completed=done, items=items)
-
-
-def _finish(ws: Workspace, job: Job) -> None:
-    if job.state == "succeeded":
-        console.print(
-            f"job {job.id} succeeded: {job.items_succeeded}/{job.items_total} items"
-            + (f", {job.items_failed} failed" if job.items_failed else "")
-        )
-        console.print(f"output: {hide_password(job.output_url)}")
-        return
-    if job.state == "failed":
-        raise api.failure(ws, job)
-    console.print(f"job {job.id} {job.state}" + (f": {job.reason}" if job.reason else ""))
-    raise typer.Exit(1)
-
-
 @app.command()
 def run(
-    spec: Annotated[Path | None, typer.Argument(
-        help="Deployment YAML in the Azure ML form (optional if --scoring-script is given).",
-        show_default=False)] = None,
+    spec: SpecArg = None,
     input: Annotated[list[str], typer.Option(
         "--input", "-i", help="Input file, folder, glob or URL (repeatable).")] = [],  # noqa: B006
     output: Annotated[str | None, typer.Option(
@@ -132,11 +73,8 @@ def run(
         help="Scoring script path (inside --code when that is given).")] = None,
     code: Annotated[str | None, typer.Option(help="Folder of the scoring script.")] = None,
     model_dir: Annotated[str | None, typer.Option(help="Model folder.")] = None,
-    input_format: Annotated[str | None, typer.Option(
-        help="files (default: run gets file paths), csv or parquet (run gets a DataFrame).")
-    ] = None,
-    partition_keys: Annotated[str | None, typer.Option(
-        help="Comma-separated columns: each group of rows is one mini-batch.")] = None,
+    input_format: InputFormatOpt = None,
+    partition_keys: PartitionKeysOpt = None,
     mini_batch_size: Annotated[str | None, typer.Option(
         help="Files (or rows) per mini-batch, or a size such as 10kb for tables.")] = None,
     output_action: Annotated[str | None, typer.Option(help="append_row or summary_only.")
@@ -159,9 +97,7 @@ def run(
     env_manager: EnvManagerOpt = None,
     server: ServerOpt = None,
     token: TokenOpt = None,
-    wait: Annotated[bool, typer.Option(
-        help="With --server: follow the job to its end; the exit code is its outcome. "
-        "(Without --server the job always runs here to its end.)")] = False,
+    wait: WaitOpt = False,
 ) -> None:
     """Run a batch job and show its progress; running the same command again resumes it.
 
@@ -181,118 +117,41 @@ def run(
             --server http://scoring.internal:8000 --token $TOKEN
     """
     with errors():
-        size: int | str | None = None
-        if mini_batch_size is not None:
-            size = int(mini_batch_size) if mini_batch_size.isdigit() else mini_batch_size
-        retry: dict[str, Any] = {}
-        if max_retries is not None:
-            retry["max_retries"] = max_retries
-        if timeout is not None:
-            retry["timeout"] = timeout
-        overrides: dict[str, Any] = dict(
-            scoring_script=scoring_script, code=code, model_dir=model_dir,
-            input_format=input_format, mini_batch_size=size, output_action=output_action,
-            output_file_name=output_file_name, error_threshold=error_threshold,
-            logging_level=logging_level, max_concurrency_per_instance=max_concurrency_per_instance,
-            instance_count=instance_count, environment_variables=key_values(
-                env, "--env {pair!r}: expected KEY=VALUE") or None,
-            partition_keys=[k.strip() for k in partition_keys.split(",")]
-            if partition_keys else None, env_manager=env_manager,
-        )
-        for key in ("scoring_script", "code", "model_dir"):
-            if key == "scoring_script" and code and not Path(scoring_script or "").is_absolute():
-                continue  # relative to --code, as code_configuration.scoring_script is
-            if overrides[key] and "://" not in overrides[key] \
-                    and not overrides[key].startswith(("azureml:", "models:/")):
-                overrides[key] = str(Path(overrides[key]).resolve())
-        if spec is not None:
-            # --timeout / --max-retries and --env add to the file's settings, not replace them
-            env_flags = overrides.pop("environment_variables")
-            job_spec = api.load_spec(spec, **overrides)
-            merged: dict[str, Any] = {}
-            if retry:
-                merged["retry_settings"] = {**job_spec.retry_settings.model_dump(), **retry}
-            if env_flags:
-                merged["environment_variables"] = {**job_spec.environment_variables,
-                                                   **env_flags}
-            if merged:
-                job_spec = api.spec_from_mapping({**job_spec.model_dump(), **merged},
-                                                 source=str(spec))
-        else:
-            if retry:
-                overrides["retry_settings"] = retry
-            job_spec = api.spec_from_mapping({}, source="command line", **overrides)
+        retry = {k: v for k, v in (("max_retries", max_retries), ("timeout", timeout))
+                 if v is not None}
+        job_spec = spec_with_overrides(
+            spec, retry=retry, environment_variables=key_values(
+                env, "--env {pair!r}: expected KEY=VALUE"),
+            **_paths(scoring_script=scoring_script, code=code, model_dir=model_dir),
+            input_format=input_format, mini_batch_size=batch_size(mini_batch_size),
+            output_action=output_action, output_file_name=output_file_name,
+            error_threshold=error_threshold, logging_level=logging_level,
+            max_concurrency_per_instance=max_concurrency_per_instance,
+            instance_count=instance_count, partition_keys=[
+                k.strip() for k in partition_keys.split(",")] if partition_keys else None,
+            env_manager=env_manager)
         if not input:
             raise SpecError("no input given: pass --input (a file, folder, glob or URL)")
         if not output:
             raise SpecError("no output given: pass --output (a folder path or URL)")
-        if server:
-            if executor or ray_address:
-                raise UsageError("--executor and --ray-address cannot be used with --server "
-                                 "(the service's settings choose where its jobs run)")
-            _submit_remote(server, token, job_spec, input, output, overwrite=overwrite,
-                           wait=wait, progress=progress and err_console.is_terminal)
-            return
-        ws = open_ws(workspace)
-        executor = use_executor(ws, executor, ray_address)
-        job, created = api.submit_job(ws, job_spec, input, output, overwrite=overwrite)
-        if job_spec.env_manager == "virtualenv" and job_spec.options.get("environment_note"):
-            err_console.print(f"note: {job_spec.options['environment_note']}")
-        verb = "created" if created else "resuming"
-        err_console.print(f"{verb} job {job.id}: {job.minibatches_total} mini-batches, "
-                          f"{job.items_total} items, {job_spec.workers} worker(s)")
-        with _Bar(progress and err_console.is_terminal) as bar:
-            finished = api.resume_job(ws, job.id, progress=bar, executor=executor)
-        _finish(ws, finished)
+        outcome = backend(workspace, server, token).run_job(
+            job_spec, input, output, overwrite=overwrite, wait=wait, executor=executor,
+            ray_address=ray_address, report=Report(progress and err_console.is_terminal))
+        if outcome:
+            raise typer.Exit(outcome)
 
 
-def _data_store_path(value: str, flag: str) -> str:
-    """Refuse a path of this machine where the service expects a path of its data store."""
-    if value.startswith(("/", "~", "file:")) or (len(value) > 2 and value[1] == ":"
-                                                 and value[2] in "\\/"):
-        raise InputError(
-            f"{flag} {value!r} is a path on this machine; with --server, --input and --output "
-            "are paths in the service's data store (such as incoming/x.csv). Upload local "
-            "files first: curl -T FILE -H 'Authorization: Bearer TOKEN' "
-            "SERVER/api/v1/data/incoming/FILE")
-    return value
 
-
-def _submit_remote(server: str, token: str | None, spec: api.JobSpec, inputs: list[str],
-                   output: str, *, overwrite: bool, wait: bool, progress: bool) -> None:
-    """Submit the job to the service (``POST /api/v1/jobs``) and print its id; with ``wait``
-    follow it as ``endpoint invoke --wait`` does."""
-    from ..jobs.bundle import pack_bundle
-    from ..jobs.kinds import get_kind
-    from .endpoint import _follow_remote
-
-    if spec.kind != "script":
-        raise SpecError(f"--server submits entry-script jobs; a {spec.kind} job runs through "
-                        "a batch endpoint (batchscore endpoint create/invoke --server)")
-    if spec.model_dir and spec.model_dir.startswith(("azureml:", "models:/")):
-        raise SpecError(f"model {spec.model_dir!r} is a registered model of this workspace; "
-                        "with --server give a local --model-dir (it travels with the script), "
-                        "or create a deployment on the service (POST "
-                        "/api/v1/endpoints/NAME/deployments)")
-    for value in inputs:
-        _data_store_path(value, "--input")
-    _data_store_path(output, "--output")
-    packed = pack_bundle(spec)  # the script, its code and model folders exist, are small
-    get_kind(spec.kind).validate(spec)  # the script defines run(), checked here and now
-    settings = spec.model_dump(mode="json", exclude={"code", "scoring_script", "model_dir"})
-    body = {"spec": settings, "scoring_script": packed.scoring_script,
-            "bundle": base64.b64encode(packed.archive).decode("ascii"),
-            "inputs": inputs, "output": output, "overwrite": overwrite}
-    sub = call_server(server, token, "POST", "/jobs", body)
-    job = sub["job"]
-    verb = "queued" if sub["created"] else f"already submitted ({job['display_state']})"
-    console.print(f"job {sub['job_id']} {verb} on {server}: {job['minibatches_total']} "
-                  f"mini-batches, {job['items_total']} items (run {sub['run_id']})")
-    if not wait:
-        console.print(f"follow it with: batchscore job show {sub['job_id']} --server {server}")
-        return
-    _follow_remote(server, token, sub["job_id"], progress)
-    console.print(f"output: {job['output_url']}")
+def _paths(**paths: str | None) -> dict[str, str | None]:
+    """--scoring-script, --code and --model-dir as absolute paths of this machine (URLs and
+    registered models as they are; a script relative to --code stays relative to it)."""
+    found = dict(paths)
+    for key, value in paths.items():
+        if key == "scoring_script" and paths["code"] and not Path(value or "").is_absolute():
+            continue  # relative to --code, as code_configuration.scoring_script is
+        if value and "://" not in value and not value.startswith(("azureml:", "models:/")):
+            found[key] = str(Path(value).resolve())
+    return found
 
 
 @app.command()
@@ -307,11 +166,11 @@ def resume(job_id: JobId, workspace: WorkspaceOpt = None,
         batchscore job resume job-20261121-1a2b3c4d --executor ray --ray-address auto
     """
     with errors():
-        ws = open_ws(workspace)
-        executor = use_executor(ws, executor, ray_address)
-        with _Bar(progress and err_console.is_terminal) as bar:
-            job = api.resume_job(ws, job_id, progress=bar, executor=executor)
-        _finish(ws, job)
+        code = backend(workspace).resume_job(
+            job_id, executor=executor, ray_address=ray_address,
+            report=Report(progress and err_console.is_terminal))
+        if code:
+            raise typer.Exit(code)
 
 
 @app.command("list")
@@ -331,12 +190,7 @@ def list_(
         batchscore job list --server http://scoring.internal:8000 --token $TOKEN
     """
     with errors():
-        if server:
-            jobs = call_server(server, token, "GET", "/jobs",
-                               params={"limit": limit, **({"state": state} if state else {})})
-        else:
-            jobs = [j.public_dict() for j in api.list_jobs(open_ws(workspace), limit=limit,
-                                                        state=state)]
+        jobs = backend(workspace, server, token).list_jobs(limit=limit, state=state)
         if as_json:
             console.print_json(json.dumps(jobs, default=str))
             return
@@ -366,13 +220,9 @@ def show(job_id: JobId, workspace: WorkspaceOpt = None,
         batchscore job show job-20261121-1a2b3c4d --json
     """
     with errors():
-        if server:
-            data = call_server(server, token, "GET", f"/jobs/{job_id}")
-            mbs = call_server(server, token, "GET", f"/jobs/{data['id']}/minibatches")
-        else:
-            ws = open_ws(workspace)
-            data = api.get_job(ws, job_id).public_dict()
-            mbs = [dataclasses.asdict(mb) for mb in api.list_minibatches(ws, data["id"])]
+        found = backend(workspace, server, token)
+        data = found.get_job(job_id)
+        mbs = found.minibatches(data["id"])
         counts: dict[str, int] = {}
         for mb in mbs:
             counts[mb["state"]] = counts.get(mb["state"], 0) + 1
@@ -419,10 +269,7 @@ def logs(
         batchscore job logs job-20261121-1a2b3c4d --errors
     """
     with errors():
-        if server:  # the service sends the tail of each worker's log
-            view = call_server(server, token, "GET", f"/jobs/{job_id}/logs")
-        else:
-            view = dataclasses.asdict(api.job_logs(open_ws(workspace), job_id))
+        view = backend(workspace, server, token).job_logs(job_id)
         worker_logs: dict[str, str] = view["worker_logs"]
         if errors_only:
             _print_file(view["errors"] or "no errors\n")
@@ -461,10 +308,7 @@ def cancel(job_id: JobId, workspace: WorkspaceOpt = None, server: ServerOpt = No
         batchscore job cancel job-20261121-1a2b3c4d
     """
     with errors():
-        if server:
-            job = call_server(server, token, "POST", f"/jobs/{job_id}/cancel")
-        else:
-            job = api.cancel_job(open_ws(workspace), job_id).to_dict()
+        job = backend(workspace, server, token).cancel_job(job_id)
         console.print(f"job {job['id']} {job['state']}")
 
 

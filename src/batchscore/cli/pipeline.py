@@ -4,19 +4,18 @@ and a project's train-evaluate-register pipeline run here."""
 from __future__ import annotations
 
 import json
-import time
 from typing import Annotated, Any
 
 import typer
 
 from ..errors import InputError, UsageError
 from ._common import (
+    Report,
     ServerOpt,
     TokenOpt,
     WorkspaceOpt,
-    call_server,
+    backend,
     console,
-    err_console,
     errors,
     key_values,
     open_ws,
@@ -30,7 +29,6 @@ app = typer.Typer(
     "    batchscore pipeline run train-evaluate-register --project examples/diabetes",
     no_args_is_help=True,
 )
-_FINISHED = ("succeeded", "failed", "canceled")
 
 
 def _print_run(run: dict[str, Any], as_json: bool) -> None:
@@ -58,14 +56,8 @@ def list_(
         batchscore pipeline list
         batchscore pipeline list --server http://scoring.internal:8000 --token $TOKEN
     """
-    from ..pipelines import PIPELINES
-
     with errors():
-        if server:
-            found = call_server(server, token, "GET", "/pipelines")
-        else:
-            found = [{"name": p.name, "summary": p.summary, "role": p.role,
-                      "parameters": p.params.model_json_schema()} for p in PIPELINES.values()]
+        found = backend(None, server, token).list_pipelines()
         if as_json:
             console.print_json(json.dumps(found))
             return
@@ -101,19 +93,8 @@ def start(
     """
     with errors():
         params = key_values(param)
-        if server:
-            run = call_server(server, token, "POST", f"/pipelines/{name}/runs", params)
-            err_console.print(f"run {run['id']} started on {server}", highlight=False)
-            while wait and run["state"] not in _FINISHED:
-                time.sleep(0.5)
-                run = call_server(server, token, "GET", f"/runs/{run['id']}")
-        else:
-            from ..pipelines import claim_run, execute_run, request_run
-
-            ws = open_ws(workspace)
-            queued = request_run(ws, name, params, created_by="cli")
-            claim_run(ws, queued.id)
-            run = execute_run(ws, queued.id).to_dict()
+        run = backend(workspace, server, token).start_run(name, params, wait=wait,
+                                                          report=Report())
         _print_run(run, as_json)
         if run["state"] in ("failed", "canceled"):
             raise typer.Exit(1)
@@ -136,15 +117,8 @@ def runs(
 
         batchscore pipeline runs --state failed --server http://scoring.internal:8000
     """
-    from ..pipelines import list_runs
-
     with errors():
-        if server:
-            query: dict[str, Any] = {"limit": limit, **({"state": state} if state else {})}
-            found = call_server(server, token, "GET", "/runs", params=query)
-        else:
-            found = [r.to_dict() for r in list_runs(open_ws(workspace).engine, state=state,
-                                                     limit=limit)]
+        found = backend(workspace, server, token).list_runs(state=state, limit=limit)
         if as_json:
             console.print_json(json.dumps(found, default=str))
             return
@@ -165,13 +139,8 @@ def show(
 
         batchscore pipeline show 4f0c9a... --server http://scoring.internal:8000
     """
-    from ..pipelines import get_run
-
     with errors():
-        if server:
-            run = call_server(server, token, "GET", f"/runs/{run_id}")
-        else:
-            run = get_run(open_ws(workspace).engine, run_id).to_dict()
+        run = backend(workspace, server, token).get_run(run_id)
         _print_run(run, True)
 
 
@@ -188,13 +157,8 @@ def cancel(
 
         batchscore pipeline cancel 4f0c9a... --server http://scoring.internal:8000
     """
-    from ..pipelines import cancel_run
-
     with errors():
-        if server:
-            run = call_server(server, token, "POST", f"/runs/{run_id}/cancel")
-        else:
-            run = cancel_run(open_ws(workspace), run_id).to_dict()
+        run = backend(workspace, server, token).cancel_run(run_id)
         _print_run(run, False)
 
 

@@ -17,7 +17,7 @@ from ._common import (
     ServerOpt,
     TokenOpt,
     WorkspaceOpt,
-    call_server,
+    backend,
     console,
     err_console,
     errors,
@@ -79,17 +79,12 @@ def create(
         batchscore stream create sensors --window 60s --lateness 30s --redis redis://localhost:6379/0
         batchscore stream create sensors --endpoint anomalies --endpoint-output scores/
     """
-    from ..streaming import create_stream
-
     with errors():
         body: dict[str, Any] = dict(
             window=window, lateness=lateness, aggregates=aggregates.split(","),
             max_future=max_future, redis_url=redis, redis_key=redis_key, partition=partition,
             endpoint=endpoint, endpoint_output=endpoint_output)
-        if server:
-            made = call_server(server, token, "POST", "/streams", {"name": name, **body})
-        else:
-            made = create_stream(open_ws(workspace), name, **body).to_dict()
+        made = backend(workspace, server, token).create_stream(name, **body)
         console.print(f"stream {made['name']}: {made['window_s']}s windows, "
                       f"lateness {made['lateness_s']:g}s, {','.join(made['aggregates'])}; "
                       f"lands in {made['prefix']}/ of the data store")
@@ -108,13 +103,8 @@ def list_(
 
         batchscore stream list --json
     """
-    from ..streaming import list_streams
-
     with errors():
-        if server:
-            found = call_server(server, token, "GET", "/streams")
-        else:
-            found = [s.to_dict() for s in list_streams(open_ws(workspace))]
+        found = backend(workspace, server, token).list_streams()
         if as_json:
             console.print(json.dumps(found, indent=2, default=str))
             return
@@ -138,12 +128,7 @@ def show(
         batchscore stream show sensors
     """
     with errors():
-        if server:
-            found = call_server(server, token, "GET", f"/streams/{name}")
-        else:
-            from ..streaming.status import stream_status
-
-            found = stream_status(open_ws(workspace), name)
+        found = backend(workspace, server, token).stream_status(name)
         if as_json:
             console.print(json.dumps(found, indent=2, default=str))
             return
@@ -186,14 +171,8 @@ def delete(
 
         batchscore stream delete sensors --purge
     """
-    from ..streaming import delete_stream
-
     with errors():
-        if server:
-            call_server(server, token, "DELETE", f"/streams/{name}",
-                        params={"purge": str(purge).lower()})
-        else:
-            delete_stream(open_ws(workspace), name, purge=purge)
+        backend(workspace, server, token).delete_stream(name, purge=purge)
         console.print(f"deleted stream {name}" + (" and its data" if purge else ""))
 
 
@@ -217,30 +196,19 @@ def send(
         batchscore stream send sensors sensor_data.csv
     """
     from ..errors import SpecError
-    from ..streaming import get_stream, read_event_file, send_events, validate_events
+    from ..streaming import read_event_file, validate_events
     from ..streaming.ingest import MAX_BATCH
 
     with errors():
         if not 1 <= batch <= MAX_BATCH:
             raise SpecError(f"--batch must be 1 to {MAX_BATCH}, got {batch}")
         raws = read_event_file(file)
-        ws = None if server else open_ws(workspace)
-        if server:
-            max_future = call_server(server, token, "GET", f"/streams/{name}")["max_future_s"]
-        else:
-            assert ws is not None
-            max_future = get_stream(ws, name).max_future_s
+        found = backend(workspace, server, token)
+        max_future = found.stream_max_future(name)
         validate_events(raws, source=str(file), max_future_s=max_future)  # all, before any
         sent = 0
         for start in range(0, len(raws), batch):
-            chunk = raws[start:start + batch]
-            if server:
-                answer = call_server(server, token, "POST", f"/streams/{name}/events",
-                                     {"events": chunk})
-                sent += int(answer["accepted"])
-            else:
-                assert ws is not None
-                sent += send_events(ws, name, chunk, source=str(file)).accepted
+            sent += found.send_events(name, raws[start:start + batch], source=str(file))
         console.print(f"sent {sent} events to stream {name}")
 
 

@@ -12,11 +12,10 @@ from ._common import (
     ServerOpt,
     TokenOpt,
     WorkspaceOpt,
-    call_server,
+    backend,
     console,
     errors,
     key_values,
-    open_ws,
 )
 
 __all__ = ["app"]
@@ -59,18 +58,13 @@ def add(
         batchscore trigger add videos --prefix in/ --pattern '*.mp4' --param style=7 --output out/
         batchscore trigger add nightly --cron '0 2 * * *' --param input=in/a.mp4 --param output=out/
     """
-    from ..triggers import create_trigger
-
     with errors():
         if store != "data":
             raise SpecError(f"triggers watch the data store; --store {store!r} is not allowed")
         body = dict(name=name, pipeline=pipeline, params=key_values(param), prefix=prefix,
                     pattern=pattern, output=output, marker=marker, settle_seconds=settle,
                     cron=cron, process_existing=process_existing)
-        if server:
-            created = call_server(server, token, "POST", "/triggers", body)
-        else:
-            created = create_trigger(open_ws(workspace), **body).to_dict()
+        created = backend(workspace, server, token).add_trigger(**body)
         console.print(f"trigger {created['name']} ({created['kind']}) -> {created['pipeline']}")
 
 
@@ -87,13 +81,8 @@ def list_(
 
         batchscore trigger list --json
     """
-    from ..triggers import list_triggers
-
     with errors():
-        if server:
-            found = call_server(server, token, "GET", "/triggers")
-        else:
-            found = [t.to_dict() for t in list_triggers(open_ws(workspace).engine)]
+        found = backend(workspace, server, token).list_triggers()
         if as_json:
             console.print(json.dumps(found, indent=2, default=str))
             return
@@ -115,11 +104,6 @@ def remove(
 
         batchscore trigger remove videos
     """
-    from ..triggers import remove_trigger
-
     with errors():
-        if server:
-            call_server(server, token, "DELETE", f"/triggers/{name}")
-        else:
-            remove_trigger(open_ws(workspace), name)
+        backend(workspace, server, token).remove_trigger(name)
         console.print(f"removed trigger {name}")

@@ -29,7 +29,8 @@ from pydantic import (
 
 from ..errors import SpecError
 
-__all__ = ["JobSpec", "RetrySettings", "load_spec", "parse_size", "spec_from_mapping"]
+__all__ = ["JobSpec", "RetrySettings", "load_spec", "parse_size", "spec_from_mapping",
+           "spec_with_overrides"]
 
 # Keys of an Azure ML deployment YAML that say nothing to a local job.
 _IGNORED = {
@@ -267,6 +268,31 @@ def spec_from_mapping(
         where = ".".join(str(p) for p in err["loc"])
         msg = str(err["msg"]).removeprefix("Value error, ")
         raise SpecError(f"{source}: {where}: {msg} (got {err.get('input')!r})") from None
+
+
+def spec_with_overrides(path: str | Path | None, *, retry: dict[str, Any] | None = None,
+                        environment_variables: dict[str, str] | None = None,
+                        **overrides: Any) -> JobSpec:
+    """A job spec from a deployment YAML at ``path`` (None: from the overrides alone, "the
+    command line") and overrides as ``job run``'s flags give them: a setting (not None)
+    replaces the file's; ``retry`` (max_retries, timeout) and ``environment_variables`` add
+    to the file's ``retry_settings`` and ``environment_variables`` instead of replacing them."""
+    if path is None:
+        if retry:
+            overrides["retry_settings"] = retry
+        return spec_from_mapping({}, source="command line",
+                                 environment_variables=environment_variables or None,
+                                 **overrides)
+    spec = load_spec(path, **overrides)
+    merged: dict[str, Any] = {}
+    if retry:
+        merged["retry_settings"] = {**spec.retry_settings.model_dump(), **retry}
+    if environment_variables:
+        merged["environment_variables"] = {**spec.environment_variables,
+                                           **environment_variables}
+    if not merged:
+        return spec
+    return spec_from_mapping({**spec.model_dump(), **merged}, source=str(path))
 
 
 def _section(value: Any, name: str, allowed: set[str], source: str) -> dict[str, Any]:
