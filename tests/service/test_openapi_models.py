@@ -150,3 +150,50 @@ def test_small_answers_keep_their_keys(client_for: Any, tokens: dict[str, dict[s
                 "/api/v1/pipelines": ["name", "summary", "role", "parameters"]}[path]
     answer = client_for(background=False).get(path, headers=tokens["admin"]).json()
     assert list(answer if isinstance(answer, dict) else answer[0]) == expected
+
+
+def test_every_operation_declares_its_role_once_and_the_door_reads_it() -> None:
+    from fastapi.routing import APIRoute
+
+    from batchscore.service.deps import DoorRules, is_public, route_role
+    from batchscore.service.routers import API, health
+
+    paths = [f"/api/v1{r.path}" for router in API for r in router.routes
+             if isinstance(r, APIRoute) and route_role(r) is None]
+    paths += [r.path for r in health.router.routes if route_role(r) is None]
+    undeclared = sorted(p for p in paths if not is_public(p))
+    assert undeclared == [], f"operations without a declared role: {undeclared}"
+    assert sorted(paths) == ["/", "/api/v1/download", "/healthz"]
+    rules = DoorRules(API, prefix="/api/v1")
+
+    def door(method: str, path: str) -> str:
+        return rules.role({"type": "http", "method": method, "path": path, "root_path": ""})
+
+    for verb in ("POST",):  # what the guard's own list said before the routes said it
+        for path in ("jobs", "tokens", "triggers", "endpoints", "streams", "connections"):
+            assert door(verb, f"/api/v1/{path}") == "admin", path
+    for path in ("tokens/t", "triggers/t", "endpoints/e", "streams/s", "connections/c",
+                 "endpoints/e/deployments/d"):
+        assert door("DELETE", f"/api/v1/{path}") == "admin", path
+    assert door("PUT", "/api/v1/endpoints/e/default") == "admin"
+    assert door("POST", "/api/v1/endpoints/e/deployments") == "admin"
+    assert door("POST", "/api/v1/pipelines/train-evaluate-register/runs") == "admin"
+    assert door("POST", "/api/v1/pipelines/video-style/runs") == "operator"
+    assert door("POST", "/api/v1/pipelines/nope/runs") == "operator"
+    assert door("POST", "/api/v1/endpoints/e/invoke") == "operator"
+    assert door("PUT", "/api/v1/data/incoming/x.csv") == "operator"
+    assert door("POST", "/api/v1/no/such/route") == "operator"
+    assert door("GET", "/api/v1/tokens") == "viewer"  # reads have no body: the route decides
+
+
+def test_the_door_refuses_a_body_the_route_would_refuse_by_role(
+        client_for: Any, tokens: dict[str, dict[str, str]]) -> None:
+    """Choosing an endpoint's default deployment is an admin's: an operator's body is never
+    read (403 at the door, not 422 for the broken JSON), since the door reads the route's
+    role."""
+    client = client_for(background=False)
+    for body in (b"{not json", b'{"deployment": "d"}'):
+        r = client.put("/api/v1/endpoints/e/default", headers=tokens["operator"], content=body)
+        assert r.status_code == 403 and "needs admin" in r.json()["detail"], r.text
+    r = client.put("/api/v1/endpoints/e/default", headers=tokens["admin"], content=b"{not json")
+    assert r.status_code == 422

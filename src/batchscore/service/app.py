@@ -17,6 +17,7 @@ from ..workspace import Workspace
 from . import handlers
 from .auth import write_admin_token
 from .context import Service, ServiceConfig
+from .deps import DoorRules
 from .guard import Guard
 from .routers import API, health
 
@@ -52,5 +53,5 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     for router in API:
         app.include_router(router, prefix="/api/v1")
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True), name="dashboard")
-    app.add_middleware(Guard, service=service)
+    app.add_middleware(Guard, service=service, rules=DoorRules(API, prefix="/api/v1"))
     return app

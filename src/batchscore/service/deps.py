@@ -4,51 +4,38 @@ Roles, each including the ones before it (:data:`~batchscore.service.auth.ROLES`
 reads; ``operator`` starts and cancels runs and uploads inputs to the data store; ``admin``
 manages triggers, tokens, endpoints, streams and connections and submits code.
 
-Two checks use the rules here:
-
-* **At the door**, before a byte of the body is read, the guard (:mod:`.guard`) asks
-  :func:`door_role` for the least role a request needs and :func:`is_public` whether it needs
-  a token at all: a viewer's body is never read by a route that writes.
-* **In the route**, each handler asks :func:`require` (or depends on :func:`admin`) for the
-  exact role of its operation, and gets the caller (:class:`~.auth.Principal`).
+Each route declares its role once, as a parameter (``who: Admin``): the dependency checks it
+(before the request body is validated) and gives the handler its caller. The guard
+(:mod:`.guard`) reads the same declaration at the door, before a byte of the body is read
+(:class:`DoorRules`): a caller whose role is too low for a route that writes never has its
+body read. Public paths (:func:`is_public`) need no token at all.
 """
 
 from __future__ import annotations
 
-from fastapi import HTTPException, Request
+import re
+from collections.abc import MutableMapping, Sequence
+from typing import Annotated, Any
 
-from ..pipelines import PIPELINES
-from .auth import Principal
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.routing import APIRoute
+from starlette.routing import compile_path
 
-__all__ = ["admin", "door_role", "is_public", "pipeline_role", "principal_of", "require"]
+from .auth import ROLES, Principal
+
+__all__ = ["PUBLIC", "WRITES", "Admin", "DoorRules", "Operator", "Role", "Viewer",
+           "is_public", "principal_of", "require"]
 
 # Served without a token (still behind the Host check when no token comes).
 PUBLIC = ("/healthz", "/", "/api/v1/download", "/api/v1/openapi.json", "/api/v1/docs",
           "/api/v1/docs/oauth2-redirect")
-PUBLIC_PREFIXES = ("/dashboard/", "/dashboard")
-# Admin-only routes that take a body (or change what exists): the role is checked at the door.
-ADMIN_EXACT = {("POST", "/api/v1/jobs"), ("POST", "/api/v1/tokens"),
-               ("POST", "/api/v1/triggers"), ("POST", "/api/v1/endpoints"),
-               ("POST", "/api/v1/streams"), ("POST", "/api/v1/connections")}
-ADMIN_DELETE = ("/api/v1/tokens/", "/api/v1/triggers/", "/api/v1/endpoints/",
-                "/api/v1/streams/", "/api/v1/connections/")
-WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+_PUBLIC_PREFIXES = ("/dashboard/", "/dashboard")
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def is_public(path: str) -> bool:
     """True for the paths served without a token."""
-    return path in PUBLIC or path.startswith(PUBLIC_PREFIXES)
-
-
-def door_role(method: str, path: str) -> str:
-    """The least role a request needs before its body is read."""
-    if method not in WRITES:
-        return "viewer"
-    if (method, path) in ADMIN_EXACT or (method == "DELETE" and path.startswith(ADMIN_DELETE)):
-        return "admin"
-    if method == "POST" and path.startswith("/api/v1/pipelines/") and path.endswith("/runs"):
-        return pipeline_role(path[len("/api/v1/pipelines/"):-len("/runs")])
-    return "operator"
+    return path in PUBLIC or path.startswith(_PUBLIC_PREFIXES)
 
 
 def principal_of(request: Request) -> Principal | None:
@@ -74,13 +61,58 @@ def require(request: Request, role: str) -> Principal:
     return who
 
 
-def admin(request: Request) -> Principal:
-    """The caller, if an admin (a dependency: checked before the request body is validated)."""
-    return require(request, "admin")
+class Role:
+    """A route's role, as a dependency: it answers the caller, or 401/403."""
+
+    def __init__(self, name: str) -> None:
+        if name not in ROLES:
+            raise ValueError(f"unknown role {name!r}")
+        self.name = name
+
+    def __call__(self, request: Request) -> Principal:
+        return require(request, self.name)
+
+    def __repr__(self) -> str:
+        return f"Role({self.name!r})"
 
 
-def pipeline_role(name: str) -> str:
-    """The role that starting a run of pipeline ``name`` needs (an unknown name: operator,
-    and the route answers 404)."""
-    known = PIPELINES.get(name)
-    return known.role if known is not None else "operator"
+def caller(role: str) -> Any:
+    """The type of a handler's parameter that declares ``role`` and receives the caller."""
+    return Annotated[Principal, Depends(Role(role))]
+
+
+Viewer = Annotated[Principal, Depends(Role("viewer"))]
+Operator = Annotated[Principal, Depends(Role("operator"))]
+Admin = Annotated[Principal, Depends(Role("admin"))]
+
+
+def route_role(route: APIRoute) -> str | None:
+    """The role ``route`` declares (its :class:`Role` dependency), or None."""
+    for dependency in route.dependant.dependencies:
+        if isinstance(dependency.call, Role):
+            return dependency.call.name
+    return None
+
+
+class DoorRules:
+    """The least role a request needs before its body is read: the role of the route it will
+    reach, for a request that writes (operator when no route declares one); viewer for one
+    that reads. Read from ``routers`` (mounted under ``prefix``), in the order they match."""
+
+    def __init__(self, routers: Sequence[APIRouter], prefix: str = "") -> None:
+        self.routes: list[tuple[re.Pattern[str], set[str], str]] = []
+        for router in routers:
+            for route in router.routes:
+                if isinstance(route, APIRoute) and WRITES & set(route.methods):
+                    pattern = compile_path(prefix + route.path)[0]
+                    self.routes.append((pattern, set(route.methods),
+                                        route_role(route) or "operator"))
+
+    def role(self, scope: MutableMapping[str, Any]) -> str:
+        method = scope.get("method", "GET")
+        if method not in WRITES:
+            return "viewer"
+        for pattern, methods, role in self.routes:
+            if method in methods and pattern.match(scope["path"]):
+                return role
+        return "operator"

@@ -9,10 +9,10 @@ In this order, before a byte of the body is read:
    rebinding brought to this port gets nothing. A request without a valid token is then
    answered 401 on every route but the public ones (health, dashboard files, signed
    downloads, the OpenAPI document), whatever its body.
-3. **Role at the door.** Routes that take a body need a writer's role (operator, admin for the
-   admin-only ones), checked here so that a viewer's body is never read either: the rules are
-   :mod:`.deps`' (:func:`~.deps.door_role`, :func:`~.deps.is_public`), where the handlers'
-   exact role checks (:func:`~.deps.require`) live too.
+3. **Role at the door.** A request that writes needs the role its route declares (operator
+   at least), checked here so that the body of a caller without it is never read: the rules
+   are :mod:`.deps`' (:class:`~.deps.DoorRules`, read from the routes' own declarations, and
+   :func:`~.deps.is_public`).
 4. **Body.** Every route has a body limit, enforced while the body streams in (a chunked body
    as well as one with a ``Content-Length``): over it, 413. A JSON body is read whole (within
    its limit), checked for nesting depth and element count before anyone parses it, then
@@ -29,7 +29,7 @@ import anyio.to_thread
 
 from ..jsonshape import JsonShapeError, check_json_shape
 from .auth import Principal, verify_token
-from .deps import WRITES, door_role, is_public
+from .deps import WRITES, DoorRules, is_public
 from .submit import MAX_SUBMIT_BODY_BYTES
 
 __all__ = ["DEFAULT_HOSTS", "Guard", "JsonShapeError", "check_json_shape", "host_name"]
@@ -54,8 +54,8 @@ def host_name(value: str) -> str:
 class Guard:
     """Host check, authentication, the role at the door and body limits (see the module)."""
 
-    def __init__(self, app: Any, service: Any) -> None:
-        self.app, self.service = app, service
+    def __init__(self, app: Any, service: Any, rules: DoorRules) -> None:
+        self.app, self.service, self.rules = app, service, rules
 
     def _hosts(self) -> set[str]:
         config = self.service.config
@@ -99,7 +99,7 @@ class Guard:
                               "(Authorization: Bearer ...)",
                               [(b"www-authenticate", b"Bearer")])
                 return
-            need = door_role(method, path)
+            need = self.rules.role(scope)
             if not who.can(need):
                 await _answer(send, 403, f"token {who.name!r} has role {who.role}; "
                               f"this needs {need}")

@@ -8,9 +8,9 @@ invocation; see :mod:`batchscore.connections`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...connections import (
@@ -21,9 +21,8 @@ from ...connections import (
     get_connection,
     list_connections,
 )
-from ..auth import Principal
 from ..context import ws_of
-from ..deps import admin, require
+from ..deps import Admin, Viewer
 from ..schemas import ConnectionRecord
 
 __all__ = ["ConnectionIn", "router"]
@@ -47,16 +46,14 @@ class ConnectionIn(BaseModel):
 
 
 @router.get("/connections", tags=["connections"], response_model=list[ConnectionRecord])
-def connections(request: Request) -> list[dict[str, Any]]:
+def connections(request: Request, who: Viewer) -> list[dict[str, Any]]:
     """The registered connections (names and settings, never URLs)."""
-    require(request, "viewer")
     return [c.to_dict() for c in list_connections(ws_of(request))]
 
 
 @router.post("/connections", status_code=201, tags=["connections"],
              response_model=ConnectionRecord)
-def create(request: Request, who: Annotated[Principal, Depends(admin)], body: ConnectionIn
-           ) -> dict[str, Any]:
+def create(request: Request, who: Admin, body: ConnectionIn) -> dict[str, Any]:
     """Register a database connection (admin)."""
     return create_connection(
         ws_of(request), body.name, body.url,
@@ -66,14 +63,12 @@ def create(request: Request, who: Annotated[Principal, Depends(admin)], body: Co
 
 
 @router.get("/connections/{name}", tags=["connections"], response_model=ConnectionRecord)
-def connection(request: Request, name: str) -> dict[str, Any]:
-    require(request, "viewer")
+def connection(request: Request, who: Viewer, name: str) -> dict[str, Any]:
     return get_connection(ws_of(request), name).to_dict()
 
 
 @router.delete("/connections/{name}", tags=["connections"],
                response_model=ConnectionRecord)
-def delete(request: Request, name: str) -> dict[str, Any]:
+def delete(request: Request, who: Admin, name: str) -> dict[str, Any]:
     """Remove a connection (admin); jobs planned through it keep their snapshots."""
-    require(request, "admin")
     return delete_connection(ws_of(request), name).to_dict()

@@ -20,7 +20,7 @@ from ...state.tables import jobs as jobs_table
 from ...state.tables import pipeline_runs
 from ...workspace import Workspace
 from ..context import service_of, ws_of
-from ..deps import require
+from ..deps import Operator
 from ..links import check_link
 from ..schemas import Uploaded
 
@@ -67,11 +67,10 @@ def _service_owned(ws: Workspace, rel: str) -> str | None:
 
 
 @router.put("/data/{path:path}", status_code=201, tags=["data"], response_model=Uploaded)
-async def upload(request: Request, path: str) -> dict[str, Any]:
+async def upload(request: Request, who: Operator, path: str) -> dict[str, Any]:
     """Upload an input into the data store (operators); the body is the file. It appears
     under its name only when complete, so a trigger never sees half a file. Job outputs,
     stream partitions and inference logs are the service's: operators cannot write there."""
-    who = require(request, "operator")
     ws = ws_of(request)
     rel = resolve_data_path(ws, upload_name(path), "path")
     if rel.endswith("/"):

@@ -27,7 +27,7 @@ from ...errors import SpecError
 from ...jobs.spec import spec_from_mapping
 from ...pipelines import BatchEndpointParams, check_endpoint_params, data_pointer
 from ..context import service_of, ws_of
-from ..deps import require
+from ..deps import Admin, Operator, Viewer
 from ..schemas import DeploymentInvocationStarted, DeploymentRecord, InvocationRun
 from .endpoints import InvokeIn, Settings
 
@@ -55,31 +55,27 @@ class DefaultIn(BaseModel):
 
 @router.get("/endpoints/{name}/deployments", tags=["endpoints"],
             response_model=list[DeploymentRecord])
-def deployments(request: Request, name: str) -> list[dict[str, Any]]:
-    require(request, "viewer")
+def deployments(request: Request, who: Viewer, name: str) -> list[dict[str, Any]]:
     return [d.to_dict() for d in list_deployments(ws_of(request), name)]
 
 
 @router.get("/endpoints/{name}/deployments/{deployment}", tags=["endpoints"],
             response_model=DeploymentRecord)
-def deployment(request: Request, name: str, deployment: str) -> dict[str, Any]:
-    require(request, "viewer")
+def deployment(request: Request, who: Viewer, name: str, deployment: str) -> dict[str, Any]:
     return get_deployment(ws_of(request), name, deployment).to_dict()
 
 
 @router.get("/endpoints/{name}/deployments/{deployment}/jobs", tags=["endpoints"],
             response_model=list[InvocationRun], response_model_exclude_unset=True)
-def jobs(request: Request, name: str, deployment: str) -> list[dict[str, Any]]:
+def jobs(request: Request, who: Viewer, name: str, deployment: str) -> list[dict[str, Any]]:
     """The invocations that ran this deployment, newest first."""
-    require(request, "viewer")
     return deployment_jobs(ws_of(request), name, deployment)
 
 
 @router.post("/endpoints/{name}/deployments", status_code=201, tags=["endpoints"],
              response_model=DeploymentRecord)
-def create(request: Request, name: str, body: DeploymentIn) -> dict[str, Any]:
+def create(request: Request, who: Admin, name: str, body: DeploymentIn) -> dict[str, Any]:
     """Add a deployment of a registered model to the endpoint (admin)."""
-    who = require(request, "admin")
     if not body.model.startswith(("azureml:", "models:/")) or "://" in body.model:
         raise SpecError(f"model {body.model!r}: a deployment made through the API scores a "
                         "registered model (azureml:NAME@latest, azureml:NAME:VERSION, "
@@ -93,23 +89,21 @@ def create(request: Request, name: str, body: DeploymentIn) -> dict[str, Any]:
 
 @router.delete("/endpoints/{name}/deployments/{deployment}", tags=["endpoints"],
                response_model=DeploymentRecord)
-def delete(request: Request, name: str, deployment: str) -> dict[str, Any]:
-    require(request, "admin")
+def delete(request: Request, who: Admin, name: str, deployment: str) -> dict[str, Any]:
     return delete_deployment(ws_of(request), name, deployment).to_dict()
 
 
 @router.put("/endpoints/{name}/default", tags=["endpoints"], response_model=DeploymentRecord)
-def default(request: Request, name: str, body: DefaultIn) -> dict[str, Any]:
+def default(request: Request, who: Admin, name: str, body: DefaultIn) -> dict[str, Any]:
     """Make a deployment the endpoint's default (admin)."""
-    require(request, "admin")
     return set_default(ws_of(request), name, body.deployment).to_dict()
 
 
 @router.post("/endpoints/{name}/deployments/{deployment}/invoke", status_code=202,
              tags=["endpoints"], response_model=DeploymentInvocationStarted)
-def invoke(request: Request, name: str, deployment: str, body: InvokeIn) -> dict[str, Any]:
+def invoke(request: Request, who: Operator, name: str, deployment: str, body: InvokeIn
+           ) -> dict[str, Any]:
     """Start a job of this deployment over the inputs; answers at once with its ids."""
-    who = require(request, "operator")
     service = service_of(request)
     ws = service.ws
     get_deployment(ws, name, deployment)

@@ -28,7 +28,7 @@ from ...endpoints import (
 )
 from ...pipelines import BatchEndpointParams, check_endpoint_params, data_pointer, request_run
 from ..context import service_of, ws_of
-from ..deps import require
+from ..deps import Admin, Operator, Viewer
 from ..schemas import EndpointDetail, EndpointRecord, InvocationStarted
 
 __all__ = ["EndpointIn", "InvokeIn", "Settings", "router"]
@@ -81,16 +81,14 @@ def _links(name: str, job_id: str, run_id: str) -> dict[str, str]:
 
 
 @router.get("/endpoints", tags=["endpoints"], response_model=list[EndpointRecord])
-def endpoints(request: Request) -> list[dict[str, Any]]:
-    require(request, "viewer")
+def endpoints(request: Request, who: Viewer) -> list[dict[str, Any]]:
     return [e.to_dict() for e in list_endpoints(ws_of(request))]
 
 
 @router.post("/endpoints", status_code=201, tags=["endpoints"],
              response_model=EndpointRecord)
-def create(request: Request, body: EndpointIn) -> dict[str, Any]:
+def create(request: Request, who: Admin, body: EndpointIn) -> dict[str, Any]:
     """Create a batch endpoint scoring a registered model or a model folder (admin)."""
-    who = require(request, "admin")
     settings = body.settings.model_dump(exclude_none=True)
     spec = tabular_endpoint_spec(body.name, body.model, group_by=body.group_by, keys=body.keys,
                                  features=body.features, prediction=body.prediction,
@@ -101,25 +99,22 @@ def create(request: Request, body: EndpointIn) -> dict[str, Any]:
 
 @router.get("/endpoints/{name}", tags=["endpoints"], response_model=EndpointDetail,
             response_model_exclude_unset=True)
-def endpoint(request: Request, name: str) -> dict[str, Any]:
+def endpoint(request: Request, who: Viewer, name: str) -> dict[str, Any]:
     """The endpoint and its latest invocations."""
-    require(request, "viewer")
     ws = ws_of(request)
     return {**get_endpoint(ws, name).to_dict(), "invocations": invocations(ws, name)}
 
 
 @router.delete("/endpoints/{name}", tags=["endpoints"], response_model=EndpointRecord)
-def delete(request: Request, name: str) -> dict[str, Any]:
+def delete(request: Request, who: Admin, name: str) -> dict[str, Any]:
     """Delete the endpoint (admin); its jobs and their outputs stay."""
-    require(request, "admin")
     return delete_endpoint(ws_of(request), name).to_dict()
 
 
 @router.post("/endpoints/{name}/invoke", status_code=202, tags=["endpoints"],
              response_model=InvocationStarted)
-def invoke(request: Request, name: str, body: InvokeIn) -> dict[str, Any]:
+def invoke(request: Request, who: Operator, name: str, body: InvokeIn) -> dict[str, Any]:
     """Start a job of the endpoint over the inputs; answers at once with its ids."""
-    who = require(request, "operator")
     service = service_of(request)
     ws = service.ws
     params = BatchEndpointParams(endpoint=name, inputs=body.inputs, query=body.query,

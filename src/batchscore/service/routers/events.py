@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 
 from ...state.events import MAX_LIMIT, list_events, ongoing_events, parse_since
 from ..context import ws_of
-from ..deps import require
+from ..deps import Viewer
 from ..schemas import EventView
 
 __all__ = ["router"]
@@ -24,6 +24,7 @@ router = APIRouter()
 @router.get("/events", tags=["events"], response_model=list[EventView])
 def events(
     request: Request,
+    who: Viewer,
     since: str | None = Query(None, max_length=64, description=(
         "Only events created at or after this time: UNIX seconds or ISO 8601 (UTC if no "
         "zone).")),
@@ -34,7 +35,6 @@ def events(
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
 ) -> list[dict[str, Any]]:
     """Events, newest first, each with ``ongoing``: true for an anomaly still going on."""
-    require(request, "viewer")
     engine = ws_of(request).engine
     found = list_events(engine, since=parse_since(since), kind=kind, source=source,
                         subject=subject, limit=limit)
@@ -43,11 +43,10 @@ def events(
 
 
 @router.get("/events/ongoing", tags=["events"], response_model=list[EventView])
-def ongoing(request: Request,
+def ongoing(request: Request, who: Viewer,
             source: str | None = Query(None, max_length=64, description="serving, ...")
             ) -> list[dict[str, Any]]:
     """The anomalies going on: for each source, subject and kind, its newest event if that
     one raised an anomaly; most recent first."""
-    require(request, "viewer")
     return [{**e.to_dict(), "ongoing": True}
             for e in ongoing_events(ws_of(request).engine, source=source)]

@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import text
 
 from ..context import service_of
-from ..deps import require
+from ..deps import Viewer
 from ..metrics import CONTENT_TYPE, render_metrics
 from ..schemas import Health
 
@@ -31,9 +31,8 @@ def healthz(request: Request) -> dict[str, Any]:
 
 
 @router.get("/metrics", tags=["service"])
-def metrics(request: Request) -> Response:
+def metrics(request: Request, who: Viewer) -> Response:
     """Prometheus metrics: jobs by state, mini-batches, items/s, queue depth, workers."""
-    require(request, "viewer")
     service = service_of(request)
     return Response(render_metrics(service.ws, lambda: service.slots.busy),
                     media_type=CONTENT_TYPE)

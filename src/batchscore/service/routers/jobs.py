@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 
 from ... import jobs as job_api
 from ...state.records import public_text, public_value
-from ..auth import Principal
 from ..context import service_of, ws_of
-from ..deps import admin, require
+from ..deps import Admin, Operator, Viewer
 from ..schemas import JobLogsView, JobRecord, JobSubmitted, JobSummary, JobView, MiniBatchView
 from ..submit import JobIn, prepare_job, record_job, store_locations
 from ..views import job_record, job_summary, job_view
@@ -28,9 +27,8 @@ _LOG_TAIL = 200_000  # characters of each worker log returned
 
 
 @router.get("/jobs", tags=["jobs"], response_model=list[JobSummary])
-def jobs(request: Request, state: str | None = None,
+def jobs(request: Request, who: Viewer, state: str | None = None,
          limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
-    require(request, "viewer")
     ws = ws_of(request)
     return [job_summary(ws, j) for j in job_api.list_jobs(ws, limit=limit, state=state)]
 
@@ -41,8 +39,7 @@ def _job_links(job_id: str, run_id: str) -> dict[str, str]:
 
 
 @router.post("/jobs", status_code=202, tags=["jobs"], response_model=JobSubmitted)
-def submit(request: Request, body: JobIn, who: Annotated[Principal, Depends(admin)]
-           ) -> dict[str, Any]:
+def submit(request: Request, who: Admin, body: JobIn) -> dict[str, Any]:
     """Submit an entry-script job (admin): its code (and a small model folder) travel in the
     bundle and are kept in the system store; inputs and output are data-store paths. Answers
     at once with the job's and its run's ids; the run slots run it. The same submission
@@ -60,16 +57,14 @@ def submit(request: Request, body: JobIn, who: Annotated[Principal, Depends(admi
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"], response_model=JobView)
-def job(request: Request, job_id: str) -> dict[str, Any]:
-    require(request, "viewer")
+def job(request: Request, who: Viewer, job_id: str) -> dict[str, Any]:
     ws = ws_of(request)
     return job_view(ws, job_api.get_job(ws, job_id))
 
 
 @router.get("/jobs/{job_id}/minibatches", tags=["jobs"], response_model=list[MiniBatchView])
-def minibatches(request: Request, job_id: str) -> list[dict[str, Any]]:
+def minibatches(request: Request, who: Viewer, job_id: str) -> list[dict[str, Any]]:
     """Each mini-batch: state, attempts, worker, times, error."""
-    require(request, "viewer")
     ws = ws_of(request)
     stores = store_locations(ws)
     shown = []
@@ -82,10 +77,9 @@ def minibatches(request: Request, job_id: str) -> list[dict[str, Any]]:
 
 
 @router.get("/jobs/{job_id}/logs", tags=["jobs"], response_model=JobLogsView)
-def logs(request: Request, job_id: str) -> dict[str, Any]:
+def logs(request: Request, who: Viewer, job_id: str) -> dict[str, Any]:
     """The job's logs from the system store: overview, events, errors, timings, per-frame
     batch timings (video) and the tail of every worker's stdout/stderr."""
-    require(request, "viewer")
     ws = ws_of(request)
     stores = store_locations(ws)
     view = job_api.job_logs(ws, job_id)
@@ -104,7 +98,6 @@ def logs(request: Request, job_id: str) -> dict[str, Any]:
 
 
 @router.post("/jobs/{job_id}/cancel", tags=["jobs"], response_model=JobRecord)
-def cancel_job(request: Request, job_id: str) -> dict[str, Any]:
-    require(request, "operator")
+def cancel_job(request: Request, who: Operator, job_id: str) -> dict[str, Any]:
     ws = ws_of(request)
     return job_record(ws, job_api.cancel_job(ws, job_id, wait=10.0))

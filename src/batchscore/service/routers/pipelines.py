@@ -8,8 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request
 
 from ...pipelines import PIPELINES, get_pipeline, request_run
+from ..auth import Principal
 from ..context import service_of
-from ..deps import pipeline_role, require
+from ..deps import Operator, Viewer, caller
 from ..schemas import PipelineInfo, RunStarted
 from ..views import run_links, run_view
 
@@ -19,15 +20,14 @@ router = APIRouter()
 
 
 @router.get("/pipelines", tags=["pipelines"], response_model=list[PipelineInfo])
-def pipelines(request: Request) -> list[dict[str, Any]]:
+def pipelines(request: Request, who: Viewer) -> list[dict[str, Any]]:
     """The published pipelines and the JSON schema of their parameters."""
-    require(request, "viewer")
     return [{"name": p.name, "summary": p.summary, "role": p.role,
              "parameters": p.params.model_json_schema()} for p in PIPELINES.values()]
 
 
-def _start(request: Request, name: str, params: dict[str, Any]) -> dict[str, Any]:
-    who = require(request, pipeline_role(name))
+def _start(request: Request, who: Principal, name: str, params: dict[str, Any]
+           ) -> dict[str, Any]:
     service = service_of(request)
     get_pipeline(name)
     service.take_run(who.name)
@@ -39,11 +39,12 @@ def _start(request: Request, name: str, params: dict[str, Any]) -> dict[str, Any
 def _published(name: str) -> Any:
     model = PIPELINES[name].params
 
-    def start(request: Request, params: Annotated[Any, Body()]) -> dict[str, Any]:
-        return _start(request, name, params.model_dump(mode="json"))
+    def start(request: Request, who: Principal, params: Annotated[Any, Body()]
+              ) -> dict[str, Any]:
+        return _start(request, who, name, params.model_dump(mode="json"))
 
-    start.__annotations__ = {"request": Request, "params": Annotated[model, Body()],
-                             "return": dict[str, Any]}
+    start.__annotations__ = {"request": Request, "who": caller(PIPELINES[name].role),
+                             "params": Annotated[model, Body()], "return": dict[str, Any]}
     start.__doc__ = f"Start a run of {name}: {PIPELINES[name].summary}"
     return start
 
@@ -56,7 +57,8 @@ for _name in PIPELINES:
 
 @router.post("/pipelines/{name}/runs", status_code=202, tags=["pipelines"],
              response_model=RunStarted)
-def start_any(request: Request, name: str, params: Annotated[dict[str, Any], Body()]
-              ) -> dict[str, Any]:
-    """Start a run of the pipeline ``name`` (an unknown name is 404)."""
-    return _start(request, name, params)
+def start_any(request: Request, who: Operator, name: str,
+              params: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
+    """Start a run of the pipeline ``name`` (an unknown name is 404; a published pipeline's
+    own operation above answers its name)."""
+    return _start(request, who, name, params)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, Request
 from ...pipelines import cancel_run, get_run, list_runs, resolve_data_path
 from ...triggers import get_trigger
 from ..context import service_of, ws_of
-from ..deps import require
+from ..deps import Operator, Viewer
 from ..links import sign_link
 from ..schemas import DownloadLink, RunDetail, RunView, RunWithJob
 from ..views import run_links, run_view, with_job
@@ -20,10 +20,9 @@ router = APIRouter()
 
 
 @router.get("/runs", tags=["runs"], response_model=list[RunWithJob])
-def runs(request: Request, state: str | None = None, trigger: str | None = None,
+def runs(request: Request, who: Viewer, state: str | None = None, trigger: str | None = None,
          limit: int = Query(50, ge=1, le=1000)) -> list[dict[str, Any]]:
     """Pipeline runs, newest first, each with its job's progress."""
-    require(request, "viewer")
     ws = ws_of(request)
     trigger_id = get_trigger(ws.engine, trigger).id if trigger else None
     return [with_job(ws, run_view(ws, r)) for r in
@@ -31,24 +30,21 @@ def runs(request: Request, state: str | None = None, trigger: str | None = None,
 
 
 @router.get("/runs/{run_id}", tags=["runs"], response_model=RunDetail)
-def run(request: Request, run_id: str) -> dict[str, Any]:
-    require(request, "viewer")
+def run(request: Request, who: Viewer, run_id: str) -> dict[str, Any]:
     ws = ws_of(request)
     return {**with_job(ws, run_view(ws, get_run(ws.engine, run_id))),
             "links": run_links(run_id)}
 
 
 @router.post("/runs/{run_id}/cancel", tags=["runs"], response_model=RunView)
-def cancel(request: Request, run_id: str) -> dict[str, Any]:
-    require(request, "operator")
+def cancel(request: Request, who: Operator, run_id: str) -> dict[str, Any]:
     ws = ws_of(request)
     return run_view(ws, cancel_run(ws, run_id))
 
 
 @router.get("/runs/{run_id}/output", tags=["runs"], response_model=DownloadLink)
-def run_output(request: Request, run_id: str) -> dict[str, Any]:
+def run_output(request: Request, who: Viewer, run_id: str) -> dict[str, Any]:
     """A signed link to download the run's output, valid for a while."""
-    require(request, "viewer")
     service = service_of(request)
     found = get_run(service.ws.engine, run_id)
     if found.state != "succeeded" or not found.output_url:

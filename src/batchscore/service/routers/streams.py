@@ -26,7 +26,7 @@ from ...streaming.ingest import MAX_BATCH
 from ...streaming.records import DEFAULT_AGGREGATES
 from ...streaming.status import stream_status
 from ..context import consumer_status, service_of, ws_of
-from ..deps import require
+from ..deps import Admin, Operator, Viewer
 from ..schemas import (
     EventsAccepted,
     StreamRecord,
@@ -63,17 +63,15 @@ class EventsIn(BaseModel):
 
 
 @router.get("/streams", tags=["streams"], response_model=list[StreamView])
-def streams(request: Request) -> list[dict[str, Any]]:
+def streams(request: Request, who: Viewer) -> list[dict[str, Any]]:
     """Streams with their counters and this service's consumer of each."""
-    require(request, "viewer")
     return [{**s.to_dict(), "consumer": consumer_status(request, s.name)}
             for s in list_streams(ws_of(request))]
 
 
 @router.post("/streams", status_code=201, tags=["streams"], response_model=StreamRecord)
-def add_stream(request: Request, body: StreamIn) -> dict[str, Any]:
+def add_stream(request: Request, who: Admin, body: StreamIn) -> dict[str, Any]:
     """Create a stream (admin); the service starts its consumer."""
-    who = require(request, "admin")
     made = create_stream(ws_of(request), created_by=who.name, **body.model_dump())
     service_of(request).streams.wake.set()
     return dict(made.to_dict())
@@ -81,28 +79,25 @@ def add_stream(request: Request, body: StreamIn) -> dict[str, Any]:
 
 @router.get("/streams/{name}", tags=["streams"], response_model=StreamStatus,
             response_model_exclude_unset=True)
-def stream(request: Request, name: str) -> dict[str, Any]:
+def stream(request: Request, who: Viewer, name: str) -> dict[str, Any]:
     """Settings, counters (events received, in windows, late, rejected; windows landed;
     partitions closed), watermark, Redis length and pending entries, closed partitions."""
-    require(request, "viewer")
     status = stream_status(ws_of(request), name)
     return {**status, "consumer": consumer_status(request, name)}
 
 
 @router.delete("/streams/{name}", tags=["streams"], response_model=StreamRecord)
-def remove_stream(request: Request, name: str,
+def remove_stream(request: Request, who: Admin, name: str,
                   purge: bool = Query(False, description="Also remove landed data and the "
                                       "Redis stream.")) -> dict[str, Any]:
     """Delete a stream (admin): its definition, ledger and consumer group."""
-    require(request, "admin")
     return dict(delete_stream(ws_of(request), name, purge=purge).to_dict())
 
 
 @router.post("/streams/{name}/events", status_code=202, tags=["streams"],
              response_model=EventsAccepted)
-def post_events(request: Request, name: str, body: EventsIn) -> Any:
+def post_events(request: Request, who: Operator, name: str, body: EventsIn) -> Any:
     """Append a batch of events (operator); refused whole if any event is bad."""
-    require(request, "operator")
     ws = ws_of(request)
     get_stream(ws, name)
     try:

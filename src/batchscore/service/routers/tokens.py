@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..auth import ROLES, create_token, list_tokens, revoke_token
 from ..context import ws_of
-from ..deps import require
+from ..deps import Admin
 from ..schemas import TokenCreated, TokenRecord, TokenRevoked
 
 __all__ = ["TokenIn", "router"]
@@ -25,21 +25,18 @@ class TokenIn(BaseModel):
 
 
 @router.get("/tokens", tags=["tokens"], response_model=list[TokenRecord])
-def tokens(request: Request) -> list[dict[str, Any]]:
-    require(request, "admin")
+def tokens(request: Request, who: Admin) -> list[dict[str, Any]]:
     return list_tokens(ws_of(request).engine)
 
 
 @router.post("/tokens", status_code=201, tags=["tokens"], response_model=TokenCreated)
-def add_token(request: Request, body: TokenIn) -> dict[str, Any]:
+def add_token(request: Request, who: Admin, body: TokenIn) -> dict[str, Any]:
     """A new token; the response is the only place it is ever shown."""
-    require(request, "admin")
     record, token = create_token(ws_of(request).engine, body.name, body.role)
     return {**record, "token": token}
 
 
 @router.delete("/tokens/{name}", tags=["tokens"], response_model=TokenRevoked)
-def delete_token(request: Request, name: str) -> dict[str, str]:
-    require(request, "admin")
+def delete_token(request: Request, who: Admin, name: str) -> dict[str, str]:
     revoke_token(ws_of(request).engine, name)
     return {"revoked": name}

@@ -12,7 +12,7 @@ from ...pipelines import list_runs
 from ...state.records import public_value
 from ...triggers import create_trigger, get_trigger, ledger, list_triggers, remove_trigger
 from ..context import service_of, ws_of
-from ..deps import require
+from ..deps import Admin, Viewer
 from ..schemas import TriggerDetail, TriggerRecord, TriggerView
 from ..submit import store_locations
 
@@ -50,15 +50,13 @@ def _trigger_view(request: Request, trigger: Any) -> dict[str, Any]:
 
 
 @router.get("/triggers", tags=["triggers"], response_model=list[TriggerView])
-def triggers(request: Request) -> list[dict[str, Any]]:
+def triggers(request: Request, who: Viewer) -> list[dict[str, Any]]:
     """Triggers, with their health and the runs they started."""
-    require(request, "viewer")
     return [_trigger_view(request, t) for t in list_triggers(ws_of(request).engine)]
 
 
 @router.post("/triggers", status_code=201, tags=["triggers"], response_model=TriggerView)
-def add_trigger(request: Request, body: TriggerIn) -> dict[str, Any]:
-    require(request, "admin")
+def add_trigger(request: Request, who: Admin, body: TriggerIn) -> dict[str, Any]:
     service = service_of(request)
     trigger = create_trigger(service.ws, **body.model_dump())
     service.triggers.wake.set()
@@ -66,14 +64,12 @@ def add_trigger(request: Request, body: TriggerIn) -> dict[str, Any]:
 
 
 @router.get("/triggers/{name}", tags=["triggers"], response_model=TriggerDetail)
-def trigger(request: Request, name: str) -> dict[str, Any]:
-    require(request, "viewer")
+def trigger(request: Request, who: Viewer, name: str) -> dict[str, Any]:
     engine = ws_of(request).engine
     found = get_trigger(engine, name)
     return {**_trigger_view(request, found), "ledger": ledger(engine, found.id)}
 
 
 @router.delete("/triggers/{name}", tags=["triggers"], response_model=TriggerRecord)
-def delete_trigger(request: Request, name: str) -> dict[str, Any]:
-    require(request, "admin")
+def delete_trigger(request: Request, who: Admin, name: str) -> dict[str, Any]:
     return remove_trigger(ws_of(request), name).to_dict()
