@@ -17,7 +17,7 @@ import pytest
 
 from batchscore.jobs import run_job
 from batchscore.mlops.registry import get_version, list_models, rollback, use_registry
-from batchscore.service.outputs_api import read_output_rows
+from batchscore.service.output_rows import read_output_rows
 from batchscore.tabular.job import tabular_spec
 from batchscore.workspace import open_workspace
 

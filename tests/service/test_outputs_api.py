@@ -274,7 +274,7 @@ def test_values_are_json_safe(ws, tmp_path):
     """Infinities and NaN in any column become null; the rows are plain JSON."""
     import json
 
-    from batchscore.service.outputs_api import read_output_rows
+    from batchscore.service.output_rows import read_output_rows
 
     data, frame = sensor_input(tmp_path / "in", per_group=5)
     frame.loc[frame.index[:3], "Quality"] = [np.inf, -np.inf, np.nan]

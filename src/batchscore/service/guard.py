@@ -9,9 +9,10 @@ In this order, before a byte of the body is read:
    rebinding brought to this port gets nothing. A request without a valid token is then
    answered 401 on every route but the public ones (health, dashboard files, signed
    downloads, the OpenAPI document), whatever its body.
-3. **Role at the door.** Routes that take a body need a writer's role (operator, admin for the
-   admin-only ones), checked here so that a viewer's body is never read either. The handlers
-   still check the exact role (:func:`batchscore.service.api.require`).
+3. **Role at the door.** A request that writes needs the role its route declares (operator
+   at least), checked here so that the body of a caller without it is never read: the rules
+   are :mod:`.deps`' (:class:`~.deps.DoorRules`, read from the routes' own declarations, and
+   :func:`~.deps.is_public`).
 4. **Body.** Every route has a body limit, enforced while the body streams in (a chunked body
    as well as one with a ``Content-Length``): over it, 413. A JSON body is read whole (within
    its limit), checked for nesting depth and element count before anyone parses it, then
@@ -28,6 +29,7 @@ import anyio.to_thread
 
 from ..jsonshape import JsonShapeError, check_json_shape
 from .auth import Principal, verify_token
+from .deps import WRITES, DoorRules, is_public
 from .submit import MAX_SUBMIT_BODY_BYTES
 
 __all__ = ["DEFAULT_HOSTS", "Guard", "JsonShapeError", "check_json_shape", "host_name"]
@@ -37,17 +39,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 DEFAULT_HOSTS = ("localhost", "127.0.0.1", "::1")
-# Served without a token (still behind the Host check when no token comes).
-_PUBLIC = ("/healthz", "/", "/api/v1/download", "/api/v1/openapi.json", "/api/v1/docs",
-           "/api/v1/docs/oauth2-redirect")
-_PUBLIC_PREFIXES = ("/dashboard/", "/dashboard")
-# Admin-only routes that take a body (or change what exists): the role is checked at the door.
-_ADMIN_EXACT = {("POST", "/api/v1/jobs"), ("POST", "/api/v1/tokens"),
-                ("POST", "/api/v1/triggers"), ("POST", "/api/v1/endpoints"),
-                ("POST", "/api/v1/streams"), ("POST", "/api/v1/connections")}
-_ADMIN_DELETE = ("/api/v1/tokens/", "/api/v1/triggers/", "/api/v1/endpoints/",
-                 "/api/v1/streams/", "/api/v1/connections/")
-_WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 
 
 def host_name(value: str) -> str:
@@ -60,29 +51,11 @@ def host_name(value: str) -> str:
     return value.rsplit(":", 1)[0] if ":" in value else value
 
 
-def _is_public(path: str) -> bool:
-    return path in _PUBLIC or path.startswith(_PUBLIC_PREFIXES)
-
-
-def door_role(method: str, path: str) -> str:
-    """The least role a request needs before its body is read."""
-    if method not in _WRITES:
-        return "viewer"
-    if (method, path) in _ADMIN_EXACT or (method == "DELETE" and path.startswith(_ADMIN_DELETE)):
-        return "admin"
-    if method == "POST" and path.startswith("/api/v1/pipelines/") and path.endswith("/runs"):
-        from ..pipelines import PIPELINES
-
-        known = PIPELINES.get(path[len("/api/v1/pipelines/"):-len("/runs")])
-        return known.role if known is not None else "operator"
-    return "operator"
-
-
 class Guard:
     """Host check, authentication, the role at the door and body limits (see the module)."""
 
-    def __init__(self, app: Any, service: Any) -> None:
-        self.app, self.service = app, service
+    def __init__(self, app: Any, service: Any, rules: DoorRules) -> None:
+        self.app, self.service, self.rules = app, service, rules
 
     def _hosts(self) -> set[str]:
         config = self.service.config
@@ -120,13 +93,13 @@ class Guard:
             who = Principal("anonymous", "admin")
         scope.setdefault("state", {})["principal"] = who
 
-        if not _is_public(path):
+        if not is_public(path):
             if who is None:
                 await _answer(send, 401, "a valid API token is required "
                               "(Authorization: Bearer ...)",
                               [(b"www-authenticate", b"Bearer")])
                 return
-            need = door_role(method, path)
+            need = self.rules.role(scope)
             if not who.can(need):
                 await _answer(send, 403, f"token {who.name!r} has role {who.role}; "
                               f"this needs {need}")
@@ -137,7 +110,7 @@ class Guard:
         if length is not None and (not length.isdigit() or int(length) > limit):
             await _answer(send, 413, f"request body larger than the limit of {limit} bytes")
             return
-        if method in _WRITES and not path.startswith("/api/v1/data/"):
+        if method in WRITES and not path.startswith("/api/v1/data/"):
             await self._buffered(scope, receive, send, limit)
         else:
             await self._streamed(scope, receive, send, limit)

@@ -1,4 +1,4 @@
-"""Streams in the REST API: create, list, show, delete, and send events.
+"""Streams: create, list, show, delete, and send events.
 
 ``POST /api/v1/streams/{name}/events`` takes ``{"events": [...]}``: every event is validated,
 and a batch with any bad event is refused whole (422, each bad event named by index, field and
@@ -10,26 +10,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..streaming import (
+from ...streaming import (
     EventBatchError,
-    StreamNotFoundError,
-    StreamUnavailableError,
     create_stream,
     delete_stream,
     get_stream,
     list_streams,
     send_events,
 )
-from ..streaming.ingest import MAX_BATCH
-from ..streaming.records import DEFAULT_AGGREGATES
-from ..streaming.status import stream_status
-from .api import require
+from ...streaming.ingest import MAX_BATCH
+from ...streaming.records import DEFAULT_AGGREGATES
+from ...streaming.status import stream_status
+from ..context import consumer_status, service_of, ws_of
+from ..deps import Admin, Operator, Viewer
+from ..schemas import (
+    EventsAccepted,
+    StreamRecord,
+    StreamStatus,
+    StreamView,
+)
 
-__all__ = ["router"]
+__all__ = ["EventsIn", "StreamIn", "router"]
 
 router = APIRouter()
 
@@ -57,69 +62,46 @@ class EventsIn(BaseModel):
         "Objects with device, sensor, timestamp (ISO 8601 or UNIX seconds) and value."))
 
 
-def _ws(request: Request) -> Any:
-    return request.app.state.service.ws
-
-
-def _consumer(request: Request, name: str) -> dict[str, Any] | None:
-    pool = getattr(request.app.state, "streams", None)
-    return pool.status(name) if pool is not None else None
-
-
-def _found(call: Any, *args: Any, **kwargs: Any) -> Any:
-    try:
-        return call(*args, **kwargs)
-    except StreamNotFoundError as exc:
-        raise HTTPException(404, str(exc)) from None
-    except StreamUnavailableError as exc:
-        raise HTTPException(503, str(exc)) from None
-
-
-@router.get("/streams", tags=["streams"])
-def streams(request: Request) -> list[dict[str, Any]]:
+@router.get("/streams", tags=["streams"], response_model=list[StreamView])
+def streams(request: Request, who: Viewer) -> list[dict[str, Any]]:
     """Streams with their counters and this service's consumer of each."""
-    require(request, "viewer")
-    return [{**s.to_dict(), "consumer": _consumer(request, s.name)}
-            for s in list_streams(_ws(request))]
+    return [{**s.to_dict(), "consumer": consumer_status(request, s.name)}
+            for s in list_streams(ws_of(request))]
 
 
-@router.post("/streams", status_code=201, tags=["streams"])
-def add_stream(request: Request, body: StreamIn) -> dict[str, Any]:
+@router.post("/streams", status_code=201, tags=["streams"], response_model=StreamRecord)
+def add_stream(request: Request, who: Admin, body: StreamIn) -> dict[str, Any]:
     """Create a stream (admin); the service starts its consumer."""
-    who = require(request, "admin")
-    made = _found(create_stream, _ws(request), created_by=who.name, **body.model_dump())
-    pool = getattr(request.app.state, "streams", None)
-    if pool is not None:
-        pool.wake.set()
+    made = create_stream(ws_of(request), created_by=who.name, **body.model_dump())
+    service_of(request).streams.wake.set()
     return dict(made.to_dict())
 
 
-@router.get("/streams/{name}", tags=["streams"])
-def stream(request: Request, name: str) -> dict[str, Any]:
+@router.get("/streams/{name}", tags=["streams"], response_model=StreamStatus,
+            response_model_exclude_unset=True)
+def stream(request: Request, who: Viewer, name: str) -> dict[str, Any]:
     """Settings, counters (events received, in windows, late, rejected; windows landed;
     partitions closed), watermark, Redis length and pending entries, closed partitions."""
-    require(request, "viewer")
-    status = _found(stream_status, _ws(request), name)
-    return {**status, "consumer": _consumer(request, name)}
+    status = stream_status(ws_of(request), name)
+    return {**status, "consumer": consumer_status(request, name)}
 
 
-@router.delete("/streams/{name}", tags=["streams"])
-def remove_stream(request: Request, name: str,
+@router.delete("/streams/{name}", tags=["streams"], response_model=StreamRecord)
+def remove_stream(request: Request, who: Admin, name: str,
                   purge: bool = Query(False, description="Also remove landed data and the "
                                       "Redis stream.")) -> dict[str, Any]:
     """Delete a stream (admin): its definition, ledger and consumer group."""
-    require(request, "admin")
-    return dict(_found(delete_stream, _ws(request), name, purge=purge).to_dict())
+    return dict(delete_stream(ws_of(request), name, purge=purge).to_dict())
 
 
-@router.post("/streams/{name}/events", status_code=202, tags=["streams"])
-def post_events(request: Request, name: str, body: EventsIn) -> Any:
+@router.post("/streams/{name}/events", status_code=202, tags=["streams"],
+             response_model=EventsAccepted)
+def post_events(request: Request, who: Operator, name: str, body: EventsIn) -> Any:
     """Append a batch of events (operator); refused whole if any event is bad."""
-    require(request, "operator")
-    ws = _ws(request)
-    _found(get_stream, ws, name)
+    ws = ws_of(request)
+    get_stream(ws, name)
     try:
-        sent = _found(send_events, ws, name, body.events, source=f"stream {name!r}")
+        sent = send_events(ws, name, body.events, source=f"stream {name!r}")
     except EventBatchError as exc:
         return JSONResponse({"detail": str(exc),
                              "errors": [p.to_dict() for p in exc.problems]}, status_code=422)

@@ -12,12 +12,14 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response
 from fsspec.core import url_to_fs
 
-from ..pipelines import data_url, get_run, resolve_data_path
-from ..video.quality import report_paths
-from .api import require
+from ...pipelines import data_url, get_run, resolve_data_path
+from ...video.quality import report_paths
+from ..context import ws_of
+from ..deps import Viewer
+from ..schemas import QualityReport
 
 __all__ = ["router"]
 
@@ -27,8 +29,7 @@ _MAX_BYTES = 20 * 1024 * 1024  # a contact sheet is well under 2 MiB; refuse any
 
 
 def _report_file(request: Request, run_id: str, which: int) -> bytes:
-    require(request, "viewer")
-    ws = request.app.state.service.ws
+    ws = ws_of(request)
     found = get_run(ws.engine, run_id)
     if found.pipeline != "video-style":
         raise HTTPException(404, f"run {run_id} is a {found.pipeline} run; only video-style "
@@ -46,18 +47,18 @@ def _report_file(request: Request, run_id: str, which: int) -> bytes:
         return fh.read()
 
 
-@router.get("/runs/{run_id}/quality", tags=["runs"])
-def quality(request: Request, run_id: str) -> dict[str, Any]:
+@router.get("/runs/{run_id}/quality", tags=["runs"], response_model=QualityReport)
+def quality(request: Request, who: Viewer, run_id: str) -> Response:
     """The quality report of a succeeded video-style run: content kept, style matched,
     warping error, per sampled frame and summarised, with the settings and the time taken.
     404 when the run is not a video-style run or has no report, 409 while it is not done."""
     result: dict[str, Any] = json.loads(_report_file(request, run_id, 0))
-    return result
+    return JSONResponse(result)  # as the job wrote it: the model documents, never filters
 
 
 @router.get("/runs/{run_id}/contact.png", tags=["runs"],
             responses={200: {"content": {"image/png": {}}}})
-def contact_sheet(request: Request, run_id: str) -> Response:
+def contact_sheet(request: Request, who: Viewer, run_id: str) -> Response:
     """The contact sheet (PNG) of a succeeded video-style run: input and output frames side
     by side at several moments, with the figures on it."""
     return Response(_report_file(request, run_id, 1), media_type="image/png",

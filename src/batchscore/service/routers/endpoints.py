@@ -1,4 +1,4 @@
-"""Batch endpoints in the REST API: create, list, show, delete, invoke.
+"""Batch endpoints: create, list, show, delete, invoke.
 
 ``POST /api/v1/endpoints/{name}/invoke`` answers 202 with the job's and the run's ids at once;
 the service's run slots run the job. Data pointers name paths inside the workspace's data store
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..batch_pipelines import BatchEndpointParams, check_endpoint_params, data_pointer
-from ..connections import is_connection_ref
-from ..endpoints import (
+from ...batch_pipelines import BatchEndpointParams, check_endpoint_params, data_pointer
+from ...connections import is_connection_ref
+from ...endpoints import (
     PIPELINE,
     create_endpoint,
     delete_endpoint,
@@ -27,10 +27,12 @@ from ..endpoints import (
     list_endpoints,
     tabular_endpoint_spec,
 )
-from ..pipelines import request_run
-from .api import require
+from ...pipelines import request_run
+from ..context import service_of, ws_of
+from ..deps import Admin, Operator, Viewer
+from ..schemas import EndpointDetail, EndpointRecord, InvocationStarted
 
-__all__ = ["router"]
+__all__ = ["EndpointIn", "InvokeIn", "Settings", "router"]
 
 router = APIRouter()
 
@@ -74,61 +76,52 @@ class InvokeIn(BaseModel):
     overwrite: bool = False
 
 
-def _ws(request: Request) -> Any:
-    return request.app.state.service.ws
-
-
 def _links(name: str, job_id: str, run_id: str) -> dict[str, str]:
     return {"endpoint": f"/api/v1/endpoints/{name}", "job": f"/api/v1/jobs/{job_id}",
             "run": f"/api/v1/runs/{run_id}", "logs": f"/api/v1/jobs/{job_id}/logs"}
 
 
-@router.get("/endpoints", tags=["endpoints"])
-def endpoints(request: Request) -> list[dict[str, Any]]:
-    require(request, "viewer")
-    return [e.to_dict() for e in list_endpoints(_ws(request))]
+@router.get("/endpoints", tags=["endpoints"], response_model=list[EndpointRecord])
+def endpoints(request: Request, who: Viewer) -> list[dict[str, Any]]:
+    return [e.to_dict() for e in list_endpoints(ws_of(request))]
 
 
-@router.post("/endpoints", status_code=201, tags=["endpoints"])
-def create(request: Request, body: EndpointIn) -> dict[str, Any]:
+@router.post("/endpoints", status_code=201, tags=["endpoints"],
+             response_model=EndpointRecord)
+def create(request: Request, who: Admin, body: EndpointIn) -> dict[str, Any]:
     """Create a batch endpoint scoring a registered model or a model folder (admin)."""
-    who = require(request, "admin")
     settings = body.settings.model_dump(exclude_none=True)
     spec = tabular_endpoint_spec(body.name, body.model, group_by=body.group_by, keys=body.keys,
                                  features=body.features, prediction=body.prediction,
                                  settings=settings)
-    return create_endpoint(_ws(request), body.name, spec, model=body.model,
+    return create_endpoint(ws_of(request), body.name, spec, model=body.model,
                            description=body.description, created_by=who.name).to_dict()
 
 
-@router.get("/endpoints/{name}", tags=["endpoints"])
-def endpoint(request: Request, name: str) -> dict[str, Any]:
+@router.get("/endpoints/{name}", tags=["endpoints"], response_model=EndpointDetail,
+            response_model_exclude_unset=True)
+def endpoint(request: Request, who: Viewer, name: str) -> dict[str, Any]:
     """The endpoint and its latest invocations."""
-    require(request, "viewer")
-    ws = _ws(request)
+    ws = ws_of(request)
     return {**get_endpoint(ws, name).to_dict(), "invocations": invocations(ws, name)}
 
 
-@router.delete("/endpoints/{name}", tags=["endpoints"])
-def delete(request: Request, name: str) -> dict[str, Any]:
+@router.delete("/endpoints/{name}", tags=["endpoints"], response_model=EndpointRecord)
+def delete(request: Request, who: Admin, name: str) -> dict[str, Any]:
     """Delete the endpoint (admin); its jobs and their outputs stay."""
-    require(request, "admin")
-    return delete_endpoint(_ws(request), name).to_dict()
+    return delete_endpoint(ws_of(request), name).to_dict()
 
 
-@router.post("/endpoints/{name}/invoke", status_code=202, tags=["endpoints"])
-def invoke(request: Request, name: str, body: InvokeIn) -> dict[str, Any]:
+@router.post("/endpoints/{name}/invoke", status_code=202, tags=["endpoints"],
+             response_model=InvocationStarted)
+def invoke(request: Request, who: Operator, name: str, body: InvokeIn) -> dict[str, Any]:
     """Start a job of the endpoint over the inputs; answers at once with its ids."""
-    who = require(request, "operator")
-    service = request.app.state.service
+    service = service_of(request)
     ws = service.ws
     params = BatchEndpointParams(endpoint=name, inputs=body.inputs, query=body.query,
                                  output=body.output, table=body.table, overwrite=body.overwrite)
     check_endpoint_params(ws, params)
-    wait = service.limiter.take(who.name)
-    if wait:
-        raise HTTPException(429, f"too many runs started by {who.name!r}; try again in "
-                            f"{wait:.0f}s", headers={"Retry-After": str(int(wait) + 1)})
+    service.take_run(who.name)
     if any(is_connection_ref(v) for v in body.inputs):
         # the query runs inside the job, never in this request: a run slot plans it
         run = request_run(ws, PIPELINE, params.model_dump(mode="json"), created_by=who.name)
@@ -136,9 +129,8 @@ def invoke(request: Request, name: str, body: InvokeIn) -> dict[str, Any]:
         return {"endpoint": name, "job_id": None, "run_id": run.id, "created": True,
                 "links": {**_links(name, "", run.id), "job": None, "logs": None}}
     inv = invoke_endpoint(
-        ws, name, [data_pointer(ws, v, "input") for v in body.inputs], data_pointer(ws, body.output,
-                                                                             "output"),
-        query=body.query, table=body.table, overwrite=body.overwrite, created_by=who.name,
-        start=False)
+        ws, name, [data_pointer(ws, v, "input") for v in body.inputs],
+        data_pointer(ws, body.output, "output"), query=body.query, table=body.table,
+        overwrite=body.overwrite, created_by=who.name, start=False)
     service.slots.wake.set()
     return {**inv.to_dict(), "links": _links(name, inv.job_id, inv.run_id)}

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..batch_pipelines import BatchEndpointParams, check_endpoint_params, data_pointer
-from ..deployments import (
+from ...batch_pipelines import BatchEndpointParams, check_endpoint_params, data_pointer
+from ...deployments import (
     create_deployment,
     delete_deployment,
     deployment_jobs,
@@ -24,12 +24,14 @@ from ..deployments import (
     list_deployments,
     set_default,
 )
-from ..errors import SpecError
-from ..jobs.spec import spec_from_mapping
-from .api import require
-from .endpoints_api import InvokeIn, Settings
+from ...errors import SpecError
+from ...jobs.spec import spec_from_mapping
+from ..context import service_of, ws_of
+from ..deps import Admin, Operator, Viewer
+from ..schemas import DeploymentInvocationStarted, DeploymentRecord, InvocationRun
+from .endpoints import InvokeIn, Settings
 
-__all__ = ["router"]
+__all__ = ["DefaultIn", "DeploymentIn", "router"]
 
 router = APIRouter()
 
@@ -51,72 +53,64 @@ class DefaultIn(BaseModel):
     deployment: str = Field(max_length=32)
 
 
-def _ws(request: Request) -> Any:
-    return request.app.state.service.ws
+@router.get("/endpoints/{name}/deployments", tags=["endpoints"],
+            response_model=list[DeploymentRecord])
+def deployments(request: Request, who: Viewer, name: str) -> list[dict[str, Any]]:
+    return [d.to_dict() for d in list_deployments(ws_of(request), name)]
 
 
-@router.get("/endpoints/{name}/deployments", tags=["endpoints"])
-def deployments(request: Request, name: str) -> list[dict[str, Any]]:
-    require(request, "viewer")
-    return [d.to_dict() for d in list_deployments(_ws(request), name)]
+@router.get("/endpoints/{name}/deployments/{deployment}", tags=["endpoints"],
+            response_model=DeploymentRecord)
+def deployment(request: Request, who: Viewer, name: str, deployment: str) -> dict[str, Any]:
+    return get_deployment(ws_of(request), name, deployment).to_dict()
 
 
-@router.get("/endpoints/{name}/deployments/{deployment}", tags=["endpoints"])
-def deployment(request: Request, name: str, deployment: str) -> dict[str, Any]:
-    require(request, "viewer")
-    return get_deployment(_ws(request), name, deployment).to_dict()
-
-
-@router.get("/endpoints/{name}/deployments/{deployment}/jobs", tags=["endpoints"])
-def jobs(request: Request, name: str, deployment: str) -> list[dict[str, Any]]:
+@router.get("/endpoints/{name}/deployments/{deployment}/jobs", tags=["endpoints"],
+            response_model=list[InvocationRun], response_model_exclude_unset=True)
+def jobs(request: Request, who: Viewer, name: str, deployment: str) -> list[dict[str, Any]]:
     """The invocations that ran this deployment, newest first."""
-    require(request, "viewer")
-    return deployment_jobs(_ws(request), name, deployment)
+    return deployment_jobs(ws_of(request), name, deployment)
 
 
-@router.post("/endpoints/{name}/deployments", status_code=201, tags=["endpoints"])
-def create(request: Request, name: str, body: DeploymentIn) -> dict[str, Any]:
+@router.post("/endpoints/{name}/deployments", status_code=201, tags=["endpoints"],
+             response_model=DeploymentRecord)
+def create(request: Request, who: Admin, name: str, body: DeploymentIn) -> dict[str, Any]:
     """Add a deployment of a registered model to the endpoint (admin)."""
-    who = require(request, "admin")
     if not body.model.startswith(("azureml:", "models:/")) or "://" in body.model:
         raise SpecError(f"model {body.model!r}: a deployment made through the API scores a "
                         "registered model (azureml:NAME@latest, azureml:NAME:VERSION, "
                         "models:/...)")
     spec = spec_from_mapping({"model": body.model, **body.settings.model_dump(
         exclude_none=True)}, source=f"deployment {body.name!r}")
-    return create_deployment(_ws(request), name, body.name, spec,
+    return create_deployment(ws_of(request), name, body.name, spec,
                              set_default=body.set_default, description=body.description,
                              created_by=who.name).to_dict()
 
 
-@router.delete("/endpoints/{name}/deployments/{deployment}", tags=["endpoints"])
-def delete(request: Request, name: str, deployment: str) -> dict[str, Any]:
-    require(request, "admin")
-    return delete_deployment(_ws(request), name, deployment).to_dict()
+@router.delete("/endpoints/{name}/deployments/{deployment}", tags=["endpoints"],
+               response_model=DeploymentRecord)
+def delete(request: Request, who: Admin, name: str, deployment: str) -> dict[str, Any]:
+    return delete_deployment(ws_of(request), name, deployment).to_dict()
 
 
-@router.put("/endpoints/{name}/default", tags=["endpoints"])
-def default(request: Request, name: str, body: DefaultIn) -> dict[str, Any]:
+@router.put("/endpoints/{name}/default", tags=["endpoints"], response_model=DeploymentRecord)
+def default(request: Request, who: Admin, name: str, body: DefaultIn) -> dict[str, Any]:
     """Make a deployment the endpoint's default (admin)."""
-    require(request, "admin")
-    return set_default(_ws(request), name, body.deployment).to_dict()
+    return set_default(ws_of(request), name, body.deployment).to_dict()
 
 
 @router.post("/endpoints/{name}/deployments/{deployment}/invoke", status_code=202,
-             tags=["endpoints"])
-def invoke(request: Request, name: str, deployment: str, body: InvokeIn) -> dict[str, Any]:
+             tags=["endpoints"], response_model=DeploymentInvocationStarted)
+def invoke(request: Request, who: Operator, name: str, deployment: str, body: InvokeIn
+           ) -> dict[str, Any]:
     """Start a job of this deployment over the inputs; answers at once with its ids."""
-    who = require(request, "operator")
-    service = request.app.state.service
+    service = service_of(request)
     ws = service.ws
     get_deployment(ws, name, deployment)
     params = BatchEndpointParams(endpoint=name, inputs=body.inputs, query=body.query,
                                  output=body.output, table=body.table, overwrite=body.overwrite)
     check_endpoint_params(ws, params)
-    wait = service.limiter.take(who.name)
-    if wait:
-        raise HTTPException(429, f"too many runs started by {who.name!r}; try again in "
-                            f"{wait:.0f}s", headers={"Retry-After": str(int(wait) + 1)})
+    service.take_run(who.name)
     inv = invoke_deployment(
         ws, name, [data_pointer(ws, v, "input") for v in body.inputs],
         data_pointer(ws, body.output, "output"), deployment=deployment, query=body.query,

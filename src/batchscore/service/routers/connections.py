@@ -1,4 +1,4 @@
-"""Database connections in the REST API (admin): create, list, show, delete.
+"""Database connections (admin): create, list, show, delete.
 
 A connection's URL (and its password) is written once and never answered: a connection is
 shown by its name, dialect and settings. SQLite URLs are refused here (they name files of the
@@ -8,12 +8,12 @@ invocation; see :mod:`batchscore.connections`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..connections import (
+from ...connections import (
     DEFAULT_MAX_ROWS,
     DEFAULT_STATEMENT_TIMEOUT,
     create_connection,
@@ -21,16 +21,13 @@ from ..connections import (
     get_connection,
     list_connections,
 )
-from .api import require
+from ..context import ws_of
+from ..deps import Admin, Viewer
+from ..schemas import ConnectionRecord
 
-__all__ = ["router"]
+__all__ = ["ConnectionIn", "router"]
 
 router = APIRouter()
-
-
-def _admin(request: Request) -> Any:
-    """The caller, if an admin: checked before the body is read."""
-    return require(request, "admin")
 
 
 class ConnectionIn(BaseModel):
@@ -48,32 +45,30 @@ class ConnectionIn(BaseModel):
     description: str | None = Field(None, max_length=2000)
 
 
-@router.get("/connections", tags=["connections"])
-def connections(request: Request) -> list[dict[str, Any]]:
+@router.get("/connections", tags=["connections"], response_model=list[ConnectionRecord])
+def connections(request: Request, who: Viewer) -> list[dict[str, Any]]:
     """The registered connections (names and settings, never URLs)."""
-    require(request, "viewer")
-    return [c.to_dict() for c in list_connections(request.app.state.service.ws)]
+    return [c.to_dict() for c in list_connections(ws_of(request))]
 
 
-@router.post("/connections", status_code=201, tags=["connections"])
-def create(request: Request, who: Annotated[Any, Depends(_admin)], body: ConnectionIn
-           ) -> dict[str, Any]:
+@router.post("/connections", status_code=201, tags=["connections"],
+             response_model=ConnectionRecord)
+def create(request: Request, who: Admin, body: ConnectionIn) -> dict[str, Any]:
     """Register a database connection (admin)."""
     return create_connection(
-        request.app.state.service.ws, body.name, body.url,
+        ws_of(request), body.name, body.url,
         statement_timeout=body.statement_timeout, max_rows=body.max_rows,
         allow_output=body.allow_output, description=body.description, created_by=who.name,
         allow_sqlite=False).to_dict()
 
 
-@router.get("/connections/{name}", tags=["connections"])
-def connection(request: Request, name: str) -> dict[str, Any]:
-    require(request, "viewer")
-    return get_connection(request.app.state.service.ws, name).to_dict()
+@router.get("/connections/{name}", tags=["connections"], response_model=ConnectionRecord)
+def connection(request: Request, who: Viewer, name: str) -> dict[str, Any]:
+    return get_connection(ws_of(request), name).to_dict()
 
 
-@router.delete("/connections/{name}", tags=["connections"])
-def delete(request: Request, name: str) -> dict[str, Any]:
+@router.delete("/connections/{name}", tags=["connections"],
+               response_model=ConnectionRecord)
+def delete(request: Request, who: Admin, name: str) -> dict[str, Any]:
     """Remove a connection (admin); jobs planned through it keep their snapshots."""
-    require(request, "admin")
-    return delete_connection(request.app.state.service.ws, name).to_dict()
+    return delete_connection(ws_of(request), name).to_dict()

@@ -1,4 +1,4 @@
-"""The rows of a finished tabular job's output, ``GET /api/v1/jobs/{id}/output/rows``.
+"""The rows of a finished tabular job's output (served as ``GET /api/v1/jobs/{id}/output/rows``).
 
 A tabular job writes its output to a folder of part files (``part-00000.parquet`` ... or
 ``.csv``), to one ``.parquet`` / ``.csv`` file, or appends it to a SQL table (the job's
@@ -19,7 +19,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
-from fastapi import APIRouter, HTTPException, Request
 from fsspec.core import url_to_fs
 
 from ..errors import InputError, JobStateError, UsageError
@@ -27,12 +26,8 @@ from ..jobs import get_job
 from ..storage import to_url
 from ..tabular.writers import JOB_COLUMN
 from ..workspace import Workspace
-from .api import require
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "OutputGoneError", "OutputRows", "read_output_rows",
-           "router"]
-
-router = APIRouter()
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "OutputGoneError", "OutputRows", "read_output_rows"]
 
 DEFAULT_LIMIT = 5000
 MAX_LIMIT = 50_000
@@ -266,23 +261,3 @@ def _sql_page(job_id: str, url: str, options: dict[str, Any], wanted: list[str] 
     finally:
         engine.dispose()
     return frame, names, total
-
-
-# --- the route -------------------------------------------------------------------------------
-
-
-@router.get("/jobs/{job_id}/output/rows", tags=["jobs"])
-def output_rows(request: Request, job_id: str, limit: int = DEFAULT_LIMIT, offset: int = 0,
-                columns: str | None = None) -> dict[str, Any]:
-    """One page of a finished tabular job's output rows: ``{columns, rows, total, offset,
-    truncated}``, rows as lists in ``columns`` order; ``columns=a,b`` picks columns.
-    ``limit`` is at most 50,000 (400 beyond); not a tabular job is 400, a job that has not
-    succeeded 409, an unknown job or a vanished output 404."""
-    require(request, "viewer")
-    ws = request.app.state.service.ws
-    wanted = columns.split(",") if columns is not None else None
-    try:
-        page = read_output_rows(ws, job_id, limit=limit, offset=offset, columns=wanted)
-    except OutputGoneError as exc:
-        raise HTTPException(404, str(exc)) from None
-    return page.to_dict()
