@@ -234,7 +234,7 @@ def data_pointer(ws: Workspace, value: str, what: str) -> str:
     registered (:mod:`batchscore.connections`); a URL could name any database the service
     reaches, its own state database included."""
     from .connections import input_url, is_connection_ref, output_url
-    from .endpoints import is_database_url
+    from .tabular.readers import is_database_url
 
     if is_connection_ref(value):
         (output_url if what == "output" else input_url)(ws, value)  # it exists, may serve
@@ -257,7 +257,8 @@ def check_endpoint_params(ws: Workspace, p: BatchEndpointParams) -> None:
 
 
 def _endpoint_plan(ws: Workspace, p: BatchEndpointParams, run_id: str) -> Plan:
-    from .endpoints import endpoint_job_spec, get_endpoint, is_database_url
+    from .endpoints import endpoint_job_spec, get_endpoint
+    from .tabular.readers import is_database_url
 
     check_endpoint_params(ws, p)
     from .endpoints import resolve_connections
@@ -456,7 +457,7 @@ def request_run(ws: Workspace, pipeline: str, params: dict[str, Any], *,
 
 def _pattern_or_database(value: str) -> bool:
     from .connections import is_connection_ref
-    from .endpoints import is_database_url
+    from .tabular.readers import is_database_url
 
     return is_database_url(value) or is_connection_ref(value) or any(c in value for c in "*?[")
 

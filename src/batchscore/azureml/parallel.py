@@ -87,19 +87,11 @@ def _local(path: str, base: Path) -> str:
 def load_parallel_job(ws: Workspace, path: Path, sets: list[str] | None = None
                       ) -> ParallelJob:
     """Read ``path`` (a ``type: parallel`` job YAML) into what :func:`run` needs."""
-    from ..jobs.spec import spec_from_mapping
+    from ..jobs.spec import read_yaml_mapping, spec_from_mapping
+    from ..registry.assets import resolve_input, resolve_model
     from ..storage import to_url
-    from .assets import resolve_input, resolve_model
 
-    if not path.is_file():
-        raise SpecError(f"job file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SpecError(f"job file {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"job file {str(path)!r} must be a mapping")
-    raw = apply_sets(raw, list(sets or []))
+    raw = apply_sets(read_yaml_mapping(path, "job"), list(sets or []))
     source = str(path)
     base = path.parent.resolve()
     if raw.get("type") != "parallel":
@@ -218,7 +210,7 @@ def load_parallel_job(ws: Workspace, path: Path, sets: list[str] | None = None
     resources = raw.get("resources") or {}
     if not isinstance(resources, dict):
         raise SpecError(f"{source}: resources must be a mapping")
-    from .envs import environment_requirements
+    from ..jobs.environment import environment_requirements
 
     requirements = environment_requirements(task.get("environment"), base, source)
     env = {**(raw.get("environment_variables") or {}),

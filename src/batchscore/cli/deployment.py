@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from .. import deployments as api
+from .. import endpoints as api
 from ..errors import SpecError
 from ._common import WorkspaceOpt, console, errors, open_ws
 

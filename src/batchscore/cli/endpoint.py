@@ -112,7 +112,7 @@ def create(
             if chosen:
                 raise SpecError(f"--file creates an endpoint without deployments; give "
                                 f"{', '.join(chosen)} to batchscore deployment create")
-            from ..deployments import create_bare_endpoint, load_endpoint_yaml
+            from ..endpoints import create_bare_endpoint, load_endpoint_yaml
 
             declared = load_endpoint_yaml(file) if file is not None else {}
             name = name or declared.get("name")
@@ -204,7 +204,7 @@ def show(name: Name, workspace: WorkspaceOpt = None, server: ServerOpt = None,
             data = call_server(server, token, "GET", f"/endpoints/{name}")
         else:
             ws = open_ws(workspace)
-            from ..deployments import list_deployments
+            from ..endpoints import list_deployments
 
             data = {**api.get_endpoint(ws, name).to_dict(),
                     "deployments": [d.to_dict() for d in list_deployments(ws, name)],
@@ -247,7 +247,7 @@ def update(name: Name,
 
         batchscore endpoint update heart --default-deployment classifier-xgboost
     """
-    from ..deployments import set_default
+    from ..endpoints import set_default
 
     with errors():
         set_default(open_ws(workspace), name, default_deployment)
@@ -316,7 +316,7 @@ def invoke(
                 _follow_remote(server, token, inv["job_id"], progress)
             return
         ws = open_ws(workspace)
-        from ..deployments import invoke_deployment
+        from ..endpoints import invoke_deployment
 
         inv = invoke_deployment(ws, name, input, output, deployment=deployment_name,
                                 query=query, table=table, overwrite=overwrite,

@@ -1,4 +1,4 @@
-"""An endpoint's deployments in the REST API (:mod:`batchscore.deployments`).
+"""An endpoint's deployments in the REST API (:mod:`batchscore.endpoints.deployments`).
 
 Viewers list and show deployments and their jobs, operators invoke one, admins create, delete
 and choose the default. A deployment made through the API scores a **registered** model
@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..deployments import (
+from ..endpoints import (
     create_deployment,
     delete_deployment,
     deployment_jobs,
