@@ -81,7 +81,7 @@ def register_model(ws: Any) -> tuple[str, Any]:
     from mlflow.models import infer_signature
     from sklearn.linear_model import Ridge
 
-    from batchscore.mlops.registry import artifact_location, client, use_registry
+    from batchscore.registry.models import artifact_location, client, use_registry
 
     frame = diabetes()
     x, y = frame.drop(columns="target"), frame["target"]
@@ -198,7 +198,7 @@ class Server:
 
 def make_servers(ws: Any, ref: str, root: Path) -> dict[str, Server]:
     """The three servers of the comparison, not started yet."""
-    from batchscore.mlops.registry import registry_uri
+    from batchscore.registry.models import registry_uri
 
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("BATCHSCORE_", "MLFLOW_"))}

@@ -31,9 +31,8 @@ LAYERS: dict[str, int] = {
     "registry": 2, "connections": 2, "models": 2, "azureml": 2,
     # 3: the domains with their job kinds
     "video": 3, "tabular": 3, "serving": 3,
-    # 4: the domains built on those (batch_pipelines: the published pipelines of the batch
-    # work handed to the service, batch-endpoint and batch-job)
-    "endpoints": 4, "mlops": 4, "batch_pipelines": 4,
+    # 4: the domains built on those
+    "endpoints": 4, "mlops": 4,
     # 5, 6: the pipeline catalog and run lifecycle; what starts runs (triggers, stream landings)
     "pipelines": 5, "triggers": 6, "streaming": 6,
     # 7-9: the callers: the typed client of /api/v1, the CLI's backends (local | remote), the

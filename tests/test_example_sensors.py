@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from batchscore.jobs import run_job
-from batchscore.mlops.registry import get_version, list_models, rollback, use_registry
+from batchscore.registry.models import get_version, list_models, rollback, use_registry
 from batchscore.service.output_rows import read_output_rows
 from batchscore.tabular.job import tabular_spec
 from batchscore.workspace import open_workspace

@@ -136,13 +136,13 @@ def register_models(ws: Any, models: list[Trained], *, prefix: str = PREFIX,
                     alias: str = "production", data: str = "") -> list[Any]:
     """Log every model in one MLflow run of the workspace's registry, register each as
     ``{prefix}-{Device}-{Sensor}`` and give the new version ``alias`` (``production`` is
-    moved with :func:`batchscore.mlops.registry.promote`, which keeps the history that
+    moved with :func:`batchscore.registry.models.promote`, which keeps the history that
     ``batchscore model rollback`` needs). Returns the registered versions."""
     import mlflow
     import mlflow.sklearn
     import sklearn
 
-    from batchscore.mlops.registry import (
+    from batchscore.registry.models import (
         artifact_location,
         client,
         get_version,

@@ -25,11 +25,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Boolean, Column, Float, Integer, String, Table, Text, delete, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, insert
 
 from .errors import InputError, SpecError, UsageError
-from .state.tables import metadata
+from .state.named import get_named, list_named, named_write
+from .state.tables import connections
 from .workspace import Workspace
 
 __all__ = [
@@ -40,7 +40,6 @@ __all__ = [
     "ConnectionExistsError",
     "ConnectionNotFoundError",
     "connection_name",
-    "connections",
     "create_connection",
     "delete_connection",
     "get_connection",
@@ -56,21 +55,6 @@ DEFAULT_STATEMENT_TIMEOUT = 60.0  # seconds a query may run
 DEFAULT_MAX_ROWS = 1_000_000  # rows a query may return
 SUPPORTED = ("postgresql", "sqlite")  # dialects whose read-only and timeout are enforced
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-
-connections = Table(
-    "connections",
-    metadata,
-    Column("name", String(63), primary_key=True),
-    Column("url", Text, nullable=False),  # with its password: never shown
-    Column("dialect", String(32), nullable=False),
-    Column("statement_timeout", Float, nullable=False),
-    Column("max_rows", Integer, nullable=False),
-    Column("allow_output", Boolean, nullable=False),
-    Column("description", Text),
-    Column("created_by", String(200)),
-    Column("created_at", Float, nullable=False),
-)
-
 
 class ConnectionNotFoundError(UsageError):
     """No connection has the given name."""
@@ -147,13 +131,10 @@ def create_connection(ws: Workspace, name: str, url: str, *,
     values = dict(name=name, url=url, dialect=dialect, statement_timeout=float(statement_timeout),
                   max_rows=int(max_rows), allow_output=bool(allow_output),
                   description=description, created_by=created_by, created_at=time.time())
-    try:
-        with ws.engine.begin() as conn:
-            conn.execute(insert(connections).values(**values))
-    except IntegrityError:
-        raise ConnectionExistsError(
-            f"connection {name!r} exists already; delete it first "
-            f"(batchscore connection delete {name}) or choose another name") from None
+    taken = ConnectionExistsError(f"connection {name!r} exists already; delete it first "
+                                  f"(batchscore connection delete {name}) or choose another name")
+    with named_write(ws.engine, taken) as conn:
+        conn.execute(insert(connections).values(**values))
     return Connection(**values)  # type: ignore[arg-type]
 
 
@@ -162,19 +143,13 @@ def _row(row: Any) -> Connection:
 
 
 def get_connection(ws: Workspace, name: str) -> Connection:
-    with ws.engine.connect() as conn:
-        row = conn.execute(select(connections).where(connections.c.name == name)).first()
-    if row is None:
-        known = [c.name for c in list_connections(ws)]
-        raise ConnectionNotFoundError(
-            f"no connection named {name!r}; connections are "
-            f"{', '.join(known) if known else '(none yet: an admin registers them)'}")
-    return _row(row)
+    return _row(get_named(ws.engine, connections, name, what="connection",
+                          none_yet="(none yet: an admin registers them)",
+                          error=ConnectionNotFoundError))
 
 
 def list_connections(ws: Workspace) -> list[Connection]:
-    with ws.engine.connect() as conn:
-        return [_row(r) for r in conn.execute(select(connections).order_by(connections.c.name))]
+    return [_row(r) for r in list_named(ws.engine, connections)]
 
 
 def delete_connection(ws: Workspace, name: str) -> Connection:

@@ -9,18 +9,18 @@ import pandas as pd
 import pytest
 
 from azureml.az_helpers import expected, save_pickle
-from batchscore.azureml.assets import (
+from batchscore.errors import InputError, SpecError
+from batchscore.jobs.api import submit_job
+from batchscore.jobs.refs import model_ref
+from batchscore.jobs.spec import load_spec
+from batchscore.mlops.errors import ModelNotFoundError
+from batchscore.registry.assets import (
     get_data,
-    model_ref,
     register_data,
     register_model,
     resolve_model,
 )
-from batchscore.errors import InputError, SpecError
-from batchscore.jobs.api import submit_job
-from batchscore.jobs.spec import load_spec
-from batchscore.mlops.errors import ModelNotFoundError
-from batchscore.mlops.registry import client
+from batchscore.registry.models import client
 from batchscore.workspace import Workspace
 
 
@@ -211,7 +211,7 @@ def test_registered_mlflow_model_of_a_training_run_resolves(
 
     monkeypatch.chdir(tmp_path)  # the default experiment keeps its artifacts in ./mlruns
 
-    from batchscore.mlops.registry import use_registry
+    from batchscore.registry.models import use_registry
 
     class Constant(mlflow.pyfunc.PythonModel):
         def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 
 from azureml.az_helpers import FEATURES, expected, fitted, save_mlflow, training_frame
-from batchscore.azureml.assets import register_model
 from batchscore.endpoints import create_endpoint, get_endpoint, invoke_endpoint
 from batchscore.errors import SpecError
 from batchscore.jobs import get_job, job_logs, load_spec, run_job
+from batchscore.registry.assets import register_model
 from batchscore.workspace import Workspace
 
 

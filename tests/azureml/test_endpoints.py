@@ -11,16 +11,16 @@ import pandas as pd
 import pytest
 
 from azureml.az_helpers import expected
-from batchscore.deployments import (
+from batchscore.endpoints import (
     LEGACY,
     DeploymentNotFoundError,
     create_deployment,
+    create_endpoint,
     delete_deployment,
     deployment_jobs,
     get_deployment,
     list_deployments,
 )
-from batchscore.endpoints import create_endpoint
 from batchscore.errors import SpecError, UsageError
 from batchscore.jobs.spec import load_spec, spec_from_mapping
 from batchscore.workspace import Workspace
@@ -146,7 +146,7 @@ def test_endpoint_made_with_a_script_has_one_default_deployment(heart: Path, ws:
 
 def test_rest_api_deployments_by_role(heart: Path, ws: Workspace) -> None:
     """Viewers list, operators invoke a named deployment, admins create, default, delete."""
-    from batchscore.deployments import create_bare_endpoint
+    from batchscore.endpoints import create_bare_endpoint
     from batchscore.service import ServiceConfig, create_app, create_token
     from service.svc_helpers import TestClient, wait_for
 
@@ -202,7 +202,7 @@ def test_rest_api_deployments_by_role(heart: Path, ws: Workspace) -> None:
 def test_dashboard_lists_deployments(heart: Path, ws: Workspace) -> None:
     """The dashboard's Batch endpoints table: one row per deployment, the default marked
     (in headless Chromium; skipped where there is none, failed where services are required)."""
-    from batchscore.deployments import create_bare_endpoint
+    from batchscore.endpoints import create_bare_endpoint
     from batchscore.service import ServiceConfig, create_app
     from servers import services_required
     from service.svc_helpers import serve_in_thread

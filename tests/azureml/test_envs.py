@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from batchscore.azureml.envs import build_env, env_key, environment_requirements
 from batchscore.errors import InputError, SpecError
+from batchscore.jobs.environment import environment_requirements
+from batchscore.registry.envs import build_env, env_key
 from batchscore.workspace import Workspace
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from azureml.az_helpers import fitted
-from batchscore.azureml.assets import register_data, register_model
 from batchscore.azureml.parallel import apply_sets, load_parallel_job
 from batchscore.errors import UsageError
+from batchscore.registry.assets import register_data, register_model
 from batchscore.workspace import Workspace
 
 

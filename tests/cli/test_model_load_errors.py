@@ -43,7 +43,7 @@ def good_joblib_folder(path: Path) -> Path:
 
 def broken_registry_version(ws: Workspace, name: str, source: Path | str, alias: str) -> int:
     """A registered version whose artifacts are ``source`` (broken or missing)."""
-    from batchscore.mlops.registry import client, use_registry
+    from batchscore.registry.models import client, use_registry
 
     use_registry(ws)
     c = client(ws)

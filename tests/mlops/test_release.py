@@ -19,8 +19,8 @@ from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
 
 from batchscore.mlops import get_version, promote, train_evaluate_register
-from batchscore.mlops.registry import artifact_location, client, registry_uri
 from batchscore.mlops.release import SAMPLE_ROWS, smoke_test
+from batchscore.registry.models import artifact_location, client, registry_uri
 from batchscore.serving.supervisor import (
     DeploymentError,
     get_deployment,

@@ -23,7 +23,8 @@ import httpx
 import pytest
 from sklearn.datasets import load_diabetes
 
-from batchscore.mlops.registry import (
+from batchscore.mlops.release import SAMPLE_ROWS, SmokeTestError, release
+from batchscore.registry.models import (
     HISTORY_TAG,
     alias_version,
     artifact_location,
@@ -31,7 +32,6 @@ from batchscore.mlops.registry import (
     promote,
     use_registry,
 )
-from batchscore.mlops.release import SAMPLE_ROWS, SmokeTestError, release
 from batchscore.serving.supervisor import (
     DeploymentError,
     get_deployment,

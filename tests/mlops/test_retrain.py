@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from batchscore.errors import InputError, UsageError
-from batchscore.mlops.registry import list_models
 from batchscore.pipelines import claim_run, execute_run, get_run, request_run
+from batchscore.registry.models import list_models
 from batchscore.service import ServiceConfig, create_app, create_token
 from batchscore.triggers import create_trigger
 from batchscore.triggers.watch import ScanState, scan_storage, tick_schedule
@@ -113,7 +113,7 @@ def test_pointing_mlflow_at_a_workspace_leaves_the_environment_alone(tmp_path, m
 
     import mlflow
 
-    from batchscore.mlops.registry import registry_uri, use_registry
+    from batchscore.registry.models import registry_uri, use_registry
     from batchscore.workspace import init_workspace
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

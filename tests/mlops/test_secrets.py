@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from batchscore.cli import app
 from batchscore.jobs.logs import JobLogs
-from batchscore.mlops.registry import registry_uri, safe_tag
+from batchscore.registry.models import registry_uri, safe_tag
 from batchscore.secrets import (
     MASK,
     SECRETS_FILE_ENV,

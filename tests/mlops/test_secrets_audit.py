@@ -26,8 +26,8 @@ from sqlalchemy.engine import make_url
 
 from batchscore.jobs import job_logs, run_job
 from batchscore.mlops import train_evaluate_register
-from batchscore.mlops.registry import client, get_version, registry_uri
 from batchscore.mlops.release import release
+from batchscore.registry.models import client, get_version, registry_uri
 from batchscore.secrets import SECRETS_FILE_ENV
 from batchscore.state import create_database
 from batchscore.tabular import tabular_spec

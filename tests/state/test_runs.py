@@ -78,7 +78,7 @@ def test_names_from_requests_are_only_looked_up(ws: Workspace, name: str) -> Non
 def test_the_catalog_imports_no_domain_until_a_pipeline_is_looked_up() -> None:
     code = ("import sys, batchscore.pipelines as p\n"
             "domains = ('batchscore.video', 'batchscore.mlops', 'batchscore.endpoints', "
-            "'batchscore.batch_pipelines')\n"
+            "'batchscore.endpoints.published')\n"
             "loaded = sorted(m for m in sys.modules if m.startswith(domains))\n"
             "assert not loaded, loaded\n"
             "p.get_pipeline('video-style')\n"

@@ -1,34 +1,8 @@
-"""Azure ML compatibility: registered model and data assets, references such as
-``azureml:NAME@latest``, MLflow deployments without a scoring script, parallel job YAMLs.
+"""Azure ML compatibility: parallel job YAMLs (``type: parallel``) run on the entry-script
+engine (:mod:`batchscore.azureml.parallel`).
 
-The registry behind model assets is the workspace's MLflow registry
-(:mod:`batchscore.mlops.registry`); data assets are small JSON records in the system store.
+The rest of Azure ML's vocabulary lives where its concept does: registered model and data
+assets, references such as ``azureml:NAME@latest``, MLflow deployments without a scoring
+script and environments in :mod:`batchscore.registry`; the syntax of a reference in a spec in
+:mod:`batchscore.jobs.refs`; batch endpoints and deployments in :mod:`batchscore.endpoints`.
 """
-
-from .assets import (
-    DataAsset,
-    ResolvedModel,
-    get_data,
-    is_model_ref,
-    list_data,
-    model_ref,
-    prepare_spec,
-    register_data,
-    register_model,
-    resolve_input,
-    resolve_model,
-)
-
-__all__ = [
-    "DataAsset",
-    "ResolvedModel",
-    "get_data",
-    "is_model_ref",
-    "list_data",
-    "model_ref",
-    "prepare_spec",
-    "register_data",
-    "register_model",
-    "resolve_input",
-    "resolve_model",
-]

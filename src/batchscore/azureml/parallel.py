@@ -113,15 +113,9 @@ def load_parallel_job(ws: Workspace, path: Path, sets: list[str] | None = None
 
 def _read(path: Path, sets: list[str] | None) -> dict[str, Any]:
     """The YAML mapping of ``path``, with ``--set`` pairs applied."""
-    if not path.is_file():
-        raise SpecError(f"job file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SpecError(f"job file {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"job file {str(path)!r} must be a mapping")
-    return apply_sets(raw, list(sets or []))
+    from ..jobs.spec import read_yaml_mapping
+
+    return apply_sets(read_yaml_mapping(path, "job"), list(sets or []))
 
 
 def _check_keys(raw: dict[str, Any], source: str) -> dict[str, Any]:
@@ -162,7 +156,7 @@ def _inputs(ws: Workspace, inputs: dict[str, Any], source: str, base: Path) -> d
 
 def _input(ws: Workspace, name: str, value: dict[str, Any], source: str, base: Path) -> str:
     """One input given as a mapping (``type``, ``path`` or ``value``/``default``)."""
-    from .assets import resolve_input, resolve_model
+    from ..registry.assets import resolve_input, resolve_model
 
     kind = str(value.get("type", "uri_folder"))
     if kind == "mltable":
@@ -275,7 +269,7 @@ def _code(task: dict[str, Any], base: Path, source: str) -> str:
 def _settings(raw: dict[str, Any], task: dict[str, Any], base: Path, source: str
               ) -> dict[str, Any]:
     """The job settings: batching, retries, instances, environment variables, requirements."""
-    from .envs import environment_requirements
+    from ..jobs.environment import environment_requirements
 
     resources = raw.get("resources") or {}
     if not isinstance(resources, dict):

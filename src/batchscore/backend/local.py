@@ -175,7 +175,7 @@ class LocalBackend:
 
     def _create_bare_endpoint(self, r: EndpointRequest, report: Reporter) -> None:
         """Azure's form: the endpoint alone; deployments come with deployment create."""
-        from ..deployments import create_bare_endpoint, load_endpoint_yaml
+        from ..endpoints import create_bare_endpoint, load_endpoint_yaml
 
         if r.chosen:
             raise SpecError(f"--file creates an endpoint without deployments; give "
@@ -216,8 +216,7 @@ class LocalBackend:
         return [e.to_dict() for e in list_endpoints(self.ws)]
 
     def get_endpoint(self, name: str) -> JSON:
-        from ..deployments import list_deployments
-        from ..endpoints import get_endpoint, invocations
+        from ..endpoints import get_endpoint, invocations, list_deployments
 
         return {**get_endpoint(self.ws, name).to_dict(),
                 "deployments": [d.to_dict() for d in list_deployments(self.ws, name)],
@@ -229,7 +228,7 @@ class LocalBackend:
         delete_endpoint(self.ws, name)
 
     def set_default_deployment(self, endpoint: str, deployment: str) -> None:
-        from ..deployments import set_default
+        from ..endpoints import set_default
 
         set_default(self.ws, endpoint, deployment)
 
@@ -237,7 +236,7 @@ class LocalBackend:
                         query: str | None, table: str | None, overwrite: bool,
                         deployment: str | None, wait: bool, report: Reporter) -> int:
         """Start a job of the endpoint (in a runner of its own unless ``wait``: then here)."""
-        from ..deployments import invoke_deployment
+        from ..endpoints import invoke_deployment
         from ..pipelines import claim_run, execute_run
 
         inv = invoke_deployment(self.ws, name, inputs, output, deployment=deployment,
@@ -256,28 +255,28 @@ class LocalBackend:
 
     def create_deployment(self, endpoint: str, name: str, spec: JobSpec, *,
                           set_default: bool, description: str | None) -> JSON:
-        from ..deployments import create_deployment
+        from ..endpoints import create_deployment
 
         return create_deployment(self.ws, endpoint, name, spec, set_default=set_default,
                                  description=description).to_dict()
 
     def list_deployments(self, endpoint: str) -> list[JSON]:
-        from ..deployments import list_deployments
+        from ..endpoints import list_deployments
 
         return [d.to_dict() for d in list_deployments(self.ws, endpoint)]
 
     def get_deployment(self, endpoint: str, name: str) -> JSON:
-        from ..deployments import get_deployment
+        from ..endpoints import get_deployment
 
         return get_deployment(self.ws, endpoint, name).to_dict()
 
     def delete_deployment(self, endpoint: str, name: str) -> None:
-        from ..deployments import delete_deployment
+        from ..endpoints import delete_deployment
 
         delete_deployment(self.ws, endpoint, name)
 
     def deployment_jobs(self, endpoint: str, name: str) -> list[JSON]:
-        from ..deployments import deployment_jobs
+        from ..endpoints import deployment_jobs
 
         return deployment_jobs(self.ws, endpoint, name)
 

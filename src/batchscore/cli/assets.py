@@ -23,7 +23,7 @@ TagOpt = Annotated[list[str] | None, typer.Option(
 
 
 def _merged(file: Path | None, kind: str, flags: dict[str, Any]) -> dict[str, Any]:
-    from ..azureml.assets import load_asset_yaml
+    from ..registry.assets import load_asset_yaml
 
     raw = load_asset_yaml(file, kind) if file is not None else {}
     if flags.get("path") is not None:
@@ -58,7 +58,7 @@ def model_create(
         batchscore model create --name heart-classifier --type mlflow_model --path model/
         batchscore model create -f model.yml
     """
-    from ..azureml.assets import register_model
+    from ..registry.assets import register_model
 
     with errors():
         spec = _merged(file, "model", {"name": name, "path": path, "type": type,
@@ -108,7 +108,7 @@ def data_create(
         batchscore data create --name heart-unlabeled --path data/ --type uri_folder
         batchscore data create -f data.yml
     """
-    from ..azureml.assets import register_data
+    from ..registry.assets import register_data
 
     with errors():
         spec = _merged(file, "data", {"name": name, "path": path, "type": type,
@@ -136,7 +136,7 @@ def data_list(
 
         batchscore data list heart-unlabeled
     """
-    from ..azureml.assets import list_data
+    from ..registry.assets import list_data
 
     with errors():
         assets = list_data(open_ws(workspace), name)
@@ -160,7 +160,7 @@ def data_show(
 
         batchscore data show heart-unlabeled@latest
     """
-    from ..azureml.assets import get_data
+    from ..registry.assets import get_data
 
     with errors():
         console.print(json.dumps(get_data(open_ws(workspace), ref).to_dict(), indent=2))

@@ -15,6 +15,7 @@ from ..storage import to_url
 from ..workspace import Workspace
 from .crash import crash_point
 from .executors import EXECUTORS
+from .hooks import hook
 from .kinds import get_kind
 from .logs import JobLogs
 from .runner import ProgressCallback, execute
@@ -60,11 +61,8 @@ def submit_job(
 
     Azure ML references are resolved here: a registered model (``azureml:NAME@latest``,
     ``models:/...``) to its version's files, a data asset input (``azureml:NAME@latest``)
-    to its path (:mod:`batchscore.azureml`)."""
-    from ..azureml.assets import prepare_spec, resolve_input
-
-    spec = prepare_spec(ws, spec)
-    inputs = [resolve_input(ws, value) for value in inputs]
+    to its path, by the registry's ``prepare`` hook (:mod:`batchscore.jobs.hooks`)."""
+    spec, inputs = hook("prepare")(ws, spec, inputs)
     kind = get_kind(spec.kind)
     kind.validate(spec)
     urls = kind.expand_inputs(spec, inputs)

@@ -173,11 +173,11 @@ class EntryScript:
         root = Path(spec.code) if spec.code else script.parent
         self.env: Any = None
         if spec.env_manager == "virtualenv":  # the script runs in its own environment
-            from ..azureml.envs import EnvProcess, build_env
+            from .hooks import hook  # the registry's environments, found by name
 
-            self.env = EnvProcess(build_env(list(spec.requirements)),
-                                  code / script.relative_to(root), code,
-                                  list(spec.program_arguments))
+            self.env = hook("environment")(list(spec.requirements),
+                                           code / script.relative_to(root), code,
+                                           list(spec.program_arguments))
             return
         # a parallel job's program_arguments, where Azure passes them (init() argparses them)
         sys.argv = [str(code / script.relative_to(root)), *spec.program_arguments]

@@ -28,9 +28,11 @@ from pydantic import (
 )
 
 from ..errors import SpecError
+from .environment import MissingCondaFile, environment_requirements, python_note
+from .refs import model_ref
 
-__all__ = ["JobSpec", "RetrySettings", "load_spec", "parse_size", "spec_from_mapping",
-           "spec_with_overrides"]
+__all__ = ["JobSpec", "RetrySettings", "load_spec", "parse_size", "read_yaml_mapping",
+           "spec_from_mapping", "spec_with_overrides"]
 
 # Keys of an Azure ML deployment YAML that say nothing to a local job.
 _IGNORED = {
@@ -199,6 +201,20 @@ def load_spec(path: str | Path, **overrides: Any) -> JobSpec:
     return spec_from_mapping(raw, base_dir=path.parent.resolve(), source=str(path), **overrides)
 
 
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """An Azure ML YAML file (``what``: ``endpoint``, ``model``, ...) as a mapping; a missing
+    file, bad YAML or another document is a :class:`SpecError` naming the file."""
+    if not path.is_file():
+        raise SpecError(f"{what} file {str(path)!r} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{what} file {str(path)!r} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{what} file {str(path)!r} must be a mapping")
+    return raw
+
+
 def spec_from_mapping(
     raw: dict[str, Any],
     *,
@@ -213,8 +229,6 @@ def spec_from_mapping(
     env_note: str | None = None
     for key, value in raw.items():
         if key == "environment":  # its pip requirements, for --env-manager virtualenv
-            from ..azureml.envs import MissingCondaFile, environment_requirements, python_note
-
             env_note = python_note(value, base_dir)
             try:
                 requirements = environment_requirements(value, base_dir, source)
@@ -308,9 +322,7 @@ def _section(value: Any, name: str, allowed: set[str], source: str) -> dict[str,
 
 def _model_path(value: Any, source: str) -> str | None:
     """A path, or a registry reference (``azureml:NAME@latest``, ``models:/...``) that
-    :func:`batchscore.azureml.prepare_spec` resolves when a job is submitted."""
-    from ..azureml.assets import model_ref
-
+    :func:`batchscore.registry.assets.prepare_spec` resolves when a job is submitted."""
     return model_ref(value, source)
 
 

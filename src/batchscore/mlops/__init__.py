@@ -1,11 +1,10 @@
-"""MLOps: the model registry (MLflow's), the train-evaluate-register pipeline, data tests
-and the project CI check. Importing this package does not import MLflow; its functions do."""
+"""MLOps: the train-evaluate-register pipeline, data tests and the project CI check, over the
+model registry of :mod:`batchscore.registry.models` (re-exported here). Importing this
+package does not import MLflow; its functions do."""
 
 from __future__ import annotations
 
-from .errors import DataTestError, ModelNotFoundError, ProjectError
-from .flow import PIPELINE_NAME, Outcome, train_evaluate_register
-from .registry import (
+from ..registry.models import (
     ModelVersion,
     get_version,
     list_models,
@@ -13,6 +12,8 @@ from .registry import (
     registry_uri,
     rollback,
 )
+from .errors import DataTestError, ModelNotFoundError, ProjectError
+from .flow import PIPELINE_NAME, Outcome, train_evaluate_register
 
 __all__ = [
     "PIPELINE_NAME",

@@ -91,7 +91,7 @@ def write_recipe(ws: Workspace, ref: str, out: str | Path, *, force: bool = Fals
     """Write the container recipe of model version ``ref`` into the folder ``out``."""
     import mlflow.artifacts
 
-    from .registry import get_version, use_registry
+    from ..registry.models import get_version, use_registry
 
     target = Path(out).expanduser().resolve()
     if target.exists() and not target.is_dir():

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 from ..errors import UsageError
+from ..registry.models import ModelNotFoundError  # the registry's (a lower layer)
 
 __all__ = ["DataTestError", "ModelNotFoundError", "ProjectError"]
 
@@ -23,7 +24,3 @@ class DataTestError(UsageError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         super().__init__("data tests failed:\n  " + "\n  ".join(problems))
-
-
-class ModelNotFoundError(UsageError):
-    """No registered model, version or alias of that name."""

@@ -22,7 +22,7 @@ The run is recorded as a pipeline run (``pipeline_runs``) so that it shows besid
 others; the model version's ``batchscore.pipeline_run`` tag points back to it.
 
 Tags, parameters and the run's recorded reason pass through
-:func:`~batchscore.mlops.registry.safe_tag`: a URL password or a secret value (a parameter
+:func:`~batchscore.registry.models.safe_tag`: a URL password or a secret value (a parameter
 override that carries one, an error naming a database URL) is masked, never stored.
 """
 
@@ -36,11 +36,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import BatchscoreError, InputError
-from ..state import runs
-from ..workspace import Workspace
-from .errors import DataTestError, ModelNotFoundError, ProjectError
-from .project import Project, load_project
-from .registry import (
+from ..registry.models import (
     ModelVersion,
     alias_version,
     artifact_location,
@@ -49,6 +45,10 @@ from .registry import (
     safe_tag,
     use_registry,
 )
+from ..state import runs
+from ..workspace import Workspace
+from .errors import DataTestError, ModelNotFoundError, ProjectError
+from .project import Project, load_project
 
 __all__ = ["PIPELINE_NAME", "Outcome", "data_hash", "run_in_pipeline", "train_evaluate_register"]
 

@@ -153,9 +153,9 @@ def release(ws: Workspace, name: str, version: int | None = None, *,
     staging nothing in production changed; in production the deployment is swapped back to
     the version it served and the ``production`` alias and its history are put back as they
     were (no alias, when none was set)."""
+    from ..registry.models import get_version, production_state, promote, restore_production
     from ..serving.supervisor import get_deployment, start_deployment, stop_deployment
     from ..serving.supervisor import swap_deployment as swap
-    from .registry import get_version, production_state, promote, restore_production
 
     target = get_version(ws, f"{name}/{version}" if version is not None else f"{name}@staging")
     previous, history = production_state(ws, name)
@@ -229,8 +229,8 @@ def rollback_release(ws: Workspace, name: str, *, deploy: bool = True,
                      timeout: float = 120.0) -> RollbackResult:
     """Restore the previous production version and, with ``deploy`` and a running production
     deployment, swap that deployment back to it (first: a failed swap changes nothing)."""
+    from ..registry.models import rollback, rollback_target
     from ..serving.supervisor import get_deployment, swap_deployment
-    from .registry import rollback, rollback_target
 
     target = rollback_target(ws, name)  # raises when there is nothing to roll back to
     running = get_deployment(ws, name, "production") if deploy else None

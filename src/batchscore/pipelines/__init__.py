@@ -4,7 +4,7 @@ A **pipeline** (:class:`Pipeline`, :mod:`.contract`) is a name, a parameters mod
 job that a run of it becomes; each definition lives in its domain (``video-style`` in
 :mod:`batchscore.video.published`, ``train-evaluate-register`` in
 :mod:`batchscore.mlops.published`, ``batch-endpoint`` and ``batch-job`` in
-:mod:`batchscore.batch_pipelines`) and :mod:`.catalog` finds it by name. A **pipeline run**
+:mod:`batchscore.endpoints.published`) and :mod:`.catalog` finds it by name. A **pipeline run**
 is a durable row (:mod:`batchscore.state.runs`, its only writer) that points at the batch job
 it started; :mod:`.lifecycle` requests, claims, executes and cancels runs. Every path a run
 names lies inside the workspace's data store (:mod:`.datastore`).

@@ -22,10 +22,10 @@ __all__ = ["PIPELINES", "get_pipeline", "pipeline_definition", "validate_params"
 # name -> "module:attribute", in the order they are listed
 _REGISTRY = {
     "video-style": "batchscore.video.published:VideoStyle",
-    "batch-endpoint": "batchscore.batch_pipelines:BatchEndpoint",
+    "batch-endpoint": "batchscore.endpoints.published:BatchEndpoint",
     "train-evaluate-register": "batchscore.mlops.published:TrainEvaluateRegister",
-    "batch-job": "batchscore.batch_pipelines:BatchJob",
-    "batch-job-query": "batchscore.batch_pipelines:BatchJobQuery",
+    "batch-job": "batchscore.endpoints.published:BatchJob",
+    "batch-job-query": "batchscore.endpoints.published:BatchJobQuery",
 }
 
 

@@ -27,7 +27,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..batch_pipelines import (
+from ..connections import is_connection_ref
+from ..endpoints import resolve_connections
+from ..endpoints.published import (
     BatchJob,
     BatchJobParams,
     BatchJobQuery,
@@ -35,8 +37,6 @@ from ..batch_pipelines import (
     data_pointer,
     keep_submission,
 )
-from ..connections import is_connection_ref
-from ..endpoints import resolve_connections
 from ..errors import InputError, SpecError, UsageError
 from ..jobs import bundle as bundles
 from ..jobs.kinds import get_kind

@@ -41,7 +41,7 @@ def load_served_model(ws: Workspace, ref: str) -> ServedModel:
     """A registry version (``NAME@ALIAS``, ``NAME/VERSION``) loaded through MLflow pyfunc."""
     import mlflow.pyfunc
 
-    from ..mlops.registry import get_version, use_registry
+    from ..registry.models import get_version, use_registry
 
     version = get_version(ws, ref)
     use_registry(ws)

@@ -20,6 +20,7 @@ from sqlalchemy import (
 __all__ = [
     "api_tokens",
     "attempts",
+    "connections",
     "deployments",
     "endpoints",
     "events",
@@ -197,7 +198,21 @@ endpoints = Table(
     Column("default_deployment", String(100)),  # None: no deployments, or one ("default")
 )
 
-deployments = Table(  # an endpoint's named deployments (batchscore.deployments)
+connections = Table(  # databases an admin registered by name (batchscore.connections)
+    "connections",
+    metadata,
+    Column("name", String(63), primary_key=True),
+    Column("url", Text, nullable=False),  # with its password: never shown
+    Column("dialect", String(32), nullable=False),
+    Column("statement_timeout", Float, nullable=False),
+    Column("max_rows", Integer, nullable=False),
+    Column("allow_output", Boolean, nullable=False),
+    Column("description", Text),
+    Column("created_by", String(200)),
+    Column("created_at", Float, nullable=False),
+)
+
+deployments = Table(  # an endpoint's named deployments (batchscore.endpoints.deployments)
     "deployments",
     metadata,
     Column("endpoint", String(100), primary_key=True),

@@ -1,4 +1,4 @@
-"""An endpoint's deployments in the REST API (:mod:`batchscore.deployments`).
+"""An endpoint's deployments in the REST API (:mod:`batchscore.endpoints.deployments`).
 
 Viewers list and show deployments and their jobs, operators invoke one, admins create, delete
 and choose the default. A deployment made through the API scores a **registered** model
@@ -14,8 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...batch_pipelines import BatchEndpointParams, check_endpoint_params, data_pointer
-from ...deployments import (
+from ...endpoints import (
     create_deployment,
     delete_deployment,
     deployment_jobs,
@@ -24,6 +23,7 @@ from ...deployments import (
     list_deployments,
     set_default,
 )
+from ...endpoints.published import BatchEndpointParams, check_endpoint_params, data_pointer
 from ...errors import SpecError
 from ...jobs.spec import spec_from_mapping
 from ..context import service_of, ws_of

@@ -15,7 +15,6 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...batch_pipelines import BatchEndpointParams, check_endpoint_params, data_pointer
 from ...connections import is_connection_ref
 from ...endpoints import (
     PIPELINE,
@@ -27,6 +26,7 @@ from ...endpoints import (
     list_endpoints,
     tabular_endpoint_spec,
 )
+from ...endpoints.published import BatchEndpointParams, check_endpoint_params, data_pointer
 from ...pipelines import request_run
 from ..context import service_of, ws_of
 from ..deps import Admin, Operator, Viewer

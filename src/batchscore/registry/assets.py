@@ -10,7 +10,9 @@ Models registered otherwise (train-evaluate-register) are ``mlflow_model`` versi
 A model reference in a YAML is one of ``azureml:NAME@latest``, ``azureml:NAME@LABEL`` (an
 MLflow alias), ``azureml:NAME:VERSION`` (the Azure version, else the MLflow version number),
 a ``{name, version}`` mapping, ``models:/NAME[/VERSION|@ALIAS]``, or a path (a mapping with
-``path``). :func:`resolve_model` turns a reference into the location of the model's files.
+``path``). The spec keeps it as written (its syntax is :mod:`batchscore.jobs.refs`'s);
+:func:`resolve_model` turns it into the location of the model's files when a job is submitted
+(:func:`prepare_job`, the engine's ``prepare`` hook).
 
 Data assets (``batchscore data create``) are records of a path (kept where it is: local paths
 are made absolute, URLs stay) under ``assets/data/<name>/<version>.json`` in the system store;
@@ -20,23 +22,38 @@ are made absolute, URLs stay) under ``assets/data/<name>/<version>.json`` in the
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
 from fsspec.core import url_to_fs
 
 from ..errors import InputError, SpecError
-from ..mlops.errors import ModelNotFoundError
+from ..jobs.refs import (
+    ASSET_IGNORED,
+    MODEL_KEYS,
+    check_name,
+    check_version,
+    is_model_ref,
+    parse_azureml,
+)
+from ..jobs.spec import read_yaml_mapping
 from ..storage import to_url
+from .models import (
+    ModelNotFoundError,
+    ModelVersion,
+    artifact_location,
+    client,
+    get_version,
+    list_models,
+    use_registry,
+)
 
 if TYPE_CHECKING:
     from ..jobs.spec import JobSpec
-    from ..mlops.registry import ModelVersion
     from ..workspace import Workspace
 
 __all__ = [
@@ -45,10 +62,9 @@ __all__ = [
     "DataAsset",
     "ResolvedModel",
     "get_data",
-    "is_model_ref",
     "list_data",
     "load_asset_yaml",
-    "model_ref",
+    "prepare_job",
     "prepare_spec",
     "register_data",
     "register_model",
@@ -62,49 +78,22 @@ TYPE_TAG = "azureml.type"
 VERSION_TAG = "azureml.version"
 EXPERIMENT = "batchscore-model-assets"
 DRIVER = Path(__file__).with_name("mlflow_driver.py")  # the script of MLflow deployments
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_REF_PREFIXES = ("azureml:", "models:/")
 _FSSPEC_SCHEMES = ("file", "az", "abfs", "abfss", "s3", "gs", "gcs", "memory")
-
-
-def _check_name(name: str, what: str) -> str:
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise SpecError(f"{what} name {name!r} must be 1-255 letters, digits, '.', '_' or "
-                        "'-', starting with a letter or digit")
-    return name
-
-
-def _check_version(version: Any, what: str) -> str:
-    text = str(version).strip() if version is not None else ""
-    if not _VERSION.match(text):
-        raise SpecError(f"{what} version {version!r} must be 1-64 letters, digits, '.', '_' "
-                        "or '-'")
-    return text
 
 
 # -- YAML asset files ------------------------------------------------------------------------
 
-_MODEL_KEYS = {"name", "version", "path", "type", "description", "tags"}
 _DATA_KEYS = {"name", "version", "path", "type", "description", "tags"}
-_ASSET_IGNORED = {"$schema", "properties", "stage", "datastore", "flavors", "job_name"}
 
 
 def load_asset_yaml(path: Path, kind: str) -> dict[str, Any]:
     """A ``model.yml`` or ``data.yml`` (Azure's model / data schema) as a mapping, its
     ``path`` made absolute against the file's folder (URLs stay)."""
-    if not path.is_file():
-        raise SpecError(f"{kind} file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{kind} file {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"{kind} file {str(path)!r} must be a mapping")
-    allowed = _MODEL_KEYS if kind == "model" else _DATA_KEYS
+    raw = read_yaml_mapping(path, kind)
+    allowed = MODEL_KEYS if kind == "model" else _DATA_KEYS
     out: dict[str, Any] = {}
     for key, value in raw.items():
-        if key in _ASSET_IGNORED:
+        if key in ASSET_IGNORED:
             continue
         if key not in allowed:
             raise SpecError(f"{kind} file {str(path)!r}: unknown key {key!r} (known: "
@@ -118,12 +107,6 @@ def load_asset_yaml(path: Path, kind: str) -> dict[str, Any]:
 
 
 # -- model assets ----------------------------------------------------------------------------
-
-def _client(ws: Workspace) -> Any:
-    from ..mlops.registry import client
-
-    return client(ws)
-
 
 def _azure_version(v: ModelVersion) -> str:
     return v.tags.get(VERSION_TAG) or str(v.version)
@@ -140,9 +123,7 @@ def register_model(ws: Workspace, name: str, path: str, *, type: str = "custom_m
     """Register the folder or file ``path`` as a new version of model ``name``."""
     from mlflow.exceptions import MlflowException
 
-    from ..mlops.registry import artifact_location, get_version, list_models
-
-    _check_name(name, "model")
+    check_name(name, "model")
     if type not in MODEL_TYPES:
         raise SpecError(f"model type {type!r} is not one of {', '.join(MODEL_TYPES)}")
     if not path:
@@ -155,12 +136,12 @@ def register_model(ws: Workspace, name: str, path: str, *, type: str = "custom_m
     if type == "mlflow_model" and not (src.is_dir() and (src / "MLmodel").is_file()):
         raise SpecError(f"model path {path!r} is not an MLflow model (a folder with an "
                         "MLmodel file); register it as --type custom_model")
-    c = _client(ws)
+    c = client(ws)
     existing: list[ModelVersion] = []
     if c.search_registered_models(f"name = '{name}'"):
         existing = list_models(ws, name)
     if version is not None:
-        version = _check_version(version, "model")
+        version = check_version(version, "model")
         if any(_azure_version(v) == version for v in existing):
             raise SpecError(f"model {name!r} has a version {version} already; versions are "
                             f"{', '.join(_azure_version(v) for v in existing)}")
@@ -206,68 +187,10 @@ class ResolvedModel:
         return f"models:/{self.name}/{self.version}"
 
 
-def is_model_ref(value: str | None) -> bool:
-    """``azureml:...`` or ``models:/...``: a reference to the registry, not a path."""
-    return bool(value) and str(value).startswith(_REF_PREFIXES)
-
-
-def model_ref(value: Any, source: str) -> str | None:
-    """A YAML ``model:`` value as a reference (``azureml:NAME@latest``, ...) or a path."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("azureml://"):
-            raise SpecError(f"{source}: model {value!r} is in an Azure ML registry shared "
-                            "between workspaces; register it here (batchscore model create) "
-                            "and use azureml:NAME@latest")
-        if text.startswith("azureml:"):
-            _parse_azureml(text, source)
-        return text
-    if isinstance(value, dict):
-        extra = set(value) - _MODEL_KEYS - _ASSET_IGNORED
-        if extra:
-            raise SpecError(f"{source}: unknown key model.{sorted(extra)[0]} (known: "
-                            f"{', '.join(sorted(_MODEL_KEYS))})")
-        if value.get("path") is not None:
-            return str(value["path"])
-        if value.get("name"):
-            name = _check_name(str(value["name"]), f"{source}: model")
-            if value.get("version") is None:
-                return f"azureml:{name}@latest"
-            return f"azureml:{name}:{_check_version(value['version'], f'{source}: model')}"
-        raise SpecError(f"{source}: model needs a path, or a name (and version) of a "
-                        "registered model")
-    raise SpecError(f"{source}: model must be azureml:NAME@latest, azureml:NAME:VERSION, "
-                    f"models:/..., or a mapping with name/version or path; got {value!r}")
-
-
-def _parse_azureml(ref: str, source: str = "model") -> tuple[str, str | None, str | None]:
-    """``azureml:NAME@LABEL`` / ``azureml:NAME:VERSION`` as (name, label, version)."""
-    text = ref.removeprefix("azureml:")
-    if "@" in text:
-        name, _, label = text.partition("@")
-        version = None
-    elif ":" in text:
-        name, _, version = text.partition(":")
-        label = None
-    else:
-        raise SpecError(f"{source}: {ref!r} names no version: write azureml:NAME@latest or "
-                        "azureml:NAME:VERSION")
-    _check_name(name, f"{source}: {ref!r}:")
-    if label is not None and not _VERSION.match(label):
-        raise SpecError(f"{source}: {ref!r}: label {label!r} is not a plain name")
-    if version is not None:
-        _check_version(version, f"{source}: {ref!r}:")
-    return name, label, version
-
-
 def _pick(ws: Workspace, ref: str) -> ModelVersion:
-    from ..mlops.registry import get_version, list_models
-
     if ref.startswith("models:/"):
         return get_version(ws, ref)
-    name, label, version = _parse_azureml(ref)
+    name, label, version = parse_azureml(ref)
     versions = list_models(ws, name)  # an unknown name names the models that exist
     if not versions:
         raise ModelNotFoundError(f"model {name!r} has no versions yet")
@@ -293,7 +216,7 @@ def resolve_model(ws: Workspace, ref: str) -> ResolvedModel:
     """The registered version ``ref`` names and where its files are. An unknown name,
     version or label is a :class:`ModelNotFoundError` naming what exists."""
     v = _pick(ws, ref)
-    location = _client(ws).get_model_version_download_uri(v.name, str(v.version))
+    location = client(ws).get_model_version_download_uri(v.name, str(v.version))
     scheme = location.split("://", 1)[0] if "://" in location else "file"
     if location.startswith("/") or scheme in _FSSPEC_SCHEMES:
         location = to_url(location)
@@ -304,8 +227,6 @@ def resolve_model(ws: Workspace, ref: str) -> ResolvedModel:
 
 def _download(ws: Workspace, v: ModelVersion, uri: str) -> str:
     import mlflow
-
-    from ..mlops.registry import use_registry
 
     target = Path(tempfile.gettempdir()) / "batchscore" / "registry" / v.name / str(v.version)
     done = target / ".complete"
@@ -379,7 +300,7 @@ class DataAsset:
 
 
 def _data_prefix(name: str) -> str:
-    return f"assets/data/{_check_name(name, 'data asset')}"
+    return f"assets/data/{check_name(name, 'data asset')}"
 
 
 def list_data(ws: Workspace, name: str | None = None) -> list[DataAsset]:
@@ -420,7 +341,7 @@ def register_data(ws: Workspace, name: str, path: str, *, type: str = "uri_folde
     if version is None:
         numbers = [int(a.version) for a in existing if a.version.isdigit()]
         version = str(max(numbers, default=0) + 1)
-    version = _check_version(version, "data asset")
+    version = check_version(version, "data asset")
     if any(a.version == version for a in existing):
         raise SpecError(f"data asset {name!r} has a version {version} already; versions are "
                         f"{', '.join(a.version for a in existing)}")
@@ -456,3 +377,10 @@ def resolve_input(ws: Workspace, value: str) -> str:
     if not value.startswith("azureml:") or value.startswith("azureml://"):
         return value
     return get_data(ws, value).path
+
+
+def prepare_job(ws: Workspace, spec: JobSpec, inputs: Sequence[str]
+                ) -> tuple[JobSpec, list[str]]:
+    """The ``prepare`` hook of :mod:`batchscore.jobs.hooks`, called when a job is submitted:
+    the spec ready to run (:func:`prepare_spec`) and its data-asset inputs as their paths."""
+    return prepare_spec(ws, spec), [resolve_input(ws, value) for value in inputs]

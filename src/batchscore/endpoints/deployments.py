@@ -20,35 +20,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import delete, insert, select
 
-from .endpoints import (
-    Endpoint,
-    EndpointNotFoundError,
-    Invocation,
-    create_bare_endpoint,
-    get_endpoint,
-    invocations,
-    invoke_endpoint,
-)
-from .errors import SpecError
-from .jobs.spec import JobSpec
-from .state.tables import deployments, endpoints
-from .workspace import Workspace
+from ..errors import SpecError
+from ..jobs.spec import JobSpec, read_yaml_mapping
+from ..state.named import named_write
+from ..state.tables import deployments, endpoints
+from ..workspace import Workspace
+from .endpoints import Endpoint, EndpointNotFoundError, get_endpoint, point_default
+from .specs import HoldsSpec, checked_spec
 
 __all__ = [
     "LEGACY",
     "Deployment",
     "DeploymentNotFoundError",
-    "create_bare_endpoint",
     "create_deployment",
     "default_deployment",
     "delete_deployment",
-    "deployment_jobs",
     "get_deployment",
-    "invoke_deployment",
     "list_deployments",
     "load_endpoint_yaml",
     "set_default",
@@ -65,7 +54,7 @@ class DeploymentNotFoundError(EndpointNotFoundError):
 
 
 @dataclass(frozen=True)
-class Deployment:
+class Deployment(HoldsSpec):
     endpoint: str
     name: str
     spec: dict[str, Any]
@@ -75,13 +64,6 @@ class Deployment:
     created_at: float
     updated_at: float
     is_default: bool = False
-
-    @property
-    def kind(self) -> str:
-        return str(self.spec.get("kind", "script"))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__} | {"kind": self.kind}
 
 
 def _check_name(name: str) -> str:
@@ -93,14 +75,7 @@ def _check_name(name: str) -> str:
 
 def load_endpoint_yaml(path: Path) -> dict[str, Any]:
     """An ``endpoint.yml`` (Azure's batchEndpoint schema): name, description, defaults."""
-    if not path.is_file():
-        raise SpecError(f"endpoint file {str(path)!r} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SpecError(f"endpoint file {str(path)!r} is not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise SpecError(f"endpoint file {str(path)!r} must be a mapping")
+    raw = read_yaml_mapping(path, "endpoint")
     for key in raw:
         if key not in _ENDPOINT_KEYS | _ENDPOINT_IGNORED:
             raise SpecError(f"endpoint file {str(path)!r}: unknown key {key!r} (known: "
@@ -169,8 +144,7 @@ def _materialize_legacy(conn: Any, ep: Endpoint) -> None:
             endpoint=ep.name, name=LEGACY, spec=ep.spec, model=ep.model,
             description=ep.description, created_by=ep.created_by,
             created_at=ep.created_at, updated_at=ep.updated_at))
-        conn.execute(update(endpoints).where(endpoints.c.name == ep.name)
-                     .values(default_deployment=LEGACY))
+        point_default(conn, ep.name, LEGACY)
 
 
 def create_deployment(ws: Workspace, endpoint: str, name: str, spec: JobSpec, *,
@@ -178,38 +152,27 @@ def create_deployment(ws: Workspace, endpoint: str, name: str, spec: JobSpec, *,
                       created_by: str | None = None) -> Deployment:
     """Add deployment ``name`` to ``endpoint``, validated as the endpoint's would be. The
     first deployment of an endpoint becomes its default; ``set_default`` makes this one."""
-    from .azureml.assets import prepare_spec
-    from .endpoints import _check_model, _with_registry
-    from .jobs.kinds import get_kind
-
     _check_name(name)
     ep = get_endpoint(ws, endpoint)
-    spec = _with_registry(ws, spec.model_copy(update={"name": endpoint}))
-    get_kind(spec.kind).validate(prepare_spec(ws, spec))
-    _check_model(ws, spec)
+    spec = checked_spec(ws, endpoint, spec)
     now = time.time()
     dumped = spec.model_dump(mode="json")
     model = spec.options.get("model") or spec.model_dir
-    try:
-        with ws.engine.begin() as conn:
-            _materialize_legacy(conn, ep)
-            conn.execute(insert(deployments).values(
-                endpoint=endpoint, name=name, spec=dumped, model=model,
-                description=description, created_by=created_by, created_at=now,
-                updated_at=now))
-            if set_default or not ep.spec:
-                _point_default(conn, endpoint, name, dumped, model)
-    except IntegrityError:
-        raise SpecError(f"endpoint {endpoint!r} has a deployment {name!r} already; delete "
-                        f"it first (batchscore deployment delete {name} --endpoint-name "
-                        f"{endpoint})") from None
+    taken = SpecError(f"endpoint {endpoint!r} has a deployment {name!r} already; delete it "
+                      f"first (batchscore deployment delete {name} --endpoint-name {endpoint})")
+    with named_write(ws.engine, taken) as conn:
+        _materialize_legacy(conn, ep)
+        conn.execute(insert(deployments).values(
+            endpoint=endpoint, name=name, spec=dumped, model=model, description=description,
+            created_by=created_by, created_at=now, updated_at=now))
+        if set_default or not ep.spec:
+            _point_default(conn, endpoint, name, dumped, model)
     return get_deployment(ws, endpoint, name)
 
 
 def _point_default(conn: Any, endpoint: str, name: str, spec: dict[str, Any],
                    model: str | None) -> None:
-    conn.execute(update(endpoints).where(endpoints.c.name == endpoint).values(
-        default_deployment=name, spec=spec, model=model, updated_at=time.time()))
+    point_default(conn, endpoint, name, spec=spec, model=model, updated_at=time.time())
 
 
 def set_default(ws: Workspace, endpoint: str, name: str) -> Deployment:
@@ -233,31 +196,5 @@ def delete_deployment(ws: Workspace, endpoint: str, name: str) -> Deployment:
         conn.execute(delete(deployments).where(deployments.c.endpoint == endpoint,
                                                deployments.c.name == name))
         if target.is_default:
-            conn.execute(update(endpoints).where(endpoints.c.name == endpoint).values(
-                default_deployment=None, spec={}, model=None, updated_at=time.time()))
+            point_default(conn, endpoint, None, spec={}, model=None, updated_at=time.time())
     return target
-
-
-def invoke_deployment(ws: Workspace, endpoint: str, inputs: list[str], output: str, *,
-                      deployment: str | None = None, **kwargs: Any) -> Invocation:
-    """Invoke ``endpoint``'s default deployment, or ``deployment``; the run's parameters
-    record which one ran."""
-    target = get_deployment(ws, endpoint, deployment)
-    return invoke_endpoint(ws, endpoint, inputs, output, deployment=target.name,
-                           deployment_spec=None if target.is_default else target.spec,
-                           **kwargs)
-
-
-def deployment_jobs(ws: Workspace, endpoint: str, name: str, limit: int = 20
-                    ) -> list[dict[str, Any]]:
-    """The latest invocations of ``endpoint`` that ran deployment ``name``, newest first
-    (invocations recorded before deployments existed count as the default's)."""
-    target = get_deployment(ws, endpoint, name)
-    out = []
-    for inv in invocations(ws, endpoint, limit=500):
-        ran = inv.get("params", {}).get("deployment")
-        if ran == name or (ran is None and target.is_default):
-            out.append(inv)
-        if len(out) >= limit:
-            break
-    return out

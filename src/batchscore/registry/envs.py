@@ -8,9 +8,14 @@ this Python>`` (``$BATCHSCORE_ENV_CACHE`` elsewhere), built once with ``uv`` whe
 installed, else with ``venv`` and ``pip``. The Python is this machine's (a conda file asking
 for another version is said so in the job's log, and ignored).
 
+What a deployment's ``environment`` asks for is read with its spec
+(:mod:`batchscore.jobs.environment`); the environment is built here when a job is submitted
+(:func:`batchscore.registry.assets.prepare_spec`) and started in each worker through the
+engine's ``environment`` hook (:func:`start_env`, :mod:`batchscore.jobs.hooks`).
+
 The boundary: the driver and each worker stay in batchscore's environment (database, stores,
 scheduling, output parts); each worker starts one child process in the virtualenv that runs
-:mod:`batchscore.azureml.env_runner` as a plain file (it imports nothing of batchscore, only
+:mod:`batchscore.registry.env_runner` as a plain file (it imports nothing of batchscore, only
 the standard library and what the user's script imports) and calls the script's ``init()``,
 ``run()`` and ``shutdown()`` for it over a pipe. Mini-batches of files travel as paths;
 ``run()``'s rows come back as the output text.
@@ -23,7 +28,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import shutil
 import struct
 import subprocess
@@ -31,83 +35,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ..errors import InputError, ScriptError
 
-from ..errors import InputError, ScriptError, SpecError
-
-__all__ = ["ENV_MANAGERS", "EnvProcess", "MissingCondaFile", "build_env",
-           "environment_requirements", "mlflow_requirements", "python_note"]
+__all__ = ["ENV_MANAGERS", "EnvProcess", "build_env", "mlflow_requirements", "start_env"]
 
 ENV_MANAGERS = ("local", "virtualenv")
 RUNNER = Path(__file__).with_name("env_runner.py")
-_CONDA_ONLY = {"python", "pip", "setuptools", "wheel"}
-_PYTHON_PIN = re.compile(r"^python\s*([=<>!~]=?)?\s*([\d.]+)?")
-
-
-class MissingCondaFile(SpecError):
-    """The environment's conda file is not there (an error with --env-manager virtualenv
-    only: the local environment does not read it)."""
-
-
-def _conda_requirements(conda: dict[str, Any], source: str) -> list[str]:
-    out: list[str] = []
-    for dep in conda.get("dependencies") or []:
-        if isinstance(dep, dict):
-            out.extend(str(p) for p in dep.get("pip") or [])
-            continue
-        name = str(dep).split("::")[-1].strip()
-        if _PYTHON_PIN.match(name) and name.startswith("python"):
-            continue  # the Python is this machine's (said in the job's log)
-        base = re.split(r"[=<>!~ ]", name, maxsplit=1)[0]
-        if base in _CONDA_ONLY:
-            continue
-        # conda's NAME=1.2 is pip's NAME==1.2
-        out.append(re.sub(r"(?<![=<>!~])=(?!=)", "==", name))
-    return out
-
-
-def python_note(value: Any, base_dir: Path) -> str | None:
-    """What to say when the environment's conda file pins another Python than this one."""
-    if not isinstance(value, dict) or not isinstance(value.get("conda_file"), str | dict):
-        return None
-    conda = value["conda_file"]
-    if isinstance(conda, str):
-        try:
-            conda = yaml.safe_load((base_dir / conda).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError, UnicodeDecodeError):
-            return None
-    for dep in (conda.get("dependencies") or []) if isinstance(conda, dict) else []:
-        match = re.match(r"^python\s*[=<>!~]*=?\s*(\d+\.\d+)", str(dep).split("::")[-1])
-        if match:
-            here = f"{sys.version_info.major}.{sys.version_info.minor}"
-            if match.group(1) != here:
-                return (f"the environment asks for Python {match.group(1)}; its virtualenv "
-                        f"uses this machine's Python {here}")
-    return None
-
-
-def environment_requirements(value: Any, base_dir: Path, source: str) -> list[str]:
-    """The pip requirements of a deployment's ``environment`` (a mapping with a
-    ``conda_file`` path or inline conda mapping); an ``azureml:`` reference names none."""
-    if not isinstance(value, dict):
-        return []
-    conda = value.get("conda_file")
-    if conda is None:
-        return []
-    if isinstance(conda, str):
-        path = (base_dir / conda).resolve()
-        if not path.is_file():
-            raise MissingCondaFile(f"{source}: environment.conda_file {conda!r} does not "
-                                   "exist")
-        try:
-            conda = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise SpecError(f"{source}: environment.conda_file {conda!r} is not valid YAML: "
-                            f"{exc}") from None
-    if not isinstance(conda, dict):
-        raise SpecError(f"{source}: environment.conda_file must be a conda environment "
-                        "(a mapping with dependencies)")
-    return _conda_requirements(conda, source)
 
 
 def mlflow_requirements(model_dir: Path) -> list[str]:
@@ -242,3 +175,10 @@ class EnvProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def start_env(requirements: list[str], script: Path, code: Path, argv: list[str]
+              ) -> EnvProcess:
+    """The ``environment`` hook of :mod:`batchscore.jobs.hooks`: the user's script loaded in
+    a child process of the virtualenv holding ``requirements`` (built first if needed)."""
+    return EnvProcess(build_env(requirements), script, code, argv)

@@ -24,8 +24,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import UsageError
 from ..workspace import Workspace
-from .errors import ModelNotFoundError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALIASES",
     "HISTORY_TAG",
+    "ModelNotFoundError",
     "ModelVersion",
     "artifact_location",
     "client",
@@ -51,6 +52,10 @@ __all__ = [
 
 ALIASES = ("staging", "production")
 HISTORY_TAG = "batchscore.production_history"
+
+
+class ModelNotFoundError(UsageError):
+    """No registered model, version or alias of that name."""
 
 
 def registry_uri(ws: Workspace) -> str:
