@@ -48,7 +48,8 @@ class Pipeline(ABC):
     """A published pipeline. ``role`` is what the REST API asks of a caller starting a run;
     ``sample_input`` the file name a storage trigger's parameters are checked with (a trigger
     sets ``input`` to each new blob); an unpublished pipeline (``published`` False) is not
-    listed and cannot be started by name: only the service records its runs."""
+    listed and cannot be started by name: only the service records its runs; a pipeline with
+    ``quality_report`` writes a video quality report and contact sheet beside its output."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
@@ -56,6 +57,7 @@ class Pipeline(ABC):
     role: ClassVar[str] = "operator"
     sample_input: ClassVar[str] = "input"
     published: ClassVar[bool] = True
+    quality_report: ClassVar[bool] = False
 
     def validate(self, ws: Workspace, raw: dict[str, Any]) -> BaseModel:
         """The parameters, validated (types, ranges, paths), or :class:`SpecError`."""

@@ -55,6 +55,7 @@ class VideoStyle(Pipeline):
     summary = "Restyle every frame of a video with a built-in style, keeping its audio."
     params = VideoStyleParams
     sample_input = "video.mp4"
+    quality_report = True
 
     def check(self, ws: Workspace, params: VideoStyleParams) -> None:
         rel = resolve_data_path(ws, params.input, "input")

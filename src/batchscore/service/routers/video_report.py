@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from fsspec.core import url_to_fs
 
-from ...pipelines import data_url, get_run, resolve_data_path
+from ...pipelines import PipelineNotFoundError, data_url, get_pipeline, get_run, resolve_data_path
 from ...video.quality import report_paths
 from ..context import ws_of
 from ..deps import Viewer
@@ -28,10 +28,18 @@ router = APIRouter()
 _MAX_BYTES = 20 * 1024 * 1024  # a contact sheet is well under 2 MiB; refuse anything odd
 
 
+def _has_report(pipeline: str) -> bool:
+    """Whether the catalog says runs of ``pipeline`` write a quality report."""
+    try:
+        return get_pipeline(pipeline).quality_report
+    except PipelineNotFoundError:
+        return False
+
+
 def _report_file(request: Request, run_id: str, which: int) -> bytes:
     ws = ws_of(request)
     found = get_run(ws.engine, run_id)
-    if found.pipeline != "video-style":
+    if not _has_report(found.pipeline):
         raise HTTPException(404, f"run {run_id} is a {found.pipeline} run; only video-style "
                             "runs have a quality report")
     if found.state != "succeeded" or not found.output_url:
