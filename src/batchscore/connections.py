@@ -28,7 +28,12 @@ from typing import Any
 from sqlalchemy import Boolean, Column, Float, Integer, String, Table, Text, delete, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from .errors import InputError, SpecError, UsageError
+from .errors import (
+    ConnectionExistsError,
+    ConnectionNotFoundError,
+    InputError,
+    SpecError,
+)
 from .state.tables import metadata
 from .workspace import Workspace
 
@@ -70,14 +75,6 @@ connections = Table(
     Column("created_by", String(200)),
     Column("created_at", Float, nullable=False),
 )
-
-
-class ConnectionNotFoundError(UsageError):
-    """No connection has the given name."""
-
-
-class ConnectionExistsError(UsageError):
-    """A connection of that name exists already."""
 
 
 @dataclass(frozen=True)

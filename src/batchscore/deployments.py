@@ -26,14 +26,13 @@ from sqlalchemy.exc import IntegrityError
 
 from .endpoints import (
     Endpoint,
-    EndpointNotFoundError,
     Invocation,
     create_bare_endpoint,
     get_endpoint,
     invocations,
     invoke_endpoint,
 )
-from .errors import SpecError
+from .errors import DeploymentNotFoundError, SpecError
 from .jobs.spec import JobSpec
 from .state.tables import deployments, endpoints
 from .workspace import Workspace
@@ -58,10 +57,6 @@ LEGACY = "default"  # the one deployment of an endpoint made with --model / --sc
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _ENDPOINT_KEYS = {"name", "description", "defaults"}
 _ENDPOINT_IGNORED = {"$schema", "auth_mode", "tags", "properties", "identity"}
-
-
-class DeploymentNotFoundError(EndpointNotFoundError):
-    """No deployment of that name in the endpoint (the service answers 404)."""
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,12 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from .errors import InputError, SpecError, UsageError
+from .errors import (
+    EndpointExistsError,
+    EndpointNotFoundError,
+    InputError,
+    SpecError,
+)
 from .jobs.api import get_job, submit_job
 from .jobs.kinds import get_kind
 from .jobs.spec import JobSpec
@@ -60,14 +65,6 @@ __all__ = [
 PIPELINE = "batch-endpoint"  # the pipeline whose runs are an endpoint's invocations
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 _DB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mssql", "oracle")
-
-
-class EndpointNotFoundError(UsageError):
-    """No endpoint has the given name."""
-
-
-class EndpointExistsError(UsageError):
-    """An endpoint of that name exists already."""
 
 
 @dataclass(frozen=True)

@@ -26,11 +26,19 @@ from fsspec.core import has_magic, url_to_fs
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from .errors import BatchscoreError, InputError, SpecError, UsageError
+from .errors import (
+    BatchscoreError,
+    InputError,
+    PipelineNotFoundError,
+    RunNotFoundError,
+    SpecError,
+    UsageError,
+)
 from .jobs.api import get_job, submit_job
 from .jobs.runner import ProgressCallback, execute
 from .jobs.spec import JobSpec
-from .state.records import hide_password, runner_name
+from .redact import hide_password
+from .state.records import runner_name
 from .state.tables import pipeline_runs
 from .workspace import Workspace
 
@@ -58,14 +66,6 @@ __all__ = [
 
 RUN_STATES = ("queued", "running", "succeeded", "failed", "canceled")
 _FINISHED = ("succeeded", "failed", "canceled")
-
-
-class PipelineNotFoundError(UsageError):
-    """No pipeline has the given name."""
-
-
-class RunNotFoundError(UsageError):
-    """No pipeline run has the given id."""
 
 
 # --- paths inside the data store -------------------------------------------------------------

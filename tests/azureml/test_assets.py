@@ -16,10 +16,9 @@ from batchscore.azureml.assets import (
     register_model,
     resolve_model,
 )
-from batchscore.errors import InputError, SpecError
+from batchscore.errors import InputError, ModelNotFoundError, SpecError
 from batchscore.jobs.api import submit_job
 from batchscore.jobs.spec import load_spec
-from batchscore.mlops.errors import ModelNotFoundError
 from batchscore.mlops.registry import client
 from batchscore.workspace import Workspace
 

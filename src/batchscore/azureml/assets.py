@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from fsspec.core import url_to_fs
 
-from ..errors import InputError, SpecError
-from ..mlops.errors import ModelNotFoundError
+from ..errors import InputError, ModelNotFoundError, SpecError
 from ..storage import to_url
 
 if TYPE_CHECKING:

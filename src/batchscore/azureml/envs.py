@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from ..errors import InputError, ScriptError, SpecError
+from ..errors import InputError, MissingCondaFile, ScriptError, SpecError
 
 __all__ = ["ENV_MANAGERS", "EnvProcess", "MissingCondaFile", "build_env",
            "environment_requirements", "mlflow_requirements", "python_note"]
@@ -42,11 +42,6 @@ ENV_MANAGERS = ("local", "virtualenv")
 RUNNER = Path(__file__).with_name("env_runner.py")
 _CONDA_ONLY = {"python", "pip", "setuptools", "wheel"}
 _PYTHON_PIN = re.compile(r"^python\s*([=<>!~]=?)?\s*([\d.]+)?")
-
-
-class MissingCondaFile(SpecError):
-    """The environment's conda file is not there (an error with --env-manager virtualenv
-    only: the local environment does not read it)."""
 
 
 def _conda_requirements(conda: dict[str, Any], source: str) -> list[str]:

@@ -30,7 +30,8 @@ from rich.table import Table
 from .. import jobs as api
 from ..errors import InputError, SpecError, UsageError
 from ..jobs.runner import ProgressSnapshot
-from ..state.records import Job, hide_password
+from ..redact import hide_password
+from ..state.records import Job
 from ..workspace import Workspace
 from ._common import (
     ServerOpt,

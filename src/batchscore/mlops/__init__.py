@@ -3,7 +3,7 @@ and the project CI check. Importing this package does not import MLflow; its fun
 
 from __future__ import annotations
 
-from .errors import DataTestError, ModelNotFoundError, ProjectError
+from ..errors import DataTestError, ModelNotFoundError, ProjectError
 from .flow import PIPELINE_NAME, Outcome, train_evaluate_register
 from .registry import (
     ModelVersion,

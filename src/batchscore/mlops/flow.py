@@ -37,11 +37,10 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy import update
 
-from ..errors import BatchscoreError, InputError
+from ..errors import BatchscoreError, DataTestError, InputError, ModelNotFoundError, ProjectError
 from ..pipelines import create_run
 from ..state.tables import pipeline_runs
 from ..workspace import Workspace
-from .errors import DataTestError, ModelNotFoundError, ProjectError
 from .project import Project, load_project
 from .registry import (
     ModelVersion,

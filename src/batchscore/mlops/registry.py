@@ -24,8 +24,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ModelNotFoundError
 from ..workspace import Workspace
-from .errors import ModelNotFoundError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -237,8 +237,8 @@ def restore_production(ws: Workspace, name: str, version: int | None,
 
 def safe_tag(value: object) -> str:
     """A tag or parameter value as text, with URL passwords and secret values masked
-    (:func:`batchscore.secrets.redact`)."""
-    from ..secrets import redact
+    (:func:`batchscore.redact.redact`)."""
+    from ..redact import redact
 
     return redact(str(value))
 

@@ -25,6 +25,7 @@ from .. import jobs as job_api
 from ..errors import InputError
 from ..jobs.api import items_in_progress
 from ..jobs.bundle import BundleTooLargeError
+from ..paths import frames_dir, job_logs
 from ..pipelines import (
     PIPELINES,
     cancel_run,
@@ -35,8 +36,7 @@ from ..pipelines import (
     request_run,
     resolve_data_path,
 )
-from ..secrets import MASK
-from ..state.records import public_text, public_value
+from ..redact import hide_environment, public_text, public_value
 from ..triggers import create_trigger, get_trigger, ledger, list_triggers, remove_trigger
 from .auth import ROLES, Principal, create_token, list_tokens, revoke_token
 from .links import check_link, sign_link
@@ -143,18 +143,6 @@ def _run_view(ws: Any, run: Any) -> dict[str, Any]:
     data["output_url"] = public_value(data["output_url"], stores)
     data["reason"] = public_text(data["reason"], stores) if data["reason"] else data["reason"]
     return data
-
-
-def hide_environment(value: Any) -> Any:
-    """``value`` with the values of every ``environment_variables`` mapping in it replaced by
-    ``***``: the names show, the values (passwords, keys) never leave the service."""
-    if isinstance(value, dict):
-        return {k: ({name: MASK for name in v} if k == "environment_variables"
-                    and isinstance(v, dict) else hide_environment(v))
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [hide_environment(v) for v in value]
-    return value
 
 
 def _with_job(ws: Any, run: dict[str, Any]) -> dict[str, Any]:
@@ -278,7 +266,7 @@ def logs(request: Request, job_id: str) -> dict[str, Any]:
     stores = store_locations(ws)
     view = job_api.job_logs(ws, job_id)
     frames: list[dict[str, Any]] = []
-    for rel in ws.system.list(f"jobs/{view.job_id}/logs/frames"):
+    for rel in ws.system.list(frames_dir(job_logs(view.job_id))):
         frames += [json.loads(line) for line in ws.system.read_text(rel).splitlines()
                    if line.strip()]
     return {"job_id": view.job_id,

@@ -19,16 +19,12 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
-from ..connections import ConnectionExistsError, ConnectionNotFoundError
-from ..endpoints import EndpointExistsError, EndpointNotFoundError
-from ..errors import JobNotFoundError, JobStateError, OutputExistsError, UsageError
-from ..pipelines import PipelineNotFoundError, RunNotFoundError
+from ..errors import BatchscoreError, JobStateError, UsageError
 from ..streaming.pool import ConsumerPool
-from ..triggers import TriggerLoop, TriggerNotFoundError
+from ..triggers import TriggerLoop
 from ..workspace import Workspace
 from .auth import Principal, write_admin_token
 from .guard import Guard
-from .links import LinkError
 from .metrics import CONTENT_TYPE, render_metrics
 from .slots import RunSlots
 
@@ -110,16 +106,6 @@ def principal_of(request: Request) -> Principal | None:
     return None
 
 
-_STATUS: list[tuple[type[Exception], int]] = [
-    (LinkError, 403),
-    (RunNotFoundError, 404), (JobNotFoundError, 404), (PipelineNotFoundError, 404),
-    (TriggerNotFoundError, 404), (EndpointNotFoundError, 404),
-    (OutputExistsError, 409), (JobStateError, 409), (EndpointExistsError, 409),
-    (ConnectionNotFoundError, 404), (ConnectionExistsError, 409),
-    (UsageError, 400),
-]
-
-
 def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     """The service for workspace ``ws``."""
     from . import (
@@ -163,8 +149,8 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     app.state.streams = streams
 
     async def usage_error(_request: Request, exc: Exception) -> Response:
-        status = next(code for kind, code in _STATUS if isinstance(exc, kind))
-        return JSONResponse({"detail": str(exc)}, status_code=status)
+        assert isinstance(exc, BatchscoreError)  # the one mapping: the class's http_status
+        return JSONResponse({"detail": str(exc)}, status_code=exc.http_status)
 
     app.add_exception_handler(UsageError, usage_error)
     app.add_exception_handler(JobStateError, usage_error)

@@ -22,7 +22,7 @@ import pandas as pd
 from fastapi import APIRouter, HTTPException, Request
 from fsspec.core import url_to_fs
 
-from ..errors import InputError, JobStateError, UsageError
+from ..errors import InputError, JobStateError, OutputGoneError, UsageError
 from ..jobs import get_job
 from ..storage import to_url
 from ..tabular.writers import JOB_COLUMN
@@ -37,10 +37,6 @@ router = APIRouter()
 DEFAULT_LIMIT = 5000
 MAX_LIMIT = 50_000
 _CSV_CHUNK = 50_000
-
-
-class OutputGoneError(InputError):
-    """A finished job's output is no longer where the job wrote it (HTTP 404)."""
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ from ..pipelines import (
     data_url,
     resolve_data_path,
 )
-from ..state.records import Job, Locations, public_text
+from ..redact import Locations, public_text
+from ..state.records import Job
 from ..state.tables import pipeline_runs
 from ..workspace import Workspace
 

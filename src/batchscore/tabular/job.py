@@ -33,10 +33,10 @@ from pydantic import (
 )
 
 from ..errors import InputError, SpecError
-from ..jobs.kinds import CommitContext, JobKind, Scorer
+from ..jobs.kinds import CommitContext, JobKind, Scorer, TaskResult, WorkerConfig, worker_name
 from ..jobs.plan import PlannedBatch
 from ..jobs.spec import TABULAR_MINI_BATCH_ROWS, JobSpec
-from ..jobs.worker import TaskResult, WorkerConfig, part_path, worker_name
+from ..paths import model_pin, part_path, rejected_rows
 from ..storage import Store, expand_inputs, to_url
 from .models import (
     REGISTRY_PREFIX,
@@ -75,7 +75,6 @@ from .writers import (
 __all__ = ["DEFAULT_ROWS", "TabularKind", "TabularOptions", "parse_options", "tabular_spec"]
 
 DEFAULT_ROWS = TABULAR_MINI_BATCH_ROWS  # rows per mini-batch when the spec does not say
-PIN_FILE = "tabular.json"  # jobs/<id>/tabular.json: the model version the job scores with
 
 
 class TabularOptions(BaseModel):
@@ -313,7 +312,7 @@ class TabularKind(JobKind):
     def stage(self, job_id: str, spec: JobSpec, system: Store) -> None:
         """Pin the model: ``models:/NAME@production`` is the version it names when the job
         first runs, for the whole job and its resumes (kept in ``jobs/<id>/tabular.json``)."""
-        rel = f"jobs/{job_id}/{PIN_FILE}"
+        rel = model_pin(job_id)
         if system.exists(rel):
             return
         opts = parse_options(spec.options)
@@ -344,7 +343,7 @@ class TabularScorer:
         self.cfg = cfg
         self.opts = parse_options(cfg.spec.options)
         self.store = Store(cfg.system_url, "system")
-        rel = f"jobs/{cfg.job_id}/{PIN_FILE}"
+        rel = model_pin(cfg.job_id)
         pin = json.loads(self.store.read_text(rel)) if self.store.exists(rel) else {}
         registry = pin.get("registry_uri") or default_registry_uri(self.opts.registry_uri)
         self.scratch = tempfile.mkdtemp(prefix=f"batchscore-{cfg.job_id}-")
@@ -473,7 +472,7 @@ def _summary(rejects: list[Reject], total: int, source: str, job_id: str) -> str
     more = len(reasons) - 3
     tail = f"; and {more} more problem(s)" if more > 0 else ""
     return (f"{len(rejects)} of {total} row(s) of {source} rejected: {shown}{tail} "
-            f"(every row: jobs/{job_id}/logs/rejected_rows.csv)")
+            f"(every row: {rejected_rows(job_id)})")
 
 
 def _reason(reject: Reject) -> str:

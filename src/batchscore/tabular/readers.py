@@ -27,7 +27,6 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
-import re
 import shutil
 import tempfile
 import threading
@@ -42,6 +41,8 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 
 from ..errors import InputError, SpecError
+from ..paths import sql_snapshot
+from ..redact import safe_url
 from ..storage import Store
 
 __all__ = [
@@ -518,16 +519,6 @@ def engine_url(url: str) -> str:
     return url
 
 
-def safe_url(url: str) -> str:
-    """``url`` with its password hidden, for messages and logs."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not parseable: hide everything between :// and @
-        return re.sub(r"://[^/@]*@", "://***@", url)
-
-
 def _db_message(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()
@@ -664,7 +655,7 @@ def snapshot_query(db_url: str, query: str, system: Store, rows_per_group: int,
         with open(final, "rb") as fh:
             while block := fh.read(1 << 20):
                 digest.update(block)
-        rel = f"snapshots/{digest.hexdigest()}/result.parquet"
+        rel = sql_snapshot(digest.hexdigest())
         if not system.exists(rel):
             system.put_file(final, rel)
         return system.url_of(rel), total
