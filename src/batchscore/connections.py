@@ -10,7 +10,7 @@ is shown by its name, its dialect and its settings).
 Each query through a connection runs inside the job (a run slot plans it, never the HTTP
 request), in a **read-only** transaction, with the connection's **statement timeout**, and
 fails once it returns more than the connection's **row cap** (:func:`query_limits`, applied
-by :func:`batchscore.tabular.readers.snapshot_query`). An output goes to a connection only
+by :func:`batchscore.io.sql.snapshot_query`). An output goes to a connection only
 when the admin allowed it (``allow_output``).
 
 The local command line (a user on their own machine) may keep naming database URLs; the REST
@@ -104,7 +104,8 @@ def connection_name(value: str) -> str:
 
 
 def _dialect(url: str) -> str:
-    from .tabular.readers import engine_url, is_database_url, safe_url
+    from .io.sql import engine_url, is_database_url
+    from .redact import safe_url
 
     if not is_database_url(url):
         raise SpecError(f"connection URL {safe_url(url)} is not a database URL "

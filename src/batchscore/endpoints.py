@@ -36,6 +36,7 @@ from .errors import (
     InputError,
     SpecError,
 )
+from .io.sql import is_database_url
 from .jobs.api import get_job, submit_job
 from .jobs.kinds import get_kind
 from .jobs.spec import JobSpec
@@ -64,7 +65,6 @@ __all__ = [
 
 PIPELINE = "batch-endpoint"  # the pipeline whose runs are an endpoint's invocations
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-_DB_SCHEMES = ("sqlite", "postgresql", "postgres", "mysql", "mssql", "oracle")
 
 
 @dataclass(frozen=True)
@@ -94,12 +94,6 @@ class Invocation:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-def is_database_url(value: str) -> bool:
-    """``sqlite:///x.db``, ``postgresql://...``, ``postgresql+psycopg://...``: a database."""
-    scheme = value.split("://", 1)[0].split("+", 1)[0].lower() if "://" in value else ""
-    return scheme in _DB_SCHEMES
 
 
 def _check_name(name: str) -> str:

@@ -26,9 +26,9 @@ import pandas as pd
 from fsspec.core import url_to_fs
 
 from ..errors import InputError, ScriptError
+from ..io import sql
 from ..paths import job_code, part_path
 from ..storage import Store, local_copy, to_url
-from ..tabular import readers
 from .kinds import (
     CommitContext,
     ContractError,
@@ -123,11 +123,11 @@ class ScriptKind(JobKind):
         check_script(spec)
         _code_files(spec)  # refuse code too big to ship before anything is recorded
         if spec.input_format == "sql":
-            readers.check_query(spec.options.get("query"))
+            sql.check_query(spec.options.get("query"))
 
     def expand_inputs(self, spec: JobSpec, inputs: Sequence[str]) -> list[str]:
         if spec.input_format == "sql":  # one database URL, run as options.query
-            if len(inputs) != 1 or not readers.is_database_url(inputs[0]):
+            if len(inputs) != 1 or not sql.is_database_url(inputs[0]):
                 raise InputError(f"input_format sql takes one database URL as input "
                                  f"(sqlite:///..., postgresql://...), got {list(inputs)}")
             return [inputs[0]]

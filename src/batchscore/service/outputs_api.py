@@ -92,7 +92,7 @@ def read_output_rows(ws: Workspace, job_id: str, *, limit: int = DEFAULT_LIMIT,
 
 
 def _is_sql(url: str, options: dict[str, Any]) -> bool:
-    from ..tabular.readers import is_database_url
+    from ..io.sql import is_database_url
 
     return options.get("output_format") == "sql" or bool(options.get("table")) \
         or is_database_url(url)
@@ -226,7 +226,8 @@ def _sql_page(job_id: str, url: str, options: dict[str, Any], wanted: list[str] 
     from sqlalchemy import MetaData, Table, func, select
     from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
-    from ..tabular.readers import create_db_engine, safe_url
+    from ..io.sql import create_db_engine
+    from ..redact import safe_url
 
     name = options.get("table")
     shown = safe_url(url)

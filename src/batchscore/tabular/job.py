@@ -3,7 +3,7 @@
 A tabular job is a :class:`~batchscore.jobs.spec.JobSpec` with ``kind: tabular`` and its
 settings in ``options`` (:class:`TabularOptions`). Inputs are CSV / Parquet files in any store
 (or one database URL and ``options.query``); they are planned into mini-batches of rows
-(:mod:`.readers`). Each worker loads the model once (or, with ``group_by``, each group's model
+(:mod:`batchscore.io`). Each worker loads the model once (or, with ``group_by``, each group's model
 on first use, kept in an LRU cache), scores its mini-batches, rejects the rows the model
 cannot take (:mod:`.scoring`) and writes a Parquet part of the key columns, the predictions
 and ``batchscore_job_id``. The commit assembles the parts into files or a SQL table
@@ -33,10 +33,13 @@ from pydantic import (
 )
 
 from ..errors import InputError, SpecError
+from ..io.files import file_format, plan_file, read_item
+from ..io.sql import DEFAULT_SQL_ROW_GROUP, is_database_url, snapshot_query
 from ..jobs.kinds import CommitContext, JobKind, Scorer, TaskResult, WorkerConfig, worker_name
 from ..jobs.plan import PlannedBatch
 from ..jobs.spec import TABULAR_MINI_BATCH_ROWS, JobSpec
 from ..paths import model_pin, part_path, rejected_rows
+from ..redact import safe_url
 from ..storage import Store, expand_inputs, to_url
 from .models import (
     REGISTRY_PREFIX,
@@ -51,15 +54,6 @@ from .models import (
     placeholders,
     plain_value,
     template_root,
-)
-from .readers import (
-    DEFAULT_SQL_ROW_GROUP,
-    file_format,
-    is_database_url,
-    plan_file,
-    read_item,
-    safe_url,
-    snapshot_query,
 )
 from .scoring import Reject, score_rows
 from .writers import (
@@ -153,10 +147,6 @@ class TabularOptions(BaseModel):
     @property
     def placeholders(self) -> list[str]:
         return placeholders(self.model)
-
-    @property
-    def many_models(self) -> bool:
-        return bool(self.group_by)
 
 
 def parse_options(raw: dict[str, Any]) -> TabularOptions:

@@ -290,7 +290,8 @@ class ModelLoader:
         return f"{REGISTRY_PREFIX}{name}/{found}"
 
     def _where(self) -> str:
-        from .readers import is_database_url, safe_url
+        from ..io.sql import is_database_url
+        from ..redact import safe_url
 
         uri = self.registry_uri or "?"
         return safe_url(uri) if is_database_url(uri) else uri

@@ -44,11 +44,13 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import OutputExistsError, OutputWriteError, SpecError
+from ..io.parquet import conform, unify_schemas
+from ..io.sql import create_db_engine, is_database_url
 from ..jobs.crash import crash_point
 from ..jobs.outputs import MARKER, check_output, output_owner
 from ..paths import rejected_rows
+from ..redact import safe_url
 from ..storage import Store, to_url
-from .readers import conform, create_db_engine, is_database_url, safe_url, unify_schemas
 
 __all__ = [
     "ERRORS_FILE",
