@@ -41,7 +41,12 @@ LAYERS: dict[str, int] = {
 }
 # A module that sits lower than its package (a contract that the layers below implement):
 # the most specific name wins.
-LAYERS_OF_MODULES: dict[str, int] = {}
+LAYERS_OF_MODULES: dict[str, int] = {
+    # the virtualenvs that a deployment's workers run in: the engine's entry-script kind starts
+    # them (jobs/script.py), the spec reads their conda files (jobs/spec.py); it imports only
+    # errors, so it sits with the engine whichever package holds it (issue 16, foundation)
+    "azureml.envs": 1,
+}
 FACADE = {"batchscore", "batchscore.__main__"}
 MAX_FUNCTION_LINES = 80
 
