@@ -46,13 +46,17 @@ it with the class's ``http_status`` (one handler reads the attribute). The bases
     └── SmokeTestError                a release's smoke test failed (``checks`` holds them all)
 
 ``JobStateError`` is not a ``UsageError``: the request was well formed, the job's state is in
-the way (code that catches ``UsageError`` to rewrite a user's input does not catch it). The
-exceptions that never reach a user stay private to their module: the worker's
-``ContractError`` and ``InitError`` (``batchscore.jobs.worker``: the runner turns them into a
-failed job), ``ScoringError`` (``batchscore.tabular.scoring``: becomes rejected rows),
-``InputProblem`` (``batchscore.serving.inputs``: becomes the online scorer's 400 answer) and
-``JsonShapeError`` (``batchscore.jsonshape``: a ``ValueError`` that each caller words as its
-own error).
+the way (code that catches ``UsageError`` to rewrite a user's input does not catch it).
+
+The exceptions that never reach a user as such stay with the code that raises and catches
+them: the job kinds' ``ContractError`` (``batchscore.jobs.kinds``) and the worker's
+``InitError`` (``batchscore.jobs.worker``), which the executors turn into a failed job;
+``ScoringError`` (``batchscore.tabular.scoring``: a failed mini-batch, retried by the runner);
+``InputProblem`` (``batchscore.serving.inputs``: the online scorer answers it with its own
+status, 400 by default, in MLflow's error format);
+``JsonShapeError`` (``batchscore.jsonshape``: a ``ValueError`` that the guard answers with a
+400); the private ``_Fallback`` of ``batchscore.io.csv`` (the byte scan hands a file to pandas)
+and ``_TooLarge`` of ``batchscore.service.guard`` (a body over the limit, answered 413).
 """
 
 from __future__ import annotations

@@ -92,9 +92,10 @@ class PartialProgress:
     """Items done so far in a running mini-batch, for the runner's progress (throttled).
 
     A long mini-batch (a video segment of hundreds of frames) otherwise shows no progress
-    until it ends. ``report(done)`` writes ``{"done": n}`` to :func:`~batchscore.paths.
-    progress_file` at most every ``every`` seconds; the runner reads the files of the attempts
-    it has running. Writing is best effort: progress never fails a mini-batch.
+    until it ends. ``report(done)`` writes ``{"done": n}`` to
+    :func:`batchscore.paths.progress_file` at most every ``every`` seconds; the runner reads
+    the files of the attempts it has running. Writing is best effort: progress never fails a
+    mini-batch.
     """
 
     def __init__(self, store: Store, log_prefix: str, idx: int, attempt: int,
