@@ -10,7 +10,7 @@ is shown by its name, its dialect and its settings).
 Each query through a connection runs inside the job (a run slot plans it, never the HTTP
 request), in a **read-only** transaction, with the connection's **statement timeout**, and
 fails once it returns more than the connection's **row cap** (:func:`query_limits`, applied
-by :func:`batchscore.tabular.readers.snapshot_query`). An output goes to a connection only
+by :func:`batchscore.io.sql.snapshot_query`). An output goes to a connection only
 when the admin allowed it (``allow_output``).
 
 The local command line (a user on their own machine) may keep naming database URLs; the REST
@@ -27,7 +27,7 @@ from typing import Any
 
 from sqlalchemy import delete, insert
 
-from .errors import InputError, SpecError, UsageError
+from .errors import ConnectionExistsError, ConnectionNotFoundError, InputError, SpecError
 from .state.named import get_named, list_named, named_write
 from .state.tables import connections
 from .workspace import Workspace
@@ -56,12 +56,6 @@ DEFAULT_MAX_ROWS = 1_000_000  # rows a query may return
 SUPPORTED = ("postgresql", "sqlite")  # dialects whose read-only and timeout are enforced
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
-class ConnectionNotFoundError(UsageError):
-    """No connection has the given name."""
-
-
-class ConnectionExistsError(UsageError):
-    """A connection of that name exists already."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +85,8 @@ def connection_name(value: str) -> str:
 
 
 def _dialect(url: str) -> str:
-    from .tabular.readers import engine_url, is_database_url, safe_url
+    from .io.sql import engine_url, is_database_url
+    from .redact import safe_url
 
     if not is_database_url(url):
         raise SpecError(f"connection URL {safe_url(url)} is not a database URL "

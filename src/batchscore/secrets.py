@@ -14,72 +14,32 @@ group or others may read or write it, or when it lies inside the workspace or in
 work tree, where it would be shared or committed. A malformed line is named by its number,
 never by its content.
 
-**Redaction** (:func:`redact`, :class:`RedactingFilter`) replaces with ``***``:
-
-- the password of any URL (``scheme://user:PASSWORD@host``), whatever its length;
-- the values of environment variables whose names look secret (``PASSWORD``, ``PASSWD``,
-  ``SECRET``, ``TOKEN``, ``KEY``, ``CONNECTION_STRING``, ``CREDENTIAL``, or a ``PASS`` word),
-  the secret parts of connection strings (``AccountKey=``, ``SharedAccessSignature=``,
-  ``Password=``), and the password of any URL
-  held in any variable (so a password still shows as ``***`` where it appears on its own).
-
-Values shorter than :data:`MIN_SECRET_LENGTH` characters are not masked as free text (they
-would match by chance and mangle the logs); inside URLs they are. :func:`install_redaction`
-puts the filter on every log record this process creates (a logging record factory, since a
-filter on a logger does not see the records of its child loggers, and handlers come and go),
-so that the structured logs of jobs, the deployments' logs and anything else logged through
-:mod:`logging` never carry a secret.
+Keeping them out of logs, tags and API answers is :mod:`batchscore.redact`'s work;
+:func:`init_secrets` turns it on for this process.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import re
 import stat
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote
 
-from .errors import UsageError
-from .state.records import hide_password
+from .errors import SecretsFileError
+from .redact import install_redaction
 
 __all__ = [
-    "MASK",
-    "MIN_SECRET_LENGTH",
     "SECRETS_FILE_ENV",
-    "RedactingFilter",
     "SecretsFileError",
     "default_secrets_file",
     "init_secrets",
-    "install_redaction",
     "load_secrets",
-    "redact",
-    "redact_value",
-    "secret_values",
     "secrets_file",
 ]
 
 SECRETS_FILE_ENV = "BATCHSCORE_SECRETS_FILE"
-MASK = "***"
-MIN_SECRET_LENGTH = 6
-
-_SECRET_NAME = re.compile(
-    r"PASSWORD|PASSWD|SECRET|TOKEN|KEY|CONNECTION_?STRING|CREDENTIAL|(?:^|_)PASS(?:_|$)",
-    re.IGNORECASE)
-# scheme://user:password@ : the same shape as hide_password's, capturing the password
-_URL_PASSWORD = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^/@:\s]*:([^/@\s]*)@")
-_CONNECTION_PART = re.compile(r"(?:^|;)\s*([A-Za-z][A-Za-z ]*?)\s*=\s*([^;]+)")
-_PLAIN_WORDS = {"true", "false", "none", "null", "yes", "no", "on", "off"}
 
 _lock = threading.Lock()
-
-
-class SecretsFileError(UsageError):
-    """A secrets file that must not be used (shared, inside a repository) or cannot be read."""
 
 
 # -- the secrets file ---------------------------------------------------------------------------
@@ -208,147 +168,3 @@ def init_secrets(workspace: str | os.PathLike[str] | None = None) -> list[str]:
     names = load_secrets(workspace=workspace)
     install_redaction()
     return names
-
-
-# -- redaction ------------------------------------------------------------------------------
-
-
-def _maskable(value: str) -> bool:
-    value = value.strip()
-    return len(value) >= MIN_SECRET_LENGTH and value.lower() not in _PLAIN_WORDS
-
-
-def _url_passwords(value: str) -> Iterable[str]:
-    for match in _URL_PASSWORD.finditer(value):
-        password = match.group(1)
-        if password:
-            yield password
-            yield unquote(password)
-
-
-@lru_cache(maxsize=4096)
-def _secrets_of(name: str, value: str) -> tuple[str, ...]:
-    found = [p for p in _url_passwords(value) if _maskable(p)]
-    if _SECRET_NAME.search(name) is None:
-        return tuple(found)
-    found.append(value)
-    if ";" in value or "=" in value:  # a connection string: its secret parts alone too
-        for key, part in _CONNECTION_PART.findall(value):
-            lower = key.replace(" ", "").lower()
-            if _SECRET_NAME.search(lower) or "signature" in lower or lower in {"pwd", "sig"}:
-                found.append(part.strip())
-    return tuple(v for v in found if _maskable(v))
-
-
-def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Every value that :func:`redact` masks, longest first (see the module's rules)."""
-    if environ is None:
-        for _ in range(5):  # another thread may change the environment while we read it
-            try:
-                items = list(os.environ.items())
-                break
-            except RuntimeError:
-                continue
-        else:  # pragma: no cover
-            items = []
-    else:
-        items = list(environ.items())
-    found: set[str] = set()
-    for name, value in items:
-        if value:
-            found.update(_secrets_of(name, value))
-    return sorted(found, key=lambda v: (-len(v), v))
-
-
-@lru_cache(maxsize=16)
-def _pattern(values: tuple[str, ...]) -> re.Pattern[str] | None:
-    return re.compile("|".join(re.escape(v) for v in values)) if values else None
-
-
-def _masker(environ: Mapping[str, str] | None = None) -> Callable[[str], str]:
-    pattern = _pattern(tuple(secret_values(environ)))
-    if pattern is None:
-        return hide_password
-    return lambda text: hide_password(pattern.sub(MASK, text)) if text else text
-
-
-def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
-    """``text`` with the current secrets (:func:`secret_values`, read from ``environ``,
-    default ``os.environ``) and URL passwords masked."""
-    return _masker(environ)(text) if text else text
-
-
-def redact_value(value: Any, environ: Mapping[str, str] | None = None) -> Any:
-    """:func:`redact` for a string; dicts, lists and tuples are redacted item by item
-    (keys too); anything else is returned as it is unless its text holds a secret (then
-    its redacted text)."""
-    return _redact_with(_masker(environ), value)
-
-
-def _redact_with(mask: Callable[[str], str], value: Any) -> Any:
-    if isinstance(value, str):
-        return mask(value)
-    if isinstance(value, dict):
-        return {(mask(k) if isinstance(k, str) else k): _redact_with(mask, v)
-                for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_redact_with(mask, v) for v in value)
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    text = str(value)
-    cleaned = mask(text)
-    return value if cleaned == text else cleaned
-
-
-class RedactingFilter(logging.Filter):
-    """Masks secrets in a log record's message, arguments, traceback and stack text.
-
-    It keeps the record's shape (a tuple of arguments stays a tuple of the same length, so
-    formatters that unpack them, such as uvicorn's access log, still work) and never drops a
-    record."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if getattr(record, "_batchscore_redacted", False):
-            return True
-        try:
-            mask = _masker()
-            if record.msg is not None and not isinstance(record.msg, int | float):
-                record.msg = _redact_with(mask, record.msg)
-            if isinstance(record.args, tuple):
-                record.args = tuple(_redact_with(mask, a) for a in record.args)
-            elif isinstance(record.args, Mapping):
-                record.args = {k: _redact_with(mask, v) for k, v in record.args.items()}
-            if record.exc_info and not record.exc_text:
-                record.exc_text = logging.Formatter().formatException(record.exc_info)
-            if record.exc_text:
-                record.exc_text = mask(record.exc_text)
-            if record.stack_info:
-                record.stack_info = mask(record.stack_info)
-        except Exception:  # pragma: no cover - logging must never fail because of us
-            record.msg, record.args = "(log message withheld: it could not be redacted)", ()
-        record._batchscore_redacted = True
-        return True
-
-
-_FILTER = RedactingFilter()
-
-
-def install_redaction(loggers: Iterable[str] = ("batchscore",)) -> RedactingFilter:
-    """Redact every log record this process creates (idempotent): the filter goes on the
-    ``loggers`` named and, through a record factory, on the records of every other logger
-    (their own children, MLflow, SQLAlchemy, uvicorn) whatever handlers they use."""
-    with _lock:
-        for name in loggers:
-            logger = logging.getLogger(name)
-            if _FILTER not in logger.filters:
-                logger.addFilter(_FILTER)
-        current = logging.getLogRecordFactory()
-        if not getattr(current, "_batchscore_redacting", False):
-            def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-                record = current(*args, **kwargs)
-                _FILTER.filter(record)
-                return record
-
-            factory._batchscore_redacting = True  # type: ignore[attr-defined]
-            logging.setLogRecordFactory(factory)
-    return _FILTER

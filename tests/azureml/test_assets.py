@@ -9,11 +9,10 @@ import pandas as pd
 import pytest
 
 from azureml.az_helpers import expected, save_pickle
-from batchscore.errors import InputError, SpecError
+from batchscore.errors import InputError, ModelNotFoundError, SpecError
 from batchscore.jobs.api import submit_job
 from batchscore.jobs.refs import model_ref
 from batchscore.jobs.spec import load_spec
-from batchscore.mlops.errors import ModelNotFoundError
 from batchscore.registry.assets import (
     get_data,
     register_data,

@@ -1,4 +1,4 @@
-"""One test of "is this a database URL" (``tabular.readers.is_database_url``), used by the
+"""One test of "is this a database URL" (``io.sql.is_database_url``), used by the
 connections, the endpoints' invocations and the service alike: every SQLAlchemy dialect it
 can read (MariaDB's own scheme included) counts, so the REST API refuses each of them as an
 input or an output (operators name registered connections, never URLs)."""
@@ -10,7 +10,7 @@ import pytest
 from batchscore.connections import create_connection
 from batchscore.endpoints.published import data_pointer
 from batchscore.errors import InputError, SpecError
-from batchscore.tabular.readers import is_database_url
+from batchscore.io.sql import is_database_url
 from batchscore.workspace import Workspace
 
 DATABASES = [

@@ -222,7 +222,7 @@ def test_cli_bad_input_is_one_line(ws: Workspace, diabetes: Path, tmp_path: Path
 
 
 def test_passwords_in_database_urls_are_hidden_from_people(ws: Workspace) -> None:
-    from batchscore.state.records import hide_password
+    from batchscore.redact import hide_password
 
     assert hide_password("postgresql://scorer:s3cret@db:5432/crm") == \
         "postgresql://scorer:***@db:5432/crm"

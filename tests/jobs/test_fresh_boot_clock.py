@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 
+import batchscore.jobs.kinds as kinds_module
 import batchscore.jobs.runner as runner_module
-import batchscore.jobs.worker as worker_module
 from batchscore.jobs import spec_from_mapping
 from batchscore.jobs.api import submit_job
-from batchscore.jobs.worker import PartialProgress, progress_file
+from batchscore.jobs.kinds import PartialProgress
+from batchscore.paths import progress_file
 from batchscore.storage import Store
 from batchscore.workspace import Workspace
 
@@ -41,7 +42,7 @@ def test_partial_progress_writes_its_first_report_on_a_fresh_boot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uptime: float
 ) -> None:
     clock = FreshBootClock(uptime)
-    _with_clock(monkeypatch, worker_module, clock)
+    _with_clock(monkeypatch, kinds_module, clock)
     store = Store(tmp_path.as_uri(), "system")
     partial = PartialProgress(store, "jobs/j/logs", 0, 1, every=3600)
     path = progress_file("jobs/j/logs", 0, 1)

@@ -20,8 +20,8 @@ from batchscore.errors import SpecError, UsageError
 from batchscore.jobs import job_logs, run_job, spec_from_mapping
 from batchscore.jobs.executors import make_executor
 from batchscore.jobs.executors.ray import import_ray
+from batchscore.jobs.kinds import WorkerConfig
 from batchscore.jobs.spec import JobSpec
-from batchscore.jobs.worker import WorkerConfig
 from batchscore.state.records import list_attempts
 from batchscore.workspace import Workspace
 from servers import free_port

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from batchscore.crash import POINTS
 from batchscore.jobs import list_jobs
-from batchscore.jobs.crash import POINTS
 from batchscore.state.records import list_attempts
 from batchscore.workspace import Workspace
 from helpers import pid_alive

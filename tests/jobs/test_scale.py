@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from batchscore.jobs import list_minibatches, run_job, spec_from_mapping, submit_job
 from batchscore.jobs import runner as runner_module
 from batchscore.jobs.runner import execute
-from batchscore.jobs.worker import PARTS_PER_FOLDER, part_path
+from batchscore.paths import PARTS_PER_FOLDER, part_path
 from batchscore.state import records as db
 from batchscore.state.tables import job_inputs, jobs
 from batchscore.workspace import Workspace

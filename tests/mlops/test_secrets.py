@@ -14,17 +14,13 @@ from typer.testing import CliRunner
 
 from batchscore.cli import app
 from batchscore.jobs.logs import JobLogs
+from batchscore.redact import MASK, RedactingFilter, install_redaction, redact, secret_values
 from batchscore.registry.models import registry_uri, safe_tag
 from batchscore.secrets import (
-    MASK,
     SECRETS_FILE_ENV,
-    RedactingFilter,
     SecretsFileError,
     default_secrets_file,
-    install_redaction,
     load_secrets,
-    redact,
-    secret_values,
 )
 from batchscore.workspace import init_workspace, open_workspace
 

@@ -24,10 +24,10 @@ from batchscore.cli import app
 from batchscore.connections import create_connection, list_connections
 from batchscore.endpoints import create_endpoint, tabular_endpoint_spec
 from batchscore.errors import InputError
+from batchscore.io.sql import snapshot_query
 from batchscore.jobs import get_job
 from batchscore.pipelines import get_run
 from batchscore.service import ServiceConfig, create_app, create_token
-from batchscore.tabular.readers import snapshot_query
 from batchscore.workspace import Workspace
 from service.svc_helpers import TestClient, wait_for
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 import batchscore.video.job as video_job
-from batchscore.jobs.worker import PartialProgress, progress_file
+from batchscore.jobs.kinds import PartialProgress
+from batchscore.paths import progress_file
 from batchscore.service import ServiceConfig, create_app, create_token
 from batchscore.storage import Store
 from batchscore.video.job import stylize_job

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
 from ..jobs import api as jobs
-from ..state.records import Job, hide_password
+from ..redact import hide_password
+from ..state.records import Job
 from ..workspace import Workspace, open_workspace
 from .base import JSON, EndpointRequest, Reporter, StylizeRequest, snapshot
 

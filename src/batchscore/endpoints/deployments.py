@@ -22,12 +22,12 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
-from ..errors import SpecError
+from ..errors import DeploymentNotFoundError, SpecError
 from ..jobs.spec import JobSpec, read_yaml_mapping
 from ..state.named import named_write
 from ..state.tables import deployments, endpoints
 from ..workspace import Workspace
-from .endpoints import Endpoint, EndpointNotFoundError, get_endpoint, point_default
+from .endpoints import Endpoint, get_endpoint, point_default
 from .specs import HoldsSpec, checked_spec
 
 __all__ = [
@@ -47,10 +47,6 @@ LEGACY = "default"  # the one deployment of an endpoint made with --model / --sc
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 _ENDPOINT_KEYS = {"name", "description", "defaults"}
 _ENDPOINT_IGNORED = {"$schema", "auth_mode", "tags", "properties", "identity"}
-
-
-class DeploymentNotFoundError(EndpointNotFoundError):
-    """No deployment of that name in the endpoint (the service answers 404)."""
 
 
 @dataclass(frozen=True)

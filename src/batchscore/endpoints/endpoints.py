@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, insert, update
 
-from ..errors import SpecError, UsageError
+from ..errors import EndpointExistsError, EndpointNotFoundError, SpecError
 from ..jobs.spec import JobSpec
 from ..state.named import get_named, list_named, named_write
 from ..state.tables import endpoints
@@ -37,14 +37,6 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
-
-
-class EndpointNotFoundError(UsageError):
-    """No endpoint has the given name."""
-
-
-class EndpointExistsError(UsageError):
-    """An endpoint of that name exists already."""
 
 
 @dataclass(frozen=True)

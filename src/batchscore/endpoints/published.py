@@ -19,12 +19,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..connections import input_url, is_connection_ref, output_url
 from ..errors import InputError, SpecError
+from ..io.sql import is_database_url
 from ..jobs.api import get_job
 from ..jobs.spec import JobSpec
 from ..pipelines.contract import Pipeline, Plan
 from ..pipelines.datastore import data_url, resolve_data_path
 from ..storage import Store
-from ..tabular.readers import is_database_url
 from ..workspace import Workspace
 from .endpoints import get_endpoint
 from .invocation import endpoint_job_spec, resolve_connections

@@ -9,11 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .. import paths
+from ..crash import crash_point
 from ..errors import JobFailedError, JobNotFoundError, JobStateError, SpecError
 from ..state import records as db
 from ..storage import to_url
 from ..workspace import Workspace
-from .crash import crash_point
 from .executors import EXECUTORS
 from .hooks import hook
 from .kinds import get_kind
@@ -193,7 +194,7 @@ def items_in_progress(ws: Workspace, job: db.Job) -> int:
     if job.state != "running":
         return 0
     try:
-        overview = json.loads(ws.system.read_text(f"jobs/{job.id}/logs/overview.json"))
+        overview = json.loads(ws.system.read_text(f"{paths.job_logs(job.id)}/{paths.OVERVIEW}"))
         return max(0, int(overview["items"].get("in_progress", 0)))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return 0
@@ -213,7 +214,7 @@ def job_logs(ws: Workspace, job_id: str) -> JobLogView:
     """Everything the job logged in the system store."""
     job = get_job(ws, job_id)
     store = ws.system
-    prefix = f"jobs/{job.id}/logs"
+    prefix = paths.job_logs(job.id)
 
     def text(name: str) -> str:
         return store.read_text(f"{prefix}/{name}") if store.exists(prefix, name) else ""
@@ -221,11 +222,11 @@ def job_logs(ws: Workspace, job_id: str) -> JobLogView:
     def jsonl(name: str) -> list[dict[str, Any]]:
         return [json.loads(line) for line in text(name).splitlines() if line.strip()]
 
-    overview = json.loads(text("overview.json")) if store.exists(prefix, "overview.json") \
+    overview = json.loads(text(paths.OVERVIEW)) if store.exists(prefix, paths.OVERVIEW) \
         else None
     workers = {
         rel.rsplit("/", 1)[-1]: store.read_text(rel)
-        for rel in store.list(f"{prefix}/workers")
+        for rel in store.list(paths.workers_dir(prefix))
     }
-    return JobLogView(job.id, overview, jsonl("events.jsonl"), text("errors.txt"),
-                      jsonl("timings.jsonl"), workers)
+    return JobLogView(job.id, overview, jsonl(paths.EVENTS), text(paths.ERRORS),
+                      jsonl(paths.TIMINGS), workers)

@@ -25,7 +25,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError, ScriptError, SpecError, UsageError
+from ..errors import BundleTooLargeError, InputError, ScriptError, SpecError
+from ..paths import script_bundle
 from ..storage import Store
 from .spec import JobSpec
 
@@ -51,10 +52,6 @@ _CHUNK = 1024 * 1024
 _PLAIN_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.DIRTYPE, tarfile.SYMTYPE,
                 tarfile.LNKTYPE, tarfile.CHRTYPE, tarfile.BLKTYPE, tarfile.FIFOTYPE)
 _COMPLETE = ".complete"
-
-
-class BundleTooLargeError(UsageError):
-    """A script bundle over a size limit (the service answers 413)."""
 
 
 @dataclass(frozen=True)
@@ -311,7 +308,7 @@ def store_bundle(system: Store, archive: bytes, scoring_script: str,
     folder of the system store when the job starts): the system store's folder when it is
     local, else a copy in this machine's temporary folder."""
     checked = _check(archive, scoring_script, limit)
-    prefix = f"scripts/{checked.digest}"
+    prefix = script_bundle(checked.digest)
     script = _script_name(scoring_script)
     if not system.exists(prefix, _COMPLETE):
         _write_files(archive, lambda rel, data: system.write_bytes(f"{prefix}/{rel}", data))

@@ -16,17 +16,12 @@ from typing import Any
 
 import yaml
 
-from ..errors import SpecError
+from ..errors import MissingCondaFile, SpecError
 
 __all__ = ["MissingCondaFile", "environment_requirements", "python_note"]
 
 _CONDA_ONLY = {"python", "pip", "setuptools", "wheel"}
 _PYTHON_PIN = re.compile(r"^python\s*([=<>!~]=?)?\s*([\d.]+)?")
-
-
-class MissingCondaFile(SpecError):
-    """The environment's conda file is not there (an error with --env-manager virtualenv
-    only: the local environment does not read it)."""
 
 
 def _conda_requirements(conda: dict[str, Any], source: str) -> list[str]:

@@ -4,11 +4,20 @@ The engine (planning records, runner, executors, retries, logs, resume) is the s
 kind; a kind says how inputs are checked and planned into mini-batches, what a worker does
 with a mini-batch (its :class:`Scorer`), and how the parts become the final output. Kinds are
 found by name, so ``jobs`` does not import ``video``: ``video`` plugs in through this contract.
+
+The contract's types live here too: what a worker is given (:class:`WorkerConfig`), what a
+scorer returns for a mini-batch (:class:`TaskResult`), how it reports progress inside a long
+mini-batch (:class:`PartialProgress`) and how it says that the user's code broke the contract
+(:class:`ContractError`). Where its files go is :mod:`batchscore.paths`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import socket
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
@@ -16,18 +25,98 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from ..errors import SpecError
+from ..paths import progress_file
 from ..storage import Store
 from .plan import PlannedBatch
 from .spec import JobSpec
-from .worker import TaskResult, WorkerConfig
 
-__all__ = ["CommitContext", "JobKind", "Scorer", "get_kind"]
+__all__ = [
+    "CommitContext",
+    "ContractError",
+    "JobKind",
+    "PartialProgress",
+    "Scorer",
+    "TaskResult",
+    "WorkerConfig",
+    "get_kind",
+    "worker_name",
+]
 
 _REGISTRY = {
     "script": "batchscore.jobs.script:ScriptKind",
     "video": "batchscore.video.job:VideoKind",
     "tabular": "batchscore.tabular.job:TabularKind",
 }
+
+
+class ContractError(Exception):
+    """The scorer broke its contract (a wrong return type): the job cannot go on. Never shown
+    as it is: the executor fails the job with its message."""
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """What every worker process of a job is given."""
+
+    job_id: str
+    spec: JobSpec
+    inputs: tuple[str, ...]
+    system_url: str
+    log_prefix: str  # relative path in the system store: paths.job_logs(job_id)
+    staging_dir: str  # local folder given as AZUREML_BI_OUTPUT_PATH
+    parts_prefix: str  # paths.job_parts(job_id); a part goes to paths.part_path(...)
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What a scorer returns for one attempt of one mini-batch."""
+
+    idx: int
+    attempt: int
+    worker: str  # worker_name()
+    started_at: float
+    finished_at: float
+    returned: int
+    part: str | None
+    # Why the items not returned failed (a kind that rejects some rows says which and why);
+    # None: the runner says that run() returned fewer items than the mini-batch had.
+    error: str | None = None
+
+
+def worker_name() -> str:
+    """This worker process, as attempts and logs name it: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class PartialProgress:
+    """Items done so far in a running mini-batch, for the runner's progress (throttled).
+
+    A long mini-batch (a video segment of hundreds of frames) otherwise shows no progress
+    until it ends. ``report(done)`` writes ``{"done": n}`` to
+    :func:`batchscore.paths.progress_file` at most every ``every`` seconds; the runner reads
+    the files of the attempts it has running. Writing is best effort: progress never fails a
+    mini-batch.
+    """
+
+    def __init__(self, store: Store, log_prefix: str, idx: int, attempt: int,
+                 every: float = 0.5) -> None:
+        self.store, self.every = store, every
+        self.path = progress_file(log_prefix, idx, attempt)
+        # None: never written. The monotonic clock counts from an arbitrary point (boot on
+        # Linux), so a start of 0.0 would drop the first report on a machine up < ``every`` s.
+        self._last: float | None = None
+
+    def report(self, done: int) -> None:
+        now = time.monotonic()
+        if self._last is not None and now - self._last < self.every:
+            return
+        self._last = now
+        with contextlib.suppress(Exception):
+            self.store.write_text(self.path, f'{{"done": {int(done)}}}')
+
+    def clear(self) -> None:
+        with contextlib.suppress(Exception):
+            self.store.remove(self.path)
 
 
 class Scorer(Protocol):

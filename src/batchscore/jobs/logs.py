@@ -8,7 +8,7 @@
   outcome.
 - ``workers/<worker>.stdout.txt`` and ``.stderr.txt``: everything each worker printed.
 
-Everything written here passes through :func:`batchscore.secrets.redact` first: URL passwords
+Everything written here passes through :func:`batchscore.redact.redact` first: URL passwords
 and the values of secret environment variables never reach the files.
 """
 
@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..secrets import redact, redact_value
+from .. import paths
+from ..redact import redact, redact_value
 from ..storage import Store
 
 __all__ = ["JobLogs"]
@@ -31,12 +32,12 @@ class JobLogs:
 
     def __init__(self, system: Store, job_id: str) -> None:
         self.store = system
-        self.prefix = f"jobs/{job_id}/logs"
+        self.prefix = paths.job_logs(job_id)
         if system.is_local:
             self.folder = system.local_path(self.prefix)
         else:
             self.folder = Path(tempfile.mkdtemp(prefix=f"batchscore-{job_id}-"))
-            for name in ("events.jsonl", "errors.txt", "timings.jsonl"):
+            for name in (paths.EVENTS, paths.ERRORS, paths.TIMINGS):
                 if system.exists(self.prefix, name):
                     (self.folder / name).write_bytes(system.read_bytes(f"{self.prefix}/{name}"))
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -50,16 +51,16 @@ class JobLogs:
 
     def event(self, event: str, **fields: Any) -> None:
         record = redact_value({"time": round(time.time(), 6), "event": event, **fields})
-        self._append("events.jsonl", json.dumps(record, default=str) + "\n")
+        self._append(paths.EVENTS, json.dumps(record, default=str) + "\n")
 
     def error(self, idx: int, attempt: int, worker: str | None, outcome: str, text: str) -> None:
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
         header = f"=== mini-batch {idx} attempt {attempt} {outcome} on {worker or '?'} at {stamp}"
-        self._append("errors.txt", f"{header}\n{text.rstrip()}\n\n")
+        self._append(paths.ERRORS, f"{header}\n{text.rstrip()}\n\n")
 
     def timings(self, records: list[dict[str, Any]]) -> None:
         if records:  # the secrets to mask are read from the environment once a call
-            self._append("timings.jsonl",
+            self._append(paths.TIMINGS,
                          "".join(json.dumps(r, default=str) + "\n"
                                  for r in redact_value(records)))
 
@@ -68,12 +69,12 @@ class JobLogs:
         if not force and now - self._last_overview < 1.0:
             return
         self._last_overview = now
-        path = self.folder / "overview.json"
+        path = self.folder / paths.OVERVIEW
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(redact_value({**data, "updated_at": now}), indent=2,
                                   default=str))
         tmp.replace(path)
-        self._dirty.add("overview.json")
+        self._dirty.add(paths.OVERVIEW)
         self.flush()
 
     def flush(self) -> None:

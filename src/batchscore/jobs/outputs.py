@@ -17,9 +17,9 @@ from pathlib import Path
 
 from fsspec.core import url_to_fs
 
+from ..crash import crash_point
 from ..errors import OutputExistsError
 from ..storage import Store, to_url
-from .crash import crash_point
 
 __all__ = ["MARKER", "check_output", "commit_output", "output_owner"]
 

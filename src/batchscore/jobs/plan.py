@@ -5,7 +5,7 @@ Parquet, a SQL query) into mini-batches of rows, or of about a size such as ``"1
 mini-batch never crosses a file boundary. With ``partition_keys`` each distinct combination of
 key values is one mini-batch. Every item is plain JSON, so the plan is stored in the state
 database. The readers (byte ranges of CSV files, row groups of Parquet files, SQL snapshots)
-live in :mod:`batchscore.tabular.readers`, shared with the tabular job kind.
+live in :mod:`batchscore.io`, shared with the tabular job kind.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from typing import Any
 import pandas as pd
 
 from ..errors import InputError, SpecError
+from ..io import files, sql
+from ..redact import safe_url
 from ..storage import Store
-from ..tabular import readers
 from .spec import JobSpec
 
 __all__ = ["PlannedBatch", "plan_files", "plan_minibatches", "read_batch", "read_table"]
@@ -45,7 +46,7 @@ def plan_minibatches(spec: JobSpec, urls: list[str], system: Store | None = None
         return _plan_partitions(spec, urls, fmt)
     batches: list[PlannedBatch] = []
     for url in urls:
-        plan = readers.plan_file(url, fmt, spec.mini_batch_size, spec.input_encoding, source)
+        plan = files.plan_file(url, fmt, spec.mini_batch_size, spec.input_encoding, source)
         batches.extend(PlannedBatch(items=[item], n_items=n) for item, n in plan.batches)
     return batches
 
@@ -72,28 +73,28 @@ def _format(spec: JobSpec) -> str:
 
 
 def _snapshot(spec: JobSpec, urls: list[str], system: Store | None) -> tuple[str, list[str]]:
-    if len(urls) != 1 or not readers.is_database_url(urls[0]):
+    if len(urls) != 1 or not sql.is_database_url(urls[0]):
         raise InputError(f"input_format sql takes one database URL as input, got {urls}")
     if system is None:
         raise SpecError("a SQL input needs the system store to keep its snapshot")
-    query = readers.check_query(spec.options.get("query"))
+    query = sql.check_query(spec.options.get("query"))
     rows = spec.mini_batch_size if isinstance(spec.mini_batch_size, int) \
-        else readers.DEFAULT_SQL_ROW_GROUP
-    url, _ = readers.snapshot_query(urls[0], query, system, rows,
+        else sql.DEFAULT_SQL_ROW_GROUP
+    url, _ = sql.snapshot_query(urls[0], query, system, rows,
                                     spec.options.get("sql_limits"))
-    return f"{readers.safe_url(urls[0])} (query)", [url]
+    return f"{safe_url(urls[0])} (query)", [url]
 
 
 def read_table(spec: JobSpec, url: str, start: int | None = None, stop: int | None = None
                ) -> pd.DataFrame:
     """Rows ``start:stop`` of one tabular input file as a DataFrame."""
-    return readers.read_rows(url, _format(spec), spec.input_encoding, start, stop)
+    return files.read_rows(url, _format(spec), spec.input_encoding, start, stop)
 
 
 def read_batch(spec: JobSpec, item: dict[str, Any]) -> pd.DataFrame:
     """The rows of one planned row-range item (items of older plans carry no format)."""
     if "format" in item:
-        return readers.read_item(item, spec.input_encoding)
+        return files.read_item(item, spec.input_encoding)
     return read_table(spec, item["url"], item["start"], item["stop"])
 
 
@@ -101,9 +102,9 @@ def _plan_partitions(spec: JobSpec, urls: list[str], fmt: str) -> list[PlannedBa
     frames = []
     for url in urls:
         # clear errors for unreadable files; an empty one has no rows (nor columns to check)
-        if readers.plan_file(url, fmt, 1 << 62, spec.input_encoding).rows == 0:
+        if files.plan_file(url, fmt, 1 << 62, spec.input_encoding).rows == 0:
             continue
-        frame = readers.read_rows(url, fmt, spec.input_encoding)
+        frame = files.read_rows(url, fmt, spec.input_encoding)
         missing = [k for k in spec.partition_keys if k not in frame.columns]
         if missing:
             raise InputError(

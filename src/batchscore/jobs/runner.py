@@ -20,17 +20,17 @@ from typing import Any
 
 from sqlalchemy import update
 
+from .. import paths
+from ..crash import crash_point
 from ..errors import JobStateError
 from ..state import records as db
 from ..state.db import connected_engines
 from ..state.tables import jobs as jobs_table
 from ..workspace import Workspace
-from .crash import crash_point
 from .executors import Completion, Outcome, make_executor
-from .kinds import CommitContext, JobKind, get_kind
+from .kinds import CommitContext, JobKind, WorkerConfig, get_kind
 from .logs import JobLogs
 from .spec import JobSpec
-from .worker import WorkerConfig, progress_file
 
 __all__ = ["ProgressSnapshot", "execute"]
 
@@ -140,7 +140,6 @@ class _Run:
         self.executor_kind = executor
         self.spec = JobSpec(**job.spec)
         self.logs = JobLogs(ws.system, job.id)
-        self.prefix = f"jobs/{job.id}"
         # The plan stays in the database: the runner holds the counts, the next chunk of
         # pending mini-batches, and those in flight or waiting for a retry; never all of them.
         counts = db.minibatch_counts(ws.engine, job.id)
@@ -202,7 +201,7 @@ class _Run:
         for idx, attempt in list(self.running.items()):
             try:
                 done = json.loads(self.ws.system.read_text(
-                    progress_file(f"{self.prefix}/logs", idx, attempt)))["done"]
+                    paths.progress_file(paths.job_logs(self.job.id), idx, attempt)))["done"]
             except (OSError, ValueError, KeyError, TypeError):
                 continue  # not written yet, or being replaced
             total += min(int(done), self.info[idx][1])
@@ -231,7 +230,7 @@ class _Run:
 
     def _staging(self) -> Path:
         if self.ws.system.is_local:
-            return self.ws.system.local_path(self.prefix, "staging")
+            return self.ws.system.local_path(paths.job_staging(self.job.id))
         return Path(tempfile.gettempdir()) / "batchscore" / self.job.id / "staging"
 
     # -- the run -------------------------------------------------------------------------
@@ -274,8 +273,8 @@ class _Run:
         cfg = WorkerConfig(
             job_id=self.job.id, spec=self.spec, inputs=tuple(self.job.inputs),
             system_url=self.ws.system.url,
-            log_prefix=f"{self.prefix}/logs", staging_dir=str(self._staging()),
-            parts_prefix=f"{self.prefix}/parts",
+            log_prefix=paths.job_logs(self.job.id), staging_dir=str(self._staging()),
+            parts_prefix=paths.job_parts(self.job.id),
         )
         get_kind(self.spec.kind).stage(self.job.id, self.spec, self.ws.system)
         connected_engines()  # any one-time search for engines, here, not in every worker

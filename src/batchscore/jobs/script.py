@@ -26,14 +26,22 @@ import pandas as pd
 from fsspec.core import url_to_fs
 
 from ..errors import InputError, ScriptError
+from ..io import sql
+from ..paths import job_code, part_path
 from ..storage import Store, local_copy, to_url
-from ..tabular import readers
-from .kinds import CommitContext, JobKind, Scorer
+from .kinds import (
+    CommitContext,
+    ContractError,
+    JobKind,
+    Scorer,
+    TaskResult,
+    WorkerConfig,
+    worker_name,
+)
 from .listing import list_inputs
 from .outputs import check_output, commit_output
 from .plan import PlannedBatch, plan_files, plan_minibatches, read_batch, read_table
 from .spec import JobSpec
-from .worker import ContractError, TaskResult, WorkerConfig, part_path, worker_name
 
 __all__ = ["MiniBatchContext", "ScriptKind", "check_script"]
 
@@ -115,11 +123,11 @@ class ScriptKind(JobKind):
         check_script(spec)
         _code_files(spec)  # refuse code too big to ship before anything is recorded
         if spec.input_format == "sql":
-            readers.check_query(spec.options.get("query"))
+            sql.check_query(spec.options.get("query"))
 
     def expand_inputs(self, spec: JobSpec, inputs: Sequence[str]) -> list[str]:
         if spec.input_format == "sql":  # one database URL, run as options.query
-            if len(inputs) != 1 or not readers.is_database_url(inputs[0]):
+            if len(inputs) != 1 or not sql.is_database_url(inputs[0]):
                 raise InputError(f"input_format sql takes one database URL as input "
                                  f"(sqlite:///..., postgresql://...), got {list(inputs)}")
             return [inputs[0]]
@@ -138,7 +146,7 @@ class ScriptKind(JobKind):
         """Snapshot the scoring code into the system store (``jobs/<id>/code/``): workers
         load it from there, so remote nodes need no copy of their own, and a resumed job
         runs the code it was submitted with."""
-        prefix = f"jobs/{job_id}/code"
+        prefix = job_code(job_id)
         if system.exists(prefix, ".complete"):
             return
         root, files = _code_files(spec)
@@ -166,7 +174,7 @@ class EntryScript:
             os.environ["AZUREML_MODEL_DIR"] = str(model_folder(cfg.job_id, spec.model_dir))
         os.environ["AZUREML_BI_OUTPUT_PATH"] = cfg.staging_dir
         Path(cfg.staging_dir).mkdir(parents=True, exist_ok=True)
-        code = Path(local_copy(self.store.url_of("jobs", cfg.job_id, "code"), scratch / "code",
+        code = Path(local_copy(self.store.url_of(job_code(cfg.job_id)), scratch / "code",
                               recursive=True))
         script = spec.script_path
         assert script is not None
@@ -203,7 +211,7 @@ class EntryScript:
             returned, text = int(answer["returned"]), str(answer["text"])
             part = None
             if spec.output_action == "append_row":
-                part = f"{self.cfg.parts_prefix}/{idx:08d}-{attempt}.txt"
+                part = part_path(self.cfg.parts_prefix, idx, attempt, ".txt")
                 self.store.write_text(part, text)
             return TaskResult(idx, attempt, worker_name(), started, time.time(), returned,
                               part)

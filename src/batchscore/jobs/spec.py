@@ -13,7 +13,6 @@ from __future__ import annotations
 import codecs
 import difflib
 import hashlib
-import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,8 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-from ..errors import SpecError
-from .environment import MissingCondaFile, environment_requirements, python_note
+from ..errors import MissingCondaFile, SpecError
+from ..io.sizes import parse_size
+from .environment import environment_requirements, python_note
 from .refs import model_ref
 
 __all__ = ["JobSpec", "RetrySettings", "load_spec", "parse_size", "read_yaml_mapping",
@@ -48,8 +48,6 @@ _RESOURCES = {"instance_count", "num_cpus", "num_gpus"}
 _TOP = {"name", "kind", "model", "code_configuration", "resources", "settings", "scoring_script",
         "code", "model_dir", "options", "program_arguments", "env_manager",
         "requirements"} | _SETTINGS | _RESOURCES
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$", re.IGNORECASE)
-_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 TABULAR_MINI_BATCH_ROWS = 100_000  # a tabular job's default: 10 (for files) is tiny for rows
 
 
@@ -172,17 +170,6 @@ class JobSpec(BaseModel):
         if path is not None and path.is_file():
             digest.update(path.read_bytes())
         return digest.hexdigest()
-
-
-def parse_size(value: str) -> int:
-    """``"10kb"`` -> 10240 bytes; a bare number is bytes."""
-    match = _SIZE.match(value)
-    if not match:
-        raise ValueError(f"{value!r} is neither a count nor a size such as '10kb' or '1mb'")
-    number, unit = match.groups()
-    if float(number) == 0:
-        raise ValueError(f"{value!r}: a size must be more than 0")
-    return max(1, int(float(number) * _UNITS[(unit or "b").lower()]))
 
 
 def load_spec(path: str | Path, **overrides: Any) -> JobSpec:

@@ -22,109 +22,22 @@ import tempfile
 import threading
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..paths import workers_dir
 from ..storage import Store
-from .spec import JobSpec
+from .kinds import TaskResult, WorkerConfig, get_kind, worker_name
 
-__all__ = [
-    "ContractError",
-    "InitError",
-    "PartialProgress",
-    "TaskResult",
-    "WorkerConfig",
-    "part_path",
-    "progress_file",
-    "run_task",
-    "worker_init",
-    "worker_name",
-]
-
-
-class ContractError(Exception):
-    """The scorer broke its contract (a wrong return type): the job cannot go on."""
+__all__ = ["InitError", "run_task", "worker_init"]
 
 
 class InitError(Exception):
-    """Setting the worker up (loading the script or model) failed: the job cannot go on."""
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    job_id: str
-    spec: JobSpec
-    inputs: tuple[str, ...]
-    system_url: str
-    log_prefix: str  # relative path in the system store, e.g. jobs/<id>/logs
-    staging_dir: str  # local folder given as AZUREML_BI_OUTPUT_PATH
-    parts_prefix: str
-
-
-@dataclass(frozen=True)
-class TaskResult:
-    idx: int
-    attempt: int
-    worker: str
-    started_at: float
-    finished_at: float
-    returned: int
-    part: str | None
-    # Why the items not returned failed (a kind that rejects some rows says which and why);
-    # None: the runner says that run() returned fewer items than the mini-batch had.
-    error: str | None = None
+    """Setting the worker up (loading the script or model) failed: the job cannot go on.
+    Raised by :func:`run_task`, turned into a failed job by the executor."""
 
 
 _state: dict[str, Any] = {}
-
-
-PARTS_PER_FOLDER = 1000
-
-
-def part_path(parts_prefix: str, idx: int, attempt: int, suffix: str) -> str:
-    """Where mini-batch ``idx``'s part goes: folders of :data:`PARTS_PER_FOLDER` parts
-    (``parts/00012/00012345-1.txt``), so that no folder grows with the size of the job."""
-    return f"{parts_prefix}/{idx // PARTS_PER_FOLDER:05d}/{idx:08d}-{attempt}{suffix}"
-
-
-def progress_file(log_prefix: str, idx: int, attempt: int) -> str:
-    """Where a running attempt says how many of its items are done (system store)."""
-    return f"{log_prefix}/progress/{idx:08d}-{attempt}.json"
-
-
-class PartialProgress:
-    """Items done so far in a running mini-batch, for the runner's progress (throttled).
-
-    A long mini-batch (a video segment of hundreds of frames) otherwise shows no progress
-    until it ends. ``report(done)`` writes ``{"done": n}`` to :func:`progress_file` at most
-    every ``every`` seconds; the runner reads the files of the attempts it has running.
-    Writing is best effort: progress never fails a mini-batch.
-    """
-
-    def __init__(self, store: Store, log_prefix: str, idx: int, attempt: int,
-                 every: float = 0.5) -> None:
-        self.store, self.every = store, every
-        self.path = progress_file(log_prefix, idx, attempt)
-        # None: never written. The monotonic clock counts from an arbitrary point (boot on
-        # Linux), so a start of 0.0 would drop the first report on a machine up < ``every`` s.
-        self._last: float | None = None
-
-    def report(self, done: int) -> None:
-        now = time.monotonic()
-        if self._last is not None and now - self._last < self.every:
-            return
-        self._last = now
-        with contextlib.suppress(Exception):
-            self.store.write_text(self.path, f'{{"done": {int(done)}}}')
-
-    def clear(self) -> None:
-        with contextlib.suppress(Exception):
-            self.store.remove(self.path)
-
-
-def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _die_with_parent() -> None:
@@ -174,8 +87,6 @@ def _forget_inherited_connections() -> None:
 
 def worker_init(cfg: WorkerConfig) -> None:
     """Pool initializer: never raises (an error is kept and reported by the first task)."""
-    from .kinds import get_kind
-
     _die_with_parent()
     _forget_inherited_connections()
     _state.clear()
@@ -218,7 +129,7 @@ def _redirect_output(cfg: WorkerConfig) -> None:
     store = Store(cfg.system_url, "system")
     name = f"worker-{socket.gethostname()}-{os.getpid()}"
     if store.is_local:
-        folder = store.local_path(cfg.log_prefix, "workers")
+        folder = store.local_path(workers_dir(cfg.log_prefix))
     else:
         folder = Path(tempfile.mkdtemp(prefix="batchscore-logs-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -230,7 +141,7 @@ def _redirect_output(cfg: WorkerConfig) -> None:
         handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(handle, fd)
         os.close(handle)
-        _state["log_files"].append((path, f"{cfg.log_prefix}/workers/{path.name}"))
+        _state["log_files"].append((path, f"{workers_dir(cfg.log_prefix)}/{path.name}"))
     sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
     # A crash in native code (a segfault in a model library) leaves its Python traceback here.

@@ -4,6 +4,7 @@ package does not import MLflow; its functions do."""
 
 from __future__ import annotations
 
+from ..errors import DataTestError, ModelNotFoundError, ProjectError
 from ..registry.models import (
     ModelVersion,
     get_version,
@@ -12,7 +13,6 @@ from ..registry.models import (
     registry_uri,
     rollback,
 )
-from .errors import DataTestError, ModelNotFoundError, ProjectError
 from .flow import PIPELINE_NAME, Outcome, train_evaluate_register
 
 __all__ = [

@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ProjectError
+from ..errors import ProjectError
 from .project import load_project
 
 __all__ = ["CheckResult", "run_ci"]

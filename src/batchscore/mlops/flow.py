@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..errors import BatchscoreError, InputError
+from ..errors import BatchscoreError, DataTestError, InputError, ModelNotFoundError, ProjectError
 from ..registry.models import (
     ModelVersion,
     alias_version,
@@ -47,7 +47,6 @@ from ..registry.models import (
 )
 from ..state import runs
 from ..workspace import Workspace
-from .errors import DataTestError, ModelNotFoundError, ProjectError
 from .project import Project, load_project
 
 __all__ = ["PIPELINE_NAME", "Outcome", "data_hash", "run_in_pipeline", "train_evaluate_register"]

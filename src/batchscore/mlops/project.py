@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from .errors import ProjectError
+from ..errors import ProjectError
 
 __all__ = ["MODULES", "Project", "load_project"]
 

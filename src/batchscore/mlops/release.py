@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import BatchscoreError
+from ..errors import BatchscoreError, SmokeTestError
 from ..workspace import Workspace
 
 __all__ = [
@@ -50,14 +50,6 @@ class SmokeCheck:
     name: str
     ok: bool
     detail: str
-
-
-class SmokeTestError(BatchscoreError):
-    """A smoke test failed; ``checks`` holds every check, the message names the failing ones."""
-
-    def __init__(self, message: str, checks: list[SmokeCheck]) -> None:
-        super().__init__(message)
-        self.checks = checks
 
 
 @dataclass(frozen=True)

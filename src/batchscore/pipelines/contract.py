@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import SpecError, UsageError
+from ..errors import PipelineNotFoundError, SpecError
 from ..jobs.api import submit_job
 from ..state import runs
 from ..state.records import Job
@@ -29,10 +29,6 @@ if TYPE_CHECKING:
     from ..jobs.spec import JobSpec
 
 __all__ = ["Attached", "Pipeline", "PipelineNotFoundError", "Plan", "submit_and_attach"]
-
-
-class PipelineNotFoundError(UsageError):
-    """No pipeline has the given name."""
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from fsspec.core import url_to_fs
 
-from ..errors import InputError, SpecError
+from ..errors import InputError, ModelNotFoundError, SpecError
 from ..jobs.refs import (
     ASSET_IGNORED,
     MODEL_KEYS,
@@ -43,7 +43,6 @@ from ..jobs.refs import (
 from ..jobs.spec import read_yaml_mapping
 from ..storage import to_url
 from .models import (
-    ModelNotFoundError,
     ModelVersion,
     artifact_location,
     client,

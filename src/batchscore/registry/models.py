@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from ..errors import ModelNotFoundError
 from ..workspace import Workspace
 
 if TYPE_CHECKING:
@@ -52,10 +52,6 @@ __all__ = [
 
 ALIASES = ("staging", "production")
 HISTORY_TAG = "batchscore.production_history"
-
-
-class ModelNotFoundError(UsageError):
-    """No registered model, version or alias of that name."""
 
 
 def registry_uri(ws: Workspace) -> str:
@@ -242,8 +238,8 @@ def restore_production(ws: Workspace, name: str, version: int | None,
 
 def safe_tag(value: object) -> str:
     """A tag or parameter value as text, with URL passwords and secret values masked
-    (:func:`batchscore.secrets.redact`)."""
-    from ..secrets import redact
+    (:func:`batchscore.redact.redact`)."""
+    from ..redact import redact
 
     return redact(str(value))
 

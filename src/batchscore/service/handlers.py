@@ -10,40 +10,16 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from ..connections import ConnectionExistsError, ConnectionNotFoundError
-from ..endpoints import EndpointExistsError, EndpointNotFoundError
-from ..errors import BatchscoreError, JobNotFoundError, JobStateError, OutputExistsError, UsageError
-from ..jobs.bundle import BundleTooLargeError
-from ..pipelines import PipelineNotFoundError, RunNotFoundError
-from ..streaming import StreamNotFoundError, StreamUnavailableError
-from ..triggers import TriggerNotFoundError
-from .links import LinkError
-from .output_rows import OutputGoneError
+from ..errors import BatchscoreError
 
 __all__ = ["install", "status_of"]
 
-# The statuses of the exceptions that do not say their own (``http_status``); the first that
-# matches wins, so a subclass comes before its base.
-_STATUS: list[tuple[type[Exception], int]] = [
-    (LinkError, 403),
-    (RunNotFoundError, 404), (JobNotFoundError, 404), (PipelineNotFoundError, 404),
-    (TriggerNotFoundError, 404), (EndpointNotFoundError, 404), (StreamNotFoundError, 404),
-    (OutputGoneError, 404),
-    (OutputExistsError, 409), (JobStateError, 409), (EndpointExistsError, 409),
-    (ConnectionNotFoundError, 404), (ConnectionExistsError, 409),
-    (BundleTooLargeError, 413),
-    (StreamUnavailableError, 503),
-    (UsageError, 400),
-]
-
 
 def status_of(exc: BaseException) -> int | None:
-    """The HTTP status that answers ``exc``: its class's ``http_status`` when it has one,
-    else the table's; None for an error that is the service's fault (500)."""
-    status = getattr(type(exc), "http_status", None)
-    if isinstance(status, int):
-        return status
-    return next((code for kind, code in _STATUS if isinstance(exc, kind)), None)
+    """The HTTP status that answers ``exc``: its class's ``http_status`` (batchscore.errors
+    is the one place that says it); None for an error that is the service's fault (500)."""
+    status = getattr(type(exc), "http_status", 500)
+    return None if status == 500 else status
 
 
 async def _refused(_request: Request, exc: Exception) -> Response:

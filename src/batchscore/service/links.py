@@ -12,16 +12,12 @@ import secrets
 import time
 from urllib.parse import urlencode
 
-from ..errors import UsageError
+from ..errors import LinkError
 from ..workspace import Workspace, private_dir, write_private
 
 __all__ = ["LinkError", "check_link", "sign_link"]
 
 _KEY = "service/signing.key"
-
-
-class LinkError(UsageError):
-    """A download link that is expired, tampered with or malformed."""
 
 
 def _key(ws: Workspace) -> bytes:

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 from fsspec.core import url_to_fs
 
-from ..errors import InputError, JobStateError, UsageError
+from ..errors import InputError, JobStateError, OutputGoneError, UsageError
 from ..jobs import get_job
 from ..storage import to_url
 from ..tabular.writers import JOB_COLUMN
@@ -32,10 +32,6 @@ __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "OutputGoneError", "OutputRows", "read_
 DEFAULT_LIMIT = 5000
 MAX_LIMIT = 50_000
 _CSV_CHUNK = 50_000
-
-
-class OutputGoneError(InputError):
-    """A finished job's output is no longer where the job wrote it (HTTP 404)."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +87,7 @@ def read_output_rows(ws: Workspace, job_id: str, *, limit: int = DEFAULT_LIMIT,
 
 
 def _is_sql(url: str, options: dict[str, Any]) -> bool:
-    from ..tabular.readers import is_database_url
+    from ..io.sql import is_database_url
 
     return options.get("output_format") == "sql" or bool(options.get("table")) \
         or is_database_url(url)
@@ -225,7 +221,8 @@ def _sql_page(job_id: str, url: str, options: dict[str, Any], wanted: list[str] 
     from sqlalchemy import MetaData, Table, func, select
     from sqlalchemy.exc import NoSuchTableError, SQLAlchemyError
 
-    from ..tabular.readers import create_db_engine, safe_url
+    from ..io.sql import create_db_engine
+    from ..redact import safe_url
 
     name = options.get("table")
     shown = safe_url(url)

@@ -42,8 +42,9 @@ from ..jobs import bundle as bundles
 from ..jobs.kinds import get_kind
 from ..jobs.spec import JobSpec, spec_from_mapping
 from ..pipelines import Plan, data_url, resolve_data_path, submit_and_attach
+from ..redact import Locations, public_text
 from ..state import runs
-from ..state.records import Job, Locations, public_text
+from ..state.records import Job
 from ..workspace import Workspace
 
 __all__ = [

@@ -8,12 +8,11 @@ from typing import Any
 
 from .. import jobs as job_api
 from ..jobs.api import items_in_progress
-from ..secrets import MASK
-from ..state.records import public_text, public_value
+from ..redact import hide_environment, public_text, public_value
 from ..workspace import Workspace
 from .submit import store_locations
 
-__all__ = ["hide_environment", "job_record", "job_summary", "job_view", "run_links",
+__all__ = ["job_record", "job_summary", "job_view", "run_links",
            "run_view", "with_job"]
 
 
@@ -30,18 +29,6 @@ def run_view(ws: Workspace, run: Any) -> dict[str, Any]:
 
 def run_links(run_id: str) -> dict[str, str]:
     return {"self": f"/api/v1/runs/{run_id}", "output": f"/api/v1/runs/{run_id}/output"}
-
-
-def hide_environment(value: Any) -> Any:
-    """``value`` with the values of every ``environment_variables`` mapping in it replaced by
-    ``***``: the names show, the values (passwords, keys) never leave the service."""
-    if isinstance(value, dict):
-        return {k: ({name: MASK for name in v} if k == "environment_variables"
-                    and isinstance(v, dict) else hide_environment(v))
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [hide_environment(v) for v in value]
-    return value
 
 
 def with_job(ws: Workspace, run: dict[str, Any]) -> dict[str, Any]:

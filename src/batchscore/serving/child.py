@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         message = str(exc) if isinstance(exc, BatchscoreError) else (
             f"{type(exc).__name__}: {exc}")
-        from ..secrets import redact
+        from ..redact import redact
 
         message = redact(message)
         if args.error_file:

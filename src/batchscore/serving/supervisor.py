@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import UsageError
+from ..errors import DeploymentError
 from ..workspace import Workspace
 
 __all__ = [
@@ -54,10 +54,6 @@ __all__ = [
 ENVIRONMENTS = ("production", "staging")
 STATE_DIR = "deployments"
 _launched: dict[int, subprocess.Popen[bytes]] = {}  # supervisors this process started
-
-
-class DeploymentError(UsageError):
-    """A deployment that cannot be started, found, swapped or stopped; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -384,7 +380,7 @@ class _Supervisor:
 
     def say(self, message: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        from ..secrets import redact
+        from ..redact import redact
 
         print(redact(f"{stamp} supervisor {self.name} ({self.env}): {message}"), flush=True)
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..redact import Locations, hide_password, public_text, public_value
 from .tables import attempts, job_inputs, jobs, minibatches
 
 __all__ = [
@@ -28,90 +28,14 @@ __all__ = [
     "finish_job",
     "get_job",
     "heartbeat",
-    "hide_password",
     "list_jobs",
     "list_minibatches",
     "minibatch_counts",
     "next_pending",
     "parts_done",
-    "public_text",
-    "public_value",
     "record_attempts",
     "runner_name",
 ]
-
-_USERINFO = re.compile(r"(://[^/@:]*):[^/@]*@")
-
-
-def hide_password(url: str) -> str:
-    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``; other text unchanged."""
-    return _USERINFO.sub(r"\1:***@", url)
-
-
-# (location, label) pairs: a store's URL or local root, and how its paths are shown to API
-# clients ("" for the data store: paths relative to it, as the API takes them; "system:").
-Locations = Sequence[tuple[str, str]]
-
-
-def _longest_first(stores: Locations) -> list[tuple[str, str]]:
-    """``stores`` with trailing slashes dropped (but ``az://``, a whole account, kept),
-    longest first, so that a store inside another's folder wins."""
-    cleaned = [(p if p.endswith("://") else p.rstrip("/"), label) for p, label in stores]
-    return sorted(((p, label) for p, label in cleaned if p),
-                  key=lambda pair: len(pair[0]), reverse=True)
-
-
-def _below(value: str, prefix: str) -> str | None:
-    """``value`` relative to ``prefix`` ("" for the prefix itself), or None if not below."""
-    if prefix.endswith("://"):
-        return value[len(prefix):] if value.startswith(prefix) else None
-    if value == prefix:
-        return ""
-    return value[len(prefix) + 1:] if value.startswith(f"{prefix}/") else None
-
-
-def public_text(text: str, stores: Locations) -> str:
-    """``text`` (a reason, a traceback, a log) with every path below one of ``stores`` shown
-    by its label and relative path (a store's own location by its label, ``data:`` for the
-    data store's), and passwords in URLs hidden."""
-    for prefix, label in _longest_first(stores):
-        if prefix.endswith("://"):
-            text = text.replace(prefix, label)
-            continue
-        # a path below the store: its label; the store itself: the label, or "data:"
-        text = re.sub(re.escape(prefix) + r"(/|(?![\w.\-]))", _shown(label), text)
-    return hide_password(text)
-
-
-def _shown(label: str) -> Callable[[re.Match[str]], str]:
-    def replace(match: re.Match[str]) -> str:
-        return label if match.group(1) else (label or "data:")
-
-    return replace
-
-
-def public_value(value: Any, stores: Locations) -> Any:
-    """``value`` (a URL, a spec, a list of them) as API clients see it: a location below one
-    of ``stores`` becomes its label and relative path (``outgoing/x.csv``,
-    ``system:scripts/...``); another local path keeps only its name (``file://…/x.csv``), so
-    the service's folders never show; passwords in URLs are hidden."""
-    if isinstance(value, dict):
-        return {k: public_value(v, stores) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [public_value(v, stores) for v in value]
-    if not isinstance(value, str):
-        return value
-    for prefix, label in _longest_first(stores):
-        rest = _below(value, prefix)
-        if rest is not None:
-            return label + rest if rest else (label or ".")
-    name = value.rstrip("/").rsplit("/", 1)[-1]
-    if value.startswith("file://") and value[len("file://"):].strip("/"):
-        return f"file://…/{name}"
-    if value.startswith("/") and value.strip("/"):
-        return f"…/{name}"
-    return hide_password(value)
-
 
 FINISHED = ("succeeded", "failed", "canceled")
 LEASE_SECONDS = 20.0

@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
-from ..errors import SpecError, UsageError
-from .records import hide_password, runner_name
+from ..errors import RunNotFoundError, SpecError
+from ..redact import hide_password
+from .records import runner_name
 from .tables import pipeline_runs
 
 __all__ = [
@@ -39,10 +40,6 @@ __all__ = [
 
 RUN_STATES = ("queued", "running", "succeeded", "failed", "canceled")
 FINISHED = ("succeeded", "failed", "canceled")
-
-
-class RunNotFoundError(UsageError):
-    """No pipeline run has the given id."""
 
 
 @dataclass(frozen=True)

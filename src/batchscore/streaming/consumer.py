@@ -27,7 +27,8 @@ from typing import Any
 
 import redis
 
-from ..jobs.crash import crash_point
+from ..crash import crash_point
+from ..redact import hide_userinfo as safe_url
 from ..workspace import Workspace
 from .errors import StreamUnavailableError
 from .events import Event, parse_event
@@ -44,7 +45,6 @@ from .redis_source import (
     ensure_group,
     read_new,
     read_own_pending,
-    safe_url,
     trim_acknowledged,
 )
 from .windows import TumblingWindows

@@ -35,7 +35,7 @@ import pyarrow.parquet as pq
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
 
-from ..jobs.crash import crash_point
+from ..crash import crash_point
 from ..state.tables import stream_landings, stream_partitions
 from ..workspace import Workspace
 from .events import Event

@@ -23,10 +23,10 @@ import pandas as pd
 from sqlalchemy import ColumnElement, Connection, delete, insert, select, update
 
 from ..errors import SpecError
+from ..redact import hide_userinfo as safe_url
 from ..state.tables import endpoints, stream_landings, stream_partitions, streams
 from ..workspace import Workspace
 from .errors import StreamNotFoundError
-from .redis_source import safe_url
 from .windows import check_aggregates
 
 __all__ = [

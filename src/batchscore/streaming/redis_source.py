@@ -20,7 +20,6 @@ and acknowledged (``XTRIM MINID``): never an entry not yet delivered or still pe
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -28,6 +27,7 @@ from typing import Any
 import redis
 
 from ..errors import SpecError
+from ..redact import hide_userinfo as safe_url
 from .errors import StreamUnavailableError
 from .events import Event
 
@@ -47,7 +47,6 @@ __all__ = [
     "publish",
     "read_new",
     "read_own_pending",
-    "safe_url",
     "trim_acknowledged",
 ]
 
@@ -58,11 +57,6 @@ DeadLetter = tuple[str, Mapping[Any, Any], str]  # (entry id, fields as they cam
 DEAD_LETTER_MAXLEN = 100_000  # about; every dead entry also lands in rejected/ for good
 _ACK_CHUNK = 10_000
 _SHOWN_BYTES = 60  # of a value that is not UTF-8, in a reason
-
-
-def safe_url(url: str) -> str:
-    """``url`` without its password, for messages."""
-    return re.sub(r"//[^@/]*@", "//***@", url)
 
 
 def connect_redis(url: str, *, decode: bool = True) -> redis.Redis:

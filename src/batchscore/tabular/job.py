@@ -3,7 +3,7 @@
 A tabular job is a :class:`~batchscore.jobs.spec.JobSpec` with ``kind: tabular`` and its
 settings in ``options`` (:class:`TabularOptions`). Inputs are CSV / Parquet files in any store
 (or one database URL and ``options.query``); they are planned into mini-batches of rows
-(:mod:`.readers`). Each worker loads the model once (or, with ``group_by``, each group's model
+(:mod:`batchscore.io`). Each worker loads the model once (or, with ``group_by``, each group's model
 on first use, kept in an LRU cache), scores its mini-batches, rejects the rows the model
 cannot take (:mod:`.scoring`) and writes a Parquet part of the key columns, the predictions
 and ``batchscore_job_id``. The commit assembles the parts into files or a SQL table
@@ -33,10 +33,13 @@ from pydantic import (
 )
 
 from ..errors import InputError, SpecError
-from ..jobs.kinds import CommitContext, JobKind, Scorer
+from ..io.files import file_format, plan_file, read_item
+from ..io.sql import DEFAULT_SQL_ROW_GROUP, is_database_url, snapshot_query
+from ..jobs.kinds import CommitContext, JobKind, Scorer, TaskResult, WorkerConfig, worker_name
 from ..jobs.plan import PlannedBatch
 from ..jobs.spec import TABULAR_MINI_BATCH_ROWS, JobSpec
-from ..jobs.worker import TaskResult, WorkerConfig, part_path, worker_name
+from ..paths import model_pin, part_path, rejected_rows
+from ..redact import safe_url
 from ..storage import Store, expand_inputs, to_url
 from .models import (
     REGISTRY_PREFIX,
@@ -52,15 +55,6 @@ from .models import (
     plain_value,
     template_root,
 )
-from .readers import (
-    DEFAULT_SQL_ROW_GROUP,
-    file_format,
-    is_database_url,
-    plan_file,
-    read_item,
-    safe_url,
-    snapshot_query,
-)
 from .scoring import Reject, score_rows
 from .writers import (
     JOB_COLUMN,
@@ -75,7 +69,6 @@ from .writers import (
 __all__ = ["DEFAULT_ROWS", "TabularKind", "TabularOptions", "parse_options", "tabular_spec"]
 
 DEFAULT_ROWS = TABULAR_MINI_BATCH_ROWS  # rows per mini-batch when the spec does not say
-PIN_FILE = "tabular.json"  # jobs/<id>/tabular.json: the model version the job scores with
 
 
 class TabularOptions(BaseModel):
@@ -154,10 +147,6 @@ class TabularOptions(BaseModel):
     @property
     def placeholders(self) -> list[str]:
         return placeholders(self.model)
-
-    @property
-    def many_models(self) -> bool:
-        return bool(self.group_by)
 
 
 def parse_options(raw: dict[str, Any]) -> TabularOptions:
@@ -313,7 +302,7 @@ class TabularKind(JobKind):
     def stage(self, job_id: str, spec: JobSpec, system: Store) -> None:
         """Pin the model: ``models:/NAME@production`` is the version it names when the job
         first runs, for the whole job and its resumes (kept in ``jobs/<id>/tabular.json``)."""
-        rel = f"jobs/{job_id}/{PIN_FILE}"
+        rel = model_pin(job_id)
         if system.exists(rel):
             return
         opts = parse_options(spec.options)
@@ -344,7 +333,7 @@ class TabularScorer:
         self.cfg = cfg
         self.opts = parse_options(cfg.spec.options)
         self.store = Store(cfg.system_url, "system")
-        rel = f"jobs/{cfg.job_id}/{PIN_FILE}"
+        rel = model_pin(cfg.job_id)
         pin = json.loads(self.store.read_text(rel)) if self.store.exists(rel) else {}
         registry = pin.get("registry_uri") or default_registry_uri(self.opts.registry_uri)
         self.scratch = tempfile.mkdtemp(prefix=f"batchscore-{cfg.job_id}-")
@@ -473,7 +462,7 @@ def _summary(rejects: list[Reject], total: int, source: str, job_id: str) -> str
     more = len(reasons) - 3
     tail = f"; and {more} more problem(s)" if more > 0 else ""
     return (f"{len(rejects)} of {total} row(s) of {source} rejected: {shown}{tail} "
-            f"(every row: jobs/{job_id}/logs/rejected_rows.csv)")
+            f"(every row: {rejected_rows(job_id)})")
 
 
 def _reason(reject: Reject) -> str:

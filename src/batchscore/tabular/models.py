@@ -43,7 +43,7 @@ from urllib.parse import quote
 import pandas as pd
 from fsspec.core import url_to_fs
 
-from ..errors import InputError, SpecError
+from ..errors import InputError, ModelNotFoundError, SpecError
 from ..storage import local_copy, to_url
 
 __all__ = [
@@ -64,10 +64,6 @@ REGISTRY_PREFIX = "models:/"
 MLMODEL = "MLmodel"
 PICKLES = ("model.joblib", "model.pkl")
 _PICKLE_SUFFIXES = (".joblib", ".pkl", ".pickle")
-
-
-class ModelNotFoundError(InputError):
-    """A model reference that names no model (no registered version, no such folder)."""
 
 
 @dataclass(frozen=True)
@@ -294,7 +290,8 @@ class ModelLoader:
         return f"{REGISTRY_PREFIX}{name}/{found}"
 
     def _where(self) -> str:
-        from .readers import is_database_url, safe_url
+        from ..io.sql import is_database_url
+        from ..redact import safe_url
 
         uri = self.registry_uri or "?"
         return safe_url(uri) if is_database_url(uri) else uri

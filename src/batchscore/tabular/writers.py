@@ -43,11 +43,14 @@ import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-from ..errors import OutputExistsError, SpecError, UsageError
-from ..jobs.crash import crash_point
+from ..crash import crash_point
+from ..errors import OutputExistsError, OutputWriteError, SpecError
+from ..io.parquet import conform, unify_schemas
+from ..io.sql import create_db_engine, is_database_url
 from ..jobs.outputs import MARKER, check_output, output_owner
+from ..paths import rejected_rows
+from ..redact import safe_url
 from ..storage import Store, to_url
-from .readers import conform, create_db_engine, is_database_url, safe_url, unify_schemas
 
 __all__ = [
     "ERRORS_FILE",
@@ -70,11 +73,6 @@ SUCCESS = "_SUCCESS"
 ERRORS_FILE = "_errors.csv"
 _PARQUET = (".parquet", ".pq", ".parq")
 _INSERT_CHUNK = 10_000
-
-
-class OutputWriteError(UsageError):
-    """The output cannot take the predictions (a SQL table without the job id column, or
-    with columns of other types); the job stays resumable once it is fixed."""
 
 
 @dataclass(frozen=True)
@@ -224,7 +222,7 @@ def commit(job_id: str, target: OutputTarget, system: Store, parts: list[str]) -
         (unify_schemas([p.schema for p in infos]) if infos else pa.schema([]))
     rejects, count = _assemble_rejects(system, parts)
     if rejects is not None:
-        system.write_text(f"jobs/{job_id}/logs/rejected_rows.csv", rejects)
+        system.write_text(rejected_rows(job_id), rejects)
     if target.kind == "sql":
         _commit_sql(job_id, target, system, full, schema)
     elif target.kind == "file":

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
-from ..errors import SpecError, UsageError
+from ..errors import SpecError, TriggerNotFoundError
 from ..pipelines import get_pipeline, resolve_data_path, validate_params
 from ..state.tables import triggers
 from ..workspace import Workspace
@@ -32,10 +32,6 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-
-
-class TriggerNotFoundError(UsageError):
-    """No trigger has the given name or id."""
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.exc import IntegrityError
 
-from ..jobs.crash import crash_point
+from ..crash import crash_point
 from ..pipelines import validate_params
 from ..state.runs import Run, create_run
 from ..workspace import Workspace

@@ -22,16 +22,24 @@ from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import InputError, JobStateError, OutputExistsError, SpecError
 from ..jobs.api import run_job
-from ..jobs.kinds import CommitContext, JobKind, Scorer
+from ..jobs.kinds import (
+    CommitContext,
+    JobKind,
+    PartialProgress,
+    Scorer,
+    TaskResult,
+    WorkerConfig,
+    worker_name,
+)
 from ..jobs.plan import PlannedBatch
 from ..jobs.runner import ProgressCallback
 from ..jobs.spec import JobSpec
-from ..jobs.worker import PartialProgress, TaskResult, WorkerConfig, worker_name
 from ..models.arbitrary import compute_style_vector
 from ..models.base import run_size
 from ..models.onnx_image import load_model_card
 from ..models.runtime import RuntimeOptions
 from ..models.spec import model_from_spec
+from ..paths import attempt_name, frames_file, job_logs, part_path
 from ..state.records import Job
 from ..storage import Store, expand_inputs, local_copy, to_url
 from ..workspace import Workspace
@@ -168,7 +176,7 @@ def _timing(ctx: CommitContext, join_seconds: float) -> dict[str, Any]:
     frames = 0
     for part in ctx.parts:
         name = part.rsplit("/", 1)[-1].removesuffix(".mp4")
-        rel = f"jobs/{ctx.job_id}/logs/frames/{name}.jsonl"
+        rel = frames_file(job_logs(ctx.job_id), name)
         if not ctx.system.exists(rel):
             continue
         for line in ctx.system.read_text(rel).splitlines():
@@ -257,7 +265,7 @@ class VideoScorer:
     def run(self, idx: int, attempt: int, items: list[Any]) -> TaskResult:
         segment = Segment.from_dict(items[0])
         started = time.time()
-        rel = f"{self.cfg.parts_prefix}/{idx:08d}-{attempt}.mp4"
+        rel = part_path(self.cfg.parts_prefix, idx, attempt, ".mp4")
         if self.store.is_local:
             chunk = self.store.local_path(rel)
             chunk.parent.mkdir(parents=True, exist_ok=True)
@@ -288,7 +296,7 @@ class VideoScorer:
             self.store.put_file(chunk, rel)
             os.unlink(chunk)
         self.store.write_text(
-            f"{self.cfg.log_prefix}/frames/{idx:08d}-{attempt}.jsonl",
+            frames_file(self.cfg.log_prefix, attempt_name(idx, attempt)),
             "".join(json.dumps(b) + "\n" for b in batches),
         )
         return TaskResult(idx, attempt, worker_name(), started, time.time(), frames, rel)

@@ -14,7 +14,6 @@ import bisect
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from typing import Any
 
 from batchscore.errors import UsageError
@@ -69,10 +68,6 @@ class Segment:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"not a segment description: {dict(data)!r} ({exc})") from None
-
-    @property
-    def fraction_time_base(self) -> Fraction:
-        return Fraction(self.time_base)
 
     def contains(self, pts: int) -> bool:
         """Whether a frame with this pts belongs to the segment."""

@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from ..worker import TaskResult, WorkerConfig
+from ..kinds import TaskResult, WorkerConfig
 
 __all__ = ["Completion", "Executor", "Outcome"]
 

@@ -24,7 +24,8 @@ from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
 
-from ..worker import ContractError, InitError, WorkerConfig, run_task, worker_init
+from ..kinds import ContractError, WorkerConfig
+from ..worker import InitError, run_task, worker_init
 from .base import Completion, Executor, Outcome
 
 __all__ = ["LocalExecutor", "init_seconds", "stall_seconds", "start_method"]

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import SpecError, UsageError
-from ..worker import ContractError, InitError, WorkerConfig, run_task, worker_init, worker_name
+from ..kinds import ContractError, WorkerConfig, worker_name
+from ..worker import InitError, run_task, worker_init
 from .base import Completion, Executor, Outcome
 
 __all__ = ["ENV_FORWARD", "ENV_PLACEMENT_TIMEOUT", "MAX_LOST", "RayExecutor", "import_ray"]

@@ -13,7 +13,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from ... import jobs as job_api
-from ...state.records import public_text, public_value
+from ...paths import frames_dir, job_logs
+from ...redact import public_text, public_value
 from ..context import service_of, ws_of
 from ..deps import Admin, Operator, Viewer
 from ..schemas import JobLogsView, JobRecord, JobSubmitted, JobSummary, JobView, MiniBatchView
@@ -88,7 +89,7 @@ def logs(request: Request, who: Viewer, job_id: str) -> dict[str, Any]:
     stores = store_locations(ws)
     view = job_api.job_logs(ws, job_id)
     frames: list[dict[str, Any]] = []
-    for rel in ws.system.list(f"jobs/{view.job_id}/logs/frames"):
+    for rel in ws.system.list(frames_dir(job_logs(view.job_id))):
         frames += [json.loads(line) for line in ws.system.read_text(rel).splitlines()
                    if line.strip()]
     return {"job_id": view.job_id,

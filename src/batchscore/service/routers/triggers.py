@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...pipelines import list_runs
-from ...state.records import public_value
+from ...redact import public_value
 from ...triggers import create_trigger, get_trigger, ledger, list_triggers, remove_trigger
 from ..context import service_of, ws_of
 from ..deps import Admin, Viewer

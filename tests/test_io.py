@@ -12,17 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from batchscore.errors import InputError
+from batchscore.io import files as readers
+from batchscore.io.csv import scan_csv
+from batchscore.io.files import file_format, plan_file, read_item
+from batchscore.io.parquet import conform, unify_schemas
+from batchscore.io.sql import create_db_engine, engine_url, is_database_url, snapshot_query
+from batchscore.redact import safe_url
 from batchscore.storage import Store
-from batchscore.tabular import readers
-from batchscore.tabular.readers import (
-    engine_url,
-    file_format,
-    plan_file,
-    read_item,
-    safe_url,
-    scan_csv,
-    snapshot_query,
-)
 
 
 def read_all(url: str, fmt: str, size: int | str, encoding: str = "utf-8") -> pd.DataFrame:
@@ -164,10 +160,10 @@ def test_format_comes_from_the_name_or_the_setting():
 
 
 def test_database_urls():
-    assert readers.is_database_url("sqlite:///x.db")
-    assert readers.is_database_url("postgresql+psycopg://u@h/db")
-    assert not readers.is_database_url("file:///x.db")
-    assert not readers.is_database_url("/data/in.csv")
+    assert is_database_url("sqlite:///x.db")
+    assert is_database_url("postgresql+psycopg://u@h/db")
+    assert not is_database_url("file:///x.db")
+    assert not is_database_url("/data/in.csv")
     assert engine_url("postgresql://u:p@h/db") == "postgresql+psycopg://u:p@h/db"
     assert engine_url("postgres://u@h/db") == "postgresql+psycopg://u@h/db"
     assert engine_url("sqlite:///x.db") == "sqlite:///x.db"
@@ -218,16 +214,16 @@ def test_unreachable_database_hides_the_password(tmp_path):
 
 def test_not_a_database_url(tmp_path):
     with pytest.raises(InputError, match=r"not a usable database URL"):
-        readers.create_db_engine("mysql+nodriver://h/db")
+        create_db_engine("mysql+nodriver://h/db")
 
 
 def test_schemas_of_parts_are_unified():
     ints = pa.table({"k": pa.array([1, 2]), "s": pa.array(["a", "b"])})
     floats = pa.table({"k": pa.array([1.5, None]), "s": pa.array([1, 2])})
-    schema = readers.unify_schemas([ints.schema, floats.schema])
+    schema = unify_schemas([ints.schema, floats.schema])
     assert schema.field("k").type == pa.float64() and schema.field("s").type == pa.string()
-    assert readers.conform(floats, schema).column("s").to_pylist() == ["1", "2"]
-    assert readers.conform(pa.table({"k": [3]}), schema).column("s").to_pylist() == [None]
+    assert conform(floats, schema).column("s").to_pylist() == ["1", "2"]
+    assert conform(pa.table({"k": [3]}), schema).column("s").to_pylist() == [None]
 
 
 def test_read_rows_reads_only_the_needed_row_groups(tmp_path):
