@@ -107,7 +107,7 @@ def _step(args: argparse.Namespace) -> dict[str, object]:
     from batchscore import init_workspace, open_workspace
 
     if args.step == "plan":
-        from batchscore.jobs.api import submit_job
+        from batchscore.jobs.control import submit_job
 
         ws = init_workspace(root / "ws", database_url=args.database or None)
         spec = spec_from_mapping({"scoring_script": str(root / "score.py"),
@@ -119,7 +119,7 @@ def _step(args: argparse.Namespace) -> dict[str, object]:
         ws.close()
         return {"plan_s": elapsed, "plan_peak_mib": _peak_mib(), "job": job.id}
     from batchscore.jobs.runner import execute
-    from batchscore.state.records import minibatch_counts
+    from batchscore.state.jobs import minibatch_counts
 
     ws = open_workspace(root / "ws")
     first: list[float] = []

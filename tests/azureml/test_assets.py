@@ -10,7 +10,7 @@ import pytest
 
 from azureml.az_helpers import expected, save_pickle
 from batchscore.errors import InputError, ModelNotFoundError, SpecError
-from batchscore.jobs.api import submit_job
+from batchscore.jobs.control import submit_job
 from batchscore.jobs.refs import model_ref
 from batchscore.jobs.spec import load_spec
 from batchscore.registry.assets import (

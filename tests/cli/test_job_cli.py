@@ -11,7 +11,7 @@ from cli_checks import Invoke, assert_one_error
 
 from batchscore.cli import _common
 from batchscore.jobs import get_job, spec_from_mapping, submit_job
-from batchscore.state.records import Job
+from batchscore.state.jobs import Job
 from batchscore.workspace import Workspace
 
 MIXED = """\

@@ -13,7 +13,7 @@ import pytest
 import batchscore.jobs.kinds as kinds_module
 import batchscore.jobs.runner as runner_module
 from batchscore.jobs import spec_from_mapping
-from batchscore.jobs.api import submit_job
+from batchscore.jobs.control import submit_job
 from batchscore.jobs.kinds import PartialProgress
 from batchscore.paths import progress_file
 from batchscore.storage import Store

@@ -22,7 +22,7 @@ from batchscore.jobs.executors import make_executor
 from batchscore.jobs.executors.ray import import_ray
 from batchscore.jobs.kinds import WorkerConfig
 from batchscore.jobs.spec import JobSpec
-from batchscore.state.records import list_attempts
+from batchscore.state.jobs import list_attempts
 from batchscore.workspace import Workspace
 from servers import free_port
 

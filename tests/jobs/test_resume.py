@@ -15,7 +15,7 @@ import pytest
 
 from batchscore.crash import POINTS
 from batchscore.jobs import list_jobs
-from batchscore.state.records import list_attempts
+from batchscore.state.jobs import list_attempts
 from batchscore.workspace import Workspace
 from helpers import pid_alive
 

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from batchscore.jobs import job_logs, list_minibatches, run_job, spec_from_mapping
-from batchscore.state.records import list_attempts
+from batchscore.state.jobs import list_attempts
 from batchscore.workspace import Workspace
 from helpers import pid_alive
 

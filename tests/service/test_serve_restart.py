@@ -11,7 +11,7 @@ import sys
 import httpx
 from svc_helpers import FAST, make_clip, wait_for
 
-from batchscore.jobs.api import list_minibatches
+from batchscore.jobs.control import list_minibatches
 from batchscore.pipelines import list_runs
 from batchscore.triggers import create_trigger
 from servers import free_port

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from batchscore.errors import InputError
-from batchscore.streaming import Event, EventBatchError, parse_event, validate_events
+from batchscore.streaming import EventBatchError, Reading, parse_event, validate_events
 from batchscore.streaming.events import parse_time
 
 NOW = 1_700_000_000.0
@@ -16,7 +16,7 @@ NOW = 1_700_000_000.0
 def test_fields_are_matched_case_insensitively_and_ts_is_timestamp():
     event = parse_event({"TS": "2018-08-28 23:00:05.000", "Device": 1, "Sensor": "4",
                          "Value": "84.53"})
-    assert event == Event("1", "4", 1535497205.0, 84.53)
+    assert event == Reading("1", "4", 1535497205.0, 84.53)
 
 
 @pytest.mark.parametrize(("text", "seconds"), [
@@ -31,7 +31,7 @@ def test_timestamps_iso_8601_or_unix_seconds_no_zone_is_utc(text, seconds):
 
 
 def test_canonical_redis_fields_round_trip_exactly():
-    event = Event("dev", "temp", 1535497205.123456, 0.1 + 0.2)
+    event = Reading("dev", "temp", 1535497205.123456, 0.1 + 0.2)
     assert parse_event(event.to_fields()) == event
 
 
@@ -71,7 +71,7 @@ def test_each_bad_field_is_named(raw, field, problem):
 
 def test_a_timestamp_within_max_future_is_accepted():
     assert isinstance(parse_event({"device": "1", "sensor": "1", "timestamp": NOW + 3500,
-                                   "value": 1}, max_future_s=3600, now=NOW), Event)
+                                   "value": 1}, max_future_s=3600, now=NOW), Reading)
 
 
 def test_not_an_object():

@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 
 from batchscore.errors import SpecError
-from batchscore.streaming import Event, TumblingWindows, aggregate
+from batchscore.streaming import Reading, TumblingWindows, aggregate
 from batchscore.streaming.windows import check_aggregates
 
 
-def ev(t: float, value: float = 1.0, device: str = "d", sensor: str = "s") -> Event:
-    return Event(device, sensor, float(t), value)
+def ev(t: float, value: float = 1.0, device: str = "d", sensor: str = "s") -> Reading:
+    return Reading(device, sensor, float(t), value)
 
 
 def feed(windows: TumblingWindows, *times: float) -> list[bool]:

@@ -16,7 +16,7 @@ import pytest
 
 from batchscore.errors import InputError, MediaError, OutputExistsError, UsageError
 from batchscore.jobs import job_logs, list_jobs, list_minibatches
-from batchscore.state.records import list_attempts
+from batchscore.state.jobs import list_attempts
 from batchscore.video import job as video_job
 from batchscore.video import probe
 from batchscore.video.job import stylize_job

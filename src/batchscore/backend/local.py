@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SpecError
-from ..jobs import api as jobs
+from ..jobs import control as jobs
 from ..redact import hide_password
-from ..state.records import Job
+from ..state.jobs import Job
 from ..workspace import Workspace, open_workspace
 from .base import JSON, EndpointRequest, Reporter, StylizeRequest, snapshot
 

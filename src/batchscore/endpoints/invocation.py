@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, SpecError
-from ..jobs.api import get_job
+from ..jobs.control import get_job
 from ..jobs.spec import JobSpec
 from ..pipelines.contract import Plan, submit_and_attach
 from ..registry.models import get_version

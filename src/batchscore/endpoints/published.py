@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..connections import input_url, is_connection_ref, output_url
 from ..errors import InputError, SpecError
 from ..io.sql import is_database_url
-from ..jobs.api import get_job
+from ..jobs.control import get_job
 from ..jobs.spec import JobSpec
 from ..pipelines.contract import Pipeline, Plan
 from ..pipelines.datastore import data_url, resolve_data_path

@@ -1,6 +1,6 @@
 """Batch jobs: specs, planning into mini-batches, the runner, executors, outputs and logs."""
 
-from .api import (
+from .control import (
     JobLogView,
     cancel_job,
     failure,

@@ -4,7 +4,7 @@ A deployment or job YAML names a model as ``azureml:NAME@latest``, ``azureml:NAM
 ``azureml:NAME:VERSION``, a ``{name, version}`` mapping, ``models:/NAME[/VERSION|@ALIAS]`` or a
 path (a mapping with ``path``). The spec keeps such a reference as a string: this module only
 checks its syntax when the spec is read (:func:`model_ref`). Resolving it to a version's files
-needs the registry, which sits above the engine: :func:`batchscore.jobs.api.submit_job` asks
+needs the registry, which sits above the engine: :func:`batchscore.jobs.control.submit_job` asks
 the ``prepare`` hook (:mod:`batchscore.jobs.hooks`), found by name as job kinds are.
 """
 

@@ -23,7 +23,7 @@ from sqlalchemy import update
 from .. import paths
 from ..crash import crash_point
 from ..errors import JobStateError
-from ..state import records as db
+from ..state import jobs as db
 from ..state.db import connected_engines
 from ..state.tables import jobs as jobs_table
 from ..workspace import Workspace
@@ -113,7 +113,7 @@ def execute(
 ) -> db.Job:
     """Run (or resume) job ``job_id`` to its end in this process; returns the finished job,
     without its list of inputs (``inputs`` is empty: a million URLs are not read back at the
-    end of a run; :func:`batchscore.jobs.api.run_job` returns them)."""
+    end of a run; :func:`batchscore.jobs.control.run_job` returns them)."""
     runner = db.runner_name()
     if not db.claim_job(ws.engine, job_id, runner):
         job = db.get_job(ws.engine, job_id)

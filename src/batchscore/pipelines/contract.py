@@ -20,9 +20,9 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import IntegrityError
 
 from ..errors import PipelineNotFoundError, SpecError
-from ..jobs.api import submit_job
+from ..jobs.control import submit_job
 from ..state import runs
-from ..state.records import Job
+from ..state.jobs import Job
 from ..workspace import Workspace
 
 if TYPE_CHECKING:

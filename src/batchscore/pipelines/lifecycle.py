@@ -15,7 +15,7 @@ from typing import Any
 from fsspec.core import url_to_fs
 
 from ..errors import BatchscoreError, InputError, UsageError
-from ..jobs.api import cancel_job, get_job, submit_job
+from ..jobs.control import cancel_job, get_job, submit_job
 from ..jobs.runner import ProgressCallback, execute
 from ..state import runs
 from ..state.runs import Run

@@ -8,10 +8,10 @@ import logging
 import threading
 import time
 
-from ..jobs.api import get_job
+from ..jobs.control import get_job
 from ..pipelines import execute_run
 from ..state import runs
-from ..state.records import runner_name
+from ..state.jobs import runner_name
 from ..workspace import Workspace
 
 __all__ = ["RunSlots"]

@@ -44,7 +44,7 @@ from ..jobs.spec import JobSpec, spec_from_mapping
 from ..pipelines import Plan, data_url, resolve_data_path, submit_and_attach
 from ..redact import Locations, public_text
 from ..state import runs
-from ..state.records import Job
+from ..state.jobs import Job
 from ..workspace import Workspace
 
 __all__ = [

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import jobs as job_api
-from ..jobs.api import items_in_progress
+from ..jobs.control import items_in_progress
 from ..redact import hide_environment, public_text, public_value
 from ..workspace import Workspace
 from .submit import store_locations

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from ..errors import RunNotFoundError, SpecError
 from ..redact import hide_password
-from .records import runner_name
+from .jobs import runner_name
 from .tables import pipeline_runs
 
 __all__ = [

@@ -19,11 +19,11 @@ from .errors import (
     StreamNotFoundError,
     StreamUnavailableError,
 )
-from .events import Event, parse_event, validate_events
+from .events import Reading, parse_event, validate_events
 from .ingest import Sent, read_event_file, send_events
 from .landing import partition_of, window_file
 from .pool import ConsumerPool
-from .records import (
+from .streams import (
     Stream,
     create_stream,
     default_redis_url,
@@ -39,9 +39,9 @@ __all__ = [
     "AGGREGATES",
     "ConsumeStats",
     "ConsumerPool",
-    "Event",
     "EventBatchError",
     "EventProblem",
+    "Reading",
     "Sent",
     "Stream",
     "StreamBusyError",

@@ -31,10 +31,9 @@ from ..crash import crash_point
 from ..redact import hide_userinfo as safe_url
 from ..workspace import Workspace
 from .errors import StreamUnavailableError
-from .events import Event, parse_event
+from .events import Reading, parse_event
 from .landing import Lander, PartitionHook
 from .lease import LEASE_SECONDS, Lease
-from .records import PARTITIONS, Stream, get_stream, redis_url_of
 from .redis_source import (
     DeadLetter,
     Entry,
@@ -47,6 +46,7 @@ from .redis_source import (
     read_own_pending,
     trim_acknowledged,
 )
+from .streams import PARTITIONS, Stream, get_stream, redis_url_of
 from .windows import TumblingWindows
 
 __all__ = ["TRIM_EVERY_S", "ConsumeStats", "StreamConsumer", "consume", "endpoint_hook"]
@@ -122,7 +122,7 @@ class StreamConsumer:
         self.start_endpoint_jobs = start_endpoint_jobs
         self.progress = progress
         self.stats = ConsumeStats()
-        self._late: list[tuple[str, Event, int]] = []
+        self._late: list[tuple[str, Reading, int]] = []
         self._rejected: list[tuple[str, dict[str, str], str]] = []
         self._ack_only: list[str] = []
         self._dead: list[DeadLetter] = []  # rejected entries landing now, as they came
@@ -251,7 +251,7 @@ class StreamConsumer:
                 self._reject(entry_id, raw, fields, undecodable)
                 continue
             result = parse_event(fields, max_future_s=max_future, now=now)
-            if isinstance(result, Event):
+            if isinstance(result, Reading):
                 if windows.add(entry_id, result) is None:
                     self._late.append((entry_id, result, windows.window_of(result.timestamp)))
             else:

@@ -26,7 +26,7 @@ from .errors import EventBatchError, EventProblem
 
 __all__ = [
     "FIELDS",
-    "Event",
+    "Reading",
     "format_time",
     "parse_event",
     "parse_time",
@@ -41,7 +41,7 @@ _PLAIN = (str, float, int)
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class Reading:
     """One reading: ``timestamp`` in UNIX seconds (UTC)."""
 
     device: str
@@ -128,7 +128,7 @@ def _fields(raw: Mapping[Any, Any]) -> dict[str, Any]:
 
 
 def parse_event(raw: Any, index: int = 0, *, max_future_s: float | None = None,
-                now: float | None = None) -> Event | list[EventProblem]:
+                now: float | None = None) -> Reading | list[EventProblem]:
     """The event in ``raw``, or the list of what is wrong with it (``index`` names it)."""
     fast = _canonical(raw, max_future_s, now)
     if fast is not None:
@@ -161,11 +161,11 @@ def parse_event(raw: Any, index: int = 0, *, max_future_s: float | None = None,
                 f"{max_future_s:g}s in the future (the stream's max_future)"))
     if problems:
         return problems
-    return Event(parsed["device"], parsed["sensor"], parsed["timestamp"], parsed["value"])
+    return Reading(parsed["device"], parsed["sensor"], parsed["timestamp"], parsed["value"])
 
 
-def _canonical(raw: Any, max_future_s: float | None, now: float | None) -> Event | None:
-    """The event of a canonical entry (what :meth:`Event.to_fields` writes), quickly; None
+def _canonical(raw: Any, max_future_s: float | None, now: float | None) -> Reading | None:
+    """The event of a canonical entry (what :meth:`Reading.to_fields` writes), quickly; None
     for anything else, which the full path then parses or explains."""
     if type(raw) is not dict or raw.keys() != _CANONICAL:
         return None
@@ -185,21 +185,21 @@ def _canonical(raw: Any, max_future_s: float | None, now: float | None) -> Event
     limit = None if max_future_s is None else (time.time() if now is None else now) + max_future_s
     if limit is not None and timestamp > limit:
         return None
-    return Event(device, sensor, timestamp, value)
+    return Reading(device, sensor, timestamp, value)
 
 
 def validate_events(raws: Iterable[Any], *, source: str = "batch",
                     max_future_s: float | None = None, now: float | None = None,
-                    first_index: int = 0) -> list[Event]:
+                    first_index: int = 0) -> list[Reading]:
     """Every event of ``raws``; raises :class:`EventBatchError` naming every bad one."""
     now = time.time() if now is None else now
-    events: list[Event] = []
+    events: list[Reading] = []
     problems: list[EventProblem] = []
     total = 0
     for i, raw in enumerate(raws, start=first_index):
         total += 1
         result = parse_event(raw, i, max_future_s=max_future_s, now=now)
-        if isinstance(result, Event):
+        if isinstance(result, Reading):
             events.append(result)
         else:
             problems.extend(result)

@@ -22,8 +22,8 @@ from ..redact import hide_userinfo as safe_url
 from ..workspace import Workspace
 from .errors import StreamUnavailableError
 from .events import validate_events
-from .records import get_stream, redis_url_of
 from .redis_source import connect_redis, publish
+from .streams import get_stream, redis_url_of
 
 __all__ = ["MAX_BATCH", "Sent", "read_event_file", "send_events"]
 

@@ -38,9 +38,10 @@ from sqlalchemy.exc import IntegrityError
 from ..crash import crash_point
 from ..state.tables import stream_landings, stream_partitions
 from ..workspace import Workspace
-from .events import Event
+from .events import Reading
 from .lease import Lease
-from .records import (
+from .redis_source import entry_key
+from .streams import (
     PARTITIONS,
     Intent,
     Stream,
@@ -49,7 +50,6 @@ from .records import (
     record_intents,
     record_partition_closed,
 )
-from .redis_source import entry_key
 from .windows import Window, aggregate
 
 __all__ = [
@@ -191,7 +191,7 @@ class Lander:
 
     # --- one landing step ----------------------------------------------------------------
 
-    def land(self, windows: list[Window], late: list[tuple[str, Event, int]],
+    def land(self, windows: list[Window], late: list[tuple[str, Reading, int]],
              rejected: list[tuple[str, dict[str, str], str]], *, watermark: float | None,
              max_event_time: float | None) -> Landed:
         """Land ``windows``, ``late`` events (entry id, event, window start) and ``rejected``
@@ -238,8 +238,8 @@ class Lander:
                      raw_path=f"{self.prefix}/raw/{part}/{name}", raw=window.raw(),
                      window_start=float(window.start), partition=part, partition_end=end)
 
-    def _late_files(self, late: list[tuple[str, Event, int]]) -> list[_File]:
-        by_part: dict[tuple[str, float], list[tuple[str, Event, int]]] = {}
+    def _late_files(self, late: list[tuple[str, Reading, int]]) -> list[_File]:
+        by_part: dict[tuple[str, float], list[tuple[str, Reading, int]]] = {}
         for item in late:
             by_part.setdefault(partition_of(item[2], self.stream.partition_by), []).append(item)
         files = []

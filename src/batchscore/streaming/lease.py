@@ -14,11 +14,11 @@ import uuid
 
 from sqlalchemy import Connection, select
 
-from ..state.records import _dead_here, runner_name
+from ..state.jobs import _dead_here, runner_name
 from ..state.tables import streams
 from ..workspace import Workspace
 from .errors import StreamBusyError, StreamNotFoundError, StreamUnavailableError
-from .records import release_lease, renew_lease, take_lease
+from .streams import release_lease, renew_lease, take_lease
 
 __all__ = ["LEASE_SECONDS", "Lease"]
 

@@ -18,7 +18,7 @@ from typing import Any
 from ..workspace import Workspace
 from .consumer import ConsumeStats, StreamConsumer
 from .errors import StreamBusyError, StreamNotFoundError
-from .records import default_redis_url, list_streams
+from .streams import default_redis_url, list_streams
 
 __all__ = ["ConsumerPool"]
 

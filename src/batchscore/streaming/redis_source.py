@@ -29,7 +29,7 @@ import redis
 from ..errors import SpecError
 from ..redact import hide_userinfo as safe_url
 from .errors import StreamUnavailableError
-from .events import Event
+from .events import Reading
 
 __all__ = [
     "DEAD_LETTER_MAXLEN",
@@ -104,7 +104,7 @@ def destroy(client: redis.Redis, key: str, *, purge: bool = False) -> None:
         client.delete(key, dead_letter_key(key))
 
 
-def publish(client: redis.Redis, key: str, events: Sequence[Event]) -> list[str]:
+def publish(client: redis.Redis, key: str, events: Sequence[Reading]) -> list[str]:
     """Append ``events`` to ``key`` in one MULTI/EXEC transaction (all or none); their ids."""
     if not events:
         return []

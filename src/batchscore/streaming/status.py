@@ -9,8 +9,8 @@ import redis
 from ..errors import SpecError
 from ..workspace import Workspace
 from .errors import StreamUnavailableError
-from .records import get_stream, list_partitions, redis_url_of
 from .redis_source import GROUP, connect_redis
+from .streams import get_stream, list_partitions, redis_url_of
 
 __all__ = ["stream_status"]
 

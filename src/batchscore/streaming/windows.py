@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..errors import SpecError
-from .events import Event
+from .events import Reading
 
 __all__ = ["AGGREGATES", "TumblingWindows", "Window", "aggregate", "check_aggregates"]
 
@@ -49,7 +49,7 @@ class Window:
     timestamps: list[float] = field(default_factory=list)
     values: list[float] = field(default_factory=list)
 
-    def add(self, entry_id: str, event: Event) -> None:
+    def add(self, entry_id: str, event: Reading) -> None:
         self.entry_ids.append(entry_id)
         self.devices.append(event.device)
         self.sensors.append(event.sensor)
@@ -114,7 +114,7 @@ class TumblingWindows:
         mark = self.watermark
         return mark is not None and start + self.length <= mark
 
-    def add(self, entry_id: str, event: Event) -> Window | None:
+    def add(self, entry_id: str, event: Reading) -> Window | None:
         """Put ``event`` into its window and return the window, or None when that window has
         closed already (the event is late: keep it aside). Then advance the watermark."""
         start = self.window_of(event.timestamp)

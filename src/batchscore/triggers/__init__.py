@@ -2,7 +2,7 @@
 
 from .blob_ledger import ledger
 from .blobs import Blob, list_blobs
-from .records import (
+from .definitions import (
     Trigger,
     TriggerNotFoundError,
     create_trigger,

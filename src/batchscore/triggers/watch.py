@@ -26,7 +26,7 @@ from ..state.runs import Run, create_run
 from ..workspace import Workspace
 from . import blob_ledger as ledgers
 from .blobs import Blob, list_blobs
-from .records import Trigger, list_triggers, move_cursor
+from .definitions import Trigger, list_triggers, move_cursor
 
 __all__ = ["TriggerLoop", "scan_storage", "tick_schedule"]
 

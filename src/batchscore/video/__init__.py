@@ -14,8 +14,8 @@ a chunk on a worker, and joins the chunks with the original audio::
 """
 
 from batchscore.video.encoding import EncoderSettings
+from batchscore.video.inprocess import stylize_video
 from batchscore.video.join import join_chunks
-from batchscore.video.pipeline import stylize_video
 from batchscore.video.probe import AudioStreamInfo, VideoInfo, probe
 from batchscore.video.render import render_segment
 from batchscore.video.segments import Segment, plan_segments

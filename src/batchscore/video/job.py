@@ -21,7 +21,7 @@ from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import InputError, JobStateError, OutputExistsError, SpecError
-from ..jobs.api import run_job
+from ..jobs.control import run_job
 from ..jobs.kinds import (
     CommitContext,
     JobKind,
@@ -40,7 +40,7 @@ from ..models.onnx_image import load_model_card
 from ..models.runtime import RuntimeOptions
 from ..models.spec import model_from_spec
 from ..paths import attempt_name, frames_file, job_logs, part_path
-from ..state.records import Job
+from ..state.jobs import Job
 from ..storage import Store, expand_inputs, local_copy, to_url
 from ..workspace import Workspace
 from .encoding import EncoderSettings

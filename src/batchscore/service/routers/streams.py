@@ -23,8 +23,8 @@ from ...streaming import (
     send_events,
 )
 from ...streaming.ingest import MAX_BATCH
-from ...streaming.records import DEFAULT_AGGREGATES
 from ...streaming.status import stream_status
+from ...streaming.streams import DEFAULT_AGGREGATES
 from ..context import consumer_status, service_of, ws_of
 from ..deps import Admin, Operator, Viewer
 from ..schemas import (

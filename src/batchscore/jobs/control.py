@@ -12,7 +12,7 @@ from typing import Any
 from .. import paths
 from ..crash import crash_point
 from ..errors import JobFailedError, JobNotFoundError, JobStateError, SpecError
-from ..state import records as db
+from ..state import jobs as db
 from ..storage import to_url
 from ..workspace import Workspace
 from .executors import EXECUTORS
