@@ -16,7 +16,7 @@ from batchscore.jobs import list_minibatches, run_job, spec_from_mapping, submit
 from batchscore.jobs import runner as runner_module
 from batchscore.jobs.runner import execute
 from batchscore.paths import PARTS_PER_FOLDER, part_path
-from batchscore.state import records as db
+from batchscore.state import jobs as db
 from batchscore.state.tables import job_inputs, jobs
 from batchscore.workspace import Workspace
 

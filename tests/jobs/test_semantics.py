@@ -329,7 +329,7 @@ def test_shutdown_is_called_in_each_worker(ws, executor, script, files, marks, t
 def test_commit_failure_leaves_the_job_resumable(
     ws, executor, script, files, tmp_path, monkeypatch
 ):
-    from batchscore.jobs import api, get_job, resume_job
+    from batchscore.jobs import control, get_job, resume_job
 
     def broken_commit(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
@@ -337,7 +337,7 @@ def test_commit_failure_leaves_the_job_resumable(
     monkeypatch.setattr("batchscore.jobs.script.commit_output", broken_commit)
     with pytest.raises(OSError, match="disk full"):
         run(ws, script("def run(mb):\n    return mb\n"), files(3), tmp_path / "out")
-    job = api.list_jobs(ws)[0]
+    job = control.list_jobs(ws)[0]
     assert get_job(ws, job.id).display_state == "interrupted"
     monkeypatch.undo()
     done = resume_job(ws, job.id)

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 from batchscore.errors import WorkspaceError
 from batchscore.jobs import run_job, spec_from_mapping, submit_job
 from batchscore.state import SCHEMA_HEAD, connect, create_database
-from batchscore.state import records as db
+from batchscore.state import jobs as db
 from batchscore.workspace import init_workspace
 
 
