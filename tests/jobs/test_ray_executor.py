@@ -151,11 +151,11 @@ def test_resource_request_no_node_can_hold_fails_clearly(ray_ws, script, files, 
     spec = spec_from_mapping({"scoring_script": str(script("def run(mb):\n    return mb\n")),
                               "resources": {"instance_count": 1, "num_gpus": 1,
                                             "num_cpus": 2}})
-    started = time.monotonic()
+    # the placement wait ends by itself (the message says how long it waited), not by a
+    # timeout of the test's: a hang would stop the test at pytest's own timeout
     with pytest.raises(SpecError, match=r"no Ray node can hold one worker with num_cpus=2, "
                        r"num_gpus=1 \(waited 1s\); the cluster's nodes have: .*CPU=4"):
         run_job(ray_ws, spec, [str(files(2))], str(tmp_path / "out"))
-    assert time.monotonic() - started < 30
 
 
 @pytest.mark.ray
@@ -205,11 +205,10 @@ def test_unknown_executor_is_refused(ws, script, files, tmp_path):
 
 
 def test_cluster_address_that_does_not_answer_fails_fast(ws, script, files, tmp_path):
-    """Through the CLI: a clear message, exit code 2, within a bounded time."""
+    """Through the CLI: a clear message and exit code 2, without waiting out Ray's retries."""
     pytest.importorskip("ray", reason="Ray is not installed; pip install -e '.[ray]'")
     port = free_port()
     env = {**os.environ, "BATCHSCORE_WORKSPACE": str(ws.settings.root)}
-    started = time.monotonic()
     proc = subprocess.run(
         [sys.executable, "-m", "batchscore", "job", "run", "--scoring-script",
          str(script("def run(mb):\n    return mb\n")), "-i", str(files(2)), "-o",
@@ -217,9 +216,9 @@ def test_cluster_address_that_does_not_answer_fails_fast(ws, script, files, tmp_
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2, proc.stderr
-    assert time.monotonic() - started < 60
     message = " ".join(proc.stderr.split())
     assert f"the Ray cluster at 'ray://127.0.0.1:{port}' does not answer" in message
+    # fast: a TCP probe found nothing listening, before Ray's client retried for minutes
     assert f"a TCP connection to 127.0.0.1:{port} failed" in message
 
 

@@ -21,13 +21,20 @@ from batchscore.mlops.release import SAMPLE_ROWS
 PROJECT = Path(__file__).resolve().parents[2] / "examples" / "diabetes"
 
 
-@pytest.fixture(scope="module")
-def recipe(mws, tmp_path_factory):  # type: ignore[no-untyped-def]
-    with pytest.MonkeyPatch.context() as mp:  # mlflow.set_tracking_uri exports the variable
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        train_evaluate_register(mws, PROJECT, overrides={"train.alpha": "1"})
-        promote(mws, "diabetes")
-    return tmp_path_factory.mktemp("recipe") / "image"
+@pytest.fixture
+def recipe(mws, tmp_path):  # type: ignore[no-untyped-def]
+    """Where the recipe goes (not written yet); diabetes/1 is in production."""
+    train_evaluate_register(mws, PROJECT, overrides={"train.alpha": "1"})
+    promote(mws, "diabetes")
+    return tmp_path / "recipe" / "image"
+
+
+@pytest.fixture
+def written(cli, recipe):  # type: ignore[no-untyped-def]
+    """The recipe of diabetes@production, written by the command."""
+    result = cli("model", "dockerfile", "diabetes@production", "--out", str(recipe))
+    assert result.exit_code == 0, result.output
+    return recipe
 
 
 def free_port() -> int:
@@ -64,7 +71,7 @@ def test_the_recipe_holds_dockerfile_requirements_model_and_readme(cli, recipe):
             "batchscore-diabetes:1") in readme
 
 
-def test_the_model_folder_serves_on_its_own(recipe, tmp_path):
+def test_the_model_folder_serves_on_its_own(written, tmp_path):
     """`batchscore model serve --model-dir`, as the image's entrypoint runs it, with no
     workspace and no registry in reach."""
     port = free_port()
@@ -72,7 +79,7 @@ def test_the_model_folder_serves_on_its_own(recipe, tmp_path):
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'empty.db'}"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "batchscore", "model", "serve", "--model-dir",
-         str(recipe / "model"), "--port", str(port)], cwd=tmp_path, env=env,
+         str(written / "model"), "--port", str(port)], cwd=tmp_path, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -101,7 +108,8 @@ def test_the_model_folder_serves_on_its_own(recipe, tmp_path):
     assert not (tmp_path / "no-workspace").exists()  # nothing was logged anywhere
 
 
-def test_bad_input(cli, recipe, tmp_path):
+def test_bad_input(cli, written, tmp_path):
+    recipe = written
     result = cli("model", "dockerfile", "diabetes@production", "--out", str(recipe))
     assert result.exit_code == 2
     assert f"--out {recipe} is not empty; choose an empty folder or pass --force" in (

@@ -1,7 +1,7 @@
-"""train-evaluate-register on examples/diabetes, and the registry commands, in one registry.
+"""train-evaluate-register on examples/diabetes, and the registry commands.
 
-The tests run in order and share the module's workspace: a first model, its promotion, a
-better candidate, a worse one, rollback."""
+Each test has a registry of its own and builds the history it starts from: a first model, its
+promotion, a better candidate, a worse one, rollback."""
 
 from __future__ import annotations
 
@@ -29,6 +29,32 @@ def assert_error(result, *fragments: str) -> str:  # type: ignore[no-untyped-def
         assert fragment in result.stderr, result.stderr
     assert "Traceback" not in result.output
     return result.stderr
+
+
+def train(cli, alpha: str):  # type: ignore[no-untyped-def]
+    result = cli(*RUN, "--param", f"train.alpha={alpha}")
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def promote(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("model", "promote", "diabetes")
+    assert result.exit_code == 0, result.output
+
+
+def first_in_production(cli) -> None:  # type: ignore[no-untyped-def]
+    """diabetes/1 (alpha 100) in production and staging."""
+    train(cli, "100")
+    promote(cli)
+
+
+def three_versions(cli) -> None:  # type: ignore[no-untyped-def]
+    """diabetes/1 (alpha 100), diabetes/2 (alpha 1) in production and staging after 1,
+    diabetes/3 (alpha 10) not promoted."""
+    first_in_production(cli)
+    train(cli, "1")
+    promote(cli)
+    train(cli, "10")
 
 
 def test_registry_is_a_file_of_its_own_in_the_workspace(mws):
@@ -63,6 +89,7 @@ def test_first_model_becomes_the_candidate(mws, cli):
 
 
 def test_promote_moves_production_to_the_staging_version(cli):
+    train(cli, "100")
     result = cli("model", "promote", "diabetes")
     assert result.exit_code == 0, result.output
     assert result.stdout == "diabetes/1 is production\n"
@@ -73,6 +100,7 @@ def test_promote_moves_production_to_the_staging_version(cli):
 
 
 def test_a_better_candidate_moves_staging(mws, cli):
+    first_in_production(cli)
     result = cli(*RUN, "--param", "train.alpha=1")
     assert result.exit_code == 0, result.output
     assert ("rmse 53.4338 beats production's 54.7045 by more than the margin of 1.0% "
@@ -83,6 +111,8 @@ def test_a_better_candidate_moves_staging(mws, cli):
 
 
 def test_a_candidate_within_the_margin_is_not_promoted_and_says_why(mws, cli):
+    first_in_production(cli)
+    train(cli, "1")
     assert cli("model", "promote", "diabetes").exit_code == 0  # production = 2
     result = cli(*RUN, "--param", "train.alpha=10")
     assert result.exit_code == 0, result.output
@@ -96,6 +126,7 @@ def test_a_candidate_within_the_margin_is_not_promoted_and_says_why(mws, cli):
 
 
 def test_list_shows_every_version(mws, cli):
+    three_versions(cli)
     result = cli("model", "list")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
@@ -108,6 +139,7 @@ def test_list_shows_every_version(mws, cli):
 
 
 def test_rollback_restores_the_previous_production_version(mws, cli):
+    three_versions(cli)
     result = cli("model", "rollback", "diabetes")
     assert result.exit_code == 0, result.output
     assert result.stdout == "diabetes/1 is production again\n"
@@ -118,6 +150,7 @@ def test_rollback_restores_the_previous_production_version(mws, cli):
 
 
 def test_failing_data_tests_stop_the_run_and_name_the_columns(mws, cli, tmp_path):
+    three_versions(cli)
     from sklearn.datasets import load_diabetes
 
     frame = load_diabetes(as_frame=True, scaled=False).frame
@@ -159,6 +192,7 @@ def test_bad_projects_and_params_are_refused(cli, tmp_path):
 
 
 def test_unknown_models_versions_and_aliases_are_named(cli):
+    three_versions(cli)
     assert_error(cli("model", "show", "nope"),
                  "no registered model named 'nope'; models are diabetes")
     assert_error(cli("model", "show", "diabetes/9"),
@@ -180,6 +214,7 @@ def test_data_hash_ignores_the_index():
 def test_the_production_version_serves_online(mws, cli):
     import warnings
 
+    first_in_production(cli)
     from batchscore.serving import create_app, load_served_model
 
     with warnings.catch_warnings():

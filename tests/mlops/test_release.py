@@ -1,7 +1,7 @@
 """Deployments and the release pipeline, with real processes on 127.0.0.1.
 
-The tests run in order and share the module's workspace: version 1 in production and
-deployed, version 2 released under load (a swap that loses nothing), broken versions whose
+Each test has a workspace of its own and builds what it starts from: version 1 in production
+and deployed, version 2 released under load (a swap that loses nothing), broken versions whose
 release fails, a rollback, bad input, and stopping the deployment."""
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from batchscore.serving.supervisor import (
     DeploymentError,
     get_deployment,
     list_deployments,
+    start_deployment,
     stop_deployment,
     swap_deployment,
 )
@@ -77,21 +78,33 @@ def assert_error(result, code: int, *fragments: str) -> str:  # type: ignore[no-
     return result.stderr
 
 
-@pytest.fixture(scope="module", autouse=True)
+@pytest.fixture(autouse=True)
 def _stop_every_deployment(mws) -> Iterator[None]:  # type: ignore[no-untyped-def]
     yield
     for d in list_deployments(mws):
         stop_deployment(mws, d.name, d.env)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def prod(mws):  # type: ignore[no-untyped-def]
-    """diabetes/1 in production, deployed by the CLI on a free port."""
-    with pytest.MonkeyPatch.context() as mp:  # mlflow.set_tracking_uri exports the variable
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        train_evaluate_register(mws, PROJECT, overrides={"train.alpha": "100"})
-        promote(mws, "diabetes")
+    """diabetes/1 (alpha 100) in production, not deployed; a free port to deploy it on."""
+    train_evaluate_register(mws, PROJECT, overrides={"train.alpha": "100"})
+    promote(mws, "diabetes")
     return free_port()
+
+
+@pytest.fixture
+def deployed(mws, prod):  # type: ignore[no-untyped-def]
+    """diabetes/1 in production and deployed; the deployment's port."""
+    return start_deployment(mws, "diabetes", 1, port=0, log_requests=False).port
+
+
+@pytest.fixture
+def second(mws, prod):  # type: ignore[no-untyped-def]
+    """diabetes/2 (alpha 1) released: production after version 1, and deployed; its port."""
+    assert train_evaluate_register(mws, PROJECT, overrides={"train.alpha": "1"}).version == 2
+    promote(mws, "diabetes")
+    return start_deployment(mws, "diabetes", 2, port=0, log_requests=False).port
 
 
 def test_deploy_serves_the_production_version(mws, cli, prod):
@@ -111,7 +124,8 @@ def test_deploy_serves_the_production_version(mws, cli, prod):
     assert state.stat().st_mode & 0o777 == 0o600  # it holds the control channel's key
 
 
-def test_deploy_refuses_bad_input(mws, cli, prod):
+def test_deploy_refuses_bad_input(mws, cli, deployed):
+    prod = deployed
     assert_error(cli("model", "deploy", "diabetes", "--port", "0"), 2,
                  "model 'diabetes' already has a running production deployment: version 1 "
                  f"at http://127.0.0.1:{prod}")
@@ -130,7 +144,8 @@ def test_deploy_refuses_bad_input(mws, cli, prod):
     assert get_deployment(mws, "other") is None
 
 
-def test_release_swaps_production_under_load_without_losing_a_request(mws, cli, prod):
+def test_release_swaps_production_under_load_without_losing_a_request(mws, cli, deployed):
+    prod = deployed
     outcome = train_evaluate_register(mws, PROJECT, overrides={"train.alpha": "1"})
     assert outcome.promoted and outcome.version == 2
     url = f"http://127.0.0.1:{prod}"
@@ -193,7 +208,8 @@ def nan_model() -> Ridge:
     (lambda: Ridge().fit(FRAME[["age", "bmi", "bp"]], FRAME["target"]), ["age", "bmi", "bp"],
      "check 'sample rows' failed: POST /invocations answered 400: "),
 ], ids=["nan-predictions", "other-columns"])
-def test_a_failing_smoke_test_leaves_production_untouched(mws, cli, prod, make, columns, check):
+def test_a_failing_smoke_test_leaves_production_untouched(mws, cli, second, make, columns, check):
+    prod = second
     before = get_deployment(mws, "diabetes")
     assert before is not None and before.version == 2
     version = register(mws, "diabetes", make(), columns, "staging")
@@ -208,7 +224,8 @@ def test_a_failing_smoke_test_leaves_production_untouched(mws, cli, prod, make, 
     assert get_deployment(mws, "diabetes", "staging") is None
 
 
-def test_a_version_that_cannot_start_is_not_swapped_in(mws, prod):
+def test_a_version_that_cannot_start_is_not_swapped_in(mws, second):
+    prod = second
     before = get_deployment(mws, "diabetes")
     bare = register(mws, "diabetes", Ridge().fit(FRAME[FEATURES], FRAME["target"]), FEATURES,
                     signature=False)
@@ -221,7 +238,8 @@ def test_a_version_that_cannot_start_is_not_swapped_in(mws, prod):
     assert httpx.get(f"http://127.0.0.1:{prod}/version").json()["version"] == "2"
 
 
-def test_rollback_swaps_the_deployment_back(mws, cli, prod):
+def test_rollback_swaps_the_deployment_back(mws, cli, second):
+    prod = second
     result = cli("model", "rollback", "diabetes")
     assert result.exit_code == 0, result.output
     url = f"http://127.0.0.1:{prod}"
@@ -234,7 +252,9 @@ def test_rollback_swaps_the_deployment_back(mws, cli, prod):
     assert httpx.get(f"{url}/version").json()["version"] == "1"
 
 
-def test_release_refuses_bad_input(mws, cli, tmp_path):
+def test_release_refuses_bad_input(mws, cli, prod, tmp_path):
+    register(mws, "other", Ridge().fit(FRAME[FEATURES], FRAME["target"]), FEATURES,
+             "production")
     assert_error(cli("model", "release", "nope"), 2, "no registered model named 'nope'")
     assert_error(cli("model", "release", "other"), 2,
                  "model 'other' has no version with alias 'staging'")
@@ -250,7 +270,8 @@ def test_release_refuses_bad_input(mws, cli, tmp_path):
                  "environment 'qa' is not one of production, staging")
 
 
-def test_undeploy_stops_the_deployment(mws, cli, prod):
+def test_undeploy_stops_the_deployment(mws, cli, deployed):
+    prod = deployed
     d = get_deployment(mws, "diabetes")
     assert d is not None
     result = cli("model", "undeploy", "diabetes")

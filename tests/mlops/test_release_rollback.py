@@ -8,7 +8,7 @@ process's environment, has no such setting and passes. The release must swap the
 back to the version it served, without losing a request, and put the ``production`` alias
 and its history back exactly: none, when there was none.
 
-The tests run in order and share the module's workspace and deployment."""
+Each test has a workspace and a deployment of its own."""
 
 from __future__ import annotations
 
@@ -177,11 +177,11 @@ class Load:
             t.join(60)
 
 
-@pytest.fixture(scope="module")
-def deployed(mws, tmp_path_factory):  # type: ignore[no-untyped-def]
+@pytest.fixture
+def deployed(mws, tmp_path):  # type: ignore[no-untyped-def]
     """units/1 (plain) deployed as production with no production alias; units/2 (reads its
     units) holds staging. The deployment's environment sets an unknown unit."""
-    folder = tmp_path_factory.mktemp("units")
+    folder = tmp_path / "units"
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("MLFLOW_TRACKING_URI", raising=False)
         mp.delenv("SCORE_UNITS", raising=False)
@@ -223,9 +223,14 @@ def test_failed_production_smoke_test_without_a_previous_version(mws, deployed):
     assert get_deployment(mws, NAME, "staging") is None
 
 
+def promoted(ws) -> None:  # type: ignore[no-untyped-def]
+    """units/1, the version deployed, becomes production (the first ever promoted)."""
+    promote(ws, NAME, 1)
+    assert history(ws) == [1]
+
+
 def test_failed_production_smoke_test_swaps_back_under_load(mws, cli, deployed):
-    promote(mws, NAME, 1)
-    assert history(mws) == [1]
+    promoted(mws)
     before = get_deployment(mws, NAME)
     assert before is not None
     with Load(deployed.url) as load:
@@ -254,6 +259,7 @@ def test_failed_production_smoke_test_swaps_back_under_load(mws, cli, deployed):
 
 def test_a_version_production_cannot_load_is_not_swapped_in_and_the_alias_is_put_back(
         mws, deployed, tmp_path):
+    promoted(mws)
     version = register(mws, CHECKED_UNITS, tmp_path / "checked")
     before = get_deployment(mws, NAME)
     assert before is not None and before.version == 1
@@ -272,6 +278,7 @@ def test_a_version_production_cannot_load_is_not_swapped_in_and_the_alias_is_put
 
 
 def test_a_deployment_already_serving_the_version_is_left_as_it_was(mws, deployed):
+    promoted(mws)
     swapped = swap_deployment(mws, NAME, 2)  # deployed by hand, before any release
     with pytest.raises(SmokeTestError) as caught:
         release(mws, NAME, 2)

@@ -1,7 +1,7 @@
 """Retraining on the same data by the same code adds nothing; a candidate is compared with the
 champion: ``production``, else the ``staging`` version.
 
-The tests run in order and share the module's workspace (a registry of their own)."""
+Each test has a registry of its own and builds the versions it starts from."""
 
 from __future__ import annotations
 
@@ -20,12 +20,27 @@ PROJECT = Path(__file__).resolve().parents[2] / "examples" / "diabetes"
 RUN = ("pipeline", "run", "train-evaluate-register", "--project", str(PROJECT))
 
 
-@pytest.fixture(scope="module")
-def project_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the example outside git (code version ``unknown``) that a test may edit."""
-    target = tmp_path_factory.mktemp("proj") / "diabetes"
+@pytest.fixture
+def project_copy(tmp_path: Path) -> Path:
+    """A copy of the example outside git (code version ``unknown``) that the test may edit."""
+    target = tmp_path / "proj" / "diabetes"
     shutil.copytree(PROJECT, target, ignore=shutil.ignore_patterns("__pycache__"))
     return target
+
+
+def retrain(cli, *params: str) -> None:  # type: ignore[no-untyped-def]
+    result = cli(*RUN, *(p for param in params for p in ("--param", param)))
+    assert result.exit_code == 0, result.output
+
+
+def three_versions(cli) -> None:  # type: ignore[no-untyped-def]
+    """diabetes/1 (the project's params) in staging, diabetes/2 (alpha 100) in production,
+    diabetes/3 (alpha 10) in staging."""
+    retrain(cli)
+    retrain(cli, "train.alpha=100")
+    promote = cli("model", "promote", "diabetes", "--version", "2")
+    assert promote.exit_code == 0, promote.output
+    retrain(cli, "train.alpha=10")
 
 
 def test_running_twice_on_the_same_data_registers_one_version(mws, cli):
@@ -41,7 +56,8 @@ def test_running_twice_on_the_same_data_registers_one_version(mws, cli):
     assert get_version(mws, "diabetes@staging").version == 1
 
 
-def test_the_duplicate_run_is_a_succeeded_pipeline_run_saying_why(mws):
+def test_the_duplicate_run_is_a_succeeded_pipeline_run_saying_why(mws, cli):
+    retrain(cli)
     outcome = train_evaluate_register(mws, PROJECT)
     assert (outcome.registered, outcome.promoted, outcome.version) == (False, False, 1)
     assert outcome.reason == "not promoted: same data and code as version 1"
@@ -53,7 +69,8 @@ def test_the_duplicate_run_is_a_succeeded_pipeline_run_saying_why(mws):
     assert (run.state, run.reason) == ("succeeded", outcome.reason)
 
 
-def test_a_nightly_schedule_on_unchanged_data_adds_nothing(mws):
+def test_a_nightly_schedule_on_unchanged_data_adds_nothing(mws, cli):
+    retrain(cli)
     trigger = create_trigger(mws, "nightly", "train-evaluate-register",
                              params={"project": str(PROJECT)}, cron="0 3 * * *")
     for night in (1, 2):
@@ -67,6 +84,7 @@ def test_a_nightly_schedule_on_unchanged_data_adds_nothing(mws):
 
 
 def test_without_production_a_candidate_must_beat_staging(mws, cli):
+    retrain(cli)
     # a worse model (stronger regularisation) on the same data: other params, so not a twin
     worse = cli(*RUN, "--param", "train.alpha=100")
     assert worse.exit_code == 0, worse.output
@@ -85,6 +103,8 @@ def test_without_production_a_candidate_must_beat_staging(mws, cli):
 
 
 def test_with_production_the_candidate_is_compared_with_production(mws, cli):
+    retrain(cli)
+    retrain(cli, "train.alpha=100")
     # production: the weaker version 2; staging stays on the stronger version 1
     assert cli("model", "promote", "diabetes", "--version", "2").exit_code == 0
     middle = cli(*RUN, "--param", "train.alpha=10")
@@ -96,6 +116,7 @@ def test_with_production_the_candidate_is_compared_with_production(mws, cli):
 
 
 def test_other_data_or_edited_code_trains_a_new_candidate(mws, cli, project_copy, tmp_path):
+    three_versions(cli)
     import pandas as pd
 
     copy_run = ("pipeline", "run", "train-evaluate-register", "--project", str(project_copy))

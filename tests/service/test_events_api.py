@@ -4,7 +4,7 @@ migration on SQLite and PostgreSQL, refusals with clear messages."""
 
 from __future__ import annotations
 
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -167,16 +167,31 @@ def test_the_writer_writes_in_the_background_and_flushes_on_close(ws):
     writer.close()  # twice is fine
 
 
-def test_a_failing_database_drops_events_and_never_blocks_the_caller(tmp_path, caplog):
+def test_a_failing_database_drops_events_and_never_blocks_the_caller(tmp_path, caplog,
+                                                                    monkeypatch):
     url = f"sqlite:///{tmp_path / 'state.db'}"
     engine = create_database(url)
     with engine.begin() as conn:
         conn.execute(text("drop table events"))  # every write fails
+    inside, let_go = threading.Event(), threading.Event()
+
+    def held(engine: Engine, batch: list[Event]) -> list[Event]:  # the writer waits here
+        inside.set()
+        let_go.wait()
+        return record_events(engine, batch)
+
+    monkeypatch.setattr(batchscore.state.events, "record_events", held)
     writer = EventWriter(engine, attempts=2, retry_seconds=0.01, max_queue=3)
-    started = time.perf_counter()
-    accepted = [writer.put(ev(at=T0 + i)) for i in range(50)]
-    assert time.perf_counter() - started < 5  # a generous bound: put() only queues
-    assert accepted.count(False) >= 1  # a full queue refuses at once
+    assert writer.put(ev(at=T0))
+    assert inside.wait(60)  # the writer is held inside its first write
+    accepted: list[bool] = []
+    caller = threading.Thread(target=lambda: accepted.extend(
+        writer.put(ev(at=T0 + i)) for i in range(1, 50)))
+    caller.start()
+    caller.join(60)  # a safety net: put() only queues, it never waits for the writer
+    assert not caller.is_alive(), "put() waited for the database"
+    assert accepted == [True] * 3 + [False] * 46  # a full queue refuses at once
+    let_go.set()
     assert writer.flush(20)
     assert writer.written == 0 and writer.dropped == 50
     assert "no such table: events" in (writer.last_error or "")

@@ -9,6 +9,7 @@ a job that another runner (``job resume``) finishes without re-running finished 
 from __future__ import annotations
 
 import json
+import signal
 import tempfile
 import threading
 import time
@@ -27,7 +28,7 @@ from ..state import jobs as db
 from ..state.db import connected_engines
 from ..state.tables import jobs as jobs_table
 from ..workspace import Workspace
-from .executors import Completion, Outcome, make_executor
+from .executors import Completion, Executor, Outcome, make_executor
 from .kinds import CommitContext, JobKind, WorkerConfig, get_kind
 from .logs import JobLogs
 from .spec import JobSpec
@@ -102,6 +103,37 @@ class _Heartbeat(threading.Thread):
 
     def stop(self) -> None:
         self._halt.set()
+
+
+class _CtrlC:
+    """Ctrl-C while mini-batches run, taken as an event that the dispatch loop acts on at
+    its next round (at most its wait, 0.2 s, later): it stops the workers, whatever they are
+    doing, and raises KeyboardInterrupt from there. Python's own handler raises wherever the
+    main thread happens to be: inside a finalizer or a library's broad ``except`` the
+    interrupt is lost and the job runs on, and between two lock acquisitions in
+    ``concurrent.futures.wait`` it leaves a future's lock held, which the pool's threads then
+    wait for when it is stopped. A second Ctrl-C raises at once. Installed only on the main
+    thread over Python's default handler (a program that set its own keeps it)."""
+
+    def __init__(self) -> None:
+        self.pressed = threading.Event()
+        self._installed = False
+
+    def __enter__(self) -> _CtrlC:
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.pressed.is_set():
+            raise KeyboardInterrupt
+        self.pressed.set()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def execute(
@@ -281,35 +313,47 @@ class _Run:
         executor.start(cfg, self.spec.workers)
         timeout = self.spec.retry_settings.timeout
         try:
-            while self._has_pending or executor.in_flight:
-                started: list[int] = []
-                while executor.in_flight < executor.capacity:
-                    idx = self._next()
-                    if idx is None:
-                        break
-                    items, _, attempts = self.info[idx]
-                    executor.submit(idx, attempts + 1, items, timeout)
-                    self.running[idx] = attempts + 1
-                    started.append(idx)
-                completions = executor.wait(0.2)
-                # one transaction a round: what started, and what finished
-                self._record(completions, started)
-                if completions:
-                    crash_point("attempt-recorded")
-                self._report()
-                if beat.lost:
-                    executor.abort()
-                    return "lost"
-                if beat.cancel:
-                    executor.abort()
-                    return "canceled"
-                if self.fatal is not None or self._over_threshold():
-                    executor.abort()
-                    return "stopped"
+            with _CtrlC() as ctrl_c:
+                outcome = self._rounds(executor, beat, ctrl_c, timeout)
         except BaseException:
             executor.abort()
             raise
-        executor.close()
+        if outcome == "complete":
+            executor.close()  # out of _CtrlC: a Ctrl-C while workers shut down raises at once
+        return outcome
+
+    def _rounds(self, executor: Executor, beat: _Heartbeat, ctrl_c: _CtrlC,
+                timeout: float) -> str:
+        """Submit, wait, record, until every mini-batch has run or the run must stop."""
+        while self._has_pending or executor.in_flight:
+            started: list[int] = []
+            while executor.in_flight < executor.capacity:
+                idx = self._next()
+                if idx is None:
+                    break
+                items, _, attempts = self.info[idx]
+                executor.submit(idx, attempts + 1, items, timeout)
+                self.running[idx] = attempts + 1
+                started.append(idx)
+            completions = executor.wait(0.2)
+            # one transaction a round: what started, and what finished
+            self._record(completions, started)
+            if completions:
+                crash_point("attempt-recorded")
+            self._report()
+            if ctrl_c.pressed.is_set():
+                raise KeyboardInterrupt  # the caller stops the workers; what runs resumes
+            if beat.lost:
+                executor.abort()
+                return "lost"
+            if beat.cancel:
+                executor.abort()
+                return "canceled"
+            if self.fatal is not None or self._over_threshold():
+                executor.abort()
+                return "stopped"
+        if ctrl_c.pressed.is_set():
+            raise KeyboardInterrupt
         return "complete"
 
     def _record(self, completions: list[Completion], started: list[int] | None = None
