@@ -14,6 +14,7 @@ from . import (
     model,
     pipeline,
     serve,
+    tls,
     trigger,
     video,
     workspace,
@@ -34,6 +35,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+tls.register(app)  # --ca-file for --server https://...
 workspace.register(app)
 ci.register(app)
 job.app.command("create")(assets.job_create)

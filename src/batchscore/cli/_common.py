@@ -55,11 +55,14 @@ def call_server(server: str, token: str | None, method: str, path: str,
     """One call of the service's REST API (``/api/v1`` + ``path``); errors as UsageError."""
     import httpx
 
+    from ..tlsconfig import client_verify
+
     token = token or local_token(server)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
         response = httpx.request(method, f"{server.rstrip('/')}/api/v1{path}", json=body,
-                                 params=params, headers=headers, timeout=60)
+                                 params=params, headers=headers, timeout=60,
+                                 verify=client_verify())
     except httpx.HTTPError as exc:
         raise UsageError(f"cannot reach the service at {server}: {exc}") from None
     if response.status_code >= 400:
