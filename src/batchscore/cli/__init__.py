@@ -7,6 +7,7 @@ import typer
 from . import (
     assets,
     ci,
+    cluster,
     connection,
     deployment,
     endpoint,
@@ -51,6 +52,7 @@ app.add_typer(endpoint.app, name="endpoint")
 app.add_typer(connection.app, name="connection")
 app.add_typer(deployment.app, name="deployment")
 app.add_typer(stream_cli.app, name="stream")
+app.add_typer(cluster.app, name="cluster")
 
 
 def main() -> None:

@@ -124,6 +124,7 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     """The service for workspace ``ws``."""
     from . import (
         api,
+        cluster_api,
         connections_api,
         deployments_api,
         endpoints_api,
@@ -224,6 +225,7 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     app.include_router(events_api.router, prefix="/api/v1")
     app.include_router(connections_api.router, prefix="/api/v1")
     app.include_router(video_report_api.router, prefix="/api/v1")
+    app.include_router(cluster_api.router, prefix="/api/v1")
     app.mount("/dashboard", StaticFiles(directory=DASHBOARD, html=True), name="dashboard")
     app.add_middleware(Guard, service=service)
     return app
