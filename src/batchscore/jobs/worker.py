@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import telemetry
 from ..storage import Store
 from .spec import JobSpec
 
@@ -205,7 +206,8 @@ def run_task(idx: int, attempt: int, items: list[Any]) -> TaskResult:
     if "init_error" in _state:
         raise InitError(_state["init_error"])
     try:
-        return _state["scorer"].run(idx, attempt, items)  # type: ignore[no-any-return]
+        with telemetry.worker_span(_state["cfg"].job_id, idx, attempt, worker_name()):
+            return _state["scorer"].run(idx, attempt, items)  # type: ignore[no-any-return]
     except BaseException as exc:
         exc.batchscore_worker = worker_name()  # type: ignore[attr-defined]  # pickled along
         raise
@@ -258,6 +260,7 @@ def _shutdown() -> None:
         except Exception:
             traceback.print_exc()
     _sync_logs()
+    telemetry.flush()
 
 
 def _on_term(signum: int, frame: Any) -> None:

@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import text
 
+from .. import telemetry
 from ..connections import ConnectionExistsError, ConnectionNotFoundError
 from ..endpoints import EndpointExistsError, EndpointNotFoundError
 from ..errors import JobNotFoundError, JobStateError, OutputExistsError, UsageError
@@ -144,6 +145,8 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if config.auth == "auto":
             write_admin_token(ws)
+        if telemetry.setup("batchscore-service", ws.settings.otlp_endpoint):  # issue 19
+            telemetry.observe_metrics(lambda: render_metrics(ws, lambda: service.slots.busy))
         if config.background:
             service.slots.start()
             service.triggers.start()
