@@ -84,7 +84,7 @@ class _DropCounter(logging.Filter):
     """Counts the SDK's "Queue full, dropping" records; lets one warning through per 1000."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.getMessage().startswith("Queue full"):
+        if not record.getMessage().startswith(("Queue full", "Queue is full")):
             return True
         _dropped[0] += 1
         if _dropped[0] == 1 or _dropped[0] % 1000 == 0:
