@@ -16,6 +16,7 @@ from test_ray_executor import GATED, run_in_thread, wait_for_mark
 from typer.testing import CliRunner
 
 from batchscore.cli import app as cli
+from batchscore.config import write_settings
 from batchscore.jobs import job_logs, run_job, spec_from_mapping
 from batchscore.jobs.cluster import cluster_status
 from batchscore.service import ServiceConfig, create_app, create_token
@@ -93,10 +94,13 @@ def test_a_node_killed_mid_job_shows_as_lost_with_its_reruns(  # type: ignore[no
         assert answer.status_code == 200
         shown = {n["node_id"]: n["state"] for n in answer.json()["nodes"]}
         assert shown[node_id] == "lost"
-    printed = CliRunner().invoke(cli, ["cluster", "status", "-w", str(ray_ws.settings.root)],
-                                 env={"BATCHSCORE_WORKSPACE": ""})
-    # the CLI opens the workspace from disk (executor local there); the JSON view is the API's
+    write_settings(ray_ws.settings)  # the CLI opens the workspace from its file
+    printed = CliRunner().invoke(cli, ["cluster", "status", "-w", str(ray_ws.settings.root)])
     assert printed.exit_code == 0, printed.output
+    assert f"node {node_id[:12]} " in printed.output
+    line = next(x for x in printed.output.splitlines() if x.startswith(f"node {node_id[:12]}"))
+    assert " lost: " in line, printed.output  # (Ray forgets a dead node's resources)
+    assert f"re-run: job {job.id} mini-batch" in printed.output
 
 
 def test_the_local_executor_lists_a_running_jobs_worker_processes(  # type: ignore[no-untyped-def]
