@@ -56,9 +56,11 @@ def status(
     token: TokenOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """The executor in use; for Ray every node with its address, state (alive, dead, lost),
-    CPUs, GPUs, memory, batchscore's workers on it and the mini-batches run again because it
-    was lost; for the local executor the worker processes of the running jobs.
+    """Show the executor in use, its nodes or worker processes, and what runs on each.
+
+    For Ray: every node with its address, state (alive, dead, lost), CPUs, GPUs, memory,
+    batchscore's workers on it and the mini-batches run again because it was lost. For the
+    local executor: the worker processes of the running jobs.
 
     Example:
 
