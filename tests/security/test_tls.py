@@ -216,6 +216,7 @@ def _model_folder(tmp_path: Path) -> Path:
     out = tmp_path / "model"
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", ".*input example", UserWarning)
+        warnings.filterwarnings("ignore", ".*Add type hints", UserWarning)
         mlflow.pyfunc.save_model(str(out), python_model=str(code), pip_requirements=["pandas"],
                                  signature=infer_signature(pd.DataFrame({"a": [1.0], "b": [2.0]})))
     return out

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import telemetry
 from ..secrets import redact, redact_value
 from ..storage import Store
 
@@ -62,6 +63,7 @@ class JobLogs:
             self._append("timings.jsonl",
                          "".join(json.dumps(r, default=str) + "\n"
                                  for r in redact_value(records)))
+        telemetry.record_attempts(records)  # spans of the job's trace, when telemetry is on
 
     def overview(self, data: dict[str, Any], force: bool = False) -> None:
         now = time.time()

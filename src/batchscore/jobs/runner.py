@@ -394,8 +394,7 @@ class _Run:
             if started:
                 db.mark_running(conn, self.job.id, started)
             db.record_attempts(conn, self.job.id, records)
-        self.logs.timings(timings)
-        telemetry.record_attempts(timings)
+        self.logs.timings(timings)  # and, with telemetry on, the attempts' spans
 
     def _commit(self) -> None:
         parts = _Parts(self.ws, self.job.id)
