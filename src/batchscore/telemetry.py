@@ -330,7 +330,7 @@ def worker_span(job_id: str, idx: int, attempt: int, worker: str) -> Iterator[No
 # -- the service's metrics -------------------------------------------------------------------
 
 
-def observe_metrics(source: Callable[[], str]) -> bool:
+def observe_metrics(source: Callable[[], str | bytes]) -> bool:
     """Export the Prometheus text of ``source`` (the service's ``/metrics``) as OTLP gauges,
     read at each export; False when telemetry is off."""
     if _on.get("meter") is None or _on.get("pid") != os.getpid():
@@ -340,7 +340,9 @@ def observe_metrics(source: Callable[[], str]) -> bool:
 
     def families() -> dict[str, list[Any]]:
         found: dict[str, list[Any]] = {}
-        for family in text_string_to_metric_families(source()):
+        text = source()
+        for family in text_string_to_metric_families(
+                text.decode() if isinstance(text, bytes) else text):
             for sample in family.samples:
                 found.setdefault(sample.name, []).append(sample)
         return found

@@ -23,6 +23,7 @@ from batchscore.jobs import run_job, spec_from_mapping
 
 pb = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
 logs_pb = pytest.importorskip("opentelemetry.proto.collector.logs.v1.logs_service_pb2")
+metrics_pb = pytest.importorskip("opentelemetry.proto.collector.metrics.v1.metrics_service_pb2")
 
 
 def _value(v: Any) -> Any:
@@ -36,6 +37,7 @@ class Collector:
     def __init__(self, hold: threading.Event | None = None) -> None:
         self.spans: list[dict[str, Any]] = []
         self.logs: list[dict[str, Any]] = []
+        self.metrics: list[dict[str, Any]] = []
         self.requests: list[str] = []
         self.hold = hold
         self.lock = threading.Lock()
@@ -69,6 +71,17 @@ class Collector:
                      for ss in rs.scope_spans for span in ss.spans]
             with self.lock:
                 self.spans.extend(found)
+        elif path == "/v1/metrics":
+            request = metrics_pb.ExportMetricsServiceRequest()
+            request.ParseFromString(body)
+            found = [{"name": m.name, "service": self._resource(rm.resource),
+                      "points": [({a.key: _value(a.value) for a in p.attributes},
+                                  p.as_double if p.HasField("as_double") else p.as_int)
+                                 for p in m.gauge.data_points]}
+                     for rm in request.resource_metrics for sm in rm.scope_metrics
+                     for m in sm.metrics]
+            with self.lock:
+                self.metrics.extend(found)
         elif path == "/v1/logs":
             request = logs_pb.ExportLogsServiceRequest()
             request.ParseFromString(body)
@@ -175,6 +188,25 @@ def test_logs_are_exported(collector):  # type: ignore[no-untyped-def]
     record = next(r for r in collector.logs if r["body"] == "a record for the collector")
     assert record["severity"] == "WARN" or record["severity"] == "WARNING"
     assert record["service"]["service.name"] == "batchscore-service"
+
+
+def test_the_service_exports_its_metrics(ws, collector):  # type: ignore[no-untyped-def]
+    import warnings
+
+    from batchscore.service import ServiceConfig, create_app
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+    with TestClient(create_app(ws, ServiceConfig(background=False))):
+        telemetry.flush()  # the metric reader collects /metrics' values and sends them
+        _wait(lambda: any(m["name"] == "batchscore_run_slots_busy" for m in collector.metrics),
+              "the service's metrics")
+    names = {m["name"] for m in collector.metrics}
+    assert {"batchscore_jobs", "batchscore_minibatches", "batchscore_queue_depth"} <= names
+    slots = next(m for m in collector.metrics if m["name"] == "batchscore_run_slots_busy")
+    assert slots["points"] == [({}, 0.0)] and slots["service"]["service.name"] == (
+        "batchscore-service")
 
 
 def test_a_collector_that_holds_never_fails_a_job_and_drops_are_counted(  # type: ignore[no-untyped-def]
