@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[demo,test,postgres,smoothing,ray,service,azure,mlops,streaming,tabular]'
+	$(BIN)/python -m pip install -q -e '.[demo,test,postgres,smoothing,ray,service,azure,mlops,streaming,tabular,telemetry]'
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

@@ -23,8 +23,8 @@ DOC = SRC.parents[1] / "docs" / "architecture.md"
 # __main__ (the public facade and ``python -m batchscore``) sit above everything.
 LAYERS: dict[str, int] = {
     # 0: the foundation, which knows no job and no domain
-    "errors": 0, "redact": 0, "paths": 0, "config": 0, "jsonshape": 0, "crash": 0,
-    "secrets": 0, "storage": 0, "io": 0, "state": 0, "workspace": 0,
+    "errors": 0, "redact": 0, "paths": 0, "config": 0, "jsonshape": 0, "crash": 0, "tlsconfig": 0,
+    "secrets": 0, "storage": 0, "io": 0, "state": 0, "workspace": 0, "telemetry": 0,
     # 1: the engine
     "jobs": 1,
     # 2: what the domains share: the registry, the connections, the model runtimes, Azure ML formats

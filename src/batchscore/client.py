@@ -29,6 +29,7 @@ import httpx
 
 from .config import find_workspace
 from .errors import ServiceError, UsageError
+from .tlsconfig import client_verify
 
 __all__ = ["JSON", "Client", "local_token"]
 
@@ -75,7 +76,7 @@ class Client:
         self.timeout = timeout
         self.transfer_timeout = transfer_timeout
         self._http = httpx.Client(
-            base_url=self.base, transport=transport, timeout=timeout,
+            base_url=self.base, transport=transport, timeout=timeout, verify=client_verify(),
             headers={"Authorization": f"Bearer {token}"} if token else {})
 
     def close(self) -> None:
@@ -112,6 +113,10 @@ class Client:
         return response.content
 
     # --- jobs ------------------------------------------------------------------------------
+
+    def cluster(self) -> JSON:
+        """``GET /cluster``: the executor in use, its nodes or worker processes."""
+        return self.call("GET", "/cluster")
 
     def list_jobs(self, *, limit: int = 50, state: str | None = None) -> list[JSON]:
         return self.call("GET", "/jobs", params={"limit": limit,

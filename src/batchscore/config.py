@@ -40,6 +40,7 @@ _KNOWN = {
     "database": {"url"},
     "executor": {"kind", "max_workers", "ray_address"},
     "streams": {"redis_url"},
+    "telemetry": {"otlp_endpoint"},
 }
 
 
@@ -55,6 +56,7 @@ class Settings:
     max_workers: int | None = None
     ray_address: str | None = None
     redis_url: str | None = None  # the broker of streams (Redis Streams)
+    otlp_endpoint: str | None = None  # OpenTelemetry collector (batchscore.telemetry)
 
     def to_toml(self) -> dict[str, Any]:
         executor: dict[str, Any] = {"kind": self.executor}
@@ -70,6 +72,8 @@ class Settings:
         }
         if self.redis_url:
             out["streams"] = {"redis_url": self.redis_url}
+        if self.otlp_endpoint:
+            out["telemetry"] = {"otlp_endpoint": self.otlp_endpoint}
         return out
 
 
@@ -124,6 +128,7 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         max_workers=executor.get("max_workers"),
         ray_address=executor.get("ray_address"),
         redis_url=raw.get("streams", {}).get("redis_url"),
+        otlp_endpoint=raw.get("telemetry", {}).get("otlp_endpoint"),
     )
     return _apply_env(settings)
 

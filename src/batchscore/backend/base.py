@@ -93,6 +93,9 @@ class StylizeRequest:
 class Backend(Protocol):
     """Every operation of the CLI, here or through a service."""
 
+    # the machines
+    def cluster_status(self) -> JSON: ...
+
     # jobs
     def list_jobs(self, *, limit: int, state: str | None) -> list[JSON]: ...
     def get_job(self, job_id: str) -> JSON: ...

@@ -48,6 +48,11 @@ class LocalBackend:
 
     # --- jobs ------------------------------------------------------------------------------
 
+    def cluster_status(self) -> JSON:
+        from ..jobs.cluster import cluster_status
+
+        return cluster_status(self.ws)
+
     def list_jobs(self, *, limit: int, state: str | None) -> list[JSON]:
         return [j.public_dict() for j in jobs.list_jobs(self.ws, limit=limit, state=state)]
 

@@ -49,6 +49,9 @@ class RemoteBackend:
 
     # --- jobs ------------------------------------------------------------------------------
 
+    def cluster_status(self) -> JSON:
+        return self.client.cluster()
+
     def list_jobs(self, *, limit: int, state: str | None) -> list[JSON]:
         return self.client.list_jobs(limit=limit, state=state)
 

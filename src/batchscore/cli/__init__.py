@@ -7,6 +7,7 @@ import typer
 from . import (
     assets,
     ci,
+    cluster,
     connection,
     deployment,
     endpoint,
@@ -14,6 +15,7 @@ from . import (
     model,
     pipeline,
     serve,
+    tls,
     trigger,
     video,
     workspace,
@@ -34,6 +36,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+tls.register(app)  # --ca-file for --server https://...
 workspace.register(app)
 ci.register(app)
 job.app.command("create")(assets.job_create)
@@ -49,6 +52,7 @@ app.add_typer(endpoint.app, name="endpoint")
 app.add_typer(connection.app, name="connection")
 app.add_typer(deployment.app, name="deployment")
 app.add_typer(stream_cli.app, name="stream")
+app.add_typer(cluster.app, name="cluster")
 
 
 def main() -> None:

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ._common import WorkspaceOpt, console, errors, open_ws
+from ._common import WorkspaceOpt, console, err_console, errors, open_ws
+from .tls import SslCertOpt, SslKeyOpt
 
 __all__ = ["app"]
 
@@ -138,6 +139,8 @@ def deploy(
         "--no-log", help="Do not log requests to the data store.")] = False,
     timeout: Annotated[float, typer.Option(
         help="Seconds to wait for the model to be ready.")] = 120.0,
+    ssl_certfile: SslCertOpt = None,
+    ssl_keyfile: SslKeyOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Start a long-lived production endpoint for a model, in the background.
@@ -153,12 +156,14 @@ def deploy(
     """
     from ..mlops import get_version
     from ..serving.supervisor import start_deployment
+    from ..tlsconfig import server_tls
 
     with errors():
         ws = open_ws(workspace)
         v = get_version(ws, f"{name}/{version}" if version is not None else f"{name}@production")
         d = start_deployment(ws, v.name, v.version, host=host, port=port,
-                             log_requests=not no_log, timeout=timeout)
+                             log_requests=not no_log, timeout=timeout,
+                             tls=server_tls(ssl_certfile, ssl_keyfile))
         console.print(f"{d.name}/{d.version} serves on {d.url} (supervisor pid {d.pid}, "
                       f"log {d.log})")
 
@@ -282,6 +287,8 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     no_log: Annotated[bool, typer.Option(
         "--no-log", help="Do not log requests to the data store.")] = False,
+    ssl_certfile: SslCertOpt = None,
+    ssl_keyfile: SslKeyOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Serve a model over HTTP (MLflow scoring protocol and Open Inference Protocol v2).
@@ -306,8 +313,12 @@ def serve(
     from ..serving.app import model_detector
     from ..serving.folder import load_model_folder
     from ..state.events import EventWriter
+    from ..tlsconfig import clear_text_warning, server_tls
 
     with errors():
+        tls = server_tls(ssl_certfile, ssl_keyfile)
+        if (clear := clear_text_warning(host, tls)) is not None:
+            err_console.print(clear)
         if (ref is None) == (model_dir is None):
             raise UsageError("give either a model reference (NAME@ALIAS, NAME/VERSION) or "
                              "--model-dir, not both and not neither")
@@ -327,5 +338,7 @@ def serve(
         events = None if ws is None else EventWriter(ws.engine)  # anomaly events
         app_ = create_app(served, logger=logger, detector=model_detector(served, anomalies),
                           events=events)
-        console.print(f"serving {served.name}/{served.version} on http://{host}:{port}")
-        uvicorn.run(app_, host=host, port=port, log_level="info")
+        console.print(f"serving {served.name}/{served.version} on "
+                      f"{'https' if tls else 'http'}://{host}:{port}")
+        uvicorn.run(app_, host=host, port=port, log_level="info",
+                    **(tls.uvicorn_options() if tls else {}))

@@ -9,6 +9,7 @@ import typer
 
 from ..errors import UsageError
 from ._common import WorkspaceOpt, console, err_console, errors, open_ws
+from .tls import SslCertOpt, SslKeyOpt
 
 __all__ = ["register", "token_app"]
 
@@ -41,6 +42,8 @@ def serve(
         "--insecure-no-auth-on-network",
         help="Allow --auth off on an address other machines reach: anyone who can connect "
         "is then an admin and can run code on this machine.")] = False,
+    ssl_certfile: SslCertOpt = None,
+    ssl_keyfile: SslKeyOpt = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Run the control plane: REST API, dashboard, metrics, triggers and run slots.
@@ -52,14 +55,17 @@ def serve(
 
         batchscore serve --port 8000
         batchscore serve --host 0.0.0.0 --allowed-host scoring.internal --run-slots 4
+        batchscore serve --host 0.0.0.0 --ssl-certfile cert.pem --ssl-keyfile key.pem
     """
     import logging
 
     import uvicorn
 
     from ..service import ServiceConfig, create_app
+    from ..tlsconfig import clear_text_warning, server_tls
 
     with errors():
+        tls = server_tls(ssl_certfile, ssl_keyfile)
         network = not _is_loopback(host)
         if auth == "off" and network and not insecure_no_auth_on_network:
             raise UsageError(
@@ -75,17 +81,21 @@ def serve(
             auth=auth, run_slots=run_slots, scan_interval=scan_interval, allowed_hosts=hosts,
             link_ttl=link_ttl, link_max_ttl=link_max_ttl))
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        if (clear := clear_text_warning(host, tls)) is not None:
+            logging.getLogger("batchscore.service").warning(clear)
+        scheme = "https" if tls else "http"
         if auth == "off":
             err_console.print(
-                f"WARNING: --auth off: every request to http://{host}:{port}/ acts as an admin"
+                f"WARNING: --auth off: every request to {scheme}://{host}:{port}/ acts as an admin"
                 " (it can run code on this machine)" + (", from any machine that reaches it"
                                                          if network else ""), style="bold red")
-        console.print(f"batchscore: serving {ws.settings.root} on http://{host}:{port}/ "
+        console.print(f"batchscore: serving {ws.settings.root} on {scheme}://{host}:{port}/ "
                       f"(dashboard /dashboard/, API /api/v1)")
         if auth == "auto":
             console.print(f"admin token (for the CLI on this machine and the dashboard): "
                           f"{ws.settings.root / 'service' / 'admin.token'}")
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info",
+                    **(tls.uvicorn_options() if tls else {}))
 
 
 @token_app.command("create")

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import paths
+from .. import paths, telemetry
 from ..redact import redact, redact_value
 from ..storage import Store
 
@@ -63,6 +63,7 @@ class JobLogs:
             self._append(paths.TIMINGS,
                          "".join(json.dumps(r, default=str) + "\n"
                                  for r in redact_value(records)))
+        telemetry.record_attempts(records)  # spans of the job's trace, when telemetry is on
 
     def overview(self, data: dict[str, Any], force: bool = False) -> None:
         now = time.time()

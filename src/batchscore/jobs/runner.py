@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy import update
 
-from .. import paths
+from .. import paths, telemetry
 from ..crash import crash_point
 from ..errors import JobStateError
 from ..state import jobs as db
@@ -162,7 +162,8 @@ def execute(
     # inputs only for a kind whose workers or commit read them (a video: its one file)
     job = db.get_job(ws.engine, job_id, with_inputs=get_kind_of(ws, job_id).uses_inputs)
     assert job is not None
-    return _Run(ws, job, runner, progress, executor or ws.settings.executor).run()
+    with telemetry.job_trace(ws.settings.otlp_endpoint, job.id, job.name, job.kind):
+        return _Run(ws, job, runner, progress, executor or ws.settings.executor).run()
 
 
 class _Run:
@@ -435,7 +436,7 @@ class _Run:
             if started:
                 db.mark_running(conn, self.job.id, started)
             db.record_attempts(conn, self.job.id, records)
-        self.logs.timings(timings)
+        self.logs.timings(timings)  # and, with telemetry on, the attempts' spans
 
     def _commit(self) -> None:
         parts = _Parts(self.ws, self.job.id)
@@ -447,6 +448,7 @@ class _Run:
         self.logs.event("output-committed", output=self.job.output_url, parts=len(parts))
 
     def _finish(self, state: str, reason: str | None) -> db.Job:
+        telemetry.job_finished(state, reason)
         self._report(state, force=True)
         self.logs.event("job-finished", state=state, reason=reason,
                         items_succeeded=self.items_ok, items_failed=self.items_failed)

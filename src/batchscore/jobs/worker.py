@@ -25,6 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .. import telemetry
 from ..paths import workers_dir
 from ..storage import Store
 from .kinds import TaskResult, WorkerConfig, get_kind, worker_name
@@ -116,7 +117,8 @@ def run_task(idx: int, attempt: int, items: list[Any]) -> TaskResult:
     if "init_error" in _state:
         raise InitError(_state["init_error"])
     try:
-        return _state["scorer"].run(idx, attempt, items)  # type: ignore[no-any-return]
+        with telemetry.worker_span(_state["cfg"].job_id, idx, attempt, worker_name()):
+            return _state["scorer"].run(idx, attempt, items)  # type: ignore[no-any-return]
     except BaseException as exc:
         exc.batchscore_worker = worker_name()  # type: ignore[attr-defined]  # pickled along
         raise
@@ -169,6 +171,7 @@ def _shutdown() -> None:
         except Exception:
             traceback.print_exc()
     _sync_logs()
+    telemetry.flush()
 
 
 def _on_term(signum: int, frame: Any) -> None:

@@ -94,7 +94,9 @@ def smoke_test(url: str, name: str, version: int,
 
     def check(check_name: str, run: Callable[[httpx.Client], str | None]) -> None:
         try:
-            with httpx.Client(base_url=url, timeout=30.0) as http:
+            from ..tlsconfig import client_verify  # an https deployment: $BATCHSCORE_CA_FILE
+
+            with httpx.Client(base_url=url, timeout=30.0, verify=client_verify()) as http:
                 problem = run(http)
         except httpx.HTTPError as exc:
             problem = f"{type(exc).__name__}: {exc}"

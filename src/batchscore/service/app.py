@@ -13,12 +13,14 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from .. import telemetry
 from ..workspace import Workspace
 from . import handlers
 from .auth import write_admin_token
 from .context import Service, ServiceConfig
 from .deps import DoorRules
 from .guard import Guard
+from .metrics import render_metrics
 from .routers import API, health
 
 __all__ = ["ServiceConfig", "create_app"]
@@ -35,6 +37,8 @@ def create_app(ws: Workspace, config: ServiceConfig | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if config.auth == "auto":
             write_admin_token(ws)
+        if telemetry.setup("batchscore-service", ws.settings.otlp_endpoint):  # issue 19
+            telemetry.observe_metrics(lambda: render_metrics(ws, lambda: service.slots.busy))
         if config.background:
             service.start()
         try:

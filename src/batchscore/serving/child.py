@@ -62,7 +62,7 @@ def _draining_server(config: object, settle: float) -> object:
 def serve_on(sockets: list[socket.socket], *, ref: str | None = None,
              workspace: str | None = None, model_dir: str | None = None,
              log_requests: bool = True, graceful_seconds: float = 30.0,
-             watch_parent: bool = False) -> None:
+             watch_parent: bool = False, tls: dict[str, str] | None = None) -> None:
     """Load the model (a registry ``ref`` or a ``model_dir``) and serve it on ``sockets``."""
     import uvicorn
 
@@ -88,7 +88,8 @@ def serve_on(sockets: list[socket.socket], *, ref: str | None = None,
     app = create_app(served, logger=logger, detector=model_detector(served, anomalies),
                      events=events)
     config = uvicorn.Config(app, log_level="warning",
-                            timeout_graceful_shutdown=int(graceful_seconds), lifespan="on")
+                            timeout_graceful_shutdown=int(graceful_seconds), lifespan="on",
+                            **(tls or {}))  # ssl_certfile, ssl_keyfile
     server: uvicorn.Server = _draining_server(config, SETTLE_SECONDS)  # type: ignore[assignment]
     if watch_parent:
         parent = os.getppid()
@@ -114,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--graceful", type=float, default=30.0,
                         help="seconds to finish requests in flight after SIGTERM")
     parser.add_argument("--error-file", help="where to write why the model cannot be served")
+    parser.add_argument("--ssl-certfile", help="serve HTTPS with this certificate")
+    parser.add_argument("--ssl-keyfile", help="the key of --ssl-certfile")
     args = parser.parse_args(argv)
     from ..errors import BatchscoreError
 
@@ -121,7 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         serve_on(sockets, ref=args.ref, workspace=args.workspace, model_dir=args.model_dir,
                  log_requests=not args.no_log, graceful_seconds=args.graceful,
-                 watch_parent=True)
+                 watch_parent=True,
+                 tls={"ssl_certfile": args.ssl_certfile, "ssl_keyfile": args.ssl_keyfile}
+                 if args.ssl_certfile else None)
     except Exception as exc:
         message = str(exc) if isinstance(exc, BatchscoreError) else (
             f"{type(exc).__name__}: {exc}")

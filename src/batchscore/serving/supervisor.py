@@ -38,6 +38,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import DeploymentError
+from ..tlsconfig import ServerTLS, pinned_context
 from ..workspace import Workspace
 
 __all__ = [
@@ -69,14 +70,17 @@ class Deployment:
     child_pid: int
     started_at: float
     log: str
+    tls: bool = False  # HTTPS (the url says so; not a key of to_dict)
 
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "", "::") else self.host  # nosec B104  # compared
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "url": self.url}
+        fields = asdict(self)
+        fields.pop("tls")
+        return {**fields, "url": self.url}
 
 
 # -- state files ------------------------------------------------------------------------
@@ -128,7 +132,8 @@ def _deployment(state: dict[str, Any]) -> Deployment:
     return Deployment(name=state["name"], env=state["env"], host=state["host"],
                       port=int(state["port"]), version=int(state["version"]),
                       pid=int(state["pid"]), child_pid=int(state["child_pid"]),
-                      started_at=float(state["started_at"]), log=state["log"])
+                      started_at=float(state["started_at"]), log=state["log"],
+                      tls=bool(state.get("tls")))
 
 
 def _check_env(env: str) -> None:
@@ -200,10 +205,11 @@ def _tail(path: Path, lines: int = 5) -> str:
 
 def start_deployment(ws: Workspace, name: str, version: int, *, env: str = "production",
                      host: str = "127.0.0.1", port: int = 8080, log_requests: bool = True,
-                     timeout: float = 120.0, graceful: float = 30.0) -> Deployment:
+                     timeout: float = 120.0, graceful: float = 30.0,
+                     tls: ServerTLS | None = None) -> Deployment:
     """Start a supervisor serving ``name/version`` on ``host:port`` (0: a free port) in the
     background, and return once it answers; the socket is bound here, so a port that is taken
-    fails at once."""
+    fails at once. With ``tls`` every child serves HTTPS with that certificate."""
     _check_env(env)
     existing = get_deployment(ws, name, env)
     if existing is not None:
@@ -221,7 +227,8 @@ def start_deployment(ws: Workspace, name: str, version: int, *, env: str = "prod
     cmd = [sys.executable, "-m", "batchscore.serving.supervisor", "--workspace", str(root),
            "--name", name, "--env", env, "--version", str(version), "--fd", str(sock.fileno()),
            "--host", host, "--port", str(sock.getsockname()[1]), "--timeout", str(timeout),
-           "--graceful", str(graceful), *([] if log_requests else ["--no-log"])]
+           "--graceful", str(graceful), *([] if log_requests else ["--no-log"]),
+           *(tls.argv() if tls else [])]
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, pass_fds=(sock.fileno(),), stdin=subprocess.DEVNULL,  # nosec B603  # argv: our module
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -369,6 +376,8 @@ class _Supervisor:
         self.host, self.port = args.host, int(args.port)
         self.timeout, self.graceful = float(args.timeout), float(args.graceful)
         self.log_requests = not args.no_log
+        self.tls = (ServerTLS(args.ssl_certfile, args.ssl_keyfile) if args.ssl_certfile
+                    else None)
         self.sock = socket.socket(fileno=args.fd)
         self.path = _state_path(self.root, self.name, self.env)
         self.authkey = secrets.token_bytes(32)
@@ -394,7 +403,7 @@ class _Supervisor:
             "child_pid": self.child.proc.pid if self.child else 0,
             "control_port": self.control_port, "authkey": self.authkey.hex(),
             "started_at": self.started_at, "status": status, "error": error,
-            "log": str(self.path.with_suffix(".log"))})
+            "log": str(self.path.with_suffix(".log")), "tls": self.tls is not None})
 
     def start_child(self, version: int) -> _Child:
         import httpx
@@ -406,7 +415,8 @@ class _Supervisor:
         cmd = [sys.executable, "-m", "batchscore.serving.child", "--fd", str(self.sock.fileno()),
                "--fd", str(private.fileno()), "--ref", f"{self.name}/{version}",
                "--workspace", str(self.root), "--graceful", str(self.graceful),
-               "--error-file", str(error_file), *([] if self.log_requests else ["--no-log"])]
+               "--error-file", str(error_file), *([] if self.log_requests else ["--no-log"]),
+               *(self.tls.argv() if self.tls else [])]
         proc = subprocess.Popen(cmd, pass_fds=(self.sock.fileno(), private.fileno()),  # nosec B603  # argv: our module
                                 stdin=subprocess.DEVNULL)
         port = private.getsockname()[1]
@@ -415,14 +425,16 @@ class _Supervisor:
         expected = {"model": self.name, "version": str(version)}
         deadline = time.monotonic() + self.timeout
         try:
-            with httpx.Client(timeout=5.0) as http:
+            # the private port serves this child's certificate: trust exactly that one
+            verify = pinned_context(self.tls.certfile) if self.tls else True
+            with httpx.Client(timeout=5.0, verify=verify) as http:
                 while True:
                     if proc.poll() is not None:
                         reason = (error_file.read_text() if error_file.exists() else
                                   f"it exited with code {proc.returncode}")
                         raise DeploymentError(f"version {version} did not start: {reason}")
                     with contextlib.suppress(httpx.HTTPError, ValueError):
-                        base = f"http://127.0.0.1:{port}"
+                        base = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
                         if http.get(f"{base}/ping").status_code == 200:
                             answer = http.get(f"{base}/version").json()
                             if answer != expected:
@@ -524,6 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--graceful", type=float, default=30.0)
     parser.add_argument("--no-log", action="store_true")
+    parser.add_argument("--ssl-certfile", help="serve HTTPS with this certificate")
+    parser.add_argument("--ssl-keyfile", help="the key of --ssl-certfile")
     return _Supervisor(parser.parse_args(argv)).run()
 
 

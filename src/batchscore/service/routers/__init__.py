@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from . import (
+    cluster,
     connections,
     data,
     deployments,
@@ -27,5 +28,5 @@ __all__ = ["API"]
 API: tuple[APIRouter, ...] = (
     pipelines.router, runs.router, jobs.router, triggers.router, tokens.router, data.router,
     endpoints.router, deployments.router, outputs.router, streams.router, events.router,
-    connections.router, video_report.router,
+    connections.router, video_report.router, cluster.router,
 )
