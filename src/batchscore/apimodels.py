@@ -1,17 +1,31 @@
-"""The answers of the REST API, as pydantic models: the OpenAPI document describes each one.
+"""The answers of the REST API (``/api/v1``), as pydantic models: the service declares them
+(the OpenAPI document describes each one) and the client (:mod:`batchscore.client`) returns them.
 
 Each model names exactly the keys the service sends, in the order it sends them (responses
 are validated against these models: a key the model does not know fails the request with a
 500 instead of vanishing, hence ``extra="forbid"``). A key sent only sometimes has a default
 and its route is declared with ``response_model_exclude_unset=True`` so that an absent key
 stays absent. Free-form documents (a run's parameters, a job's spec, its logs' events) are
-``dict[str, Any]``."""
+``dict[str, Any]``.
+
+An answer that sends a record (a job, a run, a trigger...) takes its fields from the record's
+dataclass (:func:`record_model`): names, types and order are written once, in the dataclass."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from .connections import Connection
+from .endpoints.deployments import Deployment
+from .endpoints.endpoints import Endpoint
+from .state.events import Event
+from .state.jobs import Job, MiniBatch
+from .state.runs import Run
+from .streaming.streams import Stream
+from .triggers.definitions import Trigger
 
 __all__ = [
     "ConnectionRecord", "ConsumerStatus", "DeploymentInvocationLinks",
@@ -32,6 +46,20 @@ class Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def record_model(name: str, record: type, doc: str | None = None, *,
+                 skip: tuple[str, ...] = (), **fields: Any) -> type[Answer]:
+    """The answer ``name`` that sends the dataclass ``record``'s fields, in its order and with
+    its types (every one required: the service always sends them), less ``skip``. ``fields``
+    (``name=(type, default or Field)``) replace a field of the record in its place, or follow
+    the record's fields in their order."""
+    hints = get_type_hints(record)
+    definitions: dict[str, Any] = {
+        f.name: fields.pop(f.name, (hints[f.name], ...))
+        for f in dataclasses.fields(record) if f.name not in skip}
+    return create_model(name, __base__=Answer, __doc__=doc, __module__=__name__,
+                        **definitions, **fields)
+
+
 # --- service ---------------------------------------------------------------------------------
 
 
@@ -45,35 +73,13 @@ class Health(Answer):
 # --- jobs ------------------------------------------------------------------------------------
 
 
-class JobRecord(Answer):
-    """A job as API clients see it: data-store paths relative, system-store ones
-    ``system:...``, passwords and environment values hidden."""
+JobRecord = record_model(
+    "JobRecord", Job, "A job as API clients see it: data-store paths relative, system-store "
+    "ones ``system:...``, passwords and environment values hidden.",
+    display_state=(str, Field(description="The state, or interrupted for a running job whose "
+                              "runner stopped renewing its lease.")))
 
-    id: str
-    key: str
-    kind: str
-    name: str
-    state: str
-    spec: dict[str, Any]
-    inputs: list[str]
-    output_url: str
-    overwrite: bool
-    reason: str | None
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    runner: str | None
-    heartbeat_at: float | None
-    cancel_requested: bool
-    minibatches_total: int
-    items_total: int
-    items_succeeded: int
-    items_failed: int
-    display_state: str = Field(description="The state, or interrupted for a running job whose "
-                               "runner stopped renewing its lease.")
-
-
-class JobView(JobRecord):
+class JobView(JobRecord):  # type: ignore[misc,valid-type]
     items_in_progress: int = Field(description="Items done inside unfinished mini-batches "
                                    "(a video's frames inside its segments).")
 
@@ -108,21 +114,7 @@ class JobSubmitted(Answer):
     links: JobLinks | RunLink
 
 
-class MiniBatchView(Answer):
-    job_id: str
-    idx: int
-    items: list[Any]
-    n_items: int
-    state: str
-    attempts: int
-    part: str | None
-    items_succeeded: int
-    items_failed: int
-    worker: str | None
-    started_at: float | None
-    finished_at: float | None
-    error: str | None
-
+MiniBatchView = record_model("MiniBatchView", MiniBatch)
 
 class JobLogsView(Answer):
     job_id: str
@@ -153,32 +145,17 @@ class PipelineInfo(Answer):
     parameters: dict[str, Any] = Field(description="The JSON schema of the parameters.")
 
 
-class RunView(Answer):
-    id: str
-    pipeline: str
-    params: dict[str, Any]
-    state: str
-    run_key: str | None
-    trigger_id: str | None
-    job_id: str | None
-    output_url: str | None
-    reason: str | None
-    created_by: str | None
-    runner: str | None
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-
+RunView = record_model("RunView", Run)
 
 class RunLinks(_SelfLink):
     output: str
 
 
-class RunStarted(RunView):
+class RunStarted(RunView):  # type: ignore[misc,valid-type]
     links: RunLinks
 
 
-class RunWithJob(RunView):
+class RunWithJob(RunView):  # type: ignore[misc,valid-type]
     job: JobSummary | None  # type: ignore[valid-type]
 
 
@@ -214,22 +191,7 @@ class QualityReport(BaseModel):
 # --- triggers and tokens ---------------------------------------------------------------------
 
 
-class TriggerRecord(Answer):
-    id: str
-    name: str
-    kind: str
-    pipeline: str
-    params: dict[str, Any]
-    prefix: str | None
-    pattern: str | None
-    output: str | None
-    marker: str | None
-    settle_seconds: float
-    cron: str | None
-    cursor: float | None
-    enabled: bool
-    created_at: float
-
+TriggerRecord = record_model("TriggerRecord", Trigger)
 
 class TriggerRunRef(Answer):
     id: str
@@ -238,7 +200,7 @@ class TriggerRunRef(Answer):
     created_at: float
 
 
-class TriggerView(TriggerRecord):
+class TriggerView(TriggerRecord):  # type: ignore[misc,valid-type]
     last_error: str | None
     last_scan: float | None
     runs: list[TriggerRunRef]
@@ -284,16 +246,7 @@ class Uploaded(Answer):
 # --- endpoints, deployments, connections -----------------------------------------------------
 
 
-class EndpointRecord(Answer):
-    name: str
-    spec: dict[str, Any]
-    model: str | None
-    description: str | None
-    created_by: str | None
-    created_at: float
-    updated_at: float
-    kind: str
-
+EndpointRecord = record_model("EndpointRecord", Endpoint, kind=(str, ...))
 
 class InvocationJob(Answer):
     state: str
@@ -302,13 +255,13 @@ class InvocationJob(Answer):
     items_failed: int
 
 
-class InvocationRun(RunView):
+class InvocationRun(RunView):  # type: ignore[misc,valid-type]
     """A run of an endpoint; ``job`` only once the run has a job."""
 
     job: InvocationJob | None = None
 
 
-class EndpointDetail(EndpointRecord):
+class EndpointDetail(EndpointRecord):  # type: ignore[misc,valid-type]
     invocations: list[InvocationRun]
 
 
@@ -327,18 +280,7 @@ class InvocationStarted(Answer):
     links: EndpointInvocationLinks
 
 
-class DeploymentRecord(Answer):
-    endpoint: str
-    name: str
-    spec: dict[str, Any]
-    model: str | None
-    description: str | None
-    created_by: str | None
-    created_at: float
-    updated_at: float
-    is_default: bool
-    kind: str
-
+DeploymentRecord = record_model("DeploymentRecord", Deployment, kind=(str, ...))
 
 class DeploymentInvocationLinks(Answer):
     job: str
@@ -353,61 +295,18 @@ class DeploymentInvocationStarted(Answer):
     links: DeploymentInvocationLinks
 
 
-class ConnectionRecord(Answer):
-    """A connection: never its URL."""
-
-    name: str
-    dialect: str
-    statement_timeout: float
-    max_rows: int
-    allow_output: bool
-    description: str | None
-    created_by: str | None
-    created_at: float
-
+ConnectionRecord = record_model("ConnectionRecord", Connection, "A connection: never its URL.",
+                                skip=("url",))
 
 # --- events and streams ----------------------------------------------------------------------
 
 
-class EventView(Answer):
-    source: str
-    kind: str
-    severity: str
-    state: str
-    subject: str
-    message: str
-    details: dict[str, Any]
-    created_at: float
-    id: int
-    ongoing: bool = Field(description="An anomaly that has not been resolved.")
+EventView = record_model(
+    "EventView", Event, id=(int, ...),
+    ongoing=(bool, Field(description="An anomaly that has not been resolved.")))
 
-
-class StreamRecord(Answer):
-    name: str
-    window_s: int
-    lateness_s: float
-    aggregates: list[str]
-    max_future_s: float
-    redis_url: str | None
-    redis_key: str
-    partition_by: str
-    endpoint: str | None
-    endpoint_output: str | None
-    created_by: str | None
-    created_at: float
-    watermark: float | None
-    max_event_time: float | None
-    events_landed: int
-    windows_landed: int
-    events_late: int
-    events_rejected: int
-    partitions_closed: int
-    last_landed_at: float | None
-    lease_owner: str | None
-    lease_until: float | None
-    events_received: int
-    prefix: str
-
+StreamRecord = record_model("StreamRecord", Stream, skip=("lease_token",),
+                            events_received=(int, ...), prefix=(str, ...))
 
 class ConsumerStatus(Answer):
     state: str
@@ -415,7 +314,7 @@ class ConsumerStatus(Answer):
     stats: dict[str, Any]
 
 
-class StreamView(StreamRecord):
+class StreamView(StreamRecord):  # type: ignore[misc,valid-type]
     consumer: ConsumerStatus | None
 
 
@@ -429,7 +328,7 @@ class StreamPartition(Answer):
     error: str | None
 
 
-class StreamStatus(StreamRecord):
+class StreamStatus(StreamRecord):  # type: ignore[misc,valid-type]
     """``length`` and ``pending`` when Redis answers, else ``redis_error``."""
 
     partitions: list[StreamPartition]
