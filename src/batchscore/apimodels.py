@@ -9,7 +9,9 @@ stays absent. Free-form documents (a run's parameters, a job's spec, its logs' e
 ``dict[str, Any]``.
 
 An answer that sends a record (a job, a run, a trigger...) takes its fields from the record's
-dataclass (:func:`record_model`): names, types and order are written once, in the dataclass."""
+dataclass (``class JobRecord(fields_of(Job))``, see :func:`fields_of`): names, types and order
+are written once, in the dataclass; the answer adds what the record computes (a job's
+``display_state``) after them."""
 
 from __future__ import annotations
 
@@ -46,18 +48,15 @@ class Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def record_model(name: str, record: type, doc: str | None = None, *,
-                 skip: tuple[str, ...] = (), **fields: Any) -> type[Answer]:
-    """The answer ``name`` that sends the dataclass ``record``'s fields, in its order and with
-    its types (every one required: the service always sends them), less ``skip``. ``fields``
-    (``name=(type, default or Field)``) replace a field of the record in its place, or follow
-    the record's fields in their order."""
+def fields_of(record: type, *, skip: tuple[str, ...] = ()) -> type[Answer]:
+    """An answer with the dataclass ``record``'s fields, in its order and with its types, less
+    ``skip``; every one required (the service always sends them). Answers derive from it: a
+    field they declare again keeps its place, a new one follows."""
     hints = get_type_hints(record)
-    definitions: dict[str, Any] = {
-        f.name: fields.pop(f.name, (hints[f.name], ...))
-        for f in dataclasses.fields(record) if f.name not in skip}
-    return create_model(name, __base__=Answer, __doc__=doc, __module__=__name__,
-                        **definitions, **fields)
+    definitions: Any = {f.name: (hints[f.name], ...) for f in dataclasses.fields(record)
+                        if f.name not in skip}
+    return create_model(  # type: ignore[call-overload]
+        f"{record.__name__}Fields", __base__=Answer, __module__=__name__, **definitions)
 
 
 # --- service ---------------------------------------------------------------------------------
@@ -73,13 +72,15 @@ class Health(Answer):
 # --- jobs ------------------------------------------------------------------------------------
 
 
-JobRecord = record_model(
-    "JobRecord", Job, "A job as API clients see it: data-store paths relative, system-store "
-    "ones ``system:...``, passwords and environment values hidden.",
-    display_state=(str, Field(description="The state, or interrupted for a running job whose "
-                              "runner stopped renewing its lease.")))
+class JobRecord(fields_of(Job)):  # type: ignore[misc]
+    """A job as API clients see it: data-store paths relative, system-store ones
+    ``system:...``, passwords and environment values hidden."""
 
-class JobView(JobRecord):  # type: ignore[misc,valid-type]
+    display_state: str = Field(description="The state, or interrupted for a running job whose "
+                               "runner stopped renewing its lease.")
+
+
+class JobView(JobRecord):
     items_in_progress: int = Field(description="Items done inside unfinished mini-batches "
                                    "(a video's frames inside its segments).")
 
@@ -114,7 +115,9 @@ class JobSubmitted(Answer):
     links: JobLinks | RunLink
 
 
-MiniBatchView = record_model("MiniBatchView", MiniBatch)
+class MiniBatchView(fields_of(MiniBatch)):  # type: ignore[misc]
+    pass
+
 
 class JobLogsView(Answer):
     job_id: str
@@ -145,17 +148,19 @@ class PipelineInfo(Answer):
     parameters: dict[str, Any] = Field(description="The JSON schema of the parameters.")
 
 
-RunView = record_model("RunView", Run)
+class RunView(fields_of(Run)):  # type: ignore[misc]
+    pass
+
 
 class RunLinks(_SelfLink):
     output: str
 
 
-class RunStarted(RunView):  # type: ignore[misc,valid-type]
+class RunStarted(RunView):
     links: RunLinks
 
 
-class RunWithJob(RunView):  # type: ignore[misc,valid-type]
+class RunWithJob(RunView):
     job: JobSummary | None  # type: ignore[valid-type]
 
 
@@ -191,7 +196,9 @@ class QualityReport(BaseModel):
 # --- triggers and tokens ---------------------------------------------------------------------
 
 
-TriggerRecord = record_model("TriggerRecord", Trigger)
+class TriggerRecord(fields_of(Trigger)):  # type: ignore[misc]
+    pass
+
 
 class TriggerRunRef(Answer):
     id: str
@@ -200,7 +207,7 @@ class TriggerRunRef(Answer):
     created_at: float
 
 
-class TriggerView(TriggerRecord):  # type: ignore[misc,valid-type]
+class TriggerView(TriggerRecord):
     last_error: str | None
     last_scan: float | None
     runs: list[TriggerRunRef]
@@ -246,7 +253,9 @@ class Uploaded(Answer):
 # --- endpoints, deployments, connections -----------------------------------------------------
 
 
-EndpointRecord = record_model("EndpointRecord", Endpoint, kind=(str, ...))
+class EndpointRecord(fields_of(Endpoint)):  # type: ignore[misc]
+    kind: str
+
 
 class InvocationJob(Answer):
     state: str
@@ -255,13 +264,13 @@ class InvocationJob(Answer):
     items_failed: int
 
 
-class InvocationRun(RunView):  # type: ignore[misc,valid-type]
+class InvocationRun(RunView):
     """A run of an endpoint; ``job`` only once the run has a job."""
 
     job: InvocationJob | None = None
 
 
-class EndpointDetail(EndpointRecord):  # type: ignore[misc,valid-type]
+class EndpointDetail(EndpointRecord):
     invocations: list[InvocationRun]
 
 
@@ -280,7 +289,9 @@ class InvocationStarted(Answer):
     links: EndpointInvocationLinks
 
 
-DeploymentRecord = record_model("DeploymentRecord", Deployment, kind=(str, ...))
+class DeploymentRecord(fields_of(Deployment)):  # type: ignore[misc]
+    kind: str
+
 
 class DeploymentInvocationLinks(Answer):
     job: str
@@ -295,18 +306,22 @@ class DeploymentInvocationStarted(Answer):
     links: DeploymentInvocationLinks
 
 
-ConnectionRecord = record_model("ConnectionRecord", Connection, "A connection: never its URL.",
-                                skip=("url",))
+class ConnectionRecord(fields_of(Connection, skip=("url",))):  # type: ignore[misc]
+    """A connection: never its URL."""
+
 
 # --- events and streams ----------------------------------------------------------------------
 
 
-EventView = record_model(
-    "EventView", Event, id=(int, ...),
-    ongoing=(bool, Field(description="An anomaly that has not been resolved.")))
+class EventView(fields_of(Event)):  # type: ignore[misc]
+    id: int  # stored: it has one
+    ongoing: bool = Field(description="An anomaly that has not been resolved.")
 
-StreamRecord = record_model("StreamRecord", Stream, skip=("lease_token",),
-                            events_received=(int, ...), prefix=(str, ...))
+
+class StreamRecord(fields_of(Stream, skip=("lease_token",))):  # type: ignore[misc]
+    events_received: int
+    prefix: str
+
 
 class ConsumerStatus(Answer):
     state: str
@@ -314,7 +329,7 @@ class ConsumerStatus(Answer):
     stats: dict[str, Any]
 
 
-class StreamView(StreamRecord):  # type: ignore[misc,valid-type]
+class StreamView(StreamRecord):
     consumer: ConsumerStatus | None
 
 
@@ -328,7 +343,7 @@ class StreamPartition(Answer):
     error: str | None
 
 
-class StreamStatus(StreamRecord):  # type: ignore[misc,valid-type]
+class StreamStatus(StreamRecord):
     """``length`` and ``pending`` when Redis answers, else ``redis_error``."""
 
     partitions: list[StreamPartition]
