@@ -37,7 +37,7 @@ LAYERS: dict[str, int] = {
     "pipelines": 5, "triggers": 6, "streaming": 6,
     # 7-9: the callers: the typed client of /api/v1, the CLI's backends (local | remote), the
     # service, the CLI
-    "client": 7, "backend": 8, "service": 8, "cli": 9,
+    "client": 7, "apimodels": 7, "backend": 8, "service": 8, "cli": 9,
 }
 # A module that sits lower than its package (a contract that the layers below implement):
 # the most specific name wins.

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from batchscore.apimodels import JobView
 from batchscore.backend import open_backend
 from batchscore.backend.local import LocalBackend
 from batchscore.backend.remote import RemoteBackend
@@ -33,13 +34,14 @@ def test_jobs_through_the_client_and_both_backends_agree(ws, service, tmp_path, 
     done = run_job(ws, spec, [str(files(3))], str(tmp_path / "out"))
     queued, _ = submit_job(ws, spec, [str(files(2, "more"))], str(tmp_path / "out2"))
     with Client(service, os.environ["BATCHSCORE_TOKEN"]) as api:
-        assert [j["id"] for j in api.list_jobs(limit=10)] == [queued.id, done.id]
-        assert [j["id"] for j in api.list_jobs(state="queued")] == [queued.id]
+        assert [j.id for j in api.list_jobs(limit=10)] == [queued.id, done.id]
+        assert [j.id for j in api.list_jobs(state="queued")] == [queued.id]
         job = api.get_job(done.id)
-        assert (job["state"], job["items_succeeded"], job["items_failed"]) == ("succeeded", 2, 1)
-        states = sorted(mb["state"] for mb in api.minibatches(done.id))
+        assert isinstance(job, JobView)
+        assert (job.state, job.items_succeeded, job.items_failed) == ("succeeded", 2, 1)
+        states = sorted(mb.state for mb in api.minibatches(done.id))
         assert states == ["done", "done", "failed"]
-        assert "ValueError: bad" in api.job_logs(done.id)["errors"]
+        assert "ValueError: bad" in api.job_logs(done.id).errors
         with pytest.raises(ServiceError, match=r"the service answered 404: .*job-nope") as err:
             api.get_job("job-nope")
         assert err.value.status == 404 and err.value.exit_code == 2
@@ -53,14 +55,14 @@ def test_jobs_through_the_client_and_both_backends_agree(ws, service, tmp_path, 
                 assert mine[key] == theirs[key], key
         progress = local.job_progress(done.id)
         assert (progress.minibatches_done, progress.minibatches_failed) == (2, 1)
-        assert api.cancel_job(queued.id)["state"] == "canceled"
+        assert api.cancel_job(queued.id).state == "canceled"
         assert remote.job_progress(queued.id) == local.job_progress(queued.id)
         assert local.job_progress(queued.id).state == "canceled"
 
 
 def test_the_other_resources_through_the_client(ws, service, tmp_path):
     with Client(service, os.environ["BATCHSCORE_TOKEN"]) as api:
-        names = {p["name"] for p in api.list_pipelines()}
+        names = {p.name for p in api.list_pipelines()}
         assert {"video-style", "batch-endpoint"} <= names
         with pytest.raises(ServiceError) as err:
             api.start_run("no-such-pipeline", {})
@@ -70,15 +72,15 @@ def test_the_other_resources_through_the_client(ws, service, tmp_path):
 
         made = api.add_trigger(name="videos", pipeline="video-style", params={"style": "7"},
                                prefix="incoming/", pattern="*.mp4", output="outgoing/")
-        assert (made["name"], made["kind"]) == ("videos", "storage")
-        assert [t["name"] for t in api.list_triggers()] == ["videos"]
-        assert api.get_trigger("videos")["ledger"] == []
-        assert api.delete_trigger("videos")["name"] == "videos"
+        assert (made.name, made.kind) == ("videos", "storage")
+        assert [t.name for t in api.list_triggers()] == ["videos"]
+        assert api.get_trigger("videos").ledger == []
+        assert api.delete_trigger("videos").name == "videos"
         with pytest.raises(ServiceError, match="404"):
             api.get_trigger("videos")
 
-        assert api.upload("incoming/a b.txt", b"hello") == {"path": "incoming/a b.txt",
-                                                            "size": 5}
+        assert api.upload("incoming/a b.txt", b"hello").model_dump() == {
+            "path": "incoming/a b.txt", "size": 5}
         assert ws.data.read_text("incoming/a b.txt") == "hello"
         with pytest.raises(ServiceError, match=r"the service refused the upload \(400\)"):
             api.upload("incoming/ spaced/x.txt", b"x")
@@ -139,7 +141,8 @@ def test_ids_stay_inside_their_path_segment():
         paths.append(request.url.raw_path.decode())
         return httpx.Response(200, json={})
 
-    _mock(handler).get_job("../tokens")
+    with pytest.raises(ServiceError, match=r"answer to GET /jobs/\.\.%2Ftokens is not a JobView"):
+        _mock(handler).get_job("../tokens")
     assert paths == ["/api/v1/jobs/..%2Ftokens"]
 
 
@@ -156,3 +159,32 @@ def test_no_token_goes_to_another_host_by_default(monkeypatch, tmp_path):
     for server in ("http://127.0.0.1:9", "http://scoring.example:8000"):
         Client(server, transport=httpx.MockTransport(handler)).list_jobs()
     assert seen == ["Bearer local-admin", None]
+
+
+def test_typed_answers_give_back_the_json_the_service_sent():
+    run = {"id": "run-1", "pipeline": "batch-endpoint", "params": {"input": "a"},
+           "state": "queued", "run_key": None, "trigger_id": None, "job_id": None,
+           "output_url": None, "reason": None, "created_by": "admin", "runner": None,
+           "created_at": 1.5, "started_at": None, "finished_at": None}
+    detail = {"name": "e", "spec": {"kind": "tabular"}, "model": "models:/m/1",
+              "description": None, "created_by": "admin", "created_at": 1.0,
+              "updated_at": 2.0, "kind": "tabular",
+              "invocations": [run, {**run, "id": "run-2", "job": {
+                  "state": "running", "items_total": 3, "items_succeeded": 1,
+                  "items_failed": 0}}]}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=detail)
+
+    remote = RemoteBackend("http://service.test", client=_mock(handler))
+    plain = remote.get_endpoint("e")
+    assert plain == detail and list(plain) == list(detail)
+    assert [list(r) for r in plain["invocations"]] == [list(run), [*run, "job"]]
+    endpoint = remote.client.get_endpoint("e")
+    assert endpoint.invocations[1].job.items_total == 3 and endpoint.invocations[0].job is None
+    with pytest.raises(ServiceError, match="answer to GET /endpoints is not a list") as err:
+        remote.list_endpoints()
+    assert err.value.status == 502
+    with pytest.raises(ServiceError, match=r"is not a EndpointDetail \(1 problem\(s\); kind: "):
+        _mock(lambda request: httpx.Response(200, json={
+            k: v for k, v in detail.items() if k != "kind"})).get_endpoint("e")

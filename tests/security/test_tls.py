@@ -95,7 +95,8 @@ def https_service(ws, pki: Pki) -> Iterator[tuple[str, str]]:  # type: ignore[no
 def test_a_client_with_the_ca_calls_the_service(https_service, pki):  # type: ignore[no-untyped-def]
     url, token = https_service
     set_ca_file(pki.ca_file)
-    assert Client(url, token).call("GET", "/jobs") == []  # a fresh workspace: no job
+    with Client(url, token) as client:
+        assert client.call("GET", "/jobs") == []  # a fresh workspace: no job
     assert httpx.get(f"{url}/healthz", verify=client_verify()).json()["status"] == "ok"
 
 
@@ -117,7 +118,7 @@ def test_the_cli_verifies_with_ca_file_and_the_variable(https_service, pki, monk
 def test_a_client_without_the_ca_is_refused(https_service):  # type: ignore[no-untyped-def]
     url, token = https_service
     with pytest.raises(UsageError, match="CERTIFICATE_VERIFY_FAILED"):
-        Client(url, token).call("GET", "/jobs")
+        Client(url, token, keepalive=False).call("GET", "/jobs")
     other = trustme.CA()  # another CA: not the one that signed the certificate
     with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
         httpx.get(f"{url}/healthz", verify=_context_of(other))
@@ -137,7 +138,7 @@ def test_a_wrong_hostname_is_refused(ws, pki, tmp_path):  # type: ignore[no-unty
         _wait_https(f"{url}/healthz", proc, _pinned(cert))
         set_ca_file(pki.ca_file)
         with pytest.raises(UsageError, match=r"CERTIFICATE_VERIFY_FAILED.*(IP address|Hostname)"):
-            Client(url, "t").call("GET", "/jobs")
+            Client(url, "t", keepalive=False).call("GET", "/jobs")
 
 
 def _pinned(cert: str) -> ssl.SSLContext:

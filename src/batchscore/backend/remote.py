@@ -2,28 +2,47 @@
 
 Paths given to it (inputs, outputs) are paths in the service's data store; what only this
 machine has (a local scoring script, a video file) travels with the request or is refused
-with the way to do it instead."""
+with the way to do it instead. The client's answers are typed (:mod:`batchscore.apimodels`);
+what this backend hands to the CLI is their JSON, as the service sent it (:func:`plain`)."""
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from ..client import Client
 from ..errors import InputError, OutputExistsError, SpecError, UsageError
 from .base import FINISHED, JSON, EndpointRequest, Reporter, StylizeRequest, snapshot
 
 if TYPE_CHECKING:
+    from ..apimodels import RunDetail, RunStarted
     from ..jobs.runner import ProgressSnapshot
     from ..jobs.spec import JobSpec
 
-__all__ = ["RemoteBackend"]
+__all__ = ["RemoteBackend", "plain"]
 
 POLL_SECONDS = 0.5
 # the job settings a deployment made through the API takes (POST .../deployments)
 DEPLOYMENT_SETTINGS = ("mini_batch_size", "error_threshold", "max_concurrency_per_instance",
                        "instance_count", "retry_settings", "logging_level")
+
+
+def plain(answer: BaseModel) -> JSON:
+    """An answer of the client as the JSON the service sent: its keys, in their order."""
+    return answer.model_dump(by_alias=True, exclude_unset=True)
+
+
+def plain_list(answers: Sequence[BaseModel]) -> list[JSON]:
+    return [plain(a) for a in answers]
+
+
+def progress(job: BaseModel, states: list[str]) -> ProgressSnapshot:
+    """A job's progress from its answer (a job, or a run's job) and its mini-batches' states."""
+    return snapshot(plain(job), states)
 
 
 def data_store_path(value: str, flag: str) -> str:
@@ -45,32 +64,32 @@ class RemoteBackend:
     def __init__(self, server: str, token: str | None = None,
                  client: Client | None = None) -> None:
         self.server = server
-        self.client = client or Client(server, token)
+        self.client = client or Client(server, token, keepalive=False)
 
     # --- jobs ------------------------------------------------------------------------------
 
     def cluster_status(self) -> JSON:
-        return self.client.cluster()
+        return plain(self.client.cluster())
 
     def list_jobs(self, *, limit: int, state: str | None) -> list[JSON]:
-        return self.client.list_jobs(limit=limit, state=state)
+        return plain_list(self.client.list_jobs(limit=limit, state=state))
 
     def get_job(self, job_id: str) -> JSON:
-        return self.client.get_job(job_id)
+        return plain(self.client.get_job(job_id))
 
     def minibatches(self, job_id: str) -> list[JSON]:
-        return self.client.minibatches(job_id)
+        return plain_list(self.client.minibatches(job_id))
 
     def job_progress(self, job_id: str) -> ProgressSnapshot:
         job = self.client.get_job(job_id)
-        return snapshot(job, [mb["state"] for mb in self.client.minibatches(job["id"])])
+        return progress(job, [mb.state for mb in self.client.minibatches(job.id)])
 
     def job_logs(self, job_id: str) -> JSON:
         """The service sends the tail of each worker's log."""
-        return self.client.job_logs(job_id)
+        return plain(self.client.job_logs(job_id))
 
     def cancel_job(self, job_id: str) -> JSON:
-        return self.client.cancel_job(job_id)
+        return plain(self.client.cancel_job(job_id))
 
     def run_job(self, spec: JobSpec, inputs: list[str], output: str, *, overwrite: bool,
                 wait: bool, executor: str | None, ray_address: str | None,
@@ -99,17 +118,20 @@ class RemoteBackend:
         settings = spec.model_dump(mode="json", exclude={"code", "scoring_script", "model_dir"})
         sub = self.client.submit_job(settings, packed.scoring_script, packed.archive, inputs,
                                      output, overwrite=overwrite)
-        job = sub["job"]
-        verb = "queued" if sub["created"] else f"already submitted ({job['display_state']})"
-        report.say(f"job {sub['job_id']} {verb} on {self.server}: {job['minibatches_total']} "
-                   f"mini-batches, {job['items_total']} items (run {sub['run_id']})")
+        job, job_id = sub.job, sub.job_id
+        if job is None or job_id is None:  # a connection's query plans its job in a run
+            raise UsageError(f"run {sub.run_id} plans its job from a query on the service; "
+                             "follow the run there")
+        verb = "queued" if sub.created else f"already submitted ({job.display_state})"
+        report.say(f"job {job_id} {verb} on {self.server}: {job.minibatches_total} "
+                   f"mini-batches, {job.items_total} items (run {sub.run_id})")
         if not wait:
-            report.say(f"follow it with: batchscore job show {sub['job_id']} "
+            report.say(f"follow it with: batchscore job show {job_id} "
                        f"--server {self.server}")
             return 0
-        code = self.follow(sub["job_id"], report)
+        code = self.follow(job_id, report)
         if code == 0:
-            report.say(f"output: {job['output_url']}")
+            report.say(f"output: {job.output_url}")
         return code
 
     def follow(self, job_id: str, report: Reporter) -> int:
@@ -118,14 +140,13 @@ class RemoteBackend:
             while True:
                 job = self.client.get_job(job_id)
                 mbs = self.client.minibatches(job_id)
-                bar(snapshot(job, [mb["state"] for mb in mbs]))
-                if job["state"] in FINISHED:
+                bar(progress(job, [mb.state for mb in mbs]))
+                if job.state in FINISHED:
                     break
                 time.sleep(POLL_SECONDS)
-        report.say(f"job {job['id']} {job['state']}: {job['items_succeeded']}/"
-                   f"{job['items_total']} items" + (f"; {job['reason']}" if job.get("reason")
-                                                    else ""))
-        return 0 if job["state"] == "succeeded" else 1
+        report.say(f"job {job.id} {job.state}: {job.items_succeeded}/{job.items_total} items"
+                   + (f"; {job.reason}" if job.reason else ""))
+        return 0 if job.state == "succeeded" else 1
 
     def resume_job(self, job_id: str, *, executor: str | None, ray_address: str | None,
                    report: Reporter) -> int:
@@ -134,33 +155,37 @@ class RemoteBackend:
     # --- pipelines and runs ----------------------------------------------------------------
 
     def list_pipelines(self) -> list[JSON]:
-        return self.client.list_pipelines()
+        return plain_list(self.client.list_pipelines())
 
     def start_run(self, name: str, params: JSON, *, wait: bool, report: Reporter) -> JSON:
         """Queue the run in the service; with ``wait`` follow it to its end."""
-        run = self.client.start_run(name, params)
-        report.note(f"run {run['id']} started on {self.server}")
-        while wait and run["state"] not in FINISHED:
+        run: RunStarted | RunDetail = self.client.start_run(name, params)
+        run_id = self._started(run, report)
+        while wait and run.state not in FINISHED:
             time.sleep(POLL_SECONDS)
-            run = self.client.get_run(run["id"])
-        return run
+            run = self.client.get_run(run_id)
+        return plain(run)
+
+    def _started(self, run: RunStarted | RunDetail, report: Reporter) -> str:
+        report.note(f"run {run.id} started on {self.server}")
+        return str(run.id)
 
     def list_runs(self, *, state: str | None, limit: int) -> list[JSON]:
-        return self.client.list_runs(state=state, limit=limit)
+        return plain_list(self.client.list_runs(state=state, limit=limit))
 
     def get_run(self, run_id: str) -> JSON:
-        return self.client.get_run(run_id)
+        return plain(self.client.get_run(run_id))
 
     def cancel_run(self, run_id: str) -> JSON:
-        return self.client.cancel_run(run_id)
+        return plain(self.client.cancel_run(run_id))
 
     # --- triggers --------------------------------------------------------------------------
 
     def add_trigger(self, **fields: Any) -> JSON:
-        return self.client.add_trigger(**fields)
+        return plain(self.client.add_trigger(**fields))
 
     def list_triggers(self) -> list[JSON]:
-        return self.client.list_triggers()
+        return plain_list(self.client.list_triggers())
 
     def remove_trigger(self, name: str) -> None:
         self.client.delete_trigger(name)
@@ -182,13 +207,13 @@ class RemoteBackend:
             r.name, r.model, group_by=r.group_by or [], keys=r.keys or [],
             prediction=r.prediction, features=r.features, description=r.description,
             settings={k: v for k, v in (r.settings or {}).items() if v is not None})
-        report.say(f"endpoint {created['name']} created ({created['kind']})")
+        report.say(f"endpoint {created.name} created ({created.kind})")
 
     def list_endpoints(self) -> list[JSON]:
-        return self.client.list_endpoints()
+        return plain_list(self.client.list_endpoints())
 
     def get_endpoint(self, name: str) -> JSON:
-        return self.client.get_endpoint(name)
+        return plain(self.client.get_endpoint(name))
 
     def delete_endpoint(self, name: str) -> None:
         self.client.delete_endpoint(name)
@@ -204,8 +229,11 @@ class RemoteBackend:
             raise SpecError("--deployment-name is not available with --server yet")
         inv = self.client.invoke_endpoint(name, inputs, output, query=query, table=table,
                                           overwrite=overwrite)
-        report.say(f"job {inv['job_id']} queued (run {inv['run_id']})")
-        return self.follow(inv["job_id"], report) if wait else 0
+        report.say(f"job {inv.job_id} queued (run {inv.run_id})")
+        if wait and inv.job_id is None:  # a query input: its run plans the job later
+            raise UsageError(f"run {inv.run_id} plans its job from a query on the service; "
+                             "follow the run there")
+        return self.follow(inv.job_id, report) if wait and inv.job_id else 0
 
     def create_deployment(self, endpoint: str, name: str, spec: JobSpec, *,
                           set_default: bool, description: str | None) -> JSON:
@@ -216,40 +244,41 @@ class RemoteBackend:
                             "model (azureml:NAME@latest, azureml:NAME:VERSION, models:/...)")
         given = spec.model_dump(mode="json", exclude_unset=True)
         settings = {k: given[k] for k in DEPLOYMENT_SETTINGS if given.get(k) is not None}
-        return self.client.create_deployment(endpoint, name, model, set_default=set_default,
-                                             description=description, settings=settings)
+        return plain(self.client.create_deployment(
+            endpoint, name, model, set_default=set_default, description=description,
+            settings=settings))
 
     def list_deployments(self, endpoint: str) -> list[JSON]:
-        return self.client.list_deployments(endpoint)
+        return plain_list(self.client.list_deployments(endpoint))
 
     def get_deployment(self, endpoint: str, name: str) -> JSON:
-        return self.client.get_deployment(endpoint, name)
+        return plain(self.client.get_deployment(endpoint, name))
 
     def delete_deployment(self, endpoint: str, name: str) -> None:
         self.client.delete_deployment(endpoint, name)
 
     def deployment_jobs(self, endpoint: str, name: str) -> list[JSON]:
-        return self.client.deployment_jobs(endpoint, name)
+        return plain_list(self.client.deployment_jobs(endpoint, name))
 
     # --- streams ---------------------------------------------------------------------------
 
     def create_stream(self, name: str, **settings: Any) -> JSON:
-        return self.client.create_stream(name, **settings)
+        return plain(self.client.create_stream(name, **settings))
 
     def list_streams(self) -> list[JSON]:
-        return self.client.list_streams()
+        return plain_list(self.client.list_streams())
 
     def stream_status(self, name: str) -> JSON:
-        return self.client.get_stream(name)
+        return plain(self.client.get_stream(name))
 
     def delete_stream(self, name: str, *, purge: bool) -> None:
         self.client.delete_stream(name, purge=purge)
 
     def stream_max_future(self, name: str) -> float:
-        return float(self.client.get_stream(name)["max_future_s"])
+        return float(self.client.get_stream(name).max_future_s)
 
     def send_events(self, name: str, events: list[JSON], *, source: str) -> int:
-        return int(self.client.send_events(name, events)["accepted"])
+        return int(self.client.send_events(name, events).accepted)
 
     # --- video -----------------------------------------------------------------------------
 
@@ -271,26 +300,22 @@ class RemoteBackend:
             "output": f"outgoing/{folder}/{r.output.name}", "style": r.style or "0",
             "strength": r.strength, "max_size": r.max_size, "workers": r.workers,
             "segment_frames": r.segment_frames, "batch_size": r.batch_size})
-        report.note(f"run {run['id']} started on {self.server}")
-        run = self._follow_frames(run["id"], report)
-        if run["state"] != "succeeded":
-            raise UsageError(f"run {run['id']} {run['state']}: {run.get('reason') or ''}"
-                             .strip())
-        self.client.download(self.client.run_output(run["id"])["url"], r.output)
-        job = run.get("job") or {}
-        report.say(f"run {run['id']} (job {run.get('job_id')}): "
-                   f"{job.get('items_succeeded', '?')} frames")
+        done = self._follow_frames(self._started(run, report), report)
+        if done.state != "succeeded":
+            raise UsageError(f"run {done.id} {done.state}: {done.reason or ''}".strip())
+        self.client.download(self.client.run_output(done.id).url, r.output)
+        frames = done.job.items_succeeded if done.job else "?"
+        report.say(f"run {done.id} (job {done.job_id}): {frames} frames")
         report.say(f"output: {r.output.resolve()}")
-        self._fetch_report(run["id"], r, report)
+        self._fetch_report(done.id, r, report)
 
-    def _follow_frames(self, run_id: str, report: Reporter) -> JSON:
+    def _follow_frames(self, run_id: str, report: Reporter) -> RunDetail:
         with report.bar(frames=True) as bar:
             while True:
                 run = self.client.get_run(run_id)
-                job = run.get("job")
-                if job:
-                    bar(snapshot(job, []))  # the frames: its items
-                if run["state"] in FINISHED:
+                if run.job:
+                    bar(progress(run.job, []))  # the frames: its items
+                if run.state in FINISHED:
                     return run
                 time.sleep(POLL_SECONDS)
 

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...apimodels import ConnectionRecord
 from ...connections import (
     DEFAULT_MAX_ROWS,
     DEFAULT_STATEMENT_TIMEOUT,
@@ -23,7 +24,6 @@ from ...connections import (
 )
 from ..context import ws_of
 from ..deps import Admin, Viewer
-from ..schemas import ConnectionRecord
 
 __all__ = ["ConnectionIn", "router"]
 

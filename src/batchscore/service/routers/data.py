@@ -14,6 +14,7 @@ from fsspec.core import url_to_fs
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
+from ...apimodels import Uploaded
 from ...errors import InputError
 from ...pipelines import data_url, resolve_data_path
 from ...state.tables import jobs as jobs_table
@@ -22,7 +23,6 @@ from ...workspace import Workspace
 from ..context import service_of, ws_of
 from ..deps import Operator
 from ..links import check_link
-from ..schemas import Uploaded
 
 __all__ = ["SERVICE_PREFIXES", "content_disposition", "router", "upload_name"]
 

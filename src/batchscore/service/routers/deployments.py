@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...apimodels import DeploymentInvocationStarted, DeploymentRecord, InvocationRun
 from ...endpoints import (
     create_deployment,
     delete_deployment,
@@ -28,7 +29,6 @@ from ...errors import SpecError
 from ...jobs.spec import spec_from_mapping
 from ..context import service_of, ws_of
 from ..deps import Admin, Operator, Viewer
-from ..schemas import DeploymentInvocationStarted, DeploymentRecord, InvocationRun
 from .endpoints import InvokeIn, Settings
 
 __all__ = ["DefaultIn", "DeploymentIn", "router"]

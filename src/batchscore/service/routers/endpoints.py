@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...apimodels import EndpointDetail, EndpointRecord, InvocationStarted
 from ...connections import is_connection_ref
 from ...endpoints import (
     PIPELINE,
@@ -30,7 +31,6 @@ from ...endpoints.published import BatchEndpointParams, check_endpoint_params, d
 from ...pipelines import request_run
 from ..context import service_of, ws_of
 from ..deps import Admin, Operator, Viewer
-from ..schemas import EndpointDetail, EndpointRecord, InvocationStarted
 
 __all__ = ["EndpointIn", "InvokeIn", "Settings", "router"]
 

@@ -11,10 +11,10 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Request
 
+from ...apimodels import EventView
 from ...state.events import MAX_LIMIT, list_events, ongoing_events, parse_since
 from ..context import ws_of
 from ..deps import Viewer
-from ..schemas import EventView
 
 __all__ = ["router"]
 

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import text
 
+from ...apimodels import Health
 from ..context import service_of
 from ..deps import Viewer
 from ..metrics import CONTENT_TYPE, render_metrics
-from ..schemas import Health
 
 __all__ = ["router"]
 

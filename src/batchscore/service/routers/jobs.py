@@ -13,11 +13,11 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 
 from ... import jobs as job_api
+from ...apimodels import JobLogsView, JobRecord, JobSubmitted, JobSummary, JobView, MiniBatchView
 from ...paths import frames_dir, job_logs
 from ...redact import public_text, public_value
 from ..context import service_of, ws_of
 from ..deps import Admin, Operator, Viewer
-from ..schemas import JobLogsView, JobRecord, JobSubmitted, JobSummary, JobView, MiniBatchView
 from ..submit import JobIn, prepare_job, record_job, store_locations
 from ..views import job_record, job_summary, job_view
 

@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from ...apimodels import OutputRowsPage
 from ..context import ws_of
 from ..deps import Viewer
 from ..output_rows import DEFAULT_LIMIT, read_output_rows
-from ..schemas import OutputRowsPage
 
 __all__ = ["router"]
 

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
 
+from ...apimodels import PipelineInfo, RunStarted
 from ...pipelines import PIPELINES, get_pipeline, request_run
 from ..auth import Principal
 from ..context import service_of
 from ..deps import Operator, Viewer, caller
-from ..schemas import PipelineInfo, RunStarted
 from ..views import run_links, run_view
 
 __all__ = ["router"]

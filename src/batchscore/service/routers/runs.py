@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
+from ...apimodels import DownloadLink, RunDetail, RunView, RunWithJob
 from ...pipelines import cancel_run, get_run, list_runs, resolve_data_path
 from ...triggers import get_trigger
 from ..context import service_of, ws_of
 from ..deps import Operator, Viewer
 from ..links import sign_link
-from ..schemas import DownloadLink, RunDetail, RunView, RunWithJob
 from ..views import run_links, run_view, with_job
 
 __all__ = ["router"]

@@ -14,6 +14,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...apimodels import (
+    EventsAccepted,
+    StreamRecord,
+    StreamStatus,
+    StreamView,
+)
 from ...streaming import (
     EventBatchError,
     create_stream,
@@ -27,12 +33,6 @@ from ...streaming.status import stream_status
 from ...streaming.streams import DEFAULT_AGGREGATES
 from ..context import consumer_status, service_of, ws_of
 from ..deps import Admin, Operator, Viewer
-from ..schemas import (
-    EventsAccepted,
-    StreamRecord,
-    StreamStatus,
-    StreamView,
-)
 
 __all__ = ["EventsIn", "StreamIn", "router"]
 

@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...apimodels import TokenCreated, TokenRecord, TokenRevoked
 from ..auth import ROLES, create_token, list_tokens, revoke_token
 from ..context import ws_of
 from ..deps import Admin
-from ..schemas import TokenCreated, TokenRecord, TokenRevoked
 
 __all__ = ["TokenIn", "router"]
 

@@ -8,12 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ...apimodels import TriggerDetail, TriggerRecord, TriggerView
 from ...pipelines import list_runs
 from ...redact import public_value
 from ...triggers import create_trigger, get_trigger, ledger, list_triggers, remove_trigger
 from ..context import service_of, ws_of
 from ..deps import Admin, Viewer
-from ..schemas import TriggerDetail, TriggerRecord, TriggerView
 from ..submit import store_locations
 
 __all__ = ["TriggerIn", "router"]

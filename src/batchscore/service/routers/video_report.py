@@ -15,11 +15,11 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from fsspec.core import url_to_fs
 
+from ...apimodels import QualityReport
 from ...pipelines import PipelineNotFoundError, data_url, get_pipeline, get_run, resolve_data_path
 from ...video.quality import report_paths
 from ..context import ws_of
 from ..deps import Viewer
-from ..schemas import QualityReport
 
 __all__ = ["router"]
 

@@ -1,19 +1,36 @@
-"""The answers of the REST API, as pydantic models: the OpenAPI document describes each one.
+"""The answers of the REST API (``/api/v1``), as pydantic models: the service declares them
+(the OpenAPI document describes each one) and the client (:mod:`batchscore.client`) returns them.
 
 Each model names exactly the keys the service sends, in the order it sends them (responses
 are validated against these models: a key the model does not know fails the request with a
 500 instead of vanishing, hence ``extra="forbid"``). A key sent only sometimes has a default
 and its route is declared with ``response_model_exclude_unset=True`` so that an absent key
 stays absent. Free-form documents (a run's parameters, a job's spec, its logs' events) are
-``dict[str, Any]``."""
+``dict[str, Any]``.
+
+An answer that sends a record (a job, a run, a trigger...) takes its fields from the record's
+dataclass (``class JobRecord(fields_of(Job))``, see :func:`fields_of`): names, types and order
+are written once, in the dataclass; the answer adds what the record computes (a job's
+``display_state``) after them."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from .connections import Connection
+from .endpoints.deployments import Deployment
+from .endpoints.endpoints import Endpoint
+from .state.events import Event
+from .state.jobs import Job, MiniBatch
+from .state.runs import Run
+from .streaming.streams import Stream
+from .triggers.definitions import Trigger
+
 __all__ = [
+    "Cluster",
     "ConnectionRecord", "ConsumerStatus", "DeploymentInvocationLinks",
     "DeploymentInvocationStarted", "DeploymentRecord", "DownloadLink", "EndpointDetail",
     "EndpointInvocationLinks", "EndpointRecord", "EventView", "EventsAccepted", "Health",
@@ -32,6 +49,17 @@ class Answer(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def fields_of(record: type, *, skip: tuple[str, ...] = ()) -> type[Answer]:
+    """An answer with the dataclass ``record``'s fields, in its order and with its types, less
+    ``skip``; every one required (the service always sends them). Answers derive from it: a
+    field they declare again keeps its place, a new one follows."""
+    hints = get_type_hints(record)
+    definitions: Any = {f.name: (hints[f.name], ...) for f in dataclasses.fields(record)
+                        if f.name not in skip}
+    return create_model(  # type: ignore[call-overload]
+        f"{record.__name__}Fields", __base__=Answer, __module__=__name__, **definitions)
+
+
 # --- service ---------------------------------------------------------------------------------
 
 
@@ -45,30 +73,10 @@ class Health(Answer):
 # --- jobs ------------------------------------------------------------------------------------
 
 
-class JobRecord(Answer):
+class JobRecord(fields_of(Job)):  # type: ignore[misc]
     """A job as API clients see it: data-store paths relative, system-store ones
     ``system:...``, passwords and environment values hidden."""
 
-    id: str
-    key: str
-    kind: str
-    name: str
-    state: str
-    spec: dict[str, Any]
-    inputs: list[str]
-    output_url: str
-    overwrite: bool
-    reason: str | None
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    runner: str | None
-    heartbeat_at: float | None
-    cancel_requested: bool
-    minibatches_total: int
-    items_total: int
-    items_succeeded: int
-    items_failed: int
     display_state: str = Field(description="The state, or interrupted for a running job whose "
                                "runner stopped renewing its lease.")
 
@@ -108,20 +116,8 @@ class JobSubmitted(Answer):
     links: JobLinks | RunLink
 
 
-class MiniBatchView(Answer):
-    job_id: str
-    idx: int
-    items: list[Any]
-    n_items: int
-    state: str
-    attempts: int
-    part: str | None
-    items_succeeded: int
-    items_failed: int
-    worker: str | None
-    started_at: float | None
-    finished_at: float | None
-    error: str | None
+class MiniBatchView(fields_of(MiniBatch)):  # type: ignore[misc]
+    pass
 
 
 class JobLogsView(Answer):
@@ -153,21 +149,8 @@ class PipelineInfo(Answer):
     parameters: dict[str, Any] = Field(description="The JSON schema of the parameters.")
 
 
-class RunView(Answer):
-    id: str
-    pipeline: str
-    params: dict[str, Any]
-    state: str
-    run_key: str | None
-    trigger_id: str | None
-    job_id: str | None
-    output_url: str | None
-    reason: str | None
-    created_by: str | None
-    runner: str | None
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
+class RunView(fields_of(Run)):  # type: ignore[misc]
+    pass
 
 
 class RunLinks(_SelfLink):
@@ -214,21 +197,8 @@ class QualityReport(BaseModel):
 # --- triggers and tokens ---------------------------------------------------------------------
 
 
-class TriggerRecord(Answer):
-    id: str
-    name: str
-    kind: str
-    pipeline: str
-    params: dict[str, Any]
-    prefix: str | None
-    pattern: str | None
-    output: str | None
-    marker: str | None
-    settle_seconds: float
-    cron: str | None
-    cursor: float | None
-    enabled: bool
-    created_at: float
+class TriggerRecord(fields_of(Trigger)):  # type: ignore[misc]
+    pass
 
 
 class TriggerRunRef(Answer):
@@ -284,14 +254,7 @@ class Uploaded(Answer):
 # --- endpoints, deployments, connections -----------------------------------------------------
 
 
-class EndpointRecord(Answer):
-    name: str
-    spec: dict[str, Any]
-    model: str | None
-    description: str | None
-    created_by: str | None
-    created_at: float
-    updated_at: float
+class EndpointRecord(fields_of(Endpoint)):  # type: ignore[misc]
     kind: str
 
 
@@ -327,16 +290,7 @@ class InvocationStarted(Answer):
     links: EndpointInvocationLinks
 
 
-class DeploymentRecord(Answer):
-    endpoint: str
-    name: str
-    spec: dict[str, Any]
-    model: str | None
-    description: str | None
-    created_by: str | None
-    created_at: float
-    updated_at: float
-    is_default: bool
+class DeploymentRecord(fields_of(Deployment)):  # type: ignore[misc]
     kind: str
 
 
@@ -353,58 +307,19 @@ class DeploymentInvocationStarted(Answer):
     links: DeploymentInvocationLinks
 
 
-class ConnectionRecord(Answer):
+class ConnectionRecord(fields_of(Connection, skip=("url",))):  # type: ignore[misc]
     """A connection: never its URL."""
-
-    name: str
-    dialect: str
-    statement_timeout: float
-    max_rows: int
-    allow_output: bool
-    description: str | None
-    created_by: str | None
-    created_at: float
 
 
 # --- events and streams ----------------------------------------------------------------------
 
 
-class EventView(Answer):
-    source: str
-    kind: str
-    severity: str
-    state: str
-    subject: str
-    message: str
-    details: dict[str, Any]
-    created_at: float
-    id: int
+class EventView(fields_of(Event)):  # type: ignore[misc]
+    id: int  # stored: it has one
     ongoing: bool = Field(description="An anomaly that has not been resolved.")
 
 
-class StreamRecord(Answer):
-    name: str
-    window_s: int
-    lateness_s: float
-    aggregates: list[str]
-    max_future_s: float
-    redis_url: str | None
-    redis_key: str
-    partition_by: str
-    endpoint: str | None
-    endpoint_output: str | None
-    created_by: str | None
-    created_at: float
-    watermark: float | None
-    max_event_time: float | None
-    events_landed: int
-    windows_landed: int
-    events_late: int
-    events_rejected: int
-    partitions_closed: int
-    last_landed_at: float | None
-    lease_owner: str | None
-    lease_until: float | None
+class StreamRecord(fields_of(Stream, skip=("lease_token",))):  # type: ignore[misc]
     events_received: int
     prefix: str
 
@@ -443,3 +358,56 @@ class EventsAccepted(Answer):
     stream: str
     accepted: int
     ids: list[str]
+
+
+# --- the machines (GET /cluster) --------------------------------------------------------
+
+class Resources(BaseModel):
+    cpus: float = Field(description="Logical CPUs the node offers to Ray.")
+    gpus: float = Field(description="GPUs the node offers to Ray.")
+    memory_bytes: int = Field(description="Memory Ray may give tasks and actors, in bytes.")
+
+
+class NodeWorker(BaseModel):
+    worker: str = Field(description="host:pid, as the attempts table names it.")
+    state: Literal["alive", "dead"]
+    job_id: str | None = Field(description="The latest job it scored a mini-batch of.")
+    minibatches_done: int = Field(description="Mini-batches of that job it scored.")
+
+
+class Rerun(BaseModel):
+    job_id: str
+    minibatch: int | None
+    worker: str = Field(description="The worker on the node whose mini-batch was run again.")
+    attempt: int | None = Field(description="The attempt that died (none when requeued).")
+    how: Literal["died", "requeued"] = Field(
+        description="died: an attempt counted; requeued: run again uncounted.")
+
+
+class Node(BaseModel):
+    node_id: str
+    address: str
+    hostname: str
+    state: Literal["alive", "dead", "lost"] = Field(
+        description="lost: it died while its workers had mini-batches in flight.")
+    head: bool
+    resources: Resources
+    workers: list[NodeWorker]
+    reruns: list[Rerun] = Field(description="Mini-batches run again because the node died.")
+
+
+class LocalWorker(BaseModel):
+    worker: str | None = Field(description="host:pid of the worker process.")
+    runner: str | None = Field(description="host:pid of the job's runner.")
+    job_id: str
+    state: str = Field(description="The process state (running, sleeping, zombie...); "
+                       "elsewhere: the runner is on another machine; runner-gone.")
+    pid: int | None
+
+
+class Cluster(BaseModel):
+    executor: str = Field(description="local or ray.")
+    address: str | None = Field(description="executor.ray_address (Ray).")
+    nodes: list[Node] = Field(description="Ray's nodes, alive first.")
+    workers: list[LocalWorker] = Field(description="The local executor's worker processes.")
+    note: str | None = None
