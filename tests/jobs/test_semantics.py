@@ -143,6 +143,32 @@ def test_short_return_counts_missing_items_as_failed(ws, executor, script, files
     assert failed.state == "failed" and "3 item(s) failed" in failed.reason
 
 
+def test_mini_batch_error_threshold_counts_failed_minibatches(
+    ws, executor, script, files, tmp_path
+):
+    # f000, f001 raise (a failed mini-batch each); the mini-batch of f004 returns nothing
+    # for it (short: a failed mini-batch too, as on Azure); the others succeed
+    broken = script("""
+        def run(mini_batch):
+            if any(p.endswith(("f000.txt", "f001.txt")) for p in mini_batch):
+                raise RuntimeError("bad file")
+            return [p for p in mini_batch if not p.endswith("f004.txt")]
+    """)
+    retry = {"max_retries": 0, "timeout": 30}
+    ok = run(ws, broken, files(6), tmp_path / "ok", mini_batch_size=1, retry_settings=retry,
+             mini_batch_error_threshold=3)
+    assert ok.state == "succeeded" and ok.items_failed == 3
+    ko = run(ws, broken, files(6), tmp_path / "ko", mini_batch_size=1, retry_settings=retry,
+             mini_batch_error_threshold=2)
+    assert ko.state == "failed"
+    assert "mini-batch(es) failed, more than mini_batch_error_threshold=2" in ko.reason
+    assert "RuntimeError: bad file" in ko.reason
+    assert not (tmp_path / "ko").exists()
+    ignored = run(ws, broken, files(6), tmp_path / "all", mini_batch_size=1,
+                  retry_settings=retry, mini_batch_error_threshold=-1)
+    assert ignored.state == "succeeded"
+
+
 def test_hung_run_is_killed_replaced_and_retried(ws, executor, script, files, marks, tmp_path):
     hang = script("""
         import os, time

@@ -1,7 +1,9 @@
 """The runner: drives one job's mini-batches through an executor to a committed output.
 
 It holds the job's lease (renewed by a heartbeat thread), dispatches pending mini-batches,
-records every attempt, retries up to ``max_retries``, enforces ``error_threshold``, and
+records every attempt, retries up to ``max_retries``, enforces ``error_threshold`` (failed
+items) and ``mini_batch_error_threshold`` (failed mini-batches: run() raised on its last
+attempt, or returned fewer items than it was given), and
 assembles the output in input order once everything has run. Killed at any point, it leaves
 a job that another runner (``job resume``) finishes without re-running finished mini-batches.
 """
@@ -147,6 +149,7 @@ class _Run:
         self.total = job.minibatches_total
         self.done = counts.get("done", 0)
         self.failed = counts.get("failed", 0)
+        self.short = db.short_minibatches(ws.engine, job.id)  # done, fewer items returned
         self.info: dict[int, tuple[list[Any], int, int]] = {}  # idx -> items, n, attempts
         self.front: deque[int] = deque()  # lost in flight: run again first
         self.chunk: deque[int] = deque()  # read from the plan, not yet submitted
@@ -227,7 +230,9 @@ class _Run:
 
     def _over_threshold(self) -> bool:
         limit = self.spec.error_threshold
-        return limit != -1 and self.items_failed > limit
+        batches = self.spec.mini_batch_error_threshold
+        return (limit != -1 and self.items_failed > limit) or (
+            batches != -1 and self.failed + self.short > batches)
 
     def _staging(self) -> Path:
         if self.ws.system.is_local:
@@ -263,8 +268,12 @@ class _Run:
             beat.stop()
 
     def _threshold_reason(self) -> str:
-        reason = (f"{self.items_failed} item(s) failed, more than "
-                  f"error_threshold={self.spec.error_threshold}")
+        limit = self.spec.error_threshold
+        if limit != -1 and self.items_failed > limit:
+            reason = f"{self.items_failed} item(s) failed, more than error_threshold={limit}"
+        else:
+            reason = (f"{self.failed + self.short} mini-batch(es) failed, more than "
+                      f"mini_batch_error_threshold={self.spec.mini_batch_error_threshold}")
         if self.first_error:
             reason += f"; first error: {self.first_error}"
         return reason
@@ -345,6 +354,7 @@ class _Run:
                     self.logs.event("items-failed", minibatch=c.idx, attempt=c.attempt,
                                     items=short, error=error)
                     self.first_error = self.first_error or error
+                    self.short += 1
                 records.append(db.AttemptRecord(
                     c.idx, c.attempt, outcome="ok", state="done",
                     worker=r.worker, started_at=r.started_at, finished_at=r.finished_at,

@@ -46,8 +46,8 @@ _SETTINGS = {
 }
 _RESOURCES = {"instance_count", "num_cpus", "num_gpus"}
 _TOP = {"name", "kind", "model", "code_configuration", "resources", "settings", "scoring_script",
-        "code", "model_dir", "options", "program_arguments", "env_manager",
-        "requirements"} | _SETTINGS | _RESOURCES
+        "code", "model_dir", "options", "program_arguments", "mini_batch_error_threshold",
+        "env_manager", "requirements"} | _SETTINGS | _RESOURCES
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
 TABULAR_MINI_BATCH_ROWS = 100_000  # a tabular job's default: 10 (for files) is tiny for rows
@@ -75,6 +75,8 @@ class JobSpec(BaseModel):
     output_file_name: str = "predictions.csv"
     retry_settings: RetrySettings = RetrySettings()
     error_threshold: int = Field(-1, ge=-1)
+    # failed mini-batches tolerated (a parallel job's key; -1: any number)
+    mini_batch_error_threshold: int = Field(-1, ge=-1)
     logging_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     max_concurrency_per_instance: int = Field(1, ge=1, le=256)
     instance_count: int = Field(1, ge=1, le=1024)
