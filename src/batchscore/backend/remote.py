@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..client import Client
 from ..errors import InputError, OutputExistsError, SpecError, UsageError
+from ..jobs.refs import is_model_ref
 from .base import FINISHED, JSON, EndpointRequest, Reporter, StylizeRequest, snapshot
 
 if TYPE_CHECKING:
@@ -83,19 +84,22 @@ class RemoteBackend:
             raise SpecError(f"--server submits entry-script jobs; a {spec.kind} job runs "
                             "through a batch endpoint (batchscore endpoint create/invoke "
                             "--server)")
-        if spec.model_dir and spec.model_dir.startswith(("azureml:", "models:/")):
-            raise SpecError(f"model {spec.model_dir!r} is a registered model of this "
-                            "workspace; with --server give a local --model-dir (it travels "
-                            "with the script), or create a deployment on the service (POST "
-                            "/api/v1/endpoints/NAME/deployments)")
+        registered = spec.model_dir if is_model_ref(spec.model_dir) else None
+        if registered and spec.scoring_script is None:
+            raise SpecError(f"model {registered!r} has no scoring script here: with --server "
+                            "a job runs an entry script; score an MLflow model without one "
+                            "through a deployment (batchscore deployment create --server)")
         for value in inputs:
             data_store_path(value, "--input")
         data_store_path(output, "--output")
-        packed = pack_bundle(spec)  # the script, its code and model folders exist, are small
-        get_kind(spec.kind).validate(spec)  # the script defines run(), checked here and now
+        # the script and its code (and a local model folder) exist and are small; a
+        # registered model is resolved by the service, in its own registry
+        local = spec.model_copy(update={"model_dir": None}) if registered else spec
+        packed = pack_bundle(local)
+        get_kind(spec.kind).validate(local)  # the script defines run(), checked here and now
         settings = spec.model_dump(mode="json", exclude={"code", "scoring_script", "model_dir"})
         sub = self.client.submit_job(settings, packed.scoring_script, packed.archive, inputs,
-                                     output, overwrite=overwrite)
+                                     output, overwrite=overwrite, model=registered)
         job = sub["job"]
         verb = "queued" if sub["created"] else f"already submitted ({job['display_state']})"
         report.say(f"job {sub['job_id']} {verb} on {self.server}: {job['minibatches_total']} "
@@ -196,11 +200,10 @@ class RemoteBackend:
     def invoke_endpoint(self, name: str, inputs: list[str], output: str, *,
                         query: str | None, table: str | None, overwrite: bool,
                         deployment: str | None, wait: bool, report: Reporter) -> int:
-        """Start a job of the endpoint in the service; with ``wait`` follow it."""
-        if deployment:
-            raise SpecError("--deployment-name is not available with --server yet")
+        """Start a job of the endpoint (of ``deployment``, else its default) in the service;
+        with ``wait`` follow it."""
         inv = self.client.invoke_endpoint(name, inputs, output, query=query, table=table,
-                                          overwrite=overwrite)
+                                          overwrite=overwrite, deployment=deployment)
         report.say(f"job {inv['job_id']} queued (run {inv['run_id']})")
         return self.follow(inv["job_id"], report) if wait else 0
 
@@ -208,6 +211,11 @@ class RemoteBackend:
                           set_default: bool, description: str | None) -> JSON:
         """A deployment of a registered model (the service scores no local folder)."""
         model = spec.model_dir or ""
+        if spec.scoring_script is not None:
+            raise SpecError("with --server a deployment scores a registered MLflow model "
+                            "without a scoring script (the service takes no script from the "
+                            "network); create a deployment with code_configuration with "
+                            "batchscore deployment create on the service's machine")
         if not model.startswith(("azureml:", "models:/")):
             raise SpecError(f"model {model!r}: with --server a deployment scores a registered "
                             "model (azureml:NAME@latest, azureml:NAME:VERSION, models:/...)")

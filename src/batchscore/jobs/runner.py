@@ -363,8 +363,7 @@ class _Run:
                 ))
                 self.done += 1
                 del self.info[c.idx]
-                self.items_ok += ok
-                self.items_failed += short
+                self.items_ok, self.items_failed = self.items_ok + ok, self.items_failed + short
                 timings.append({"minibatch": c.idx, "attempt": c.attempt,
                                 "worker": r.worker, "start": r.started_at,
                                 "end": r.finished_at, "items": n,
