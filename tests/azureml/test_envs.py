@@ -117,3 +117,40 @@ def test_a_deployment_with_its_own_environment(layout, cli, ws: Workspace) -> No
     env = build_env(["six==1.16.0"]).parent.parent
     assert sorted((root / "out" / "predictions.csv").read_text().splitlines()) == \
         [f"{n}.txt 1.16.0 {env}" for n in "abc"]
+
+
+def test_the_workspace_setting_alone_chooses_virtualenv(layout, cli, ws: Workspace) -> None:
+    """executor.env_manager = "virtualenv": a deployment with a conda file runs its workers in
+    the virtualenv with no flag; --env-manager local wins; a deployment that names no
+    environment stays in batchscore's."""
+    import six
+
+    config = ws.settings.root / "batchscore.toml"
+    config.write_text(config.read_text().replace(
+        "[executor]\n", '[executor]\nenv_manager = "virtualenv"\n'))
+    root = layout("six-env")
+    assert cli(root, "endpoint", "create", "-f", "endpoint.yml").exit_code == 0
+    made = cli(root, "deployment", "create", "-f", "deployment.yml")
+    assert made.exit_code == 0, made.output
+    result = cli(root, "endpoint", "invoke", "six", "--input", "data", "--output", "out",
+                 "--wait", "--no-progress")
+    assert result.exit_code == 0, result.output
+    env = build_env(["six==1.16.0"]).parent.parent
+    assert sorted((root / "out" / "predictions.csv").read_text().splitlines()) == \
+        [f"{n}.txt 1.16.0 {env}" for n in "abc"]
+    result = cli(root, "endpoint", "invoke", "six", "--input", "data", "--output", "local",
+                 "--env-manager", "local", "--wait", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert all(f" {six.__version__} {sys.prefix}" in line
+               for line in (root / "local" / "predictions.csv").read_text().splitlines())
+    plain = root / "plain.yml"
+    plain.write_text("\n".join(line for line in (root / "deployment.yml").read_text()
+                               .splitlines() if not line.startswith(("environment:", "  "))))
+    result = cli(root, "job", "run", "plain.yml", "--code", "code", "--scoring-script",
+                 "score.py", "--input", "data", "--output", "plain", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert all(f" {six.__version__} {sys.prefix}" in line
+               for line in (root / "plain" / "predictions.csv").read_text().splitlines())
+    bad = cli(root, "endpoint", "invoke", "six", "--input", "data", "--output", "x",
+              "--env-manager", "conda")
+    assert bad.exit_code == 2 and "Traceback" not in bad.output

@@ -179,6 +179,7 @@ class RemoteBackend:
         if r.model is None:
             raise SpecError("--server creates endpoints for --model only (scripts live on "
                             "this machine)")
+        _refuse_env_manager((r.settings or {}).get("env_manager"))
         created = self.client.create_endpoint(
             r.name, r.model, group_by=r.group_by or [], keys=r.keys or [],
             prediction=r.prediction, features=r.features, description=r.description,
@@ -199,9 +200,11 @@ class RemoteBackend:
 
     def invoke_endpoint(self, name: str, inputs: list[str], output: str, *,
                         query: str | None, table: str | None, overwrite: bool,
-                        deployment: str | None, wait: bool, report: Reporter) -> int:
+                        deployment: str | None, wait: bool, report: Reporter,
+                        env_manager: str | None = None) -> int:
         """Start a job of the endpoint (of ``deployment``, else its default) in the service;
         with ``wait`` follow it."""
+        _refuse_env_manager(env_manager)
         inv = self.client.invoke_endpoint(name, inputs, output, query=query, table=table,
                                           overwrite=overwrite, deployment=deployment)
         report.say(f"job {inv['job_id']} queued (run {inv['run_id']})")
@@ -211,6 +214,7 @@ class RemoteBackend:
                           set_default: bool, description: str | None) -> JSON:
         """A deployment of a registered model (the service scores no local folder)."""
         model = spec.model_dir or ""
+        _refuse_env_manager(spec.env_manager)
         if spec.scoring_script is not None:
             raise SpecError("with --server a deployment scores a registered MLflow model "
                             "without a scoring script (the service takes no script from the "
@@ -316,6 +320,14 @@ class RemoteBackend:
                 report.note(f"no quality report from the service ({exc.status})")
                 return
         video_report(r.output, report)
+
+
+def _refuse_env_manager(env_manager: str | None) -> None:
+    """The service's workspace setting (``executor.env_manager``) chooses where its jobs'
+    scripts run: a client does not pick another Python environment on its machine."""
+    if env_manager is not None:
+        raise UsageError("--env-manager cannot be used with --server (the service's "
+                         "workspace setting executor.env_manager chooses)")
 
 
 def _refuse_local_only(r: StylizeRequest) -> None:

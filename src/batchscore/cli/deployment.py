@@ -42,8 +42,9 @@ def create(
     model_dir: Annotated[str | None, typer.Option(
         help="Model folder, instead of the YAML's model.", show_default=False)] = None,
     env_manager: Annotated[str | None, typer.Option(
-        help="local (default) or virtualenv: its jobs run the script in a cached virtualenv "
-        "of the YAML's environment.", show_default=False)] = None,
+        help="local or virtualenv: its jobs run the script in a cached virtualenv of the "
+        "YAML's environment (default: the workspace's executor.env_manager, else local).",
+        show_default=False)] = None,
     workspace: WorkspaceOpt = None,
     server: ServerOpt = None,
     token: TokenOpt = None,

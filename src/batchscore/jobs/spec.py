@@ -88,7 +88,9 @@ class JobSpec(BaseModel):
     input_encoding: str = "utf-8"
     options: dict[str, Any] = {}  # settings of built-in job kinds (video, tabular; sql query)
     program_arguments: list[str] = []  # the entry script's sys.argv[1:] (parallel jobs)
-    env_manager: Literal["local", "virtualenv"] = "local"  # where the script runs
+    # where the script runs; None: the workspace's setting (executor.env_manager), read
+    # when the job is submitted
+    env_manager: Literal["local", "virtualenv"] | None = None
     requirements: list[str] = []  # the environment's pip requirements (virtualenv)
 
     @model_validator(mode="before")
