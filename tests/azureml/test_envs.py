@@ -154,3 +154,59 @@ def test_the_workspace_setting_alone_chooses_virtualenv(layout, cli, ws: Workspa
     bad = cli(root, "endpoint", "invoke", "six", "--input", "data", "--output", "x",
               "--env-manager", "conda")
     assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+TABULAR = """\
+import sys
+
+import six
+
+
+def run(mini_batch):
+    out = mini_batch.copy()
+    out["score"] = out["x"] * 2
+    out["six"] = six.__version__
+    out["prefix"] = sys.prefix
+    return out[["x", "score", "six", "prefix"]]
+"""
+
+
+def _tabular(root: Path, requirements: list[str]) -> None:
+    (root / "code" / "score.py").write_text(TABULAR)
+    (root / "rows").mkdir()
+    (root / "rows" / "a.csv").write_text("x\n1\n2\n3\n")
+    (root / "rows" / "b.csv").write_text("x\n4\n5\n")
+    pip = "".join(f"      - {r}\n" for r in requirements)
+    (root / "environment" / "conda.yaml").write_text(
+        f"dependencies:\n  - python=3.11\n  - pip\n  - pip:\n{pip}")
+
+
+def test_dataframe_mini_batches_cross_into_the_virtualenv(layout, cli, ws: Workspace) -> None:
+    """input_format csv: each mini-batch's DataFrame reaches run() in the virtualenv (read
+    with its own pandas), and the DataFrame run() returns comes back as the output rows."""
+    import pandas
+    import pyarrow
+
+    root = layout("six-env")
+    requirements = ["six==1.16.0", f"pandas=={pandas.__version__}",
+                    f"pyarrow=={pyarrow.__version__}"]
+    _tabular(root, requirements)
+    result = cli(root, "job", "run", "deployment.yml", "--input", "rows", "--output", "out",
+                 "--input-format", "csv", "--mini-batch-size", "2", "--env-manager",
+                 "virtualenv", "--no-progress")
+    assert result.exit_code == 0, result.output
+    env = build_env(requirements).parent.parent
+    lines = (root / "out" / "predictions.csv").read_text().splitlines()
+    assert sorted(lines) == sorted(f"{x} {2 * x} 1.16.0 {env}" for x in range(1, 6))
+    assert not list((ws.system.local_path("jobs")).rglob("*.parquet"))  # frames removed
+
+
+def test_dataframe_mini_batches_need_pandas_in_the_environment(layout, cli,
+                                                               ws: Workspace) -> None:
+    root = layout("six-env")
+    _tabular(root, ["six==1.16.0"])
+    result = cli(root, "job", "run", "deployment.yml", "--input", "rows", "--output", "out",
+                 "--input-format", "csv", "--env-manager", "virtualenv", "--no-progress",
+                 "--max-retries", "0")
+    assert "its environment needs pandas and pyarrow" in result.output, result.output
+    assert not (root / "out" / "predictions.csv").exists()

@@ -195,7 +195,7 @@ class EntryScript:
         scratch = Path(self.cfg.staging_dir).parent / "scratch"
         mini_batch, ctx = _prepare(spec, idx, items, scratch)
         if self.env is not None:
-            answer = self.env.run(list(mini_batch), idx)
+            answer = self._run_in_env(mini_batch, ctx, idx, attempt, scratch)
             if not answer.get("ok"):
                 if answer.get("contract"):
                     raise ContractError(answer.get("error", ""))
@@ -217,6 +217,20 @@ class EntryScript:
             part = part_path(self.cfg.parts_prefix, idx, attempt, ".txt")
             self.store.write_text(part, text)
         return TaskResult(idx, attempt, worker_name(), started, time.time(), returned, part)
+
+    def _run_in_env(self, mini_batch: Any, ctx: Any, idx: int, attempt: int,
+                    scratch: Path) -> dict[str, Any]:
+        """Run the mini-batch in the script's virtualenv: paths as they are; a DataFrame
+        through a Parquet file in this worker's scratch, removed once answered."""
+        if not isinstance(mini_batch, pd.DataFrame):
+            return dict(self.env.run(list(mini_batch), idx))
+        frame = scratch / "frames" / f"{idx:08d}-{attempt}-{os.getpid()}.parquet"
+        frame.parent.mkdir(parents=True, exist_ok=True)
+        mini_batch.to_parquet(frame, index=False)
+        try:
+            return dict(self.env.run_frame(frame, idx, dict(ctx.partition_key_value)))
+        finally:
+            frame.unlink(missing_ok=True)
 
     def shutdown(self) -> None:
         if self.env is not None:

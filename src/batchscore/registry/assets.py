@@ -292,9 +292,6 @@ def _environment(ws: Workspace, spec: JobSpec, model_dir: str | None, driver: bo
         return update
     if spec.options.get("environment_error"):
         raise SpecError(str(spec.options["environment_error"]))
-    if spec.input_format != "files":
-        raise SpecError("--env-manager virtualenv runs scripts over files (input_format "
-                        f"files), not {spec.input_format}")
     if requirements != list(spec.requirements):
         update["requirements"] = requirements
     build_env(requirements)
