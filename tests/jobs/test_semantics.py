@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from batchscore.jobs import job_logs, list_minibatches, run_job, spec_from_mapping
+from batchscore.jobs.script import model_dirs
 from batchscore.state.records import list_attempts
 from batchscore.workspace import Workspace
 from helpers import pid_alive
@@ -424,6 +426,36 @@ def test_model_folder_from_a_store_url_is_downloaded_once_per_worker(
     job = run(ws, reads, files(3), tmp_path / "out", model_dir=f"local://{model}")
     assert job.state == "succeeded", job.reason
     assert (tmp_path / "out/predictions.csv").read_text() == "7\n7\n7\n"
+    assert not (model_dirs() / job.id).exists()  # the job's copy went when it ended
+
+
+def test_stale_model_folders_of_finished_jobs_are_removed(ws, executor, script, files,
+                                                         tmp_path):
+    model = tmp_path / "store" / "models" / "model"
+    model.mkdir(parents=True)
+    (model / "weights.txt").write_text("7")
+    reads = script("""
+        import os
+        def run(mb):
+            return [open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model",
+                                      "weights.txt")).read() for _ in mb]
+    """)
+    first = run(ws, reads, files(1), tmp_path / "a", model_dir=f"local://{model}")
+    assert first.state == "succeeded", first.reason
+    left = model_dirs() / first.id / "model"  # as a runner killed before the end leaves it
+    left.mkdir(parents=True)
+    other = model_dirs() / "job-of-another-workspace" / "model"
+    other.mkdir(parents=True, exist_ok=True)
+    try:
+        failed = run(ws, script("def run(mb):\n    raise ValueError('no')\n"), files(1),
+                     tmp_path / "b", model_dir=f"local://{model}",
+                     retry_settings={"max_retries": 0, "timeout": 30}, error_threshold=0)
+        assert failed.state == "failed"
+        assert not left.parent.exists()  # a finished job of this workspace: removed
+        assert not (model_dirs() / failed.id).exists()  # a failed job's copy too
+        assert other.exists()  # not a job of this workspace: kept
+    finally:
+        shutil.rmtree(other.parent, ignore_errors=True)
 
 
 def test_a_code_folder_too_big_to_ship_is_refused(ws, files, tmp_path, monkeypatch):

@@ -31,6 +31,7 @@ from .crash import crash_point
 from .executors import Completion, Outcome, make_executor
 from .kinds import CommitContext, JobKind, get_kind
 from .logs import JobLogs
+from .script import drop_model_folder, model_folder_jobs
 from .spec import JobSpec
 from .worker import WorkerConfig, progress_file
 
@@ -241,6 +242,7 @@ class _Run:
 
     # -- the run -------------------------------------------------------------------------
     def run(self) -> db.Job:
+        self._drop_stale_model_folders()
         self.logs.event("runner-started", runner=self.runner,
                         pending=self.total - self.done - self.failed,
                         done=self.done, failed=self.failed)
@@ -412,7 +414,17 @@ class _Run:
         ))
         self.logs.event("output-committed", output=self.job.output_url, parts=len(parts))
 
+    def _drop_stale_model_folders(self) -> None:
+        """The model folders on this machine of this workspace's finished jobs (a runner
+        killed before it ended its job left its folder): removed."""
+        for job_id in model_folder_jobs():
+            if job_id != self.job.id:
+                other = db.get_job(self.ws.engine, job_id, with_inputs=False)
+                if other is not None and other.finished:
+                    drop_model_folder(job_id)
+
     def _finish(self, state: str, reason: str | None) -> db.Job:
+        drop_model_folder(self.job.id)  # the job ended: its copy of the model is not needed
         self._report(state, force=True)
         self.logs.event("job-finished", state=state, reason=reason,
                         items_succeeded=self.items_ok, items_failed=self.items_failed)

@@ -35,7 +35,8 @@ from .plan import PlannedBatch, plan_files, plan_minibatches, read_batch, read_t
 from .spec import JobSpec
 from .worker import ContractError, TaskResult, WorkerConfig, part_path, worker_name
 
-__all__ = ["MiniBatchContext", "ScriptKind", "check_script"]
+__all__ = ["MiniBatchContext", "ScriptKind", "check_script", "drop_model_folder", "model_dirs",
+           "model_folder_jobs"]
 
 
 @dataclass
@@ -246,7 +247,7 @@ def model_folder(job_id: str, model: str) -> Path:
     per job and machine (workers racing to make it keep the first one made)."""
     url = to_url(model).rstrip("/")
     name = url.rsplit("/", 1)[-1] or "model"
-    root = Path(tempfile.gettempdir()) / "batchscore" / "model-dirs" / job_id
+    root = model_dirs() / job_id
     if (root / name).exists() or (root / name).is_symlink():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -269,6 +270,31 @@ def model_folder(job_id: str, model: str) -> Path:
         if build.exists():
             shutil.rmtree(build, ignore_errors=True)
     return root
+
+
+def model_dirs() -> Path:
+    """Where this machine keeps each job's ``AZUREML_MODEL_DIR`` (:func:`model_folder`)."""
+    return Path(tempfile.gettempdir()) / "batchscore" / "model-dirs"
+
+
+def drop_model_folder(job_id: str) -> None:
+    """Remove job ``job_id``'s model folder on this machine (a copy of a remote model, or a
+    link), and what a build of it left half-made; the job made it again if it runs again."""
+    root = model_dirs()
+    if not root.is_dir():
+        return
+    for path in [root / job_id, *root.glob(f".{job_id}-*")]:
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+        elif path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def model_folder_jobs() -> list[str]:
+    """The jobs that have a model folder on this machine."""
+    root = model_dirs()
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) \
+        if root.is_dir() else []
 
 
 def _load_module(path: Path, code: Path) -> types.ModuleType:
