@@ -210,3 +210,17 @@ def test_dataframe_mini_batches_need_pandas_in_the_environment(layout, cli,
                  "--max-retries", "0")
     assert "its environment needs pandas and pyarrow" in result.output, result.output
     assert not (root / "out" / "predictions.csv").exists()
+
+
+def test_ray_actors_run_the_script_in_the_virtualenv(layout, cli, ws: Workspace,
+                                                      ray_cluster) -> None:
+    """On Ray each actor stays in batchscore's Python and starts the script in the node's
+    cached virtualenv, built there from the same requirements."""
+    root = layout("six-env")
+    result = cli(root, "job", "run", "deployment.yml", "--input", "data", "--output", "out",
+                 "--env-manager", "virtualenv", "--executor", "ray", "--ray-address",
+                 ray_cluster.address, "--no-progress")
+    assert result.exit_code == 0, result.output
+    env = build_env(["six==1.16.0"]).parent.parent
+    assert sorted((root / "out" / "predictions.csv").read_text().splitlines()) == \
+        [f"{n}.txt 1.16.0 {env}" for n in "abc"]
