@@ -75,14 +75,18 @@ def test_write_then_load_round_trips(tmp_path):
     root = tmp_path / "ws"
     settings = Settings(root=root, data_store="memory://d", system_store=f"file://{root}/sys",
                         database_url="sqlite:///:memory:", executor="ray", max_workers=3,
-                        ray_address="auto", redis_url="redis://127.0.0.1:6380/1")
+                        ray_address="auto", redis_url="redis://127.0.0.1:6380/1",
+                        env_manager="virtualenv")
     path = write_settings(settings)
     assert path == root / CONFIG_FILE
     assert load_settings(root) == settings
     assert f"format = {WORKSPACE_FORMAT}" in path.read_text()
     assert "[streams]" in path.read_text()
-    write_settings(replace(settings, max_workers=None, ray_address=None, redis_url=None))
+    assert 'env_manager = "virtualenv"' in path.read_text()
+    write_settings(replace(settings, max_workers=None, ray_address=None, redis_url=None,
+                           env_manager="local"))
     assert "max_workers" not in path.read_text() and "ray_address" not in path.read_text()
+    assert "env_manager" not in path.read_text()  # the default is not written
     assert "[streams]" not in path.read_text()
 
 
@@ -113,6 +117,8 @@ def test_missing_workspace_says_to_run_init(tmp_path):
     ("[executor]\nmax_worker = 2\n", "unknown key executor.max_worker (did you mean "
      "'max_workers'?)"),
     ("stores = 3\n", "[stores] must be a table"),
+    ('[executor]\nenv_manager = "conda"\n', "executor.env_manager must be local or "
+     "virtualenv, not 'conda'"),
 ])
 def test_bad_settings_file(tmp_path, text, message):
     root = tmp_path / "ws"

@@ -188,15 +188,18 @@ class Client:
         return self.one(JobRecord, "POST", f"/jobs/{_part(job_id)}/cancel")
 
     def submit_job(self, spec: JSON, scoring_script: str, bundle: bytes, inputs: list[str],
-                   output: str, *, overwrite: bool = False) -> JobSubmitted:
+                   output: str, *, overwrite: bool = False, model: str | None = None
+                   ) -> JobSubmitted:
         """Submit an entry-script job (admin): ``bundle`` is the archive of its code and
         model folders (:func:`batchscore.jobs.bundle.pack_bundle`); inputs and output are
-        paths in the service's data store. Answers with ``job_id``, ``run_id``, ``created``
-        and ``job``."""
+        paths in the service's data store; ``model``, instead of a model folder in the
+        bundle, a registered model of the service (``azureml:NAME@latest``, ...). Answers
+        with ``job_id``, ``run_id``, ``created`` and ``job``."""
         return self.one(JobSubmitted, "POST", "/jobs", {
             "spec": spec, "scoring_script": scoring_script,
             "bundle": base64.b64encode(bundle).decode("ascii"), "inputs": inputs,
-            "output": output, "overwrite": overwrite})
+            "output": output, "overwrite": overwrite,
+            **({"model": model} if model is not None else {})})
 
     # --- pipelines and runs ----------------------------------------------------------------
 

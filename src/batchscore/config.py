@@ -23,6 +23,7 @@ from .errors import WorkspaceError
 __all__ = [
     "CONFIG_FILE",
     "DEFAULT_WORKSPACE",
+    "ENV_MANAGERS",
     "WORKSPACE_FORMAT",
     "Settings",
     "find_workspace",
@@ -31,6 +32,7 @@ __all__ = [
 ]
 
 DEFAULT_WORKSPACE = ".batchscore"
+ENV_MANAGERS = ("local", "virtualenv")  # where the workers run a job's script
 CONFIG_FILE = "batchscore.toml"
 WORKSPACE_FORMAT = 1  # bump when the layout of the folder changes incompatibly
 
@@ -38,7 +40,7 @@ _KNOWN = {
     "workspace": {"format"},
     "stores": {"data", "system"},
     "database": {"url"},
-    "executor": {"kind", "max_workers", "ray_address"},
+    "executor": {"kind", "max_workers", "ray_address", "env_manager"},
     "streams": {"redis_url"},
     "telemetry": {"otlp_endpoint"},
 }
@@ -57,6 +59,9 @@ class Settings:
     ray_address: str | None = None
     redis_url: str | None = None  # the broker of streams (Redis Streams)
     otlp_endpoint: str | None = None  # OpenTelemetry collector (batchscore.telemetry)
+    # a job's script in batchscore's Python (local) or its environment's virtualenv, unless
+    # the job says (--env-manager)
+    env_manager: str = "local"
 
     def to_toml(self) -> dict[str, Any]:
         executor: dict[str, Any] = {"kind": self.executor}
@@ -64,6 +69,8 @@ class Settings:
             executor["max_workers"] = self.max_workers
         if self.ray_address:
             executor["ray_address"] = self.ray_address
+        if self.env_manager != "local":
+            executor["env_manager"] = self.env_manager
         out: dict[str, Any] = {
             "workspace": {"format": WORKSPACE_FORMAT},
             "stores": {"data": self.data_store, "system": self.system_store},
@@ -129,7 +136,11 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         ray_address=executor.get("ray_address"),
         redis_url=raw.get("streams", {}).get("redis_url"),
         otlp_endpoint=raw.get("telemetry", {}).get("otlp_endpoint"),
+        env_manager=executor.get("env_manager", base.env_manager),
     )
+    if settings.env_manager not in ENV_MANAGERS:
+        raise WorkspaceError(f"{cfg_path}: executor.env_manager must be local or virtualenv, "
+                             f"not {settings.env_manager!r}")
     return _apply_env(settings)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from azureml.az_helpers import expected, save_pickle
 from batchscore.errors import InputError, ModelNotFoundError, SpecError
-from batchscore.jobs.control import submit_job
+from batchscore.jobs.control import list_jobs, submit_job
 from batchscore.jobs.refs import model_ref
 from batchscore.jobs.spec import load_spec
 from batchscore.registry.assets import (
@@ -235,12 +235,27 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-def test_server_submission_refuses_a_registered_model(layout, cli) -> None:
-    """Checked before anything is sent: the service cannot see this workspace's registry."""
+def test_server_submission_resolves_a_registered_model_in_the_service(
+    layout, cli, ws: Workspace, service: str
+) -> None:
+    """The model is resolved by the service, in its workspace's registry: the script
+    travels in the bundle, the model does not."""
     root = layout("heart-custom")
-    out = _one_error(cli(root, "job", "run", "deployment.yml", "--input", "in/x.csv",
-                         "--output", "out/", "--server", "http://127.0.0.1:9"))
-    assert "is a registered model of this workspace" in out
+    register_model(ws, "heart-classifier-sklearn", str(root / "model"))
+    for path in sorted((root / "data").glob("*.csv")):
+        ws.data.write_text(f"incoming/heart/{path.name}", path.read_text())
+    result = cli(root, "job", "run", "deployment.yml", "--input", "incoming/heart",
+                 "--output", "scored/heart", "--server", service, "--wait", "--no-progress")
+    assert result.exit_code == 0, result.output
+    lines = ws.data.read_text("scored/heart/predictions.csv").splitlines()
+    assert len(lines) == sum(len(v) for v in expected(root / "data").values())
+    (job,) = [j for j in list_jobs(ws) if j.output_url.endswith("scored/heart")]
+    assert job.spec["options"]["model_ref"] == \
+        "azureml:heart-classifier-sklearn:1 -> models:/heart-classifier-sklearn/1"
+    unknown = _one_error(cli(root, "job", "run", "deployment.yml", "--model-dir",
+                             "azureml:nope@latest", "--input", "incoming/heart",
+                             "--output", "scored/nope", "--server", service))
+    assert "no registered model named 'nope'" in unknown
 
 
 def test_model_dir_flag_takes_a_registered_model(layout, cli, ws: Workspace) -> None:

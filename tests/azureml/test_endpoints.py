@@ -243,3 +243,25 @@ def test_dashboard_lists_deployments(heart: Path, ws: Workspace) -> None:
                 "#endpoints tr[data-endpoint='empty']").inner_text()
         finally:
             browser.close()
+
+
+def test_deployment_commands_through_the_service(layout, cli, ws: Workspace,
+                                                 service: str) -> None:
+    """deployment create|list --server: an MLflow model registered in the service's
+    workspace deploys without a script; a YAML with a scoring script is refused before
+    anything is sent."""
+    root = layout("heart-mlflow")
+    assert cli(root, "model", "create", "-f", "model.yml").exit_code == 0
+    assert cli(root, "endpoint", "create", "-f", "endpoint.yml").exit_code == 0
+    made = cli(root, "deployment", "create", "-f", "deployment.yml", "--server", service)
+    assert made.exit_code == 0, made.output
+    assert "deployment classifier-mlflow created in endpoint heart-classifier (default)" \
+        in made.output
+    listed = cli(root, "deployment", "list", "--endpoint-name", "heart-classifier", "--json",
+                 "--server", service)
+    assert [d["name"] for d in json.loads(listed.output)] == ["classifier-mlflow"]
+    custom = layout("heart-custom")
+    refused = cli(custom, "deployment", "create", "-f", "deployment.yml", "--server",
+                  "http://127.0.0.1:9")
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "scores a registered MLflow model without a scoring script" in refused.output

@@ -117,3 +117,110 @@ def test_a_deployment_with_its_own_environment(layout, cli, ws: Workspace) -> No
     env = build_env(["six==1.16.0"]).parent.parent
     assert sorted((root / "out" / "predictions.csv").read_text().splitlines()) == \
         [f"{n}.txt 1.16.0 {env}" for n in "abc"]
+
+
+def test_the_workspace_setting_alone_chooses_virtualenv(layout, cli, ws: Workspace) -> None:
+    """executor.env_manager = "virtualenv": a deployment with a conda file runs its workers in
+    the virtualenv with no flag; --env-manager local wins; a deployment that names no
+    environment stays in batchscore's."""
+    import six
+
+    config = ws.settings.root / "batchscore.toml"
+    config.write_text(config.read_text().replace(
+        "[executor]\n", '[executor]\nenv_manager = "virtualenv"\n'))
+    root = layout("six-env")
+    assert cli(root, "endpoint", "create", "-f", "endpoint.yml").exit_code == 0
+    made = cli(root, "deployment", "create", "-f", "deployment.yml")
+    assert made.exit_code == 0, made.output
+    result = cli(root, "endpoint", "invoke", "six", "--input", "data", "--output", "out",
+                 "--wait", "--no-progress")
+    assert result.exit_code == 0, result.output
+    env = build_env(["six==1.16.0"]).parent.parent
+    assert sorted((root / "out" / "predictions.csv").read_text().splitlines()) == \
+        [f"{n}.txt 1.16.0 {env}" for n in "abc"]
+    result = cli(root, "endpoint", "invoke", "six", "--input", "data", "--output", "local",
+                 "--env-manager", "local", "--wait", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert all(f" {six.__version__} {sys.prefix}" in line
+               for line in (root / "local" / "predictions.csv").read_text().splitlines())
+    plain = root / "plain.yml"
+    plain.write_text("\n".join(line for line in (root / "deployment.yml").read_text()
+                               .splitlines() if not line.startswith(("environment:", "  "))))
+    result = cli(root, "job", "run", "plain.yml", "--code", "code", "--scoring-script",
+                 "score.py", "--input", "data", "--output", "plain", "--no-progress")
+    assert result.exit_code == 0, result.output
+    assert all(f" {six.__version__} {sys.prefix}" in line
+               for line in (root / "plain" / "predictions.csv").read_text().splitlines())
+    bad = cli(root, "endpoint", "invoke", "six", "--input", "data", "--output", "x",
+              "--env-manager", "conda")
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+TABULAR = """\
+import sys
+
+import six
+
+
+def run(mini_batch):
+    out = mini_batch.copy()
+    out["score"] = out["x"] * 2
+    out["six"] = six.__version__
+    out["prefix"] = sys.prefix
+    return out[["x", "score", "six", "prefix"]]
+"""
+
+
+def _tabular(root: Path, requirements: list[str]) -> None:
+    (root / "code" / "score.py").write_text(TABULAR)
+    (root / "rows").mkdir()
+    (root / "rows" / "a.csv").write_text("x\n1\n2\n3\n")
+    (root / "rows" / "b.csv").write_text("x\n4\n5\n")
+    pip = "".join(f"      - {r}\n" for r in requirements)
+    (root / "environment" / "conda.yaml").write_text(
+        f"dependencies:\n  - python=3.11\n  - pip\n  - pip:\n{pip}")
+
+
+def test_dataframe_mini_batches_cross_into_the_virtualenv(layout, cli, ws: Workspace) -> None:
+    """input_format csv: each mini-batch's DataFrame reaches run() in the virtualenv (read
+    with its own pandas), and the DataFrame run() returns comes back as the output rows."""
+    import pandas
+    import pyarrow
+
+    root = layout("six-env")
+    requirements = ["six==1.16.0", f"pandas=={pandas.__version__}",
+                    f"pyarrow=={pyarrow.__version__}"]
+    _tabular(root, requirements)
+    result = cli(root, "job", "run", "deployment.yml", "--input", "rows", "--output", "out",
+                 "--input-format", "csv", "--mini-batch-size", "2", "--env-manager",
+                 "virtualenv", "--no-progress")
+    assert result.exit_code == 0, result.output
+    env = build_env(requirements).parent.parent
+    lines = (root / "out" / "predictions.csv").read_text().splitlines()
+    assert sorted(lines) == sorted(f"{x} {2 * x} 1.16.0 {env}" for x in range(1, 6))
+    assert not list((ws.system.local_path("jobs")).rglob("*.parquet"))  # frames removed
+
+
+def test_dataframe_mini_batches_need_pandas_in_the_environment(layout, cli,
+                                                               ws: Workspace) -> None:
+    root = layout("six-env")
+    _tabular(root, ["six==1.16.0"])
+    result = cli(root, "job", "run", "deployment.yml", "--input", "rows", "--output", "out",
+                 "--input-format", "csv", "--env-manager", "virtualenv", "--no-progress",
+                 "--max-retries", "0")
+    assert "its environment needs pandas and pyarrow" in result.output, result.output
+    assert not (root / "out" / "predictions.csv").exists()
+
+
+def test_ray_actors_run_the_script_in_the_virtualenv(layout, cli, ws: Workspace,
+                                                      ray_cluster) -> None:
+    """On Ray each actor stays in batchscore's Python and starts the script in the node's
+    cached virtualenv, built there from the same requirements."""
+    root = layout("six-env")
+    result = cli(root, "job", "run", "deployment.yml", "--input", "data", "--output", "out",
+                 "--env-manager", "virtualenv", "--executor", "ray", "--ray-address",
+                 ray_cluster.address, "--no-progress")
+    assert result.exit_code == 0, result.output
+    env = build_env(["six==1.16.0"]).parent.parent
+    assert sorted((root / "out" / "predictions.csv").read_text().splitlines()) == \
+        [f"{n}.txt 1.16.0 {env}" for n in "abc"]

@@ -43,6 +43,27 @@ def test_parallel_job_runs_with_its_program_arguments(layout, cli, ws: Workspace
     assert "--copy_logs_to_parent" in job.arguments
 
 
+def test_mini_batch_error_threshold_is_enforced(layout, cli, ws: Workspace) -> None:
+    root = layout("parallel-heart")
+    (root / "src" / "failing.py").write_text(
+        "def init():\n    pass\n\n"
+        "def run(mini_batch):\n"
+        "    if any(p.endswith('-1.csv') for p in mini_batch):\n"
+        "        raise ValueError('unreadable file')\n"
+        "    return [p for p in mini_batch]\n")
+    sets = ["--set", "task.entry_script=failing.py", "--set", "retry_settings.max_retries=0"]
+    tolerated = cli(root, "job", "create", "-f", "job.yml", "--no-progress", *sets)
+    assert tolerated.exit_code == 0, tolerated.output  # the YAML's threshold: 5
+    refused = cli(root, "job", "create", "-f", "job.yml", "--no-progress", *sets,
+                  "--set", "mini_batch_error_threshold=0", "--set", "name=strict")
+    assert refused.exit_code != 0
+    assert "1 mini-batch(es) failed, more than mini_batch_error_threshold=0" \
+        in refused.output
+    job = load_parallel_job(ws, root / "job.yml", ["mini_batch_error_threshold=-1"])
+    assert job.spec.mini_batch_error_threshold == -1
+    assert load_parallel_job(ws, root / "job.yml").spec.mini_batch_error_threshold == 5
+
+
 def test_set_changes_inputs_and_outputs(layout, cli, ws: Workspace, tmp_path: Path) -> None:
     root = layout("parallel-heart")
     other = tmp_path / "other"
@@ -84,6 +105,7 @@ def test_inputs_from_registered_assets(layout, ws: Workspace) -> None:
     (["queue=fast"], "unknown key 'queue'"),
     (["task.command=python x.py"], "unknown key task.command"),
     (["mini_batch_size=0"], "mini_batch_size: must be at least 1"),
+    (["mini_batch_error_threshold=-2"], "mini_batch_error_threshold: Input should be"),
     (["inputs.score_model.path=azureml:nope:1", "inputs.score_model.type=custom_model"],
      "no registered model named 'nope'"),
     (["bad"], "expected KEY.PATH=VALUE"),

@@ -52,9 +52,17 @@ def test_endpoint_commands_through_the_service(ws, service, tmp_path: Path) -> N
     shown = json.loads(cli("endpoint", "show", "lin", "--json", *s).stdout)
     assert [(i["job_id"], i["state"]) for i in shown["invocations"]] == [(job_id, "succeeded")]
     picked = cli("endpoint", "invoke", "lin", "-i", "incoming/*.parquet", "-o", "x/", "-d",
-                 "blue", *s)
-    assert picked.returncode == 2
-    assert "--deployment-name is not available with --server yet" in picked.stderr
+                 "default", "--wait", "--no-progress", *s)
+    assert picked.returncode == 0, picked.stderr
+    picked_id = picked.stdout.split()[1]
+    assert picked.stdout.splitlines()[-1] == f"job {picked_id} succeeded: 30/30 items"
+    ran = json.loads(cli("deployment", "list-jobs", "default", "--endpoint-name", "lin",
+                         "--json", *s).stdout)
+    assert picked_id in [j["job_id"] for j in ran]
+    unknown = cli("endpoint", "invoke", "lin", "-i", "incoming/*.parquet", "-o", "x/", "-d",
+                  "blue", *s)
+    assert unknown.returncode == 2
+    assert "blue" in unknown.stderr and "Traceback" not in unknown.stderr
     assert cli("endpoint", "delete", "lin", *s).stdout == "endpoint lin deleted\n"
     missing = cli("endpoint", "show", "lin", *s)
     assert missing.returncode == 2 and "the service answered 404" in missing.stderr

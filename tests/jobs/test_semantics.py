@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from batchscore.jobs import job_logs, list_minibatches, run_job, spec_from_mapping
+from batchscore.jobs.script import model_dirs
 from batchscore.state.jobs import list_attempts
 from batchscore.workspace import Workspace
 from helpers import pid_alive
@@ -141,6 +143,32 @@ def test_short_return_counts_missing_items_as_failed(ws, executor, script, files
     assert "returned 2 item(s) for a mini-batch of 3" in job_logs(ws, job.id).errors
     failed = run(ws, short, files(9), tmp_path / "out2", mini_batch_size=3, error_threshold=2)
     assert failed.state == "failed" and "3 item(s) failed" in failed.reason
+
+
+def test_mini_batch_error_threshold_counts_failed_minibatches(
+    ws, executor, script, files, tmp_path
+):
+    # f000, f001 raise (a failed mini-batch each); the mini-batch of f004 returns nothing
+    # for it (short: a failed mini-batch too, as on Azure); the others succeed
+    broken = script("""
+        def run(mini_batch):
+            if any(p.endswith(("f000.txt", "f001.txt")) for p in mini_batch):
+                raise RuntimeError("bad file")
+            return [p for p in mini_batch if not p.endswith("f004.txt")]
+    """)
+    retry = {"max_retries": 0, "timeout": 30}
+    ok = run(ws, broken, files(6), tmp_path / "ok", mini_batch_size=1, retry_settings=retry,
+             mini_batch_error_threshold=3)
+    assert ok.state == "succeeded" and ok.items_failed == 3
+    ko = run(ws, broken, files(6), tmp_path / "ko", mini_batch_size=1, retry_settings=retry,
+             mini_batch_error_threshold=2)
+    assert ko.state == "failed"
+    assert "mini-batch(es) failed, more than mini_batch_error_threshold=2" in ko.reason
+    assert "RuntimeError: bad file" in ko.reason
+    assert not (tmp_path / "ko").exists()
+    ignored = run(ws, broken, files(6), tmp_path / "all", mini_batch_size=1,
+                  retry_settings=retry, mini_batch_error_threshold=-1)
+    assert ignored.state == "succeeded"
 
 
 def test_hung_run_is_killed_replaced_and_retried(ws, executor, script, files, marks, tmp_path):
@@ -398,6 +426,36 @@ def test_model_folder_from_a_store_url_is_downloaded_once_per_worker(
     job = run(ws, reads, files(3), tmp_path / "out", model_dir=f"local://{model}")
     assert job.state == "succeeded", job.reason
     assert (tmp_path / "out/predictions.csv").read_text() == "7\n7\n7\n"
+    assert not (model_dirs() / job.id).exists()  # the job's copy went when it ended
+
+
+def test_stale_model_folders_of_finished_jobs_are_removed(ws, executor, script, files,
+                                                         tmp_path):
+    model = tmp_path / "store" / "models" / "model"
+    model.mkdir(parents=True)
+    (model / "weights.txt").write_text("7")
+    reads = script("""
+        import os
+        def run(mb):
+            return [open(os.path.join(os.environ["AZUREML_MODEL_DIR"], "model",
+                                      "weights.txt")).read() for _ in mb]
+    """)
+    first = run(ws, reads, files(1), tmp_path / "a", model_dir=f"local://{model}")
+    assert first.state == "succeeded", first.reason
+    left = model_dirs() / first.id / "model"  # as a runner killed before the end leaves it
+    left.mkdir(parents=True)
+    other = model_dirs() / "job-of-another-workspace" / "model"
+    other.mkdir(parents=True, exist_ok=True)
+    try:
+        failed = run(ws, script("def run(mb):\n    raise ValueError('no')\n"), files(1),
+                     tmp_path / "b", model_dir=f"local://{model}",
+                     retry_settings={"max_retries": 0, "timeout": 30}, error_threshold=0)
+        assert failed.state == "failed"
+        assert not left.parent.exists()  # a finished job of this workspace: removed
+        assert not (model_dirs() / failed.id).exists()  # a failed job's copy too
+        assert other.exists()  # not a job of this workspace: kept
+    finally:
+        shutil.rmtree(other.parent, ignore_errors=True)
 
 
 def test_a_code_folder_too_big_to_ship_is_refused(ws, files, tmp_path, monkeypatch):

@@ -261,6 +261,13 @@ def test_an_oversize_bundle_is_413_naming_the_limit(ws, client_for, tmp_path, mo
     ({"spec": {"colour": "red"}}, 400, "spec: unknown key 'colour'"),
     ({"inputs": []}, 422, "inputs"),
     ({"extra": 1}, 422, "extra"),
+    ({"model": "/srv/models/m"}, 400, "model '/srv/models/m': a job submitted to the service "
+     "takes a registered model"),
+    ({"model": "azureml://registries/shared/models/m/versions/1"}, 400,
+     "takes a registered model"),
+    ({"model": "azureml:m@latest"}, 400, "the bundle holds a model folder too"),
+    ({"model": "models:/nope/1", "bundle": tar_of({"code/score.py": b"def run(m): pass"})},
+     400, "no registered model named 'nope'"),
 ])
 def test_bad_submissions_are_refused_with_a_reason(ws, client_for, tmp_path, change, status,
                                                    reason):

@@ -10,8 +10,8 @@ a key of the YAML before it is read (``--set inputs.data.path=other/``).
 An output without ``path`` goes where Azure would put it, below the data store:
 ``azureml/<job name>/<output name>/``. Keys that only matter to the cloud (``compute``,
 ``display_name``, ``experiment_name``, ``description``, ``tags``, ``identity``, ...) are
-accepted and ignored; ``mini_batch_error_threshold`` is accepted and not enforced (the job's
-``error_threshold`` counts failed items); any other key is refused.
+accepted and ignored; any other key is refused. ``error_threshold`` counts failed items and
+``mini_batch_error_threshold`` failed mini-batches (-1, the default: any number), as on Azure.
 """
 
 from __future__ import annotations
@@ -33,10 +33,10 @@ if TYPE_CHECKING:
 __all__ = ["ParallelJob", "apply_sets", "load_parallel_job"]
 
 _IGNORED = {"$schema", "display_name", "experiment_name", "compute", "description", "tags",
-            "properties", "identity", "name", "is_deterministic", "version",
-            "mini_batch_error_threshold"}
+            "properties", "identity", "name", "is_deterministic", "version"}
 _KEYS = {"type", "inputs", "outputs", "input_data", "task", "mini_batch_size", "resources",
-         "max_concurrency_per_instance", "error_threshold", "retry_settings",
+         "max_concurrency_per_instance", "error_threshold", "mini_batch_error_threshold",
+         "retry_settings",
          "logging_level", "partition_keys", "environment_variables"} | _IGNORED
 _TASK = {"type", "code", "entry_script", "program_arguments", "environment",
          "append_row_to", "environment_variables"}
@@ -279,8 +279,9 @@ def _settings(raw: dict[str, Any], task: dict[str, Any], base: Path, source: str
            **(task.get("environment_variables") or {})}
     return {
         **{k: raw[k] for k in ("mini_batch_size", "max_concurrency_per_instance",
-                               "error_threshold", "retry_settings", "logging_level",
-                               "partition_keys") if raw.get(k) is not None},
+                               "error_threshold", "mini_batch_error_threshold",
+                               "retry_settings", "logging_level", "partition_keys")
+           if raw.get(k) is not None},
         **({"instance_count": resources["instance_count"]}
            if resources.get("instance_count") is not None else {}),
         **({"environment_variables": env} if env else {}),

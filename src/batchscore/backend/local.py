@@ -79,7 +79,8 @@ class LocalBackend:
         """Submit the job and run it here to its end (``wait`` or not)."""
         executor = self.use_executor(executor, ray_address)
         job, created = jobs.submit_job(self.ws, spec, inputs, output, overwrite=overwrite)
-        if spec.env_manager == "virtualenv" and spec.options.get("environment_note"):
+        if job.spec.get("env_manager") == "virtualenv" \
+                and spec.options.get("environment_note"):
             report.note(f"note: {spec.options['environment_note']}")
         return self.run_submitted(job, created, spec.workers, executor=executor, report=report)
 
@@ -183,9 +184,10 @@ class LocalBackend:
         """Azure's form: the endpoint alone; deployments come with deployment create."""
         from ..endpoints import create_bare_endpoint, load_endpoint_yaml
 
-        if r.chosen:
+        if r.chosen or (r.settings or {}).get("env_manager"):
+            given = r.chosen or ["--env-manager"]
             raise SpecError(f"--file creates an endpoint without deployments; give "
-                            f"{', '.join(r.chosen)} to batchscore deployment create")
+                            f"{', '.join(given)} to batchscore deployment create")
         declared = load_endpoint_yaml(r.file) if r.file is not None else {}
         name = r.name or declared.get("name")
         if not name:
@@ -240,13 +242,16 @@ class LocalBackend:
 
     def invoke_endpoint(self, name: str, inputs: list[str], output: str, *,
                         query: str | None, table: str | None, overwrite: bool,
-                        deployment: str | None, wait: bool, report: Reporter) -> int:
-        """Start a job of the endpoint (in a runner of its own unless ``wait``: then here)."""
+                        deployment: str | None, wait: bool, report: Reporter,
+                        env_manager: str | None = None) -> int:
+        """Start a job of the endpoint (in a runner of its own unless ``wait``: then here);
+        ``env_manager`` (local, virtualenv) wins over the deployment's and the workspace's."""
         from ..endpoints import invoke_deployment
         from ..pipelines import claim_run, execute_run
 
         inv = invoke_deployment(self.ws, name, inputs, output, deployment=deployment,
-                                query=query, table=table, overwrite=overwrite, start=not wait)
+                                query=query, table=table, overwrite=overwrite, start=not wait,
+                                env_manager=env_manager)
         if not wait:
             report.say(f"job {inv.job_id} queued (run {inv.run_id}); follow it with: "
                        f"batchscore job show {inv.job_id}")

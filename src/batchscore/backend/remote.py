@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from ..client import Client
 from ..errors import InputError, OutputExistsError, SpecError, UsageError
+from ..jobs.refs import is_model_ref
 from .base import FINISHED, JSON, EndpointRequest, Reporter, StylizeRequest, snapshot
 
 if TYPE_CHECKING:
@@ -105,19 +106,22 @@ class RemoteBackend:
             raise SpecError(f"--server submits entry-script jobs; a {spec.kind} job runs "
                             "through a batch endpoint (batchscore endpoint create/invoke "
                             "--server)")
-        if spec.model_dir and spec.model_dir.startswith(("azureml:", "models:/")):
-            raise SpecError(f"model {spec.model_dir!r} is a registered model of this "
-                            "workspace; with --server give a local --model-dir (it travels "
-                            "with the script), or create a deployment on the service (POST "
-                            "/api/v1/endpoints/NAME/deployments)")
+        registered = spec.model_dir if is_model_ref(spec.model_dir) else None
+        if registered and spec.scoring_script is None:
+            raise SpecError(f"model {registered!r} has no scoring script here: with --server "
+                            "a job runs an entry script; score an MLflow model without one "
+                            "through a deployment (batchscore deployment create --server)")
         for value in inputs:
             data_store_path(value, "--input")
         data_store_path(output, "--output")
-        packed = pack_bundle(spec)  # the script, its code and model folders exist, are small
-        get_kind(spec.kind).validate(spec)  # the script defines run(), checked here and now
+        # the script and its code (and a local model folder) exist and are small; a
+        # registered model is resolved by the service, in its own registry
+        local = spec.model_copy(update={"model_dir": None}) if registered else spec
+        packed = pack_bundle(local)
+        get_kind(spec.kind).validate(local)  # the script defines run(), checked here and now
         settings = spec.model_dump(mode="json", exclude={"code", "scoring_script", "model_dir"})
         sub = self.client.submit_job(settings, packed.scoring_script, packed.archive, inputs,
-                                     output, overwrite=overwrite)
+                                     output, overwrite=overwrite, model=registered)
         job, job_id = sub.job, sub.job_id
         if job is None or job_id is None:  # a connection's query plans its job in a run
             raise UsageError(f"run {sub.run_id} plans its job from a query on the service; "
@@ -203,6 +207,7 @@ class RemoteBackend:
         if r.model is None:
             raise SpecError("--server creates endpoints for --model only (scripts live on "
                             "this machine)")
+        _refuse_env_manager((r.settings or {}).get("env_manager"))
         created = self.client.create_endpoint(
             r.name, r.model, group_by=r.group_by or [], keys=r.keys or [],
             prediction=r.prediction, features=r.features, description=r.description,
@@ -223,12 +228,13 @@ class RemoteBackend:
 
     def invoke_endpoint(self, name: str, inputs: list[str], output: str, *,
                         query: str | None, table: str | None, overwrite: bool,
-                        deployment: str | None, wait: bool, report: Reporter) -> int:
-        """Start a job of the endpoint in the service; with ``wait`` follow it."""
-        if deployment:
-            raise SpecError("--deployment-name is not available with --server yet")
+                        deployment: str | None, wait: bool, report: Reporter,
+                        env_manager: str | None = None) -> int:
+        """Start a job of the endpoint (of ``deployment``, else its default) in the service;
+        with ``wait`` follow it."""
+        _refuse_env_manager(env_manager)
         inv = self.client.invoke_endpoint(name, inputs, output, query=query, table=table,
-                                          overwrite=overwrite)
+                                          overwrite=overwrite, deployment=deployment)
         report.say(f"job {inv.job_id} queued (run {inv.run_id})")
         if wait and inv.job_id is None:  # a query input: its run plans the job later
             raise UsageError(f"run {inv.run_id} plans its job from a query on the service; "
@@ -239,6 +245,12 @@ class RemoteBackend:
                           set_default: bool, description: str | None) -> JSON:
         """A deployment of a registered model (the service scores no local folder)."""
         model = spec.model_dir or ""
+        _refuse_env_manager(spec.env_manager)
+        if spec.scoring_script is not None:
+            raise SpecError("with --server a deployment scores a registered MLflow model "
+                            "without a scoring script (the service takes no script from the "
+                            "network); create a deployment with code_configuration with "
+                            "batchscore deployment create on the service's machine")
         if not model.startswith(("azureml:", "models:/")):
             raise SpecError(f"model {model!r}: with --server a deployment scores a registered "
                             "model (azureml:NAME@latest, azureml:NAME:VERSION, models:/...)")
@@ -336,6 +348,14 @@ class RemoteBackend:
                 report.note(f"no quality report from the service ({exc.status})")
                 return
         video_report(r.output, report)
+
+
+def _refuse_env_manager(env_manager: str | None) -> None:
+    """The service's workspace setting (``executor.env_manager``) chooses where its jobs'
+    scripts run: a client does not pick another Python environment on its machine."""
+    if env_manager is not None:
+        raise UsageError("--env-manager cannot be used with --server (the service's "
+                         "workspace setting executor.env_manager chooses)")
 
 
 def _refuse_local_only(r: StylizeRequest) -> None:

@@ -28,6 +28,7 @@ from ..workspace import Workspace, open_workspace
 
 __all__ = [
     "Bar",
+    "EnvManagerOpt",
     "ExecutorOpt",
     "FrameBar",
     "RayAddressOpt",
@@ -58,6 +59,11 @@ WorkspaceOpt = Annotated[
 ]
 
 
+EnvManagerOpt = Annotated[str | None, typer.Option(
+    help="local (the workers run the script in batchscore's Python) or virtualenv (in a "
+    "cached virtualenv of the deployment's environment / MLflow model requirements); "
+    "default: the workspace's executor.env_manager, else local.",
+    show_default=False)]
 ServerOpt = Annotated[str | None, typer.Option(
     "--server", envvar="BATCHSCORE_SERVER",
     help="Act through a running service (its URL) instead of the workspace.")]

@@ -175,7 +175,8 @@ def job_create(
     overwrite: Annotated[bool, typer.Option(help="Replace a finished output.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     env_manager: Annotated[str | None, typer.Option(
-        help="local or virtualenv (the task's environment as a cached virtualenv).",
+        help="local or virtualenv (the task's environment as a cached virtualenv; default: "
+        "the workspace's executor.env_manager, else local).",
         show_default=False)] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:

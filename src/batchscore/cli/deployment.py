@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from ..errors import SpecError
-from ._common import WorkspaceOpt, backend, console, errors
+from ._common import ServerOpt, TokenOpt, WorkspaceOpt, backend, console, errors
 
 __all__ = ["app"]
 
@@ -42,9 +42,12 @@ def create(
     model_dir: Annotated[str | None, typer.Option(
         help="Model folder, instead of the YAML's model.", show_default=False)] = None,
     env_manager: Annotated[str | None, typer.Option(
-        help="local (default) or virtualenv: its jobs run the script in a cached virtualenv "
-        "of the YAML's environment.", show_default=False)] = None,
+        help="local or virtualenv: its jobs run the script in a cached virtualenv of the "
+        "YAML's environment (default: the workspace's executor.env_manager, else local).",
+        show_default=False)] = None,
     workspace: WorkspaceOpt = None,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
 ) -> None:
     """Add a deployment to an endpoint (the first one becomes its default).
 
@@ -73,7 +76,7 @@ def create(
                      if model_dir and "://" not in model_dir else model_dir,
                      "env_manager": env_manager}
         spec = load_spec(file, **overrides)
-        made = backend(workspace).create_deployment(
+        made = backend(workspace, server, token).create_deployment(
             str(endpoint), str(deployment), spec, set_default=set_default,
             description=raw.get("description"))
         console.print(f"deployment {made['name']} created in endpoint {made['endpoint']}"
@@ -84,7 +87,8 @@ def create(
 def list_(endpoint_name: Annotated[str, typer.Option(
               "--endpoint-name", "-e", help="The endpoint.")],
           as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-          workspace: WorkspaceOpt = None) -> None:
+          workspace: WorkspaceOpt = None, server: ServerOpt = None,
+          token: TokenOpt = None) -> None:
     """List an endpoint's deployments.
 
     Example:
@@ -92,7 +96,7 @@ def list_(endpoint_name: Annotated[str, typer.Option(
         batchscore deployment list --endpoint-name heart
     """
     with errors():
-        rows = backend(workspace).list_deployments(endpoint_name)
+        rows = backend(workspace, server, token).list_deployments(endpoint_name)
         if as_json:
             console.print(json.dumps(rows, indent=2))
             return
@@ -106,7 +110,8 @@ def list_(endpoint_name: Annotated[str, typer.Option(
 @app.command()
 def show(name: NameArg, endpoint_name: Annotated[str, typer.Option(
              "--endpoint-name", "-e", help="The endpoint.")],
-         workspace: WorkspaceOpt = None) -> None:
+         workspace: WorkspaceOpt = None, server: ServerOpt = None,
+         token: TokenOpt = None) -> None:
     """Show a deployment as JSON.
 
     Example:
@@ -114,14 +119,15 @@ def show(name: NameArg, endpoint_name: Annotated[str, typer.Option(
         batchscore deployment show classifier-mlflow --endpoint-name heart
     """
     with errors():
-        console.print(json.dumps(backend(workspace).get_deployment(endpoint_name, name),
-                                 indent=2))
+        found = backend(workspace, server, token).get_deployment(endpoint_name, name)
+        console.print(json.dumps(found, indent=2))
 
 
 @app.command()
 def delete(name: NameArg, endpoint_name: Annotated[str, typer.Option(
                "--endpoint-name", "-e", help="The endpoint.")],
-           workspace: WorkspaceOpt = None) -> None:
+           workspace: WorkspaceOpt = None, server: ServerOpt = None,
+          token: TokenOpt = None) -> None:
     """Delete a deployment (not the default while there are others); its jobs stay.
 
     Example:
@@ -129,7 +135,7 @@ def delete(name: NameArg, endpoint_name: Annotated[str, typer.Option(
         batchscore deployment delete classifier-old --endpoint-name heart
     """
     with errors():
-        backend(workspace).delete_deployment(endpoint_name, name)
+        backend(workspace, server, token).delete_deployment(endpoint_name, name)
         console.print(f"deployment {name} deleted from endpoint {endpoint_name}")
 
 
@@ -137,7 +143,8 @@ def delete(name: NameArg, endpoint_name: Annotated[str, typer.Option(
 def list_jobs(name: NameArg, endpoint_name: Annotated[str, typer.Option(
                   "--endpoint-name", "-e", help="The endpoint.")],
               as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-              workspace: WorkspaceOpt = None) -> None:
+              workspace: WorkspaceOpt = None, server: ServerOpt = None,
+          token: TokenOpt = None) -> None:
     """List the jobs a deployment ran, newest first (az ml batch-deployment list-jobs).
 
     Example:
@@ -145,7 +152,7 @@ def list_jobs(name: NameArg, endpoint_name: Annotated[str, typer.Option(
         batchscore deployment list-jobs classifier-mlflow --endpoint-name heart
     """
     with errors():
-        runs = backend(workspace).deployment_jobs(endpoint_name, name)
+        runs = backend(workspace, server, token).deployment_jobs(endpoint_name, name)
         if as_json:
             console.print(json.dumps(runs, indent=2, default=str))
             return

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ..backend import EndpointRequest
 from ._common import (
+    EnvManagerOpt,
     Report,
     ServerOpt,
     TokenOpt,
@@ -84,6 +85,7 @@ def create(
     timeout: Annotated[float | None, typer.Option(
         help="Seconds per mini-batch.", show_default=False)] = None,
     description: Annotated[str | None, typer.Option(show_default=False)] = None,
+    env_manager: EnvManagerOpt = None,
     workspace: WorkspaceOpt = None,
     server: ServerOpt = None,
     token: TokenOpt = None,
@@ -104,7 +106,8 @@ def create(
         settings = {"mini_batch_size": batch_size(mini_batch_size),
                     "error_threshold": error_threshold,
                     "max_concurrency_per_instance": workers,
-                    **({"retry_settings": retry} if retry else {})}
+                    **({"retry_settings": retry} if retry else {}),
+                    **({"env_manager": env_manager} if env_manager else {})}
         request = EndpointRequest(
             name, file=file, model=model, script=script, spec=spec,
             group_by=_columns(group_by), keys=_columns(keys),
@@ -225,6 +228,7 @@ def invoke(
     wait: Annotated[bool, typer.Option(
         help="Follow the job to its end with a progress bar.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar with --wait.")] = True,
+    env_manager: EnvManagerOpt = None,
     workspace: WorkspaceOpt = None,
     server: ServerOpt = None,
     token: TokenOpt = None,
@@ -241,6 +245,7 @@ def invoke(
     with errors():
         code = backend(workspace, server, token).invoke_endpoint(
             name, input, output, query=query, table=table, overwrite=overwrite,
-            deployment=deployment_name, wait=wait, report=Report(progress))
+            deployment=deployment_name, wait=wait, report=Report(progress),
+            env_manager=env_manager)
         if code:
             raise typer.Exit(code)

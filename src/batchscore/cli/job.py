@@ -19,6 +19,7 @@ from rich.table import Table
 from ..errors import SpecError
 from ..jobs.spec import spec_with_overrides
 from ._common import (
+    EnvManagerOpt,
     ExecutorOpt,
     RayAddressOpt,
     Report,
@@ -55,10 +56,6 @@ PartitionKeysOpt = Annotated[str | None, typer.Option(
 WaitOpt = Annotated[bool, typer.Option(
     help="With --server: follow the job to its end; the exit code is its outcome. "
     "(Without --server the job always runs here to its end.)")]
-EnvManagerOpt = Annotated[str | None, typer.Option(
-    help="local (the workers run the script in batchscore's Python) or virtualenv (in a "
-    "cached virtualenv of the deployment's environment / MLflow model requirements).",
-    show_default=False)]
 
 
 @app.command()

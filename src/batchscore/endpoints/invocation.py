@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import InputError, SpecError
 from ..jobs.control import get_job
-from ..jobs.spec import JobSpec
+from ..jobs.spec import JobSpec, spec_from_mapping
 from ..pipelines.contract import Plan, submit_and_attach
 from ..registry.models import get_version
 from ..state.runs import list_runs, run_by_key
@@ -120,6 +120,7 @@ def invoke_endpoint(
     start: bool = True,
     deployment: str | None = None,
     deployment_spec: dict[str, Any] | None = None,
+    env_manager: str | None = None,
 ) -> Invocation:
     """Start a job of endpoint ``name`` over ``inputs`` into ``output``; returns at once.
 
@@ -129,7 +130,8 @@ def invoke_endpoint(
     makes the call idempotent (a stream's closed partition invokes its endpoint once).
     ``deployment`` / ``deployment_spec``: the deployment that runs (recorded in the run's
     parameters) and its spec, when it is not the endpoint's default
-    (:func:`invoke_deployment`)."""
+    (:func:`invoke_deployment`). ``env_manager`` (local, virtualenv) wins over the
+    deployment's and the workspace's setting."""
     if run_key is not None:
         existing = run_by_key(ws.engine, run_key)
         if existing is not None:
@@ -145,6 +147,9 @@ def invoke_endpoint(
     if not output:
         raise InputError(f"endpoint {name!r}: no output given (--output)")
     spec = endpoint_job_spec(ws, endpoint, query=query, table=table)
+    if env_manager is not None:
+        spec = spec_from_mapping({**spec.model_dump(), "env_manager": env_manager},
+                                 source="--env-manager")
     spec, urls, target = resolve_connections(ws, spec, inputs, output)
     from ..connections import is_connection_ref
 

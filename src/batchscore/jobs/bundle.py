@@ -36,6 +36,7 @@ __all__ = [
     "Bundle",
     "BundleTooLargeError",
     "StoredScript",
+    "bundle_model",
     "check_bundle",
     "pack_bundle",
     "store_bundle",
@@ -239,6 +240,17 @@ def check_bundle(archive: bytes, scoring_script: str, limit: int | None = None) 
     :class:`BundleTooLargeError` over the limits, :class:`InputError` for a bad archive or
     member, :class:`ScriptError` when ``scoring_script`` is not among ``code/``'s files."""
     return _check(archive, scoring_script, limit).digest
+
+
+def bundle_model(archive: bytes) -> str | None:
+    """The name of the model folder a bundle holds (``model/<name>/...``), or None; the
+    archive is read as :func:`check_bundle` reads it (check it first)."""
+    with _open(archive) as tar:
+        for member in _members(tar):
+            parts = member.name.strip("/").split("/")
+            if parts[0] == "model" and len(parts) > 1 and member.isfile():
+                return parts[1]
+    return None
 
 
 def _script_name(scoring_script: str) -> str:

@@ -1,7 +1,9 @@
 """The runner: drives one job's mini-batches through an executor to a committed output.
 
 It holds the job's lease (renewed by a heartbeat thread), dispatches pending mini-batches,
-records every attempt, retries up to ``max_retries``, enforces ``error_threshold``, and
+records every attempt, retries up to ``max_retries``, enforces ``error_threshold`` (failed
+items) and ``mini_batch_error_threshold`` (failed mini-batches: run() raised on its last
+attempt, or returned fewer items than it was given), and
 assembles the output in input order once everything has run. Killed at any point, it leaves
 a job that another runner (``job resume``) finishes without re-running finished mini-batches.
 """
@@ -31,6 +33,7 @@ from ..workspace import Workspace
 from .executors import Completion, Executor, Outcome, make_executor
 from .kinds import CommitContext, JobKind, WorkerConfig, get_kind
 from .logs import JobLogs
+from .script import drop_model_folder, model_folder_jobs
 from .spec import JobSpec
 
 __all__ = ["ProgressSnapshot", "execute"]
@@ -179,6 +182,7 @@ class _Run:
         self.total = job.minibatches_total
         self.done = counts.get("done", 0)
         self.failed = counts.get("failed", 0)
+        self.short = db.short_minibatches(ws.engine, job.id)  # done, fewer items returned
         self.info: dict[int, tuple[list[Any], int, int]] = {}  # idx -> items, n, attempts
         self.front: deque[int] = deque()  # lost in flight: run again first
         self.chunk: deque[int] = deque()  # read from the plan, not yet submitted
@@ -259,7 +263,9 @@ class _Run:
 
     def _over_threshold(self) -> bool:
         limit = self.spec.error_threshold
-        return limit != -1 and self.items_failed > limit
+        batches = self.spec.mini_batch_error_threshold
+        return (limit != -1 and self.items_failed > limit) or (
+            batches != -1 and self.failed + self.short > batches)
 
     def _staging(self) -> Path:
         if self.ws.system.is_local:
@@ -268,6 +274,7 @@ class _Run:
 
     # -- the run -------------------------------------------------------------------------
     def run(self) -> db.Job:
+        self._drop_stale_model_folders()
         self.logs.event("runner-started", runner=self.runner,
                         pending=self.total - self.done - self.failed,
                         done=self.done, failed=self.failed)
@@ -295,8 +302,12 @@ class _Run:
             beat.stop()
 
     def _threshold_reason(self) -> str:
-        reason = (f"{self.items_failed} item(s) failed, more than "
-                  f"error_threshold={self.spec.error_threshold}")
+        limit = self.spec.error_threshold
+        if limit != -1 and self.items_failed > limit:
+            reason = f"{self.items_failed} item(s) failed, more than error_threshold={limit}"
+        else:
+            reason = (f"{self.failed + self.short} mini-batch(es) failed, more than "
+                      f"mini_batch_error_threshold={self.spec.mini_batch_error_threshold}")
         if self.first_error:
             reason += f"; first error: {self.first_error}"
         return reason
@@ -389,6 +400,7 @@ class _Run:
                     self.logs.event("items-failed", minibatch=c.idx, attempt=c.attempt,
                                     items=short, error=error)
                     self.first_error = self.first_error or error
+                    self.short += 1
                 records.append(db.AttemptRecord(
                     c.idx, c.attempt, outcome="ok", state="done",
                     worker=r.worker, started_at=r.started_at, finished_at=r.finished_at,
@@ -397,8 +409,7 @@ class _Run:
                 ))
                 self.done += 1
                 del self.info[c.idx]
-                self.items_ok += ok
-                self.items_failed += short
+                self.items_ok, self.items_failed = self.items_ok + ok, self.items_failed + short
                 timings.append({"minibatch": c.idx, "attempt": c.attempt,
                                 "worker": r.worker, "start": r.started_at,
                                 "end": r.finished_at, "items": n,
@@ -447,8 +458,18 @@ class _Run:
         ))
         self.logs.event("output-committed", output=self.job.output_url, parts=len(parts))
 
+    def _drop_stale_model_folders(self) -> None:
+        """The model folders on this machine of this workspace's finished jobs (a runner
+        killed before it ended its job left its folder): removed."""
+        for job_id in model_folder_jobs():
+            if job_id != self.job.id:
+                other = db.get_job(self.ws.engine, job_id, with_inputs=False)
+                if other is not None and other.finished:
+                    drop_model_folder(job_id)
+
     def _finish(self, state: str, reason: str | None) -> db.Job:
         telemetry.job_finished(state, reason)
+        drop_model_folder(self.job.id)  # the job ended: its copy of the model is not needed
         self._report(state, force=True)
         self.logs.event("job-finished", state=state, reason=reason,
                         items_succeeded=self.items_ok, items_failed=self.items_failed)

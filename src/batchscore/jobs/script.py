@@ -43,7 +43,8 @@ from .outputs import check_output, commit_output
 from .plan import PlannedBatch, plan_files, plan_minibatches, read_batch, read_table
 from .spec import JobSpec
 
-__all__ = ["MiniBatchContext", "ScriptKind", "check_script"]
+__all__ = ["MiniBatchContext", "ScriptKind", "check_script", "drop_model_folder", "model_dirs",
+           "model_folder_jobs"]
 
 
 @dataclass
@@ -203,7 +204,7 @@ class EntryScript:
         scratch = Path(self.cfg.staging_dir).parent / "scratch"
         mini_batch, ctx = _prepare(spec, idx, items, scratch)
         if self.env is not None:
-            answer = self.env.run(list(mini_batch), idx)
+            answer = self._run_in_env(mini_batch, ctx, idx, attempt, scratch)
             if not answer.get("ok"):
                 if answer.get("contract"):
                     raise ContractError(answer.get("error", ""))
@@ -226,6 +227,20 @@ class EntryScript:
             self.store.write_text(part, text)
         return TaskResult(idx, attempt, worker_name(), started, time.time(), returned, part)
 
+    def _run_in_env(self, mini_batch: Any, ctx: Any, idx: int, attempt: int,
+                    scratch: Path) -> dict[str, Any]:
+        """Run the mini-batch in the script's virtualenv: paths as they are; a DataFrame
+        through a Parquet file in this worker's scratch, removed once answered."""
+        if not isinstance(mini_batch, pd.DataFrame):
+            return dict(self.env.run(list(mini_batch), idx))
+        frame = scratch / "frames" / f"{idx:08d}-{attempt}-{os.getpid()}.parquet"
+        frame.parent.mkdir(parents=True, exist_ok=True)
+        mini_batch.to_parquet(frame, index=False)
+        try:
+            return dict(self.env.run_frame(frame, idx, dict(ctx.partition_key_value)))
+        finally:
+            frame.unlink(missing_ok=True)
+
     def shutdown(self) -> None:
         if self.env is not None:
             self.env.close()
@@ -240,7 +255,7 @@ def model_folder(job_id: str, model: str) -> Path:
     per job and machine (workers racing to make it keep the first one made)."""
     url = to_url(model).rstrip("/")
     name = url.rsplit("/", 1)[-1] or "model"
-    root = Path(tempfile.gettempdir()) / "batchscore" / "model-dirs" / job_id
+    root = model_dirs() / job_id
     if (root / name).exists() or (root / name).is_symlink():
         return root
     root.parent.mkdir(parents=True, exist_ok=True)
@@ -263,6 +278,31 @@ def model_folder(job_id: str, model: str) -> Path:
         if build.exists():
             shutil.rmtree(build, ignore_errors=True)
     return root
+
+
+def model_dirs() -> Path:
+    """Where this machine keeps each job's ``AZUREML_MODEL_DIR`` (:func:`model_folder`)."""
+    return Path(tempfile.gettempdir()) / "batchscore" / "model-dirs"
+
+
+def drop_model_folder(job_id: str) -> None:
+    """Remove job ``job_id``'s model folder on this machine (a copy of a remote model, or a
+    link), and what a build of it left half-made; the job made it again if it runs again."""
+    root = model_dirs()
+    if not root.is_dir():
+        return
+    for path in [root / job_id, *root.glob(f".{job_id}-*")]:
+        if path.is_symlink() or path.is_file():
+            path.unlink(missing_ok=True)
+        elif path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def model_folder_jobs() -> list[str]:
+    """The jobs that have a model folder on this machine."""
+    root = model_dirs()
+    return sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) \
+        if root.is_dir() else []
 
 
 def _load_module(path: Path, code: Path) -> types.ModuleType:

@@ -46,8 +46,8 @@ _SETTINGS = {
 }
 _RESOURCES = {"instance_count", "num_cpus", "num_gpus"}
 _TOP = {"name", "kind", "model", "code_configuration", "resources", "settings", "scoring_script",
-        "code", "model_dir", "options", "program_arguments", "env_manager",
-        "requirements"} | _SETTINGS | _RESOURCES
+        "code", "model_dir", "options", "program_arguments", "mini_batch_error_threshold",
+        "env_manager", "requirements"} | _SETTINGS | _RESOURCES
 TABULAR_MINI_BATCH_ROWS = 100_000  # a tabular job's default: 10 (for files) is tiny for rows
 
 
@@ -73,6 +73,8 @@ class JobSpec(BaseModel):
     output_file_name: str = "predictions.csv"
     retry_settings: RetrySettings = RetrySettings()
     error_threshold: int = Field(-1, ge=-1)
+    # failed mini-batches tolerated (a parallel job's key; -1: any number)
+    mini_batch_error_threshold: int = Field(-1, ge=-1)
     logging_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     max_concurrency_per_instance: int = Field(1, ge=1, le=256)
     instance_count: int = Field(1, ge=1, le=1024)
@@ -84,7 +86,9 @@ class JobSpec(BaseModel):
     input_encoding: str = "utf-8"
     options: dict[str, Any] = {}  # settings of built-in job kinds (video, tabular; sql query)
     program_arguments: list[str] = []  # the entry script's sys.argv[1:] (parallel jobs)
-    env_manager: Literal["local", "virtualenv"] = "local"  # where the script runs
+    # where the script runs; None: the workspace's setting (executor.env_manager), read
+    # when the job is submitted
+    env_manager: Literal["local", "virtualenv"] | None = None
     requirements: list[str] = []  # the environment's pip requirements (virtualenv)
 
     @model_validator(mode="before")

@@ -245,8 +245,9 @@ def is_mlflow_model(location: str) -> bool:
 
 def prepare_spec(ws: Workspace, spec: JobSpec) -> JobSpec:
     """An entry-script spec ready to run: a registry reference in ``model_dir`` resolved to
-    the version's files (``options.model_ref`` records what it named), and a deployment of
-    an MLflow model without a scoring script given the built-in MLflow driver."""
+    the version's files (``options.model_ref`` records what it named), a deployment of an
+    MLflow model without a scoring script given the built-in MLflow driver, and its
+    environment (``env_manager``) chosen and built."""
     if spec.kind != "script":
         return spec
     update: dict[str, Any] = {}
@@ -265,21 +266,35 @@ def prepare_spec(ws: Workspace, spec: JobSpec) -> JobSpec:
                 "models deploy without a scoring script")
         update["scoring_script"] = str(DRIVER)
         update["code"] = None
-    if spec.env_manager == "virtualenv":
-        from .envs import build_env, mlflow_requirements
-
-        if spec.options.get("environment_error"):
-            raise SpecError(str(spec.options["environment_error"]))
-        if spec.input_format != "files":
-            raise SpecError("--env-manager virtualenv runs scripts over files (input_format "
-                            f"files), not {spec.input_format}")
-        requirements = list(spec.requirements)
-        if not requirements and model_dir and update.get("scoring_script") == str(DRIVER) \
-                and to_url(model_dir).startswith("file://"):
-            requirements = mlflow_requirements(Path(url_to_fs(to_url(model_dir))[1]))
-            update["requirements"] = requirements
-        build_env(requirements)  # now: a requirement that cannot be installed fails here
+    update.update(_environment(ws, spec, model_dir, update.get("scoring_script") == str(DRIVER)))
     return spec.model_copy(update=update) if update else spec
+
+
+def _environment(ws: Workspace, spec: JobSpec, model_dir: str | None, driver: bool
+                 ) -> dict[str, Any]:
+    """``env_manager`` and ``requirements`` of the job: the spec's own (a flag or key), else
+    the workspace's setting (``executor.env_manager``) for a job that names an environment
+    (a conda file, or an MLflow model's requirements; local otherwise). A virtualenv is
+    built now: a requirement that cannot be installed fails before a job is recorded."""
+    from .envs import build_env, mlflow_requirements
+
+    update: dict[str, Any] = {}
+    requirements = list(spec.requirements)
+    if not requirements and driver and model_dir and to_url(model_dir).startswith("file://"):
+        requirements = mlflow_requirements(Path(url_to_fs(to_url(model_dir))[1]))
+    manager = spec.env_manager
+    if manager is None:
+        named = bool(requirements) or bool(spec.options.get("environment_error"))
+        manager = ws.settings.env_manager if named else "local"
+        update["env_manager"] = manager
+    if manager != "virtualenv":
+        return update
+    if spec.options.get("environment_error"):
+        raise SpecError(str(spec.options["environment_error"]))
+    if requirements != list(spec.requirements):
+        update["requirements"] = requirements
+    build_env(requirements)
+    return update
 
 
 # -- data assets -----------------------------------------------------------------------------

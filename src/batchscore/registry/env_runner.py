@@ -6,9 +6,11 @@ when ``run()`` returns a DataFrame. ``IN`` and ``OUT`` are pipe file descriptors
 length-prefixed JSON messages; stdout and stderr stay the worker's (its logs).
 
 Messages: the first answer says whether ``init()`` worked; then ``{"op": "run", "items":
-[paths], "index": n}`` is answered ``{"ok": true, "returned": n, "text": "..."}`` (the rows
-as batchscore's ``append_row`` writes them) or ``{"ok": false, "error": traceback,
-"contract": bool}``; ``{"op": "shutdown"}`` calls ``shutdown()`` and ends.
+[paths], "index": n}`` (or, for a tabular mini-batch, ``"frame": PARQUET`` and
+``"partition": {column: value}`` instead of ``items``: a DataFrame, read with the
+environment's pandas and pyarrow) is answered ``{"ok": true, "returned": n, "text":
+"..."}`` (the rows as batchscore's ``append_row`` writes them) or ``{"ok": false,
+"error": traceback, "contract": bool}``; ``{"op": "shutdown"}`` calls ``shutdown()`` and ends.
 """
 
 import importlib.util
@@ -21,10 +23,31 @@ import traceback
 
 
 class MiniBatchContext:
-    def __init__(self, index):
+    def __init__(self, index, partition=None):
         self.minibatch_index = index
-        self.partition_key_value = {}
+        self.partition_key_value = dict(partition or {})
         self.dataset = None
+
+
+class NeedsPandas(Exception):
+    """A DataFrame mini-batch in an environment without pandas (and pyarrow)."""
+
+
+def _mini_batch(message):
+    """The paths, or the DataFrame read from the Parquet file the worker wrote."""
+    if "frame" not in message:
+        return message["items"]
+    try:
+        import pandas
+    except ImportError:
+        raise NeedsPandas("this job's mini-batches are DataFrames (input_format csv or "
+                          "parquet): its environment needs pandas and pyarrow (add them to "
+                          "the conda file's pip section)") from None
+    try:
+        return pandas.read_parquet(message["frame"])
+    except ImportError as exc:
+        raise NeedsPandas(f"this job's mini-batches are DataFrames: its environment needs "
+                          f"pyarrow beside pandas to read them ({exc})") from None
 
 
 def _send(fd, message):
@@ -89,9 +112,13 @@ def main(argv):
                 _send(fd_out, {"ok": True})
             return 0
         try:
-            items = message["items"]
-            args = (items, MiniBatchContext(message["index"])) if takes_context else (items,)
-            result = run(*args)
+            items = _mini_batch(message)
+        except NeedsPandas as exc:
+            _send(fd_out, {"ok": False, "error": str(exc), "contract": True})
+            continue
+        try:
+            context = MiniBatchContext(message["index"], message.get("partition"))
+            result = run(items, context) if takes_context else run(items)
         except BaseException:
             _send(fd_out, {"ok": False, "error": traceback.format_exc(), "contract": False})
             continue

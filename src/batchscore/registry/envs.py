@@ -17,7 +17,8 @@ The boundary: the driver and each worker stay in batchscore's environment (datab
 scheduling, output parts); each worker starts one child process in the virtualenv that runs
 :mod:`batchscore.registry.env_runner` as a plain file (it imports nothing of batchscore, only
 the standard library and what the user's script imports) and calls the script's ``init()``,
-``run()`` and ``shutdown()`` for it over a pipe. Mini-batches of files travel as paths;
+``run()`` and ``shutdown()`` for it over a pipe. Mini-batches of files travel as paths,
+DataFrames as a Parquet file in the worker's scratch (:meth:`EnvProcess.run_frame`);
 ``run()``'s rows come back as the output text.
 """
 
@@ -159,6 +160,13 @@ class EnvProcess:
 
     def run(self, items: list[str], index: int) -> dict[str, Any]:
         self._send({"op": "run", "items": items, "index": index})
+        return self._receive()
+
+    def run_frame(self, frame: Path, index: int, partition: dict[str, Any]) -> dict[str, Any]:
+        """A DataFrame mini-batch, written as Parquet at ``frame`` (the worker's scratch):
+        the environment reads it with its own pandas and pyarrow."""
+        self._send({"op": "run", "frame": str(frame), "index": index,
+                    "partition": partition})
         return self._receive()
 
     def close(self) -> None:

@@ -40,9 +40,11 @@ from ..endpoints.published import (
 from ..errors import InputError, SpecError, UsageError
 from ..jobs import bundle as bundles
 from ..jobs.kinds import get_kind
+from ..jobs.refs import is_model_ref
 from ..jobs.spec import JobSpec, spec_from_mapping
 from ..pipelines import Plan, data_url, resolve_data_path, submit_and_attach
 from ..redact import Locations, public_text
+from ..registry.assets import resolve_model
 from ..state import runs
 from ..state.jobs import Job
 from ..workspace import Workspace
@@ -87,6 +89,11 @@ class JobIn(BaseModel):
                               "connection:NAME with input_format sql).")
     output: str = Field(max_length=1024, description="The output folder in the data store.")
     overwrite: bool = False
+    model: str | None = Field(
+        None, max_length=300, description="A registered model of the service's workspace "
+        "(azureml:NAME@latest, azureml:NAME:VERSION, azureml:NAME@LABEL, models:/...), "
+        "resolved when the job is recorded: the job's model folder. The bundle then holds "
+        "no model/ folder.")
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,7 @@ class PreparedJob:
     inputs: list[str]  # URLs, or registered connections (connection:NAME)
     output: str  # URL
     overwrite: bool
+    model: str | None = None  # a registered model (azureml:..., models:/...), or the bundle's
 
     @property
     def reads_a_connection(self) -> bool:
@@ -193,9 +201,28 @@ def prepare_job(ws: Workspace, body: JobIn, limit: int | None = None) -> Prepare
         kind.check_output(resolved, output, body.overwrite)
         archive = _decode(body.bundle, limit)
         bundles.check_bundle(archive, body.scoring_script, limit)
+        _check_model(ws, body.model, archive)
     if any(is_connection_ref(v) for v in pointers):  # resolved again by the run that plans it
-        return PreparedJob(spec, archive, body.scoring_script, pointers, output, body.overwrite)
-    return PreparedJob(resolved, archive, body.scoring_script, urls, output, body.overwrite)
+        return PreparedJob(spec, archive, body.scoring_script, pointers, output, body.overwrite,
+                           body.model)
+    return PreparedJob(resolved, archive, body.scoring_script, urls, output, body.overwrite,
+                       body.model)
+
+
+def _check_model(ws: Workspace, model: str | None, archive: bytes) -> None:
+    """``model``, when given, is a registered model of this workspace (never a path or a
+    URL: what a client sends does not name the service's files) and the bundle holds no
+    model folder beside it."""
+    if model is None:
+        return
+    if not is_model_ref(model) or "://" in model:
+        raise SpecError(f"model {model!r}: a job submitted to the service takes a registered "
+                        "model (azureml:NAME@latest, azureml:NAME:VERSION, models:/...); a "
+                        "model folder travels in the bundle (model/<name>/...)")
+    if bundles.bundle_model(archive) is not None:
+        raise SpecError(f"model {model!r} is given and the bundle holds a model folder too: "
+                        "send one of them")
+    resolve_model(ws, model)  # an unknown name or version: one error naming what exists
 
 
 def record_job(ws: Workspace, prepared: PreparedJob, *, created_by: str | None = None
@@ -208,7 +235,7 @@ def record_job(ws: Workspace, prepared: PreparedJob, *, created_by: str | None =
         stored = bundles.store_bundle(ws.system, prepared.archive, prepared.scoring_script)
         spec = prepared.spec.model_copy(update={
             "code": stored.code, "scoring_script": stored.scoring_script,
-            "model_dir": stored.model_dir})
+            "model_dir": prepared.model or stored.model_dir})  # a reference: resolved here
         if prepared.reads_a_connection:
             get_kind(spec.kind).validate(spec)  # the script, the query's text: refused now
             params = BatchJobQueryParams(

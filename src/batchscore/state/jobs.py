@@ -270,6 +270,17 @@ def minibatch_counts(engine: Engine, job_id: str) -> dict[str, int]:
     return {state: count for state, count in rows}
 
 
+def short_minibatches(engine: Engine, job_id: str) -> int:
+    """The job's finished mini-batches whose ``run()`` returned fewer items than it was
+    given (done, with failed items): they count as failed mini-batches, as on Azure."""
+    with engine.connect() as conn:
+        return int(conn.execute(
+            select(func.count()).select_from(minibatches)
+            .where(minibatches.c.job_id == job_id, minibatches.c.state == "done",
+                   minibatches.c.items_failed > 0)
+        ).scalar_one())
+
+
 def next_pending(engine: Engine, job_id: str, after: int, limit: int = 1000
                  ) -> list[MiniBatch]:
     """Up to ``limit`` pending mini-batches with ``idx > after``, in order: the runner reads
