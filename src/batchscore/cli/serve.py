@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ..errors import UsageError
+from ..tlsconfig import is_loopback
 from ._common import WorkspaceOpt, console, err_console, errors, open_ws
 from .tls import SslCertOpt, SslKeyOpt
 
@@ -66,7 +67,7 @@ def serve(
 
     with errors():
         tls = server_tls(ssl_certfile, ssl_keyfile)
-        network = not _is_loopback(host)
+        network = not is_loopback(host)
         if auth == "off" and network and not insecure_no_auth_on_network:
             raise UsageError(
                 f"--auth off on {host} would make anyone who can reach this machine an admin "
@@ -152,17 +153,6 @@ def token_revoke(
     with errors():
         revoke_token(open_ws(workspace).engine, name)
         console.print(f"revoked {name}")
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def register(app: typer.Typer) -> None:
