@@ -11,7 +11,6 @@ Each route declares its role once, as a parameter (``who: Admin``): the dependen
 body read. Public paths (:func:`is_public`) need no token at all.
 """
 
-from __future__ import annotations
 
 import re
 from collections.abc import MutableMapping, Sequence
