@@ -219,6 +219,17 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: write_clip(folder / f"{name}.mp4", spec) for name, spec in CLIPS.items()}
 
 
+def _inside_a_video_packet(path: Path) -> int:
+    """A byte offset in the middle of a video packet two thirds into ``path``: cutting there
+    always truncates a packet (a cut at a fixed fraction of the size may fall between packets
+    or inside an audio one, and then the video reads whole)."""
+    with av.open(str(path)) as container:
+        packets = [(p.pos, p.size) for p in container.demux(container.streams.video[0])
+                   if p.size and p.pos is not None and p.pos >= 0]
+    pos, size = packets[len(packets) * 2 // 3]
+    return pos + size // 2
+
+
 @pytest.fixture(scope="session")
 def bad_media(tmp_path_factory: pytest.TempPathFactory, bbb: Path) -> dict[str, Path]:
     """Files that are not usable videos, by what is wrong with them."""
@@ -231,7 +242,7 @@ def bad_media(tmp_path_factory: pytest.TempPathFactory, bbb: Path) -> dict[str, 
     truncated.write_bytes(bbb.read_bytes()[: bbb.stat().st_size // 2])
     faststart = write_clip(folder / "faststart.mp4", ClipSpec(faststart=True, keyint=6))
     cut = folder / "truncated_faststart.mp4"  # moov first, media data cut in the middle
-    cut.write_bytes(faststart.read_bytes()[: faststart.stat().st_size * 2 // 3])
+    cut.write_bytes(faststart.read_bytes()[: _inside_a_video_packet(faststart)])
     audio_only = folder / "audio_only.m4a"
     with av.open(str(audio_only), "w", format="mp4") as container:
         stream = container.add_stream("aac", rate=44100, layout="mono")
