@@ -73,4 +73,4 @@ docker-image:
 	docker build -t $${IMAGE:-batchscore-$$(echo '$(MODEL)' | sed 's/[@\/].*//' | tr 'A-Z' 'a-z'):latest} $(IMAGE_DIR)
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) $(NODE_DIR) .venv-lowest .venv-lowest-numpy1 .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DIR) $(NODE_DIR) .venv-lowest .venv-lowest-numpy1 .venv-lowest-oldstack .pytest_cache .ruff_cache

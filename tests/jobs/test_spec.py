@@ -156,6 +156,17 @@ def test_parse_size(text, size):
     assert parse_size(text) == size
 
 
+def test_a_size_of_the_whole_file_is_the_whole_file():
+    """"NNNb" for a file of NNN bytes holds all its rows, whatever NNN (in floats, 25 rows
+    in 28 bytes came out as 24: one mini-batch of 24 rows and one of 1)."""
+    from batchscore.io.sizes import rows_per_batch
+
+    assert all(rows_per_batch(f"{n}b", 25, n) == 25 for n in range(25, 20_000))
+    assert rows_per_batch("10kb", 1000, 100_008) == 102
+    assert rows_per_batch("1b", 1000, 100_008) == 1
+    assert rows_per_batch("10b", 100, 50) == 10  # under a byte a row: a byte a row
+
+
 @pytest.mark.parametrize(("raw", "message"), [
     ({"mini_batch_sise": 3}, "unknown key 'mini_batch_sise' (did you mean 'mini_batch_size'?)"),
     ({"endpoint": "x"}, "unknown key 'endpoint' (did you mean 'endpoint_name'?)"),

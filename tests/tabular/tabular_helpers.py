@@ -68,9 +68,11 @@ class Registry:
             self._experiment = self.client.create_experiment("tabular-tests",
                                                              artifact_location=self.artifacts)
         X = frame[["Value", "Temp"]]
+        # MLflow 3 names the logged model name=; 2.x (the older stack's lane) artifact_path=
+        where = {"artifact_path" if mlflow.__version__.startswith("2.") else "name": "model"}
         with mlflow.start_run(experiment_id=self._experiment):
             info = mlflow.sklearn.log_model(
-                model, name="model", signature=infer_signature(X, model.predict(X)))
+                model, signature=infer_signature(X, model.predict(X)), **where)
         if not self.client.search_registered_models(f"name = '{name}'"):
             self.client.create_registered_model(name)
         version = self.client.create_model_version(name, info.model_uri, run_id=info.run_id)

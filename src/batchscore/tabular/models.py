@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pandas as pd
 from fsspec.core import url_to_fs
@@ -318,14 +318,20 @@ class ModelLoader:
         return model
 
     def _download(self, uri: str) -> str:
-        if uri.startswith("file://") or "://" not in uri:
+        # a path or file:// URL is read in place; any other scheme through MLflow, runs:/ too
+        # (MLflow 2 hands back a version's source as given: runs:/RUN/model has no "://")
+        if urlsplit(uri).scheme in ("", "file"):
             return url_to_fs(to_url(uri))[1]
         if uri not in self._downloads:
             import mlflow
 
             target = tempfile.mkdtemp(prefix="registry-", dir=self.scratch)
+            where: dict[str, str] = {"artifact_uri": uri}
+            if uri.startswith("runs:/"):  # by run id: MLflow 2 reads an artifact_uri's run
+                run_id, _, path = uri.removeprefix("runs:/").partition("/")  # in the global
+                where = {"run_id": run_id, "artifact_path": path}  # store, not in this one
             self._downloads[uri] = mlflow.artifacts.download_artifacts(
-                artifact_uri=uri, dst_path=target, tracking_uri=self.registry_uri)
+                dst_path=target, tracking_uri=self.registry_uri, **where)
         return self._downloads[uri]
 
     def _inside_roots(self, ref: str, url: str, path: str) -> str:
@@ -455,13 +461,21 @@ def _type_name(dtype: Any) -> str:
 
 
 def _allows_nan(model: Any) -> bool:
+    """scikit-learn's ``allow_nan`` tag: ``get_tags`` (1.6+), else the older ``_get_tags()``
+    dict (the core allows any scikit-learn a user's environment holds, e.g. 1.1)."""
     if model is None:
         return False
     try:
         from sklearn.utils import get_tags
-
+    except ImportError:  # scikit-learn < 1.6 (or none)
+        old_tags = getattr(model, "_get_tags", None)
+        try:
+            return bool(old_tags().get("allow_nan", False)) if callable(old_tags) else False
+        except Exception:  # a foreign object with a _get_tags of its own
+            return False
+    try:
         return bool(get_tags(model).input_tags.allow_nan)
-    except Exception:  # not a scikit-learn estimator (or an older scikit-learn)
+    except Exception:  # not a scikit-learn estimator
         return False
 
 
