@@ -12,7 +12,7 @@ body read. Public paths (:func:`is_public`) need no token at all.
 """
 
 
-# No ``from __future__ import annotations`` here: FastAPI before 0.112 reads a callable
+# No ``from __future__ import annotations`` here: FastAPI 0.110 (our lower bound) reads a callable
 # dependency's ``__call__`` annotations without this module's globals, so they must be objects
 # (as strings, ``Request`` was taken for a query parameter; the lowest-versions lane found it).
 import re
