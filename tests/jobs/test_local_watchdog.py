@@ -18,7 +18,10 @@ def run(mini_batch):
         mark.write_text("")
         channels = [o for o in gc.get_objects() if type(o).__name__ == "WorkerChannel"]
         assert channels, "no pebble WorkerChannel in this worker"
-        channels[0].mutex.reader_mutex.acquire()  # held by a process about to die
+        # A forked worker also holds the channels of pools that earlier tests made in the
+        # parent: lock every one, so that the pool's own channel is among them
+        for channel in channels:
+            channel.mutex.reader_mutex.acquire(True, 10)  # held by a process about to die
         os._exit(9)
     return [os.path.basename(p) for p in mini_batch]
 """
