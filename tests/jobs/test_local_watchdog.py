@@ -19,9 +19,11 @@ def run(mini_batch):
         channels = [o for o in gc.get_objects() if type(o).__name__ == "WorkerChannel"]
         assert channels, "no pebble WorkerChannel in this worker"
         # A forked worker also holds the channels of pools that earlier tests made in the
-        # parent: lock every one, so that the pool's own channel is among them
+        # parent (an earlier pool's lock may be held for ever by its dead worker): try each
+        # briefly, so that the pool's own channel, whose lock frees within a task, is taken
         for channel in channels:
-            channel.mutex.reader_mutex.acquire(True, 10)  # held by a process about to die
+            if not channel.reader.closed:
+                channel.mutex.reader_mutex.acquire(True, 1)  # held by a process about to die
         os._exit(9)
     return [os.path.basename(p) for p in mini_batch]
 """
