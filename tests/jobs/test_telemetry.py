@@ -11,7 +11,6 @@ import logging
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -20,6 +19,7 @@ import pytest
 
 from batchscore import telemetry
 from batchscore.jobs import run_job, spec_from_mapping
+from helpers import wait_for
 
 pb = pytest.importorskip("opentelemetry.proto.collector.trace.v1.trace_service_pb2")
 logs_pb = pytest.importorskip("opentelemetry.proto.collector.logs.v1.logs_service_pb2")
@@ -123,10 +123,7 @@ def collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[Collector]:
 
 
 def _wait(predicate: Any, what: str) -> None:
-    deadline = time.monotonic() + 60
-    while not predicate():
-        assert time.monotonic() < deadline, f"the collector did not receive {what}"
-        time.sleep(0.1)
+    wait_for(predicate, timeout=60, every=0.1, what=f"the collector to receive {what}")
 
 
 FLAKY = """

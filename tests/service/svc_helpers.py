@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from helpers import wait_for
 from video.conftest import ClipSpec, write_clip
 
 with warnings.catch_warnings():  # starlette warns about its own httpx-based test client
@@ -28,14 +28,6 @@ def make_clip(path: Path) -> Path:
     return write_clip(path, CLIP)
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {predicate}")
 
 
 @contextlib.contextmanager
