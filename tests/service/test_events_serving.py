@@ -6,6 +6,7 @@ child, and ``batchscore model serve``) on an MLflow model, and a bad setting ref
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -34,17 +35,29 @@ SIG = [("a", "double"), ("b", "double")]
 ROWS = {"instances": [[1.0, 2.0], [3.0, 4.0]]}
 
 
-class Flaky:
-    """A model that answers, fails (raises) or is slow, as ``mode`` says."""
+class Timer:
+    """The clock that the app measures latencies with: it moves only when the model says how
+    long it took, so "slow" does not depend on how busy the machine is."""
 
     def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Flaky:
+    """A model that answers, fails (raises) or is slow, as ``mode`` says: it advances
+    ``timer`` by 2 ms, or 400 ms when slow."""
+
+    def __init__(self, timer: Timer | None = None) -> None:
         self.mode = "ok"
+        self.timer = timer or Timer()
 
     def __call__(self, frame: pd.DataFrame) -> list[float]:
+        self.timer.now += 0.4 if self.mode == "slow" else 0.002
         if self.mode == "fail":
             raise RuntimeError("the feature store is down")
-        if self.mode == "slow":
-            time.sleep(0.4)
         return frame.sum(axis=1).astype(float).tolist()
 
 
@@ -68,7 +81,8 @@ def test_anomalies_reach_the_state_db_and_the_live_service(ws, service):
     model, clock = Flaky(), Clock()
     config = AnomalyConfig(window_s=10, min_requests=5, check_every_s=0, sample_every_s=2,
                            min_baseline_samples=3, latency_floor_s=0.05)
-    detector = model_detector(ServedModel("flaky", "7", SIG, model), config, clock=clock)
+    detector = model_detector(ServedModel("flaky", "7", SIG, model), config, clock=clock,
+                              timer=model.timer)
     writer = EventWriter(ws.engine)
     app = create_app(ServedModel("flaky", "7", SIG, model), detector=detector, events=writer)
 
@@ -190,6 +204,7 @@ def test_only_scoring_requests_are_judged(client):
 # --- a real serving process on an MLflow model -------------------------------------------------
 
 FLAKY_MODEL = '''
+import json
 import os
 
 import mlflow
@@ -237,7 +252,7 @@ def _start(how: str, model: Path, ws_root: Path, env: dict[str, str]
         port = sock.getsockname()[1]
         cmd = [sys.executable, "-m", "batchscore.serving.child", "--fd", str(sock.fileno()),
                "--model-dir", str(model), "--workspace", str(ws_root), "--no-log",
-               "--graceful", "5"]
+               "--graceful", "30"]
         proc = subprocess.Popen(cmd, pass_fds=(sock.fileno(),), env=env, cwd=ws_root.parent,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
@@ -300,3 +315,66 @@ def test_a_bad_anomaly_setting_is_refused_with_its_name(tmp_path):
     assert result.exit_code == 2
     assert "$BATCHSCORE_ANOMALY_WINDOW_S must be a number, got 'a minute'" in result.stderr
     assert "Traceback" not in result.output
+
+
+def _holds(pid: int, client: socket.socket) -> bool:
+    """Whether process ``pid`` has accepted ``client``'s connection (holds its other end)."""
+    import psutil
+
+    proc = psutil.Process(pid)
+    listing = getattr(proc, "net_connections", None) or proc.connections  # psutil < 6
+    mine = client.getsockname()[1]
+    return any(c.raddr and c.raddr[1] == mine for c in listing(kind="tcp4"))
+
+
+def _refused(url: str) -> bool:
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError:
+        return True
+    return False
+
+
+@pytest.mark.slow
+def test_a_draining_child_answers_a_connection_it_accepted_before_sigterm(ws, model_dir,
+                                                                         tmp_path):
+    """A swap sends the old child SIGTERM while a client that has just connected (to the old
+    child) has not sent its request yet: the child must wait for that request and answer it,
+    however long the client takes (within the graceful period), not close the connection."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    proc, url = _start("child", model_dir, ws.settings.root, env)
+    try:
+        wait_for(lambda: _ping(proc, url), timeout=120)
+        host, port = url.removeprefix("http://").split(":")
+        client = socket.create_connection((host, int(port)), timeout=60)
+        wait_for(lambda: _holds(proc.pid, client), timeout=60)  # accepted, nothing sent yet
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: _refused(url), timeout=60)  # it no longer accepts: it drains
+        # a slow client: longer than the fixed second the child used to wait before closing
+        # every connection without a request (the scenario, not a wait for something to happen)
+        time.sleep(1.5)
+        body = b'{"instances": [[1.0, 2.0]]}'
+        client.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: "
+                       b"application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+        client.close()
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), answer
+        # and the connection closed after it (the loop above read to the end): it went away
+        assert json.loads(payload) == {"predictions": [3.0]}
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def _ping(proc: subprocess.Popen[bytes], url: str) -> bool:
+    assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+    try:
+        return httpx.get(f"{url}/ping", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

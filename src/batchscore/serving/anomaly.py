@@ -178,18 +178,21 @@ class AnomalyDetector:
     """Judges a scoring service's recent requests; see the module's docstring.
 
     ``subject`` names what is served (``NAME/VERSION``); ``details`` are added to every
-    event's details (model, version, host, pid); ``clock`` gives UNIX seconds (tests pass
-    their own). ``listeners`` get each event, outside the lock; one that raises is logged
-    and does not stop the others."""
+    event's details (model, version, host, pid); ``clock`` gives UNIX seconds and ``timer``
+    is the clock that the app measures each request's latency with (tests pass their own, so
+    that "slow" does not depend on how busy the machine is). ``listeners`` get each event,
+    outside the lock; one that raises is logged and does not stop the others."""
 
     def __init__(self, subject: str, config: AnomalyConfig | None = None, *,
                  details: Mapping[str, Any] | None = None,
                  clock: Callable[[], float] = time.time,
+                 timer: Callable[[], float] = time.perf_counter,
                  listeners: list[Listener] | None = None, recent: int = 50) -> None:
         self.subject = subject
         self.config = config or AnomalyConfig()
         self.details = dict(details or {})
         self.clock = clock
+        self.timer = timer
         self.listeners: list[Listener] = list(listeners or [])
         self.recent: deque[Event] = deque(maxlen=recent)
         size = self.config.capacity

@@ -5,10 +5,13 @@ Started by the supervisor (:mod:`batchscore.serving.supervisor`) as
 --model-dir DIR)``. It never binds a port: it serves on the listening sockets whose file
 descriptors it inherits (the deployment's public socket, which the supervisor keeps open,
 and a private one on which the supervisor checks that this very process is ready).
-SIGTERM makes it stop accepting at once, wait ``SETTLE_SECONDS`` so that connections it has
-just accepted deliver their request (uvicorn's shutdown closes a connection that has not sent
-one yet), then shut down as uvicorn does: finish the requests in flight, then exit. When
-its supervisor dies it exits too, so no orphan keeps serving an old version.
+SIGTERM makes it stop accepting at once, then wait until every connection it has accepted
+has begun its first request (uvicorn's shutdown closes a connection that has not sent one
+yet, and the client, which connected before the swap, would see its request refused), then
+shut down as uvicorn does: finish the requests in flight, then exit. The wait is for that
+event, checked every ``POLL_SECONDS``, bounded by the graceful period (a client that connects
+and never sends cannot hold a swap longer than that). When its supervisor dies it exits too,
+so no orphan keeps serving an old version.
 """
 
 from __future__ import annotations
@@ -21,12 +24,24 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["SETTLE_SECONDS", "main", "serve_on"]
+__all__ = ["POLL_SECONDS", "main", "serve_on"]
 
-SETTLE_SECONDS = 1.0
+POLL_SECONDS = 0.02
 
 
-def _draining_server(config: object, settle: float) -> object:
+def _unstarted(connections: object) -> int:
+    """How many of uvicorn's open connections have not begun a request yet (no request cycle:
+    both of uvicorn's HTTP protocols set ``cycle`` when a request's headers are in)."""
+    count = 0
+    for conn in list(connections):  # type: ignore[call-overload]
+        transport = getattr(conn, "transport", None)
+        closing = transport is None or transport.is_closing()
+        if getattr(conn, "cycle", object()) is None and not closing:
+            count += 1
+    return count
+
+
+def _draining_server(config: object, limit: float) -> object:
     import asyncio
     import signal
 
@@ -47,14 +62,21 @@ def _draining_server(config: object, settle: float) -> object:
                 super().handle_exit(sig, frame)  # type: ignore[arg-type]
                 return
             self.draining = True
+            loop = self.loop
+
+            def settled(deadline: float) -> None:
+                if (_unstarted(self.server_state.connections) == 0
+                        or loop.time() >= deadline):
+                    self.should_exit = True
+                else:
+                    loop.call_later(POLL_SECONDS, settled, deadline)
 
             def stop_accepting() -> None:
                 for server in getattr(self, "servers", []):
                     server.close()
-                assert self.loop is not None
-                self.loop.call_later(settle, setattr, self, "should_exit", True)
+                settled(loop.time() + limit)
 
-            self.loop.call_soon_threadsafe(stop_accepting)
+            loop.call_soon_threadsafe(stop_accepting)
 
     return DrainingServer(config)  # type: ignore[arg-type]
 
@@ -90,7 +112,7 @@ def serve_on(sockets: list[socket.socket], *, ref: str | None = None,
     config = uvicorn.Config(app, log_level="warning",
                             timeout_graceful_shutdown=int(graceful_seconds), lifespan="on",
                             **(tls or {}))  # ssl_certfile, ssl_keyfile
-    server: uvicorn.Server = _draining_server(config, SETTLE_SECONDS)  # type: ignore[assignment]
+    server: uvicorn.Server = _draining_server(config, graceful_seconds)  # type: ignore[assignment]
     if watch_parent:
         parent = os.getppid()
 
