@@ -178,6 +178,7 @@ def parse_options(raw: dict[str, Any]) -> TabularOptions:
 class TabularKind(JobKind):
     name = "tabular"
     uses_inputs = False  # each mini-batch names its files
+    commit_reads_shutdown = False  # a worker's shutdown() only removes its scratch folder
 
     def __init__(self) -> None:
         self._model: LoadedModel | None = None  # the single model, read at submit
@@ -443,7 +444,13 @@ class TabularScorer:
                    if c in keys or c == JOB_COLUMN}
         if renamed:
             scored = scored.rename(columns=renamed)
-        out = pd.concat([frame.loc[scored.index, keys], scored], axis=1) if keys else scored
+        if keys:
+            # every row scored (the usual mini-batch): the key columns as they are, no take
+            rows = frame[keys] if scored.index.equals(frame.index) \
+                else frame.loc[scored.index, keys]
+            out = pd.concat([rows, scored], axis=1)
+        else:
+            out = scored
         return out.reset_index(drop=True)  # write_part adds the job id column
 
     def _key_text(self, frame: pd.DataFrame, row: int) -> str:
