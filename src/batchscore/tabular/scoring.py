@@ -224,6 +224,8 @@ def _predict(model: LoadedModel, X: pd.DataFrame, prediction: str
         split(X, error)
     if not pieces:
         return _empty(prediction), failed
+    if len(pieces) == 1 and pieces[0].index.is_monotonic_increasing:
+        return pieces[0], failed  # one predict call on rows in order: nothing to assemble
     return pd.concat(pieces).sort_index(), failed
 
 
