@@ -331,3 +331,34 @@ def test_a_tabular_job_stops_its_workers_after_it_returns(ws, tmp_path, data, mo
     wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=60)
     wait_for(lambda: not [t for t in threading.enumerate()
                           if t.name == "batchscore-pool-close"], timeout=60)
+
+
+def test_ctrl_c_during_the_commit_stops_the_workers_and_leaves_the_job_resumable(
+        ws, tmp_path, data, model_dir, monkeypatch):
+    """The workers of a tabular job are still up while it commits: an interrupt there stops
+    them before it propagates, publishes nothing, and the job resumes to the same output."""
+    from batchscore.jobs import get_job, resume_job
+    from batchscore.state.jobs import list_attempts
+    from batchscore.tabular.job import TabularKind
+
+    src = parquet(tmp_path / "in.parquet", data)
+    out = tmp_path / "out"
+    real_commit = TabularKind.commit
+
+    def interrupted(self, ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TabularKind, "commit", interrupted)
+    spec = tabular_spec(str(model_dir), keys=["TS"], mini_batch_size=10, workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(ws, spec, [str(src)], str(out))
+    job = list_jobs(ws)[0]
+    pids = {int(a["worker"].rsplit(":", 1)[1]) for a in list_attempts(ws.engine, job.id)}
+    assert pids and [p for p in pids if pid_alive(p)] == []  # stopped before it propagated
+    assert get_job(ws, job.id).interrupted and not (out / "_SUCCESS").exists()
+    monkeypatch.setattr(TabularKind, "commit", real_commit)
+    resumed = resume_job(ws, job.id)
+    assert resumed.state == "succeeded" and (out / "_SUCCESS").exists()
+    whole = pd.concat(pd.read_parquet(p) for p in sorted(out.glob("part-*.parquet")))
+    assert whole["TS"].tolist() == data["TS"].tolist()
+    np.testing.assert_allclose(whole["prediction"], expected(data))
