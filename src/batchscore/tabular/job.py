@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import (
     BaseModel,
@@ -401,6 +402,7 @@ class TabularScorer:
         if self.single is not None:
             return score_rows(self.single, frame, self._features(self.single, frame), name)
         pieces: list[pd.DataFrame] = []
+        placed: list[np.ndarray] = []  # the positions in frame of each whole piece's rows
         rejects: list[Reject] = []
         groups = frame.groupby(self.group_by, sort=False, dropna=False).indices
         for key, positions in groups.items():
@@ -428,9 +430,10 @@ class TabularScorer:
                 continue
             scored, bad = score_rows(model, sub, self._features(model, sub), name)
             pieces.append(scored)
+            if len(scored) == len(positions):
+                placed.append(positions)
             rejects.extend(bad)
-        scored = pd.concat(pieces).sort_index() if pieces else pd.DataFrame({name: []})
-        return scored, sorted(rejects, key=lambda r: r.row)
+        return _in_input_order(frame, pieces, placed, name), sorted(rejects, key=lambda r: r.row)
 
     def _group_ref(self, values: dict[str, Any]) -> str:
         names = self.opts.placeholders
@@ -459,6 +462,23 @@ class TabularScorer:
 
     def shutdown(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _in_input_order(frame: pd.DataFrame, pieces: list[pd.DataFrame], placed: list[np.ndarray],
+                    name: str) -> pd.DataFrame:
+    """The groups' predictions as one frame in the input's row order. When every row of
+    every group was scored (the usual mini-batch), the rows are put back by their positions
+    (an inverse permutation, no sort); otherwise sorted by row number."""
+    if not pieces:
+        return pd.DataFrame({name: []})
+    whole = pd.concat(pieces)
+    if (len(placed) == len(pieces) and len(whole) == len(frame)
+            and frame.index.is_monotonic_increasing and frame.index.is_unique):
+        order = np.concatenate(placed)
+        inverse = np.empty(len(order), dtype=np.intp)
+        inverse[order] = np.arange(len(order))
+        return whole.take(inverse)
+    return whole.sort_index()
 
 
 def _summary(rejects: list[Reject], total: int, source: str, job_id: str) -> str:
