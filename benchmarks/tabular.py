@@ -10,6 +10,11 @@ predictions (key column + prediction) as Parquet, in the same run of this progra
 * **batchscore**: a ``tabular`` job (the engine behind ``batchscore endpoint invoke``) with W
   local worker processes: planning, state records, parts, commit included; the workspace
   (its state database) is created before the clock runs, as ``batchscore init`` is once.
+  The clock stops when the job returns, committed (a tabular job's workers are stopped after
+  that, by a thread its process waits for before it exits);
+* **batchscore, 1 worker** (``--one-worker``): the same job with one worker process, against
+  the same single-process bare loop: the engine's own cost, with no second worker sharing
+  the core (on a machine whose vCPUs behave as one core, W workers cannot beat one process).
 
 Many models (``--groups``): the files carry a ``group`` column and every group has its own
 model (a folder in hive layout ``models/group=G/model.joblib``). The bare loop does
@@ -27,6 +32,7 @@ program starts on 127.0.0.1.
 Example:
     .venv/bin/python benchmarks/tabular.py --rows 1000000 --workers 2 --repeat 3
     .venv/bin/python benchmarks/tabular.py --rows 1000000 --groups 15 --skip-ray
+    .venv/bin/python benchmarks/tabular.py --rows 1000000 --skip-ray --one-worker
     .venv/bin/python benchmarks/tabular.py --events 200000 --repeat 3
 """
 
@@ -36,9 +42,11 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -230,6 +238,21 @@ def _timed(fn: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
+def _cpu() -> float:
+    """CPU seconds of this process (every thread) and of its children it has reaped."""
+    own, children = (resource.getrusage(who)
+                     for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _reap_workers() -> None:
+    """Wait for the thread that stops a finished job's workers (after the clock): their CPU
+    time counts once they are reaped."""
+    for thread in threading.enumerate():
+        if thread.name == "batchscore-pool-close":
+            thread.join()
+
+
 def _rows_out(out: Path) -> int:
     return sum(pq.ParquetFile(p).metadata.num_rows for p in out.rglob("*.parquet"))
 
@@ -243,6 +266,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=131_072, help="rows per mini-batch")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--one-worker", action="store_true",
+                        help="also time the job with 1 worker (key batchscore-1)")
     parser.add_argument("--events", type=int, help="measure the stream landing path instead")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -258,6 +283,7 @@ def main() -> None:
             args.json.write_text(json.dumps(result, indent=2) + "\n")
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    load_before = os.getloadavg()
     use_ray = not args.skip_ray and args.groups <= 1
     if use_ray:
         import ray
@@ -269,6 +295,9 @@ def main() -> None:
     from batchscore import init_workspace
 
     times: dict[str, list[float]] = {"bare": [], "batchscore": []}
+    cpu: dict[str, list[float]] = {}
+    if args.one_worker:
+        times["batchscore-1"] = []
     if use_ray:
         times["ray"] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -278,38 +307,52 @@ def main() -> None:
         for rep in range(args.repeat):
             for name in times:
                 out = root / f"out-{name}-{rep}"
+                cpu_start = _cpu()
                 if name == "bare":
                     elapsed = _timed(lambda o=out: bare_loop(files, models, args.groups, o))
                 elif name == "ray":
                     elapsed = _timed(lambda o=out: ray_data(files, models, args.workers,
                                                             args.batch, o))
                 else:
-                    ws = init_workspace(root / f"ws-{rep}")
-                    elapsed = _timed(lambda o=out, w=ws: batchscore_job(
-                        w, files, models, args.groups, args.workers, args.batch, o))
+                    workers = 1 if name == "batchscore-1" else args.workers
+                    ws = init_workspace(root / f"ws-{name}-{rep}")
+                    elapsed = _timed(lambda o=out, w=ws, n=workers: batchscore_job(
+                        w, files, models, args.groups, n, args.batch, o))
                     ws.close()
+                    _reap_workers()
+                if name != "ray":  # Ray's work is done in processes that are not children
+                    cpu.setdefault(name, []).append(_cpu() - cpu_start)
                 rows = _rows_out(out)
                 assert rows == args.rows, f"{name}: wrote {rows} rows, expected {args.rows}"
                 times[name].append(elapsed)
                 shutil.rmtree(out, ignore_errors=True)
-                print(f"rep {rep} {name:10s} {elapsed:7.2f} s  {args.rows / elapsed:12,.0f} rows/s",
+                print(f"rep {rep} {name:12s} {elapsed:7.2f} s  {args.rows / elapsed:12,.0f} rows/s",
                       flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "command": "benchmarks/tabular.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if k not in ("json", "skip_ray") and v is not None),
+            if k not in ("json", "skip_ray", "one_worker") and v is not None)
+            + (" --skip-ray" if args.skip_ray else "")
+            + (" --one-worker" if args.one_worker else ""),
         "machine": f"{platform.node()} ({os.cpu_count()} vCPUs, Python "
                    f"{platform.python_version()})",
         "date": time.strftime("%Y-%m-%d"),
+        "load_average": {"before": load_before, "after": os.getloadavg()},
         "rows": args.rows, "groups": args.groups, "workers": args.workers,
         "seconds": times,
         "median_s": med,
         "rows_per_s": {k: args.rows / v for k, v in med.items()},
         "ratio_vs_bare": {k: med["bare"] / v for k, v in med.items()},
+        # CPU seconds (every process and thread of the way, the job's workers included):
+        # what the work costs, whatever else the machine runs at the same time
+        "cpu_s": cpu,
+        "cpu_median_s": {k: statistics.median(v) for k, v in cpu.items()},
+        "cpu_ratio_vs_bare": {k: statistics.median(cpu["bare"]) / statistics.median(v)
+                              for k, v in cpu.items()},
     }
-    print(json.dumps({k: result[k] for k in ("median_s", "rows_per_s", "ratio_vs_bare")},
-                     indent=2))
+    print(json.dumps({k: result[k] for k in ("median_s", "rows_per_s", "ratio_vs_bare",
+                                             "cpu_median_s", "cpu_ratio_vs_bare")}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

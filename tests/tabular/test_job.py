@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,7 @@ from batchscore.jobs.spec import spec_from_mapping
 from batchscore.tabular import TabularOptions, tabular_spec
 from batchscore.tabular.job import DEFAULT_ROWS, parse_options
 from batchscore.tabular.models import ModelNotFoundError
+from helpers import pid_alive, wait_for
 
 
 def parquet(path: Path, frame: pd.DataFrame, row_group_size: int | None = None) -> Path:
@@ -279,3 +284,81 @@ def test_model_returning_a_frame_keeps_its_columns(ws, tmp_path, data):
     assert list(got.columns) == ["Device", "low", "prediction_Device", "batchscore_job_id"]
     assert got["low"].tolist() == (data["Value"] < 20).tolist()
     assert got["prediction_Device"].tolist() == [0] * 60  # renamed: a key column has the name
+
+
+_RUN_AND_EXIT = """
+import sys
+from batchscore import init_workspace
+from batchscore.jobs import run_job
+from batchscore.state.jobs import list_attempts
+from batchscore.tabular import tabular_spec
+
+ws = init_workspace(sys.argv[1])
+job = run_job(ws, tabular_spec(sys.argv[2], keys=["TS"], mini_batch_size=10, workers=2),
+              [sys.argv[3]], sys.argv[4])
+assert job.state == "succeeded", job.reason
+print(" ".join(sorted({a["worker"].rsplit(":", 1)[1] for a in list_attempts(ws.engine, job.id)})))
+"""
+
+
+def test_workers_stop_after_the_commit_and_before_the_process_exits(tmp_path, data, model_dir):
+    """A tabular job returns once committed and its workers are stopped after that (the job
+    does not wait for them); the process still waits for them before it exits, so none is
+    left behind: every worker that ran a mini-batch is gone when the process has ended."""
+    src = parquet(tmp_path / "in.parquet", data)
+    done = subprocess.run(
+        [sys.executable, "-c", _RUN_AND_EXIT, str(tmp_path / "ws"), str(model_dir), str(src),
+         str(tmp_path / "out")], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    pids = [int(p) for p in done.stdout.split()]
+    assert pids and os.getpid() not in pids
+    assert [p for p in pids if pid_alive(p)] == []  # reaped by the process before it exited
+    assert (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_a_tabular_job_stops_its_workers_after_it_returns(ws, tmp_path, data, model_dir):
+    """In a process that goes on (the service), the workers of a finished job end by
+    themselves: the pool is stopped by a thread, not left running."""
+    from batchscore.state.jobs import list_attempts
+
+    src = parquet(tmp_path / "in.parquet", data)
+    job = run_job(ws, tabular_spec(str(model_dir), keys=["TS"], mini_batch_size=10, workers=2),
+                  [str(src)], str(tmp_path / "out"))
+    assert job.state == "succeeded"
+    assert (tmp_path / "out" / "_SUCCESS").exists()  # committed when run_job returns
+    pids = {int(a["worker"].rsplit(":", 1)[1]) for a in list_attempts(ws.engine, job.id)}
+    assert pids
+    wait_for(lambda: not any(pid_alive(p) for p in pids), timeout=60)
+    wait_for(lambda: not [t for t in threading.enumerate()
+                          if t.name == "batchscore-pool-close"], timeout=60)
+
+
+def test_ctrl_c_during_the_commit_stops_the_workers_and_leaves_the_job_resumable(
+        ws, tmp_path, data, model_dir, monkeypatch):
+    """The workers of a tabular job are still up while it commits: an interrupt there stops
+    them before it propagates, publishes nothing, and the job resumes to the same output."""
+    from batchscore.jobs import get_job, resume_job
+    from batchscore.state.jobs import list_attempts
+    from batchscore.tabular.job import TabularKind
+
+    src = parquet(tmp_path / "in.parquet", data)
+    out = tmp_path / "out"
+    real_commit = TabularKind.commit
+
+    def interrupted(self, ctx):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(TabularKind, "commit", interrupted)
+    spec = tabular_spec(str(model_dir), keys=["TS"], mini_batch_size=10, workers=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_job(ws, spec, [str(src)], str(out))
+    job = list_jobs(ws)[0]
+    pids = {int(a["worker"].rsplit(":", 1)[1]) for a in list_attempts(ws.engine, job.id)}
+    assert pids and [p for p in pids if pid_alive(p)] == []  # stopped before it propagated
+    assert get_job(ws, job.id).interrupted and not (out / "_SUCCESS").exists()
+    monkeypatch.setattr(TabularKind, "commit", real_commit)
+    resumed = resume_job(ws, job.id)
+    assert resumed.state == "succeeded" and (out / "_SUCCESS").exists()
+    whole = pd.concat(pd.read_parquet(p) for p in sorted(out.glob("part-*.parquet")))
+    assert whole["TS"].tolist() == data["TS"].tolist()
+    np.testing.assert_allclose(whole["prediction"], expected(data))

@@ -147,6 +147,12 @@ class JobKind(ABC):
     # the job's list of inputs; a kind whose mini-batches carry what they read says False,
     # and its runner never loads that list (a million URLs)
     uses_inputs: ClassVar[bool] = True
+    # whether the commit reads what the workers' ``shutdown()`` writes (an entry script may
+    # write its last rows to ``AZUREML_BI_OUTPUT_PATH`` there): such a kind's workers are
+    # stopped before the commit. A kind that says False commits as soon as every mini-batch
+    # has run, and its workers are stopped after, without the job waiting for them (a
+    # process still waits for them before it exits).
+    commit_reads_shutdown: ClassVar[bool] = True
 
     @abstractmethod
     def validate(self, spec: JobSpec) -> None:

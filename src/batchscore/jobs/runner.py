@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from .. import paths, telemetry
 from ..crash import crash_point
@@ -196,6 +196,8 @@ class _Run:
         self.running: dict[int, int] = {}  # idx -> attempt, submitted and not completed
         self.in_progress = 0
         self._progress_read: float | None = None  # time.monotonic() of the last read; None: never
+        # every mini-batch ran; the workers are stopped once the job has ended
+        self._open: Executor | None = None
 
     def _next(self) -> int | None:
         """The next mini-batch to submit: a lost one, the plan's next, then retries."""
@@ -295,11 +297,17 @@ class _Run:
             crash_point("output-committed")
             return self._finish("succeeded", None)
         except BaseException:
+            if self._open is not None:  # interrupted during the commit: stop the workers now
+                self._open.abort()
+                self._open = None
             if not beat.lost:
                 self._release()
             raise
         finally:
             beat.stop()
+            if self._open is not None:  # every mini-batch ran and the job ended
+                self._open.close_later()
+                self._open = None
 
     def _threshold_reason(self) -> str:
         limit = self.spec.error_threshold
@@ -331,7 +339,10 @@ class _Run:
             executor.abort()
             raise
         if outcome == "complete":
-            executor.close()  # out of _CtrlC: a Ctrl-C while workers shut down raises at once
+            if get_kind(self.spec.kind).commit_reads_shutdown:
+                executor.close()  # out of _CtrlC: a Ctrl-C while workers shut down raises
+            else:
+                self._open = executor  # stopped once the job has ended (run())
         return outcome
 
     def _rounds(self, executor: Executor, beat: _Heartbeat, ctrl_c: _CtrlC,
@@ -460,12 +471,16 @@ class _Run:
 
     def _drop_stale_model_folders(self) -> None:
         """The model folders on this machine of this workspace's finished jobs (a runner
-        killed before it ended its job left its folder): removed."""
-        for job_id in model_folder_jobs():
-            if job_id != self.job.id:
-                other = db.get_job(self.ws.engine, job_id, with_inputs=False)
-                if other is not None and other.finished:
-                    drop_model_folder(job_id)
+        killed before it ended its job left its folder): removed. One query for every 500
+        folders (folders of other workspaces' jobs stay, and are not asked about one by one)."""
+        others = [job_id for job_id in model_folder_jobs() if job_id != self.job.id]
+        for start in range(0, len(others), 500):
+            with self.ws.engine.connect() as conn:
+                finished = conn.execute(select(jobs_table.c.id).where(
+                    jobs_table.c.id.in_(others[start:start + 500]),
+                    jobs_table.c.state.in_(db.FINISHED))).scalars().all()
+            for job_id in finished:
+                drop_model_folder(job_id)
 
     def _finish(self, state: str, reason: str | None) -> db.Job:
         telemetry.job_finished(state, reason)

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
 from pydantic import (
     BaseModel,
@@ -178,6 +179,7 @@ def parse_options(raw: dict[str, Any]) -> TabularOptions:
 class TabularKind(JobKind):
     name = "tabular"
     uses_inputs = False  # each mini-batch names its files
+    commit_reads_shutdown = False  # a worker's shutdown() only removes its scratch folder
 
     def __init__(self) -> None:
         self._model: LoadedModel | None = None  # the single model, read at submit
@@ -400,6 +402,7 @@ class TabularScorer:
         if self.single is not None:
             return score_rows(self.single, frame, self._features(self.single, frame), name)
         pieces: list[pd.DataFrame] = []
+        placed: list[np.ndarray] = []  # the positions in frame of each whole piece's rows
         rejects: list[Reject] = []
         groups = frame.groupby(self.group_by, sort=False, dropna=False).indices
         for key, positions in groups.items():
@@ -427,9 +430,10 @@ class TabularScorer:
                 continue
             scored, bad = score_rows(model, sub, self._features(model, sub), name)
             pieces.append(scored)
+            if len(scored) == len(positions):
+                placed.append(positions)
             rejects.extend(bad)
-        scored = pd.concat(pieces).sort_index() if pieces else pd.DataFrame({name: []})
-        return scored, sorted(rejects, key=lambda r: r.row)
+        return _in_input_order(frame, pieces, placed, name), sorted(rejects, key=lambda r: r.row)
 
     def _group_ref(self, values: dict[str, Any]) -> str:
         names = self.opts.placeholders
@@ -443,7 +447,13 @@ class TabularScorer:
                    if c in keys or c == JOB_COLUMN}
         if renamed:
             scored = scored.rename(columns=renamed)
-        out = pd.concat([frame.loc[scored.index, keys], scored], axis=1) if keys else scored
+        if keys:
+            # every row scored (the usual mini-batch): the key columns as they are, no take
+            rows = frame[keys] if scored.index.equals(frame.index) \
+                else frame.loc[scored.index, keys]
+            out = pd.concat([rows, scored], axis=1)
+        else:
+            out = scored
         return out.reset_index(drop=True)  # write_part adds the job id column
 
     def _key_text(self, frame: pd.DataFrame, row: int) -> str:
@@ -452,6 +462,23 @@ class TabularScorer:
 
     def shutdown(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _in_input_order(frame: pd.DataFrame, pieces: list[pd.DataFrame], placed: list[np.ndarray],
+                    name: str) -> pd.DataFrame:
+    """The groups' predictions as one frame in the input's row order. When every row of
+    every group was scored (the usual mini-batch), the rows are put back by their positions
+    (an inverse permutation, no sort); otherwise sorted by row number."""
+    if not pieces:
+        return pd.DataFrame({name: []})
+    whole = pd.concat(pieces)
+    if (len(placed) == len(pieces) and len(whole) == len(frame)
+            and frame.index.is_monotonic_increasing and frame.index.is_unique):
+        order = np.concatenate(placed)
+        inverse = np.empty(len(order), dtype=np.intp)
+        inverse[order] = np.arange(len(order))
+        return whole.take(inverse)
+    return whole.sort_index()
 
 
 def _summary(rejects: list[Reject], total: int, source: str, job_id: str) -> str:

@@ -184,8 +184,19 @@ def write_part(store: Store, rel: str, frame: pd.DataFrame, job_id: str,
     all different, costs more than writing them."""
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.append_column(JOB_COLUMN, pa.repeat(pa.scalar(job_id), table.num_rows))
+    encode = [JOB_COLUMN, *dictionary]
+    if store.is_local:  # straight to the file, through a temporary name (no copy in memory)
+        final = store.local_path(rel)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+        try:
+            pq.write_table(table, tmp, use_dictionary=encode)
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, use_dictionary=[JOB_COLUMN, *dictionary])
+    pq.write_table(table, sink, use_dictionary=encode)
     store.write_bytes(rel, sink.getvalue().to_pybytes())
 
 

@@ -64,6 +64,11 @@ class Executor(ABC):
     def close(self) -> None:
         """Let workers finish (running the script's ``shutdown()``), then stop them."""
 
+    def close_later(self) -> None:
+        """:meth:`close` without waiting for it where the executor can (its workers are
+        stopped by a thread that the process waits for before it exits); else :meth:`close`."""
+        self.close()
+
     @abstractmethod
     def abort(self) -> None:
         """Stop at once, dropping what is running."""

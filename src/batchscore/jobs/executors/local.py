@@ -228,9 +228,29 @@ class LocalExecutor(Executor):
             self._pool = None
         self._futures.clear()
 
+    def close_later(self) -> None:
+        """Every mini-batch has run: the workers are stopped by a thread (pebble's own stop
+        waits up to 0.1 s for its manager thread's next round). The thread is not a daemon:
+        the interpreter waits for it before it exits, so a command leaves no worker behind."""
+        pool, self._pool = self._pool, None
+        self._futures.clear()
+        if pool is None:
+            return
+        pool.close()
+        threading.Thread(target=_join_pool, args=(pool,), name="batchscore-pool-close",
+                         daemon=False).start()
+
     def abort(self) -> None:
         if self._pool is not None:
             self._pool.stop()
             self._pool.join(timeout=30)
             self._pool = None
         self._futures.clear()
+
+
+def _join_pool(pool: ProcessPool) -> None:
+    try:
+        pool.join(timeout=30)
+    except TimeoutError:  # a worker that does not end: stopped
+        pool.stop()
+        pool.join(timeout=30)
