@@ -31,7 +31,7 @@ from ..crash import crash_point
 from ..redact import hide_userinfo as safe_url
 from ..workspace import Workspace
 from .errors import StreamUnavailableError
-from .events import Reading, parse_event
+from .events import Reading, canonical_entry, parse_event
 from .landing import Lander, PartitionHook
 from .lease import LEASE_SECONDS, Lease
 from .redis_source import (
@@ -42,6 +42,8 @@ from .redis_source import (
     connect_redis,
     decode_fields,
     ensure_group,
+    fields_of,
+    raw_reads,
     read_new,
     read_own_pending,
     trim_acknowledged,
@@ -141,7 +143,7 @@ class StreamConsumer:
         began = time.monotonic()
         stream = get_stream(self.ws, self.name)
         url = redis_url_of(self.ws, stream)
-        client = connect_redis(url, decode=False)  # each entry is decoded by _take
+        client = raw_reads(connect_redis(url, decode=False))  # each entry decoded by _take
         try:
             ensure_group(client, stream.redis_key, start="0")
             self.lease.acquire()
@@ -235,6 +237,13 @@ class StreamConsumer:
             if redelivered and entry_id in windows.held:
                 continue  # in an open window already (claimed back from ourselves)
             self.stats.read += 1
+            if type(raw) is list:  # as Redis sent it: a canonical event goes straight in
+                if entry_id not in landed:
+                    reading = canonical_entry(raw, max_future, now)
+                    if reading is not None:
+                        self._place(entry_id, reading)
+                        continue
+                raw = fields_of(raw)
             if entry_id in landed:  # landed before a crash, not acknowledged then
                 self.stats.duplicates += 1
                 self._ack_only.append(entry_id)
@@ -252,12 +261,16 @@ class StreamConsumer:
                 continue
             result = parse_event(fields, max_future_s=max_future, now=now)
             if isinstance(result, Reading):
-                if windows.add(entry_id, result) is None:
-                    self._late.append((entry_id, result, windows.window_of(result.timestamp)))
+                self._place(entry_id, result)
             else:
                 problem = "; ".join(f"{p.field}: {p.problem}" for p in result)
                 self._reject(entry_id, raw, fields, problem)
         self._flush(client)
+
+    def _place(self, entry_id: str, event: Reading) -> None:
+        """Put ``event`` into its window, or aside as late when that window has closed."""
+        if self.windows.add(entry_id, event) is None:
+            self._late.append((entry_id, event, self.windows.window_of(event.timestamp)))
 
     def _reject(self, entry_id: str, raw: dict[Any, Any], fields: dict[str, str],
                 problem: str) -> None:

@@ -44,15 +44,18 @@ __all__ = [
     "destroy",
     "ensure_group",
     "entry_key",
+    "fields_of",
     "publish",
+    "raw_reads",
     "read_new",
     "read_own_pending",
     "trim_acknowledged",
 ]
 
 GROUP = "batchscore"
-# (entry id, fields); fields are empty for deleted entries, bytes from a decode=False client
-Entry = tuple[str, dict[Any, Any]]
+# (entry id, fields); fields are empty for deleted entries, bytes from a decode=False client,
+# and a list of names and values where read raw (:func:`raw_reads`, :func:`fields_of`)
+Entry = tuple[str, Any]
 DeadLetter = tuple[str, Mapping[Any, Any], str]  # (entry id, fields as they came, reason)
 DEAD_LETTER_MAXLEN = 100_000  # about; every dead entry also lands in rejected/ for good
 _ACK_CHUNK = 10_000
@@ -119,11 +122,40 @@ def _text(value: bytes | str) -> str:
     return value.decode("ascii") if isinstance(value, bytes) else str(value)
 
 
+def _as_is(response: Any, **options: Any) -> Any:
+    return response
+
+
+def raw_reads(client: redis.Redis) -> redis.Redis:
+    """``client``, its ``XREADGROUP`` replies left as Redis sent them (read by
+    :func:`read_new` and :func:`read_own_pending` in one pass, without redis-py's generic
+    conversion of every entry into a tuple and a dict that the reader copied again)."""
+    client.set_response_callback("XREADGROUP", _as_is)
+    return client
+
+
 def _entries(reply: Any) -> list[Entry]:
+    """The entries of one stream's ``XREADGROUP`` reply: as Redis sent it (RESP2: a list of
+    [key, entries]; RESP3: a map of key to entries; each entry [id, [name, value, ...]], with
+    None for the fields of a deleted entry), or as redis-py's own callback made it. Fields
+    as Redis sent them stay a list of names and values (see :func:`fields_of`)."""
     if not reply:
         return []
-    _key, entries = reply[0]
-    return [(_text(i), dict(fields or {})) for i, fields in entries]
+    if isinstance(reply, dict):  # RESP3, or redis-py's callback for it
+        entries = next(iter(reply.values()))
+        if entries and entries[0] and isinstance(entries[0][0], tuple):
+            entries = entries[0]  # redis-py's {key: [[(id, {fields}), ...]]}
+    else:
+        entries = reply[0][1]
+    return [(_text(i), fields if fields is not None else {}) for i, fields in entries]
+
+
+def fields_of(raw: Mapping[Any, Any] | list[Any]) -> dict[Any, Any]:
+    """An entry's fields as a mapping (from the list of names and values Redis sends)."""
+    if isinstance(raw, list):
+        pairs = iter(raw)
+        return dict(zip(pairs, pairs, strict=False))
+    return dict(raw)
 
 
 def _shown(value: bytes) -> str:
