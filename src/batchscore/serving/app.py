@@ -31,6 +31,7 @@ from .asgi import ScoringApp
 from .datalog import InferenceLogger
 from .exchange import Exchange
 from .metrics import ServingMetrics
+from .predict import served_predict
 from .routes import health_router, mlflow_router, monitoring_router, v2_router
 from .served import ServedModel
 
@@ -58,7 +59,7 @@ def load_served_model(ws: Workspace, ref: str) -> ServedModel:
         raise UsageError(f"model {version.uri} has no input signature with column names; "
                          "log it with a signature to serve it")
     sig = [(spec.name, spec.type.name) for spec in schema.inputs]
-    return ServedModel(version.name, str(version.version), sig, model.predict,
+    return ServedModel(version.name, str(version.version), sig, served_predict(model, sig),
                        output_type(model))
 
 
