@@ -126,6 +126,7 @@ class Exchange:
     def __init__(self, model: ServedModel, logger: InferenceLogger | None,
                  max_body_bytes: int) -> None:
         self.model, self.logger, self.max_body_bytes = model, logger, max_body_bytes
+        self._columns = frozenset(name for name, _ in model.signature)  # every frame's
         self._threads = ThreadPoolExecutor(SCORING_THREADS, thread_name_prefix="scoring")
 
     def close(self) -> None:
@@ -240,5 +241,5 @@ class Exchange:
         body = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
         if self.logger is not None:
             self.logger.log(frame, data, request_id=request_id, model=self.model.name,
-                            version=self.model.version)
+                            version=self.model.version, columns=self._columns)
         return Answer(200, body, request_id)
