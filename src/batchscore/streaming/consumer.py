@@ -37,6 +37,7 @@ from .lease import LEASE_SECONDS, Lease
 from .redis_source import (
     DeadLetter,
     Entry,
+    ReadAhead,
     ack,
     autoclaim,
     connect_redis,
@@ -187,28 +188,44 @@ class StreamConsumer:
         self._claim(client, 0, stop)
         last_claim = time.monotonic()
         idle_since = time.monotonic()
-        # 3. New entries.
-        while not stop.is_set():
-            if max_events is not None and self.stats.read >= max_events:
-                break
-            count = self.batch if max_events is None else min(self.batch,
-                                                              max_events - self.stats.read)
-            entries = read_new(client, self.key, self.consumer, count, self.block_ms)
-            now = time.monotonic()
-            if entries:
-                self._take(client, entries, redelivered=False)
-                idle_since = now
-            elif until_idle_s is not None and now - idle_since >= until_idle_s:
-                break
-            if now - last_claim >= self.claim_idle_ms / 1000:
-                self._claim(client, self.claim_idle_ms, stop)
-                last_claim = time.monotonic()
-            self.lease.renew()
-            self._report()
+        # 3. New entries; after a batch, the next one is asked for before this one lands.
+        ahead: ReadAhead | None = None
+        try:
+            while not stop.is_set():
+                if max_events is not None and self.stats.read >= max_events:
+                    break
+                if ahead is not None:
+                    entries, ahead = ahead.entries(), None
+                else:
+                    entries = read_new(client, self.key, self.consumer,
+                                       self._count(max_events, 0), self.block_ms)
+                now = time.monotonic()
+                if entries:
+                    following = self._count(max_events, len(entries))
+                    if following > 0 and not stop.is_set():
+                        ahead = ReadAhead(client, self.key, self.consumer, following)
+                    self._take(client, entries, redelivered=False)
+                    idle_since = now
+                elif until_idle_s is not None and now - idle_since >= until_idle_s:
+                    break
+                if now - last_claim >= self.claim_idle_ms / 1000:
+                    self._claim(client, self.claim_idle_ms, stop)
+                    last_claim = time.monotonic()
+                self.lease.renew()
+                self._report()
+        finally:
+            if ahead is not None:  # its entries, if any, stay pending for the next run
+                ahead.close()
         if close_all and not stop.is_set():
             self._flush(client, close_all=True)
         self._trim(client, force=True)
         self._report()
+
+    def _count(self, max_events: int | None, taking: int) -> int:
+        """How many new entries to ask for, ``taking`` entries being taken already."""
+        if max_events is None:
+            return self.batch
+        return max(0, min(self.batch, max_events - self.stats.read - taking))
 
     def _claim(self, client: redis.Redis, min_idle_ms: int, stop: threading.Event) -> None:
         cursor = "0-0"

@@ -36,6 +36,7 @@ __all__ = [
     "GROUP",
     "DeadLetter",
     "Entry",
+    "ReadAhead",
     "ack",
     "autoclaim",
     "connect_redis",
@@ -204,6 +205,44 @@ def read_new(client: redis.Redis, key: str, consumer: str, count: int,
     """Entries never delivered to any consumer of the group, waiting up to ``block_ms``."""
     return _entries(client.xreadgroup(GROUP, consumer, {key: ">"}, count=count,
                                       block=block_ms))
+
+
+class ReadAhead:
+    """One ``XREADGROUP ... >`` (no blocking) sent now and its reply read later, on a
+    connection of its own: Redis prepares the next batch while the consumer lands this one.
+
+    The entries it delivers are pending for the consumer from the moment Redis answers, as
+    any read's; if the consumer stops without taking them (:meth:`close`), they stay pending
+    and come back as its own pending entries, which the ledger recognises."""
+
+    def __init__(self, client: redis.Redis, key: str, consumer: str, count: int) -> None:
+        self._pool = client.connection_pool
+        self._conn: Any = self._pool.get_connection()
+        try:
+            self._conn.send_command("XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count,
+                                    "STREAMS", key, ">")
+        except BaseException:
+            self.close()
+            raise
+
+    def entries(self) -> list[Entry]:
+        """The entries Redis delivered (read once)."""
+        conn, self._conn = self._conn, None
+        try:
+            reply = conn.read_response()
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            self._pool.release(conn)
+        return _entries(reply)
+
+    def close(self) -> None:
+        """Give the connection back unread (it is dropped: its reply never read)."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.disconnect()
+            self._pool.release(conn)
 
 
 def autoclaim(client: redis.Redis, key: str, consumer: str, min_idle_ms: int, start: str,
