@@ -38,6 +38,22 @@ def test_requests_are_batched_into_one_file_in_order(ws) -> None:  # type: ignor
     assert stamps.tolist() == [1, 1]  # one time per request
 
 
+def test_many_requests_of_many_rows_make_one_file(ws) -> None:  # type: ignore[no-untyped-def]
+    logger = InferenceLogger(ws.data, flush_seconds=60)
+    rows = pd.concat([FRAME] * 40, ignore_index=True)  # 120 rows a request
+    for i in range(20):
+        logger.log(rows, [float(i)] * len(rows), request_id=f"r{i}", model="m", version="1")
+        if i == 9:  # the thread takes the first 1,200 rows before the others come
+            deadline = time.monotonic() + 30
+            while not logger._queue.empty() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert logger._queue.empty()
+    logger.close()
+    assert len(logger.written) == 1 and logger.dropped == 0
+    frame = read_all(logger, ws.data)
+    assert len(frame) == 2400 and frame["request_id"].nunique() == 20
+
+
 def test_the_logged_frame_is_a_copy(ws) -> None:  # type: ignore[no-untyped-def]
     logger = InferenceLogger(ws.data, flush_seconds=60)
     frame = FRAME.copy()

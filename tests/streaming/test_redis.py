@@ -167,3 +167,37 @@ def test_many_keys_and_windows_land_exactly_once_per_key(ws, make_stream):
     assert per_key(windows) == dict(expected)
     assert windows.groupby(["device", "sensor"])["sum"].sum().round(6).tolist() == [
         round(sum(t / 2 for t in range(240)), 6)] * 6
+
+
+def test_entries_read_ahead_by_a_consumer_that_stops_stay_pending_and_land_once(ws, make_stream,
+                                                                             redis_url):
+    """The next batch is asked for before this one lands; a consumer that stops then leaves
+    it pending (unread), and the next run lands every entry exactly once."""
+    stream = make_stream("s", window="10s", lateness="0s")
+    ids = send_events(ws, "s", events(list(range(100)))).ids
+    stop = threading.Event()
+
+    def after_a_batch(stats) -> None:  # type: ignore[no-untyped-def]
+        if stats.read >= 10:
+            stop.set()
+
+    first = StreamConsumer(ws, "s", consumer="a", batch=10, progress=after_a_batch).run(stop)
+    assert first.read == 10 and first.events < 10  # the open window's entries wait
+    r = client_for(redis_url)
+    assert r.xpending(stream.redis_key, GROUP)["pending"] >= 10 - first.events
+    again = StreamConsumer(ws, "s", consumer="a", batch=10).run(until_idle_s=0.3,
+                                                                close_all=True)
+    assert again.duplicates == 0
+    assert r.xpending(stream.redis_key, GROUP)["pending"] == 0
+    got = landed_ids(ws, "s")
+    assert sorted(got) == sorted(ids) and len(set(got)) == len(got)
+
+
+def test_a_read_ahead_stops_at_max_events(ws, make_stream, redis_url):
+    stream = make_stream("s", window="10s", lateness="0s")
+    send_events(ws, "s", events(list(range(50))))
+    stats = StreamConsumer(ws, "s", consumer="a", batch=7).run(max_events=20)
+    assert stats.read == 20
+    r = client_for(redis_url)
+    info = r.xinfo_consumers(stream.redis_key, GROUP)
+    assert {c["name"]: c["pending"] for c in info} == {"a": 20 - stats.events}

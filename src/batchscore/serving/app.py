@@ -11,6 +11,8 @@ refuses, a request id that cannot travel in a header) is answered 400 or 413 and
 counts toward the error rate. Bodies are limited while they stream in (chunked ones too),
 and parsing and ``predict`` run in a worker thread, so that ``/ping`` answers during a large
 request. A request's rows are logged only once it has been answered with its predictions.
+The scoring routes are served by a plain ASGI middleware before FastAPI's routing
+(:mod:`batchscore.serving.asgi`): the same answers, without the framework's per-request cost.
 """
 
 from __future__ import annotations
@@ -25,9 +27,11 @@ from ..errors import InputError, UsageError
 from ..state.events import EventWriter
 from ..workspace import Workspace
 from .anomaly import AnomalyConfig, AnomalyDetector, log_event
+from .asgi import ScoringApp
 from .datalog import InferenceLogger
 from .exchange import Exchange
 from .metrics import ServingMetrics
+from .predict import served_predict
 from .routes import health_router, mlflow_router, monitoring_router, v2_router
 from .served import ServedModel
 
@@ -55,7 +59,7 @@ def load_served_model(ws: Workspace, ref: str) -> ServedModel:
         raise UsageError(f"model {version.uri} has no input signature with column names; "
                          "log it with a signature to serve it")
     sig = [(spec.name, spec.type.name) for spec in schema.inputs]
-    return ServedModel(version.name, str(version.version), sig, model.predict,
+    return ServedModel(version.name, str(version.version), sig, served_predict(model, sig),
                        output_type(model))
 
 
@@ -93,18 +97,19 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
     store; ``detector`` judges latency and errors (default: :func:`model_detector`); its
     events are logged and, with ``events``, written to the state database. The app's
     shutdown closes them: the detector resolves what is still on, the writer flushes."""
-    app = FastAPI(title=f"batchscore model {model.name}", version=model.version)
+    app = ScoringApp(title=f"batchscore model {model.name}", version=model.version)
     detector = detector if detector is not None else model_detector(model)
     detector.listeners.append(log_event)
     if events is not None:
         detector.listeners.append(events.put)
     app.state.detector = detector
     metrics = ServingMetrics(detector)
-    app.middleware("http")(metrics.measure)
     exchange = Exchange(model, logger, max_body_bytes)
+    app.serve_scoring(exchange, metrics)
     for router in (health_router(model), mlflow_router(exchange), v2_router(exchange),
                    monitoring_router(metrics.registry, detector)):
         app.include_router(router)
+    app.router.on_shutdown.append(exchange.close)
     if logger is not None:
         app.router.on_shutdown.append(logger.close)
     app.router.on_shutdown.append(detector.close)

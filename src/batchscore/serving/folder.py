@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import InputError, UsageError
 from .app import ServedModel, output_type
+from .predict import served_predict
 
 __all__ = ["SIDECAR", "load_model_folder"]
 
@@ -40,5 +41,5 @@ def load_model_folder(path: str | Path, *, name: str | None = None,
                          "log the model with a signature to serve it")
     sig = [(spec.name, spec.type.name) for spec in schema.inputs]
     return ServedModel(name or str(meta.get("name") or root.name),
-                       version or str(meta.get("version", "0")), sig, model.predict,
-                       output_type(model))
+                       version or str(meta.get("version", "0")), sig,
+                       served_predict(model, sig), output_type(model))

@@ -1,26 +1,22 @@
 """The scoring app's measures: every request's latency, and its count by route and status (an
 error's too), in a Prometheus registry of its own; the scoring routes' latencies and statuses
-go to the anomaly detector, whose anomalies and baseline are gauges of the same registry."""
+go to the anomaly detector, whose anomalies and baseline are gauges of the same registry.
+:class:`~batchscore.serving.asgi.ScoringMiddleware` feeds them."""
 
 from __future__ import annotations
 
 import functools
-import logging
 import math
-from collections.abc import Awaitable, Callable
+from typing import Any
 
-from fastapi import Request
-from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .anomaly import KINDS, AnomalyDetector
-from .exchange import fail
 
 __all__ = ["SCORING_ROUTES", "ServingMetrics"]
 
 # the routes whose latency and errors the anomaly detector judges
 SCORING_ROUTES = frozenset({"/invocations", "/v2/models/{name}/infer"})
-log = logging.getLogger("batchscore.serving")
 
 
 def _flag(detector: AnomalyDetector, kind: str) -> float:
@@ -28,7 +24,7 @@ def _flag(detector: AnomalyDetector, kind: str) -> float:
 
 
 class ServingMetrics:
-    """The instruments of one app, and the middleware that feeds them (:meth:`measure`)."""
+    """The instruments of one app; :meth:`record` counts one request."""
 
     def __init__(self, detector: AnomalyDetector) -> None:
         self.detector = detector
@@ -47,25 +43,20 @@ class ServingMetrics:
                          "The latency baseline the detector compares with (NaN while "
                          "learning).", registry=registry)
         baseline.set_function(lambda: detector.baseline() or math.nan)
+        self._children: dict[tuple[str, int], tuple[Any, Any, Any]] = {}
 
-    async def measure(self, request: Request,
-                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """The app's HTTP middleware: answer a failure no handler caught with 500, and count
-        every request by its route's path and its status."""
-        timer = self.detector.timer
-        started = timer()
-        try:
-            response = await call_next(request)
-        except Exception as exc:  # a failure no handler caught: answer 500, count it
-            log.exception("%s %s failed", request.method, request.url.path)
-            response = fail(f"the server failed: {type(exc).__name__}: {exc}", 500,
-                            request.headers.get("x-request-id") or "")
-        elapsed = timer() - started
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        self.latency.labels(route).observe(elapsed)
-        self.requests.labels(route, str(response.status_code)).inc()
-        if response.status_code >= 400:
-            self.errors.labels(route, str(response.status_code)).inc()
+    def record(self, route: str, status: int, elapsed: float) -> None:
+        """Count one request answered on ``route`` (its path) with ``status`` after
+        ``elapsed`` seconds; a scoring route's goes to the anomaly detector too."""
+        counters = self._children.get((route, status))
+        if counters is None:  # the labelled children, looked up once per route and status
+            counters = self._children[(route, status)] = (
+                self.latency.labels(route), self.requests.labels(route, str(status)),
+                self.errors.labels(route, str(status)) if status >= 400 else None)
+        latency, requests, errors = counters
+        latency.observe(elapsed)
+        requests.inc()
+        if errors is not None:
+            errors.inc()
         if route in SCORING_ROUTES:
-            self.detector.observe(elapsed, response.status_code)
-        return response
+            self.detector.observe(elapsed, status)

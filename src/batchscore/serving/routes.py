@@ -1,29 +1,27 @@
 """The scoring app's routes, one router per protocol: the server's own health and version,
 MLflow's scoring protocol (``POST /invocations``), the Open Inference Protocol v2 (``/v2``),
 and monitoring (``/metrics``, ``/events``). Parsing and ``predict`` run in a worker thread,
-so that ``/ping`` answers during a large request."""
+so that ``/ping`` answers during a large request.
+
+The two scoring routes are declared here (the OpenAPI document, 405 for other methods) and
+run :class:`~batchscore.serving.exchange.Exchange`; in the app,
+:class:`~batchscore.serving.asgi.ScoringMiddleware` runs the same exchange for them before
+FastAPI's routing, so that a scoring request pays for no framework layer."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from starlette.concurrency import run_in_threadpool
 
 from .anomaly import AnomalyDetector
-from .exchange import Exchange, decode, fail, header_id, request_id_of
-from .inputs import InputProblem, parse_csv, parse_mlflow, parse_v2
+from .exchange import V2_TYPES, Exchange
 from .served import ServedModel
 
 __all__ = ["health_router", "mlflow_router", "monitoring_router",
            "v2_router"]
-
-_V2_TYPES = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32",
-             "boolean": "BOOL", "string": "BYTES"}
-
 
 def health_router(model: ServedModel) -> APIRouter:
     """``/ping`` and ``/health`` (MLflow's), and ``/version``: the model served."""
@@ -45,55 +43,20 @@ def mlflow_router(exchange: Exchange) -> APIRouter:
     """MLflow's scoring protocol: ``POST /invocations`` with ``dataframe_split``,
     ``dataframe_records``, ``instances`` or ``inputs`` (JSON), or CSV."""
     router = APIRouter()
-    model = exchange.model
 
     @router.post("/invocations")
     async def invocations(request: Request) -> Response:
-        request_id = ""
-        try:
-            request_id = header_id(request)
-            raw = await exchange.body_of(request)
-            if request.headers.get("content-type", "").split(";")[0].strip() == "text/csv":
-                frame = await run_in_threadpool(lambda: parse_csv(raw, model.signature))
-            else:
-                frame = await run_in_threadpool(
-                    lambda: parse_mlflow(decode(raw), model.signature))
-        except InputProblem as exc:
-            return fail(str(exc), exc.status, request_id)
-        return await run_in_threadpool(exchange.score, frame, request_id,
-                                       lambda data: {"predictions": data})
+        return (await exchange.invocations(request.headers, request.receive)).response()
 
     return router
 
 
 def _v2_metadata(model: ServedModel) -> dict[str, Any]:
     return {"name": model.name, "versions": [model.version], "platform": "mlflow",
-            "inputs": [{"name": n, "datatype": _V2_TYPES.get(k, "BYTES"), "shape": [-1]}
+            "inputs": [{"name": n, "datatype": V2_TYPES.get(k, "BYTES"), "shape": [-1]}
                        for n, k in model.signature],
             "outputs": [{"name": "predict", "shape": [-1],
-                         "datatype": _V2_TYPES.get(model.output_type, "FP64")}]}
-
-
-def _v2_unknown(model: ServedModel, name: str, request_id: str) -> JSONResponse | None:
-    """404 when ``name`` is not the model served, else None."""
-    if name == model.name:
-        return None
-    return fail(f"no model named {name!r}; this server serves {model.name!r}", 404, request_id)
-
-
-def _v2_outputs(model: ServedModel, request_id: str, data: list[Any]) -> dict[str, Any]:
-    return {"model_name": model.name, "model_version": model.version, "id": request_id,
-            "outputs": [{"name": "predict", "shape": [len(data)],
-                         "datatype": _V2_TYPES.get(model.output_type, "FP64"),
-                         "data": data}]}
-
-
-def _v2_parse(model: ServedModel, raw: bytes) -> tuple[pd.DataFrame, str | None]:
-    """The v2 request's frame and its own ``id`` (checked), if it gives one."""
-    body = decode(raw)
-    frame = parse_v2(body, model.signature)
-    given = body.get("id")
-    return frame, (request_id_of(given) if given is not None else None)
+                         "datatype": V2_TYPES.get(model.output_type, "FP64")}]}
 
 
 def v2_router(exchange: Exchange) -> APIRouter:
@@ -113,27 +76,17 @@ def v2_router(exchange: Exchange) -> APIRouter:
 
     @router.get("/v2/models/{name}")
     def v2_metadata(name: str) -> Any:
-        return _v2_unknown(model, name, "") or _v2_metadata(model)
+        missing = exchange.unknown(name, "")
+        return missing.response() if missing is not None else _v2_metadata(model)
 
     @router.get("/v2/models/{name}/ready")
     def v2_ready(name: str) -> Any:
-        return _v2_unknown(model, name, "") or {"name": name, "ready": True}
+        missing = exchange.unknown(name, "")
+        return missing.response() if missing is not None else {"name": name, "ready": True}
 
     @router.post("/v2/models/{name}/infer")
     async def v2_infer(name: str, request: Request) -> Response:
-        request_id = ""
-        try:
-            request_id = header_id(request)
-            missing = _v2_unknown(model, name, request_id)
-            if missing is not None:
-                return missing
-            raw = await exchange.body_of(request)
-            frame, given = await run_in_threadpool(_v2_parse, model, raw)
-            request_id = given or request_id
-        except InputProblem as exc:
-            return fail(str(exc), exc.status, request_id)
-        return await run_in_threadpool(exchange.score, frame, request_id,
-                                       lambda data: _v2_outputs(model, request_id, data))
+        return (await exchange.infer(name, request.headers, request.receive)).response()
 
     return router
 

@@ -31,17 +31,20 @@ from ..crash import crash_point
 from ..redact import hide_userinfo as safe_url
 from ..workspace import Workspace
 from .errors import StreamUnavailableError
-from .events import Reading, parse_event
+from .events import Reading, canonical_entry, parse_event
 from .landing import Lander, PartitionHook
 from .lease import LEASE_SECONDS, Lease
 from .redis_source import (
     DeadLetter,
     Entry,
+    ReadAhead,
     ack,
     autoclaim,
     connect_redis,
     decode_fields,
     ensure_group,
+    fields_of,
+    raw_reads,
     read_new,
     read_own_pending,
     trim_acknowledged,
@@ -141,7 +144,7 @@ class StreamConsumer:
         began = time.monotonic()
         stream = get_stream(self.ws, self.name)
         url = redis_url_of(self.ws, stream)
-        client = connect_redis(url, decode=False)  # each entry is decoded by _take
+        client = raw_reads(connect_redis(url, decode=False))  # each entry decoded by _take
         try:
             ensure_group(client, stream.redis_key, start="0")
             self.lease.acquire()
@@ -185,28 +188,44 @@ class StreamConsumer:
         self._claim(client, 0, stop)
         last_claim = time.monotonic()
         idle_since = time.monotonic()
-        # 3. New entries.
-        while not stop.is_set():
-            if max_events is not None and self.stats.read >= max_events:
-                break
-            count = self.batch if max_events is None else min(self.batch,
-                                                              max_events - self.stats.read)
-            entries = read_new(client, self.key, self.consumer, count, self.block_ms)
-            now = time.monotonic()
-            if entries:
-                self._take(client, entries, redelivered=False)
-                idle_since = now
-            elif until_idle_s is not None and now - idle_since >= until_idle_s:
-                break
-            if now - last_claim >= self.claim_idle_ms / 1000:
-                self._claim(client, self.claim_idle_ms, stop)
-                last_claim = time.monotonic()
-            self.lease.renew()
-            self._report()
+        # 3. New entries; after a batch, the next one is asked for before this one lands.
+        ahead: ReadAhead | None = None
+        try:
+            while not stop.is_set():
+                if max_events is not None and self.stats.read >= max_events:
+                    break
+                if ahead is not None:
+                    entries, ahead = ahead.entries(), None
+                else:
+                    entries = read_new(client, self.key, self.consumer,
+                                       self._count(max_events, 0), self.block_ms)
+                now = time.monotonic()
+                if entries:
+                    following = self._count(max_events, len(entries))
+                    if following > 0 and not stop.is_set():
+                        ahead = ReadAhead(client, self.key, self.consumer, following)
+                    self._take(client, entries, redelivered=False)
+                    idle_since = now
+                elif until_idle_s is not None and now - idle_since >= until_idle_s:
+                    break
+                if now - last_claim >= self.claim_idle_ms / 1000:
+                    self._claim(client, self.claim_idle_ms, stop)
+                    last_claim = time.monotonic()
+                self.lease.renew()
+                self._report()
+        finally:
+            if ahead is not None:  # its entries, if any, stay pending for the next run
+                ahead.close()
         if close_all and not stop.is_set():
             self._flush(client, close_all=True)
         self._trim(client, force=True)
         self._report()
+
+    def _count(self, max_events: int | None, taking: int) -> int:
+        """How many new entries to ask for, ``taking`` entries being taken already."""
+        if max_events is None:
+            return self.batch
+        return max(0, min(self.batch, max_events - self.stats.read - taking))
 
     def _claim(self, client: redis.Redis, min_idle_ms: int, stop: threading.Event) -> None:
         cursor = "0-0"
@@ -235,6 +254,13 @@ class StreamConsumer:
             if redelivered and entry_id in windows.held:
                 continue  # in an open window already (claimed back from ourselves)
             self.stats.read += 1
+            if type(raw) is list:  # as Redis sent it: a canonical event goes straight in
+                if entry_id not in landed:
+                    reading = canonical_entry(raw, max_future, now)
+                    if reading is not None:
+                        self._place(entry_id, reading)
+                        continue
+                raw = fields_of(raw)
             if entry_id in landed:  # landed before a crash, not acknowledged then
                 self.stats.duplicates += 1
                 self._ack_only.append(entry_id)
@@ -252,12 +278,16 @@ class StreamConsumer:
                 continue
             result = parse_event(fields, max_future_s=max_future, now=now)
             if isinstance(result, Reading):
-                if windows.add(entry_id, result) is None:
-                    self._late.append((entry_id, result, windows.window_of(result.timestamp)))
+                self._place(entry_id, result)
             else:
                 problem = "; ".join(f"{p.field}: {p.problem}" for p in result)
                 self._reject(entry_id, raw, fields, problem)
         self._flush(client)
+
+    def _place(self, entry_id: str, event: Reading) -> None:
+        """Put ``event`` into its window, or aside as late when that window has closed."""
+        if self.windows.add(entry_id, event) is None:
+            self._late.append((entry_id, event, self.windows.window_of(event.timestamp)))
 
     def _reject(self, entry_id: str, raw: dict[Any, Any], fields: dict[str, str],
                 problem: str) -> None:

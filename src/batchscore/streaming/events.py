@@ -27,6 +27,7 @@ from .errors import EventBatchError, EventProblem
 __all__ = [
     "FIELDS",
     "Reading",
+    "canonical_entry",
     "format_time",
     "parse_event",
     "parse_time",
@@ -56,8 +57,12 @@ class Reading:
 
 
 def format_time(seconds: float) -> str:
-    """``seconds`` as ISO 8601 in UTC (``2018-08-28T23:00:05Z``), for messages."""
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+    """``seconds`` as ISO 8601 in UTC (``2018-08-28T23:00:05Z``), for messages; a time past
+    the calendar's (year 9999) as UNIX seconds."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds:g} (UNIX seconds)"
 
 
 def parse_time(value: Any) -> float:
@@ -169,23 +174,46 @@ def _canonical(raw: Any, max_future_s: float | None, now: float | None) -> Readi
     for anything else, which the full path then parses or explains."""
     if type(raw) is not dict or raw.keys() != _CANONICAL:
         return None
-    device, sensor = raw["device"], raw["sensor"]
+    return _plain_reading(raw["device"], raw["sensor"], raw["timestamp"], raw["value"],
+                          max_future_s, now)
+
+
+_CANONICAL_NAMES = (b"device", b"sensor", b"timestamp", b"value")
+
+
+def canonical_entry(pairs: list[Any], max_future_s: float | None = None,
+                    now: float | None = None) -> Reading | None:
+    """The event of a Redis Streams entry's fields as Redis sends them (``[name, value, ...]``,
+    bytes) when they are exactly what :meth:`Reading.to_fields` writes, in its order, and
+    valid; None for anything else (then decode the fields and :func:`parse_event` them)."""
+    if len(pairs) != 8 or (pairs[0], pairs[2], pairs[4], pairs[6]) != _CANONICAL_NAMES:
+        return None
+    try:
+        device, sensor = pairs[1].decode(), pairs[3].decode()
+        timestamp, value = pairs[5].decode(), pairs[7].decode()
+    except (AttributeError, UnicodeDecodeError):
+        return None
+    return _plain_reading(device, sensor, timestamp, value, max_future_s, now)
+
+
+def _plain_reading(device: Any, sensor: Any, timestamp: Any, value: Any,
+                   max_future_s: float | None, now: float | None) -> Reading | None:
     if not (type(device) is str and type(sensor) is str and 0 < len(device) <= _MAX_ID
             and 0 < len(sensor) <= _MAX_ID and device == device.strip()
             and sensor == sensor.strip()):
         return None
-    if type(raw["timestamp"]) not in _PLAIN or type(raw["value"]) not in _PLAIN:
+    if type(timestamp) not in _PLAIN or type(value) not in _PLAIN:
         return None  # booleans, lists, None: the full path says what is wrong
     try:
-        timestamp, value = float(raw["timestamp"]), float(raw["value"])
+        seconds, number = float(timestamp), float(value)
     except ValueError:
         return None
-    if not (math.isfinite(timestamp) and timestamp >= 0 and math.isfinite(value)):
+    if not (math.isfinite(seconds) and seconds >= 0 and math.isfinite(number)):
         return None
     limit = None if max_future_s is None else (time.time() if now is None else now) + max_future_s
-    if limit is not None and timestamp > limit:
+    if limit is not None and seconds > limit:
         return None
-    return Reading(device, sensor, timestamp, value)
+    return Reading(device, sensor, seconds, number)
 
 
 def validate_events(raws: Iterable[Any], *, source: str = "batch",

@@ -25,12 +25,14 @@ import json
 import logging
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.exc import IntegrityError
@@ -95,8 +97,15 @@ def window_file(start: float) -> str:
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:
+    """``frame`` as Parquet, as ``frame.to_parquet(index=False)`` writes it, converted in
+    this thread: pyarrow would start a pool of threads for every frame of more than 100 rows
+    per column (and stop it again), which cost more than a window's conversion."""
     buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False, engine="pyarrow")
+    with warnings.catch_warnings():  # as pandas' to_parquet: pyarrow reads tz-aware .values
+        warnings.filterwarnings("ignore", r"(Series|DatetimeIndex)\.values returning an "
+                                "ndarray that drops timezone information")
+        table = pa.Table.from_pandas(frame, preserve_index=False, nthreads=1)
+    pq.write_table(table, buffer, compression="snappy")
     return buffer.getvalue()
 
 
@@ -233,9 +242,10 @@ class Lander:
     def _window_file(self, window: Window) -> _File:
         part, end = partition_of(window.start, self.stream.partition_by)
         name = window_file(window.start)
+        raw = window.raw()
         return _File("window", f"{self.prefix}/windows/{part}/{name}",
-                     aggregate(window, self.stream.aggregates), list(window.entry_ids),
-                     raw_path=f"{self.prefix}/raw/{part}/{name}", raw=window.raw(),
+                     aggregate(window, self.stream.aggregates, raw), list(window.entry_ids),
+                     raw_path=f"{self.prefix}/raw/{part}/{name}", raw=raw,
                      window_start=float(window.start), partition=part, partition_end=end)
 
     def _late_files(self, late: list[tuple[str, Reading, int]]) -> list[_File]:

@@ -36,6 +36,7 @@ __all__ = [
     "GROUP",
     "DeadLetter",
     "Entry",
+    "ReadAhead",
     "ack",
     "autoclaim",
     "connect_redis",
@@ -44,15 +45,18 @@ __all__ = [
     "destroy",
     "ensure_group",
     "entry_key",
+    "fields_of",
     "publish",
+    "raw_reads",
     "read_new",
     "read_own_pending",
     "trim_acknowledged",
 ]
 
 GROUP = "batchscore"
-# (entry id, fields); fields are empty for deleted entries, bytes from a decode=False client
-Entry = tuple[str, dict[Any, Any]]
+# (entry id, fields); fields are empty for deleted entries, bytes from a decode=False client,
+# and a list of names and values where read raw (:func:`raw_reads`, :func:`fields_of`)
+Entry = tuple[str, Any]
 DeadLetter = tuple[str, Mapping[Any, Any], str]  # (entry id, fields as they came, reason)
 DEAD_LETTER_MAXLEN = 100_000  # about; every dead entry also lands in rejected/ for good
 _ACK_CHUNK = 10_000
@@ -119,11 +123,40 @@ def _text(value: bytes | str) -> str:
     return value.decode("ascii") if isinstance(value, bytes) else str(value)
 
 
+def _as_is(response: Any, **options: Any) -> Any:
+    return response
+
+
+def raw_reads(client: redis.Redis) -> redis.Redis:
+    """``client``, its ``XREADGROUP`` replies left as Redis sent them (read by
+    :func:`read_new` and :func:`read_own_pending` in one pass, without redis-py's generic
+    conversion of every entry into a tuple and a dict that the reader copied again)."""
+    client.set_response_callback("XREADGROUP", _as_is)
+    return client
+
+
 def _entries(reply: Any) -> list[Entry]:
+    """The entries of one stream's ``XREADGROUP`` reply: as Redis sent it (RESP2: a list of
+    [key, entries]; RESP3: a map of key to entries; each entry [id, [name, value, ...]], with
+    None for the fields of a deleted entry), or as redis-py's own callback made it. Fields
+    as Redis sent them stay a list of names and values (see :func:`fields_of`)."""
     if not reply:
         return []
-    _key, entries = reply[0]
-    return [(_text(i), dict(fields or {})) for i, fields in entries]
+    if isinstance(reply, dict):  # RESP3, or redis-py's callback for it
+        entries = next(iter(reply.values()))
+        if entries and entries[0] and isinstance(entries[0][0], tuple):
+            entries = entries[0]  # redis-py's {key: [[(id, {fields}), ...]]}
+    else:
+        entries = reply[0][1]
+    return [(_text(i), fields if fields is not None else {}) for i, fields in entries]
+
+
+def fields_of(raw: Mapping[Any, Any] | list[Any]) -> dict[Any, Any]:
+    """An entry's fields as a mapping (from the list of names and values Redis sends)."""
+    if isinstance(raw, list):
+        pairs = iter(raw)
+        return dict(zip(pairs, pairs, strict=False))
+    return dict(raw)
 
 
 def _shown(value: bytes) -> str:
@@ -172,6 +205,44 @@ def read_new(client: redis.Redis, key: str, consumer: str, count: int,
     """Entries never delivered to any consumer of the group, waiting up to ``block_ms``."""
     return _entries(client.xreadgroup(GROUP, consumer, {key: ">"}, count=count,
                                       block=block_ms))
+
+
+class ReadAhead:
+    """One ``XREADGROUP ... >`` (no blocking) sent now and its reply read later, on a
+    connection of its own: Redis prepares the next batch while the consumer lands this one.
+
+    The entries it delivers are pending for the consumer from the moment Redis answers, as
+    any read's; if the consumer stops without taking them (:meth:`close`), they stay pending
+    and come back as its own pending entries, which the ledger recognises."""
+
+    def __init__(self, client: redis.Redis, key: str, consumer: str, count: int) -> None:
+        self._pool = client.connection_pool
+        self._conn: Any = self._pool.get_connection()
+        try:
+            self._conn.send_command("XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count,
+                                    "STREAMS", key, ">")
+        except BaseException:
+            self.close()
+            raise
+
+    def entries(self) -> list[Entry]:
+        """The entries Redis delivered (read once)."""
+        conn, self._conn = self._conn, None
+        try:
+            reply = conn.read_response()
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            self._pool.release(conn)
+        return _entries(reply)
+
+    def close(self) -> None:
+        """Give the connection back unread (it is dropped: its reply never read)."""
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.disconnect()
+            self._pool.release(conn)
 
 
 def autoclaim(client: redis.Redis, key: str, consumer: str, min_idle_ms: int, start: str,

@@ -71,10 +71,12 @@ class Window:
         })
 
 
-def aggregate(window: Window, aggregates: list[str]) -> pd.DataFrame:
+def aggregate(window: Window, aggregates: list[str],
+              raw: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per (device, sensor) of ``window``: device, sensor, window_start, window_end and
-    the aggregates of ``value`` (``count`` always), sorted by device and sensor."""
-    raw = window.raw().sort_values("timestamp", kind="stable")  # for first / last
+    the aggregates of ``value`` (``count`` always), sorted by device and sensor. ``raw``: the
+    window's :meth:`Window.raw` when the caller has it already."""
+    raw = (window.raw() if raw is None else raw).sort_values("timestamp", kind="stable")
     names = check_aggregates(aggregates)
     out = (raw.groupby(["device", "sensor"], sort=True)["value"].agg(names).reset_index())
     out.insert(2, "window_start", pd.Timestamp(window.start, unit="s", tz="UTC"))
