@@ -130,3 +130,31 @@ def test_a_local_folder_is_listed_as_expand_inputs_lists_it(tmp_path: Path):
     assert list_inputs([str(root) + "/"]) == expand_inputs([str(root) + "/"])
     assert [u.rsplit("/", 1)[-1] for u in expected] == ["a.txt", "b.txt", "link", "c.txt",
                                                         "d.txt"]
+
+
+def test_a_glob_plans_the_inputs_and_job_key_that_fsspecs_glob_gave(ws: Workspace, script,
+                                                                     files, tmp_path: Path):
+    """Listing a glob as a stream changes nothing a job is made of: the same input list,
+    so the same job key (an unfinished job submitted before is found again)."""
+    import fsspec
+
+    from batchscore.jobs.control import _job_key
+    from batchscore.jobs.hooks import hook
+    from batchscore.storage import to_url
+
+    inputs = files(30)
+    (inputs / ".hidden.txt").write_text("x")
+    (inputs / "sub").mkdir()
+    (inputs / "sub" / "f100.txt").write_text("x")
+    pattern = f"{inputs}/f0[0-2]*.txt"
+    fs = fsspec.filesystem("file")
+    reference = sorted(f"file://{p}" for p in fs.glob(pattern) if fs.isfile(p))
+    assert len(reference) == 30
+    spec = spec_from_mapping({"scoring_script": str(script(ECHO)), "mini_batch_size": 4})
+    out = str(tmp_path / "out")
+    job, created = submit_job(ws, spec, [pattern], out)
+    assert created and job.inputs == reference
+    prepared, _ = hook("prepare")(ws, spec, [pattern])  # as submit_job keys it
+    assert job.key == _job_key(prepared, reference, to_url(out))
+    again, created = submit_job(ws, spec, [pattern], out)
+    assert not created and again.id == job.id
