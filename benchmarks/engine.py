@@ -164,14 +164,34 @@ def _child(root: Path, step: str, n: int, workers: int, job: str = "", database:
     return json.loads(lines[-1])  # type: ignore[no-any-return]
 
 
-def _postgres(stack: contextlib.ExitStack) -> Callable[[int], str]:
-    """A throw-away PostgreSQL server (the tests' helper); returns: a new database's URL."""
+def _postgres(stack: contextlib.ExitStack, durable: bool = False) -> Callable[[int], str]:
+    """A throw-away PostgreSQL server (the tests' helper, which turns ``fsync``,
+    ``synchronous_commit`` and ``full_page_writes`` off); with ``durable`` they are turned
+    back on, as on a production server: each commit then waits for its WAL to be flushed.
+    Returns: a function that makes a new database and gives its URL."""
     from sqlalchemy import create_engine, text
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from servers import postgres_server
 
     server = stack.enter_context(postgres_server())
+    if durable:
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                conn.execute(text(f"ALTER SYSTEM SET {setting} = on"))
+            conn.execute(text("SELECT pg_reload_conf()"))
+        deadline = time.monotonic() + 30
+        while True:  # the server reads its configuration again on its own time
+            with admin.connect() as conn:
+                shown = [conn.execute(text(f"SHOW {setting}")).scalar() for setting in
+                         ("fsync", "synchronous_commit", "full_page_writes")]
+            if shown == ["on"] * 3:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"PostgreSQL did not turn durability on: {shown}")
+            time.sleep(0.1)
+        admin.dispose()
 
     def new_database(n: int) -> str:
         engine = create_engine(server, isolation_level="AUTOCOMMIT")
@@ -184,10 +204,11 @@ def _postgres(stack: contextlib.ExitStack) -> Callable[[int], str]:
 
 
 def scaling(sizes: list[int], workers: int, resume: bool, postgres: bool = False,
-            glob: bool = False, plan_only: bool = False) -> list[dict[str, object]]:
+            glob: bool = False, plan_only: bool = False, durable: bool = False
+            ) -> list[dict[str, object]]:
     rows = []
     with contextlib.ExitStack() as stack:
-        new_database = _postgres(stack) if postgres else None
+        new_database = _postgres(stack, durable) if postgres else None
         for n in sizes:
             rows.append(_point(n, workers, resume,
                                new_database(n) if new_database else "", glob, plan_only))
@@ -267,6 +288,9 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true",
                         help="scaling mode: the state database on a throw-away PostgreSQL "
                         "server (tests/servers.py) instead of SQLite")
+    parser.add_argument("--durable", action="store_true",
+                        help="with --postgres: fsync, synchronous_commit and "
+                        "full_page_writes on (the tests' server turns them off)")
     parser.add_argument("--glob", action="store_true",
                         help="scaling mode: the input is a wildcard over the files "
                         "(inputs/*.txt), not their folder")
@@ -283,10 +307,11 @@ def main() -> None:
     if args.scaling:
         sizes = [int(x) for x in args.scaling.split(",")]
         rows = scaling(sizes, args.workers, args.resume, args.postgres, args.glob,
-                       args.plan_only)
+                       args.plan_only, args.durable)
         command = f"benchmarks/engine.py --scaling {args.scaling} --workers {args.workers}" \
             + "".join(f" --{flag.replace('_', '-')}" for flag in
-                      ("resume", "postgres", "glob", "plan_only") if getattr(args, flag))
+                      ("resume", "postgres", "durable", "glob", "plan_only")
+                      if getattr(args, flag))
         print(f"\n{command}  ({platform.machine()} Python {platform.python_version()})\n")
         print(_table(rows, args.resume))
         if args.json:

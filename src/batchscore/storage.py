@@ -200,13 +200,16 @@ def _entries(fs: fsspec.AbstractFileSystem, local: bool, top: str, depth: int | 
     if local:
         yield from _local_entries(top, depth, skip_hidden)
         return
-    for _, dirs, files in fs.walk(top, maxdepth=depth, detail=True):
+    for folder, dirs, files in fs.walk(top, maxdepth=depth, detail=True):
         if skip_hidden:
             for name in [d for d in dirs if d.startswith(".")]:
                 del dirs[name]  # not walked
         for name, info in files.items():
             if not (skip_hidden and name.startswith(".")):
                 yield info["name"], (lambda info=info: info.get("type") == "file")
+        # a store's listings cache (s3fs, adlfs) would keep every folder's records: this
+        # one has been read
+        fs.invalidate_cache(folder)
 
 
 def _local_entries(top: str, depth: int | None, skip_hidden: bool) -> Iterator[_Entry]:
