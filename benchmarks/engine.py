@@ -16,10 +16,14 @@ With ``--resume`` the run is killed (``os._exit``, as ``kill -9``) once 90% of t
 mini-batches are done, and a new process resumes the job: printed, the seconds from the
 resume's start to its first newly finished mini-batch; the run time is then the killed run's
 and the resume's together (one restart included).
+With ``--glob`` the job's input is a wildcard (``inputs/*.txt``) instead of the folder, and
+with ``--plan-only`` each size is only planned (no run): the planning's peak RSS over a glob of
+N files, say.
 
 Example:
     .venv/bin/python benchmarks/engine.py --minibatches 1000 --workers 2
     .venv/bin/python benchmarks/engine.py --scaling 1000,10000,100000 --workers 2 --resume
+    .venv/bin/python benchmarks/engine.py --scaling 10000,200000 --glob --plan-only
 """
 
 from __future__ import annotations
@@ -114,7 +118,8 @@ def _step(args: argparse.Namespace) -> dict[str, object]:
                                   "mini_batch_size": 1,
                                   "max_concurrency_per_instance": args.workers})
         start = time.perf_counter()
-        job, _ = submit_job(ws, spec, [str(root / "inputs")], str(root / "out"))
+        source = str(root / "inputs") + ("/*.txt" if args.glob else "")
+        job, _ = submit_job(ws, spec, [source], str(root / "out"))
         elapsed = time.perf_counter() - start
         ws.close()
         return {"plan_s": elapsed, "plan_peak_mib": _peak_mib(), "job": job.id}
@@ -147,10 +152,11 @@ def _step(args: argparse.Namespace) -> dict[str, object]:
             "done_at_start": done_at_start[0]}
 
 
-def _child(root: Path, step: str, n: int, workers: int, job: str = "", database: str = ""
-           ) -> dict[str, object]:
+def _child(root: Path, step: str, n: int, workers: int, job: str = "", database: str = "",
+           glob: bool = False) -> dict[str, object]:
     cmd = [sys.executable, __file__, "--step", step, "--root", str(root), "--minibatches",
-           str(n), "--workers", str(workers), "--job", job, "--database", database]
+           str(n), "--workers", str(workers), "--job", job, "--database", database,
+           *(["--glob"] if glob else [])]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
     if not lines:
@@ -158,14 +164,34 @@ def _child(root: Path, step: str, n: int, workers: int, job: str = "", database:
     return json.loads(lines[-1])  # type: ignore[no-any-return]
 
 
-def _postgres(stack: contextlib.ExitStack) -> Callable[[int], str]:
-    """A throw-away PostgreSQL server (the tests' helper); returns: a new database's URL."""
+def _postgres(stack: contextlib.ExitStack, durable: bool = False) -> Callable[[int], str]:
+    """A throw-away PostgreSQL server (the tests' helper, which turns ``fsync``,
+    ``synchronous_commit`` and ``full_page_writes`` off); with ``durable`` they are turned
+    back on, as on a production server: each commit then waits for its WAL to be flushed.
+    Returns: a function that makes a new database and gives its URL."""
     from sqlalchemy import create_engine, text
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from servers import postgres_server
 
     server = stack.enter_context(postgres_server())
+    if durable:
+        admin = create_engine(server, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+                conn.execute(text(f"ALTER SYSTEM SET {setting} = on"))
+            conn.execute(text("SELECT pg_reload_conf()"))
+        deadline = time.monotonic() + 30
+        while True:  # the server reads its configuration again on its own time
+            with admin.connect() as conn:
+                shown = [conn.execute(text(f"SHOW {setting}")).scalar() for setting in
+                         ("fsync", "synchronous_commit", "full_page_writes")]
+            if shown == ["on"] * 3:
+                break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"PostgreSQL did not turn durability on: {shown}")
+            time.sleep(0.1)
+        admin.dispose()
 
     def new_database(n: int) -> str:
         engine = create_engine(server, isolation_level="AUTOCOMMIT")
@@ -177,23 +203,30 @@ def _postgres(stack: contextlib.ExitStack) -> Callable[[int], str]:
     return new_database
 
 
-def scaling(sizes: list[int], workers: int, resume: bool, postgres: bool = False
+def scaling(sizes: list[int], workers: int, resume: bool, postgres: bool = False,
+            glob: bool = False, plan_only: bool = False, durable: bool = False
             ) -> list[dict[str, object]]:
     rows = []
     with contextlib.ExitStack() as stack:
-        new_database = _postgres(stack) if postgres else None
+        new_database = _postgres(stack, durable) if postgres else None
         for n in sizes:
             rows.append(_point(n, workers, resume,
-                               new_database(n) if new_database else ""))
+                               new_database(n) if new_database else "", glob, plan_only))
     return rows
 
 
-def _point(n: int, workers: int, resume: bool, database: str) -> dict[str, object]:
+def _point(n: int, workers: int, resume: bool, database: str, glob: bool = False,
+           plan_only: bool = False) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         row: dict[str, object] = {"minibatches": n}
         row.update(_child(root, "setup", n, workers))
-        row.update(_child(root, "plan", n, workers, database=database))
+        row.update(_child(root, "plan", n, workers, database=database, glob=glob))
+        if plan_only:
+            result = {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()
+                      if k != "job"}
+            print(json.dumps(result), flush=True)
+            return result
         if resume:
             killed = _child(root, "run-kill", n, workers, str(row["job"]))
             run = _child(root, "run", n, workers, str(row["job"]))
@@ -226,6 +259,10 @@ def _table(rows: list[dict[str, object]], resume: bool) -> str:
         head += " killed at | resume: first new mini-batch done after |"
         rule += " --- | --- |"
     body = []
+    if rows and "run_s" not in rows[0]:  # --plan-only
+        return "\n".join(["| files | planning | planning peak RSS |", "| --- | --- | --- |",
+                          *(f"| {r['minibatches']:,} | {r['plan_s']} s | "
+                            f"{r['plan_peak_mib']} MiB |" for r in rows)])
     for r in rows:
         line = (f"| {r['minibatches']:,} | {r['plan_s']} s | {r['run_s']} s | "
                 f"{r['overhead_ms_per_minibatch']} ms | "
@@ -251,6 +288,14 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true",
                         help="scaling mode: the state database on a throw-away PostgreSQL "
                         "server (tests/servers.py) instead of SQLite")
+    parser.add_argument("--durable", action="store_true",
+                        help="with --postgres: fsync, synchronous_commit and "
+                        "full_page_writes on (the tests' server turns them off)")
+    parser.add_argument("--glob", action="store_true",
+                        help="scaling mode: the input is a wildcard over the files "
+                        "(inputs/*.txt), not their folder")
+    parser.add_argument("--plan-only", action="store_true",
+                        help="scaling mode: plan each size, do not run it")
     parser.add_argument("--database", help=argparse.SUPPRESS)
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--root", help=argparse.SUPPRESS)
@@ -261,9 +306,12 @@ def main() -> None:
         return
     if args.scaling:
         sizes = [int(x) for x in args.scaling.split(",")]
-        rows = scaling(sizes, args.workers, args.resume, args.postgres)
+        rows = scaling(sizes, args.workers, args.resume, args.postgres, args.glob,
+                       args.plan_only, args.durable)
         command = f"benchmarks/engine.py --scaling {args.scaling} --workers {args.workers}" \
-            + (" --resume" if args.resume else "") + (" --postgres" if args.postgres else "")
+            + "".join(f" --{flag.replace('_', '-')}" for flag in
+                      ("resume", "postgres", "durable", "glob", "plan_only")
+                      if getattr(args, flag))
         print(f"\n{command}  ({platform.machine()} Python {platform.python_version()})\n")
         print(_table(rows, args.resume))
         if args.json:

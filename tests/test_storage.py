@@ -130,3 +130,101 @@ def test_wildcards_skip_hidden_names_unless_the_pattern_has_them(tree):
     assert expand_inputs([f"{tree}/.*"]) == [f"file://{tree}/.hidden"]
     assert expand_inputs([f"{tree}/.cache/*"]) == [f"file://{tree}/.cache/e.txt"]
     assert f"file://{tree}/.cache/e.txt" not in expand_inputs([f"{tree}/**"])
+
+
+def _fsspec_listing(pattern: str) -> list[str]:
+    """What ``expand_inputs`` gave before it listed as a stream: fsspec's own ``glob`` and
+    ``find`` (a record per file), kept here as the reference it must still equal."""
+    url = to_url(pattern)
+    fs, path = fsspec.core.url_to_fs(url)
+    protocol = url.split("://", 1)[0]
+
+    def hidden(rel: str) -> bool:
+        return any(part.startswith(".") for part in rel.split("/") if part)
+
+    if any(c in path for c in "*?["):
+        parts = path.split("/")
+        first = next(i for i, part in enumerate(parts) if any(c in part for c in "*?["))
+        base = "/".join(parts[:first])
+        dots = any(part.startswith(".") for part in parts[first:])
+        found = [p for p in fs.glob(path)
+                 if fs.isfile(p) and (dots or not hidden(p[len(base):]))]
+    elif fs.isdir(path):
+        base = path.rstrip("/")
+        found = [p for p in fs.find(path) if not hidden(p[len(base):])]
+    elif fs.exists(path):
+        found = [path]
+    else:
+        return []
+    return sorted(f"{protocol}://{p}" for p in found)
+
+
+GLOBS = ["*", "*.txt", "**", "**/*.txt", "*/*.txt", "sub/**", "sub/**/*.txt", "s*/d*/*",
+         "?.txt", "[ab].txt", "[!a].txt", ".*", "**/.*", ".cache/*", "*/.*", "**/*",
+         "sub/*", "*/", "link*", "link/*", "**/g.txt", "sub/deeper/**/*.txt", "x*"]
+
+
+@pytest.fixture
+def rich_tree(tmp_path: Path) -> Path:
+    """Files at three depths, hidden files and folders, links to a file, to a folder and
+    to nothing."""
+    root = tmp_path / "rich"
+    for rel in ("b.txt", "a.txt", "c.csv", ".dot.txt", "sub/d.txt", "sub/.e.txt",
+                "sub/deeper/f.txt", "sub/deeper/g.bin", ".cache/h.txt", ".cache/deep/i.txt",
+                "other/j.txt"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(rel)
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "g.txt").write_text("x")
+    (root / "link").symlink_to(tmp_path / "outside")
+    (root / "linkfile.txt").symlink_to(root / "a.txt")
+    (root / "broken.txt").symlink_to(root / "nothing")
+    return root
+
+
+@pytest.mark.parametrize("glob", GLOBS)
+def test_a_streamed_glob_lists_what_fsspecs_glob_listed(rich_tree: Path, glob: str):
+    reference = _fsspec_listing(f"{rich_tree}/{glob}")
+    if reference:
+        assert expand_inputs([f"{rich_tree}/{glob}"]) == reference
+    else:
+        with pytest.raises(InputError, match="matches no file"):
+            expand_inputs([f"{rich_tree}/{glob}"])
+
+
+def test_a_streamed_folder_lists_what_fsspecs_find_listed(rich_tree: Path):
+    for folder in (str(rich_tree), f"{rich_tree}/", f"{rich_tree}/sub", f"{rich_tree}/.cache"):
+        assert expand_inputs([folder]) == _fsspec_listing(folder)
+    # links to folders and to nothing are entries of the folder, as find gave them
+    names = [u.rsplit("/", 1)[-1] for u in expand_inputs([str(rich_tree)])]
+    assert {"link", "broken.txt", "linkfile.txt"} <= set(names)
+    assert expand_inputs([f"{rich_tree}/*.txt"]) == [  # a wildcard: files only
+        f"file://{rich_tree}/{n}" for n in ("a.txt", "b.txt", "linkfile.txt")]
+
+
+@pytest.mark.parametrize("glob", ["*", "*.txt", "**", "**/*.txt", "sub/*", "[ab].txt", ".*",
+                                  "**/.*", "*/*"])
+def test_a_remote_glob_is_walked_to_the_same_list(glob: str):
+    fs = fsspec.filesystem("memory")
+    root = f"/g-{uuid.uuid4().hex[:8]}"
+    for rel in ("b.txt", "a.txt", "c.csv", ".d.txt", "sub/e.txt", "sub/.f.txt",
+                "sub/deeper/g.txt", ".cache/h.txt"):
+        fs.pipe_file(f"{root}/{rel}", rel.encode())
+    try:
+        for pattern in (f"memory://{root}/{glob}", f"memory://{root}"):
+            assert expand_inputs([pattern]) == _fsspec_listing(pattern)
+    finally:
+        fs.rm(root, recursive=True)
+
+
+def test_a_folder_that_cannot_be_read_is_left_out_as_fsspec_left_it(rich_tree: Path):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root reads every folder")
+    (rich_tree / "sub").chmod(0)
+    try:
+        for pattern in (str(rich_tree), f"{rich_tree}/**/*.txt"):
+            assert expand_inputs([pattern]) == _fsspec_listing(pattern)
+    finally:
+        (rich_tree / "sub").chmod(0o755)

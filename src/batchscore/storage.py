@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import glob as _glob
 import os
+import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 import fsspec
 from fsspec.core import url_to_fs
+from fsspec.utils import glob_translate
 
 from .errors import InputError
 
@@ -124,13 +126,22 @@ def expand_inputs(patterns: Iterable[str]) -> list[str]:
     A folder stands for every file below it, except hidden ones (a name starting with ``.``,
     or below such a folder). Raises :class:`InputError` naming the pattern that matches
     nothing.
+
+    Listing holds the URLs and one folder's entries at a time, never a record per file: a
+    local folder or glob is read with ``os.scandir`` as a stream, a remote one folder by
+    folder through fsspec's ``walk`` (a million files cost their URLs, about 100 bytes each,
+    where fsspec's ``find`` and ``glob`` build an information record for every file first).
     """
+    patterns = list(patterns)
     urls: list[str] = []
-    seen: set[str] = set()
+    seen: set[str] | None = set() if len(patterns) > 1 else None  # one pattern: no repeats
     for pattern in patterns:
         matched = _expand_one(pattern)
         if not matched:
             raise InputError(f"input {pattern!r} matches no file")
+        if seen is None:
+            urls = matched
+            continue
         for url in matched:
             if url not in seen:
                 seen.add(url)
@@ -150,22 +161,80 @@ def _expand_one(pattern: str) -> list[str]:
     except (ImportError, ValueError) as exc:
         raise InputError(f"input {pattern!r}: {exc}") from None
     protocol = url.split("://", 1)[0]
+    prefix = f"{protocol}://"
+    local = protocol == "file"
     if _glob.has_magic(path):
-        # Like a shell, a wildcard does not match hidden names unless the pattern says so.
+        # fsspec's glob, as a stream: the folder above the first wildcard is walked (no
+        # deeper than the pattern reaches, unless it has ``**``) and each entry's path is
+        # matched with fsspec's own translation of the pattern; only files are kept. Like a
+        # shell, a wildcard does not match hidden names unless the pattern says so.
         parts = path.split("/")
         first = next(i for i, part in enumerate(parts) if _glob.has_magic(part))
-        base = "/".join(parts[:first])
+        top = "/".join(parts[:first]) or ("/" if first else "")
         dots = any(part.startswith(".") for part in parts[first:])
-        found = [p for p in fs.glob(path)
-                 if fs.isfile(p) and (dots or not _hidden(p[len(base) :]))]
+        depth = None if "**" in path else len(parts) - first
+        match = re.compile(glob_translate(path)).match
+        found = [prefix + p for p, is_file in _entries(fs, local, top, depth, not dots)
+                 if is_file() and match(p)]
     elif fs.isdir(path):
-        base = path.rstrip("/")
-        found = [p for p in fs.find(path) if not _hidden(p[len(base) :])]
+        # every entry that is not a folder (a link to one included), as fsspec's find gives
+        found = [prefix + p for p, _ in _entries(fs, local, path.rstrip("/") or "/", None,
+                                                 True)]
     elif fs.exists(path):
-        found = [path]
+        found = [prefix + path]
     else:
         return []
-    return sorted(f"{protocol}://{p}" if protocol != "file" else f"file://{p}" for p in found)
+    found.sort()
+    return found
+
+
+_Entry = tuple[str, Callable[[], bool]]  # a path, and whether it is a file (links followed)
+
+
+def _entries(fs: fsspec.AbstractFileSystem, local: bool, top: str, depth: int | None,
+             skip_hidden: bool) -> Iterator[_Entry]:
+    """Every entry below ``top`` that is not a folder, walked as fsspec's ``walk`` does
+    (links to folders are not followed; a folder that cannot be read is left out), at most
+    ``depth`` levels down; with ``skip_hidden``, no name starting with ``.`` nor anything
+    below one."""
+    if local:
+        yield from _local_entries(top, depth, skip_hidden)
+        return
+    for folder, dirs, files in fs.walk(top, maxdepth=depth, detail=True):
+        if skip_hidden:
+            for name in [d for d in dirs if d.startswith(".")]:
+                del dirs[name]  # not walked
+        for name, info in files.items():
+            if not (skip_hidden and name.startswith(".")):
+                yield info["name"], (lambda info=info: info.get("type") == "file")
+        # a store's listings cache (s3fs, adlfs) would keep every folder's records: this
+        # one has been read
+        fs.invalidate_cache(folder)
+
+
+def _local_entries(top: str, depth: int | None, skip_hidden: bool) -> Iterator[_Entry]:
+    """:func:`_entries` of a local folder, one folder's entries read at a time as a stream
+    (``os.scandir``): nothing is held but the folders still to read."""
+    folders = [(top, 1)]
+    while folders:
+        folder, level = folders.pop()
+        try:
+            entries = os.scandir(folder)
+        except OSError:
+            continue  # as fsspec's walk: a folder that cannot be listed is left out
+        with entries:
+            for entry in entries:
+                if skip_hidden and entry.name.startswith("."):
+                    continue
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    continue
+                if is_dir:
+                    if depth is None or level < depth:
+                        folders.append((entry.path, level + 1))
+                else:
+                    yield entry.path, entry.is_file
 
 
 def local_copy(url: str, scratch: Path, recursive: bool = False) -> str:

@@ -130,3 +130,74 @@ def test_a_local_folder_is_listed_as_expand_inputs_lists_it(tmp_path: Path):
     assert list_inputs([str(root) + "/"]) == expand_inputs([str(root) + "/"])
     assert [u.rsplit("/", 1)[-1] for u in expected] == ["a.txt", "b.txt", "link", "c.txt",
                                                         "d.txt"]
+
+
+def test_a_glob_plans_the_inputs_and_job_key_that_fsspecs_glob_gave(ws: Workspace, script,
+                                                                     files, tmp_path: Path):
+    """Listing a glob as a stream changes nothing a job is made of: the same input list,
+    so the same job key (an unfinished job submitted before is found again)."""
+    import fsspec
+
+    from batchscore.jobs.control import _job_key
+    from batchscore.jobs.hooks import hook
+    from batchscore.storage import to_url
+
+    inputs = files(30)
+    (inputs / ".hidden.txt").write_text("x")
+    (inputs / "sub").mkdir()
+    (inputs / "sub" / "f100.txt").write_text("x")
+    pattern = f"{inputs}/f0[0-2]*.txt"
+    fs = fsspec.filesystem("file")
+    reference = sorted(f"file://{p}" for p in fs.glob(pattern) if fs.isfile(p))
+    assert len(reference) == 30
+    spec = spec_from_mapping({"scoring_script": str(script(ECHO)), "mini_batch_size": 4})
+    out = str(tmp_path / "out")
+    job, created = submit_job(ws, spec, [pattern], out)
+    assert created and job.inputs == reference
+    prepared, _ = hook("prepare")(ws, spec, [pattern])  # as submit_job keys it
+    assert job.key == _job_key(prepared, reference, to_url(out))
+    again, created = submit_job(ws, spec, [pattern], out)
+    assert not created and again.id == job.id
+
+
+def test_group_commit_counts_nothing_before_it_is_saved(ws: Workspace, script, files, marks,
+                                                        tmp_path: Path, monkeypatch):
+    """Finished attempts are saved together (one transaction for many when the commit is
+    slow compared to the mini-batches), but none counts before its transaction: progress
+    never shows more done than the database holds, and a failure is saved in its round, so
+    its retry follows a saved record."""
+    monkeypatch.setattr(runner_module, "_GROUP_FACTOR", 1e9)  # a window longer than the job
+    monkeypatch.setattr(runner_module, "_GROUP_MAX_S", 3600.0)
+    saves: list[list[tuple[int, str]]] = []
+    real = db.record_attempts
+
+    def spy(conn, job_id, records):  # type: ignore[no-untyped-def]
+        saves.append([(r.idx, r.state) for r in records])
+        return real(conn, job_id, records)
+
+    monkeypatch.setattr(db, "record_attempts", spy)
+    ahead: list[tuple[int, int]] = []
+
+    def progress(snap: runner_module.ProgressSnapshot) -> None:
+        saved = db.minibatch_counts(ws.engine, snap.job_id).get("done", 0)
+        if snap.minibatches_done > saved:
+            ahead.append((snap.minibatches_done, saved))
+
+    spec = spec_from_mapping({"scoring_script": str(script(FLAKY)), "mini_batch_size": 1,
+                              "max_concurrency_per_instance": 2,
+                              "retry_settings": {"max_retries": 2}})
+    job = run_job(ws, spec, [str(files(30))], str(tmp_path / "out"), progress=progress)
+    assert job.state == "succeeded", job.reason
+    assert ahead == []
+    assert (tmp_path / "out" / "predictions.csv").read_text().splitlines() == [
+        f"f{i:03d}.txt" for i in range(30)]
+    attempts = {mb.idx: mb.attempts for mb in list_minibatches(ws, job.id)}
+    assert attempts == {i: 2 if i in (2, 7) else 1 for i in range(30)}
+    recorded = [r for save in saves for r in save]
+    assert sorted(recorded) == sorted([(i, "done") for i in range(30)]
+                                      + [(2, "pending"), (7, "pending")])
+    # grouped: far fewer transactions than attempts (the first, one per failure, the rest)
+    assert len(saves) <= 5
+    for failed in (2, 7):  # the failed attempt was saved before its retry's record
+        first = next(i for i, s in enumerate(saves) if (failed, "pending") in s)
+        assert any((failed, "done") in s for s in saves[first + 1:])

@@ -150,7 +150,9 @@ def test_bad_rows_are_rejected_counted_and_reported(ws, tmp_path, data, model_di
     logs = ws.system.local_path("jobs", job.id, "logs")
     assert (logs / "rejected_rows.csv").read_text() == (out / "_errors.csv").read_text()
     view = job_logs(ws, job.id)
-    failed = [e for e in view.events if e["event"] == "items-failed"]
+    # in the order the workers finished them, which is theirs to choose
+    failed = sorted((e for e in view.events if e["event"] == "items-failed"),
+                    key=lambda e: e["minibatch"])
     assert [(e["minibatch"], e["items"]) for e in failed] == [(0, 2), (2, 1)]
     assert "2 of 20 row(s) of " in failed[0]["error"]
     assert "column Value: values that are not a number (1 row)" in failed[0]["error"]

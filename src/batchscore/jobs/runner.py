@@ -57,6 +57,12 @@ ProgressCallback = Callable[[ProgressSnapshot], None]
 
 
 _PLAN_CHUNK = 1_000  # pending mini-batches read from the plan at a time
+# Group commit: finished attempts wait in memory (uncounted) at most this many times the
+# duration of a recent transaction before they are saved together, so that the commits take
+# a bounded share of the runner's time however short the mini-batches are and however slow
+# the database's commit (an fsync'd PostgreSQL commit on a loaded machine: several ms) ...
+_GROUP_FACTOR = 4.0
+_GROUP_MAX_S = 0.5  # ... and never longer than this (progress is shown as it is saved)
 
 
 def get_kind_of(ws: Workspace, job_id: str) -> JobKind:
@@ -198,6 +204,15 @@ class _Run:
         self._progress_read: float | None = None  # time.monotonic() of the last read; None: never
         # every mini-batch ran; the workers are stopped once the job has ended
         self._open: Executor | None = None
+        # Not yet saved (group commit): attempts, mini-batches started, their log timings,
+        # and what they add to the counts, which count them only once they are saved.
+        self._unsaved: list[db.AttemptRecord] = []
+        self._unsaved_started: list[int] = []
+        self._unsaved_timings: list[dict[str, Any]] = []
+        self._unsaved_counts = {"done": 0, "failed": 0, "ok": 0, "items_failed": 0, "short": 0}
+        self._unsaved_since: float | None = None  # time.monotonic() of the oldest
+        self._save_now = False  # a failure, a retry: saved in the round it arrived
+        self._commit_s = 0.0  # a recent transaction's duration (moving average)
 
     def _next(self) -> int | None:
         """The next mini-batch to submit: a lost one, the plan's next, then retries."""
@@ -358,11 +373,11 @@ class _Run:
                 executor.submit(idx, attempts + 1, items, timeout)
                 self.running[idx] = attempts + 1
                 started.append(idx)
-            completions = executor.wait(0.2)
-            # one transaction a round: what started, and what finished
+            completions = executor.wait(self._wait_s())
             self._record(completions, started)
-            if completions:
-                crash_point("attempt-recorded")
+            if (self._save_now or self._save_due() or ctrl_c.pressed.is_set() or beat.lost
+                    or beat.cancel or not (self._has_pending or executor.in_flight)):
+                self._save()
             self._report()
             if ctrl_c.pressed.is_set():
                 raise KeyboardInterrupt  # the caller stops the workers; what runs resumes
@@ -379,16 +394,64 @@ class _Run:
             raise KeyboardInterrupt
         return "complete"
 
+    def _wait_s(self) -> float:
+        """How long to wait for completions: 0.2 s, or until unsaved ones are due."""
+        if self._unsaved_since is None:
+            return 0.2
+        due = self._unsaved_since + self._group_s() - time.monotonic()
+        return min(0.2, max(0.0, due))
+
+    def _group_s(self) -> float:
+        return min(_GROUP_MAX_S, _GROUP_FACTOR * self._commit_s)
+
+    def _save_due(self) -> bool:
+        return self._unsaved_since is not None and (
+            time.monotonic() - self._unsaved_since >= self._group_s())
+
+    def _save(self) -> None:
+        """One transaction: the mini-batches started and the attempts finished since the
+        last; then, and only then, they count (progress, thresholds, the log's timings)."""
+        if not (self._unsaved or self._unsaved_started):
+            return
+        records, started = self._unsaved, self._unsaved_started
+        began = time.monotonic()
+        with self.ws.engine.begin() as conn:
+            if started:
+                db.mark_running(conn, self.job.id, started)
+            db.record_attempts(conn, self.job.id, records)
+        took = time.monotonic() - began
+        self._commit_s = took if not self._commit_s else 0.7 * self._commit_s + 0.3 * took
+        counts = self._unsaved_counts
+        self.done += counts["done"]
+        self.failed += counts["failed"]
+        self.items_ok += counts["ok"]
+        self.items_failed += counts["items_failed"]
+        self.short += counts["short"]
+        self.logs.timings(self._unsaved_timings)  # and, with telemetry on, the attempts' spans
+        self._unsaved, self._unsaved_started, self._unsaved_timings = [], [], []
+        self._unsaved_counts = dict.fromkeys(counts, 0)
+        self._unsaved_since = None
+        self._save_now = False
+        for _ in records:  # each attempt now committed: a crash point a test may pick
+            crash_point("attempt-recorded")
+
     def _record(self, completions: list[Completion], started: list[int] | None = None
                 ) -> None:
+        """Take a round's completions (and the mini-batches it started) into the unsaved
+        ones: :meth:`_save` commits them, at once after a failure."""
+        if started:
+            self._unsaved_started.extend(started)
+            if self._unsaved_since is None:
+                self._unsaved_since = time.monotonic()
         if not completions:
-            if started:
-                db.mark_running(self.ws.engine, self.job.id, started)
             return
         max_retries = self.spec.retry_settings.max_retries
         now = time.time()
-        timings: list[dict[str, Any]] = []
-        records: list[db.AttemptRecord] = []
+        timings = self._unsaved_timings
+        records = self._unsaved
+        counts = self._unsaved_counts
+        if self._unsaved_since is None:
+            self._unsaved_since = time.monotonic()
         for c in completions:
             items, n, _ = self.info[c.idx]
             self.running.pop(c.idx, None)
@@ -399,32 +462,7 @@ class _Run:
                 continue
             self.info[c.idx] = (items, n, c.attempt)
             if c.outcome is Outcome.OK and c.result is not None:
-                r = c.result
-                ok = min(r.returned, n)
-                short = n - ok
-                error = None
-                if short:
-                    error = r.error or (
-                        f"run() returned {r.returned} item(s) for a mini-batch of {n}; "
-                        f"the {short} missing item(s) count as failed")
-                    self.logs.error(c.idx, c.attempt, r.worker, "short", error)
-                    self.logs.event("items-failed", minibatch=c.idx, attempt=c.attempt,
-                                    items=short, error=error)
-                    self.first_error = self.first_error or error
-                    self.short += 1
-                records.append(db.AttemptRecord(
-                    c.idx, c.attempt, outcome="ok", state="done",
-                    worker=r.worker, started_at=r.started_at, finished_at=r.finished_at,
-                    items=r.returned, error=error, part=r.part,
-                    items_succeeded=ok, items_failed=short,
-                ))
-                self.done += 1
-                del self.info[c.idx]
-                self.items_ok, self.items_failed = self.items_ok + ok, self.items_failed + short
-                timings.append({"minibatch": c.idx, "attempt": c.attempt,
-                                "worker": r.worker, "start": r.started_at,
-                                "end": r.finished_at, "items": n,
-                                "returned": r.returned, "outcome": "ok"})
+                self._record_ok(c, n)
                 continue
             error = c.error or c.outcome.value
             retry = c.outcome is not Outcome.FATAL and c.attempt <= max_retries
@@ -436,6 +474,7 @@ class _Run:
                 items_failed=failed_items,
             ))
             self.logs.error(c.idx, c.attempt, c.worker, c.outcome.value, error)
+            self._save_now = True
             timings.append({"minibatch": c.idx, "attempt": c.attempt, "worker": c.worker,
                             "start": None, "end": now, "items": n, "returned": None,
                             "outcome": c.outcome.value})
@@ -447,18 +486,46 @@ class _Run:
                 self.logs.event("retry", minibatch=c.idx, attempt=c.attempt,
                                 outcome=c.outcome.value, error=last_line)
             else:
-                self.failed += 1
+                counts["failed"] += 1
                 del self.info[c.idx]
-                self.items_failed += failed_items
+                counts["items_failed"] += failed_items
                 self.first_error = self.first_error or (
                     f"mini-batch {c.idx}: {last_line}")
                 self.logs.event("minibatch-failed", minibatch=c.idx,
                                 attempts=c.attempt, error=last_line)
-        with self.ws.engine.begin() as conn:
-            if started:
-                db.mark_running(conn, self.job.id, started)
-            db.record_attempts(conn, self.job.id, records)
-        self.logs.timings(timings)  # and, with telemetry on, the attempts' spans
+
+    def _record_ok(self, c: Completion, n: int) -> None:
+        """A mini-batch of ``n`` items that ran: its attempt, counts and timing, unsaved."""
+        r = c.result
+        assert r is not None
+        counts = self._unsaved_counts
+        ok = min(r.returned, n)
+        short = n - ok
+        error = None
+        if short:
+            error = r.error or (
+                f"run() returned {r.returned} item(s) for a mini-batch of {n}; "
+                f"the {short} missing item(s) count as failed")
+            self.logs.error(c.idx, c.attempt, r.worker, "short", error)
+            self.logs.event("items-failed", minibatch=c.idx, attempt=c.attempt,
+                            items=short, error=error)
+            self.first_error = self.first_error or error
+            counts["short"] += 1
+            self._save_now = True
+        self._unsaved.append(db.AttemptRecord(
+            c.idx, c.attempt, outcome="ok", state="done",
+            worker=r.worker, started_at=r.started_at, finished_at=r.finished_at,
+            items=r.returned, error=error, part=r.part,
+            items_succeeded=ok, items_failed=short,
+        ))
+        counts["done"] += 1
+        del self.info[c.idx]
+        counts["ok"] += ok
+        counts["items_failed"] += short
+        self._unsaved_timings.append({"minibatch": c.idx, "attempt": c.attempt,
+                                      "worker": r.worker, "start": r.started_at,
+                                      "end": r.finished_at, "items": n,
+                                      "returned": r.returned, "outcome": "ok"})
 
     def _commit(self) -> None:
         parts = _Parts(self.ws, self.job.id)
