@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -17,6 +18,16 @@ from batchscore.workspace import Workspace, init_workspace
 from servers import free_port
 
 EXECUTORS = ["local", pytest.param("ray", marks=pytest.mark.ray)]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C behaves as in a terminal, however the run was started: a command started in the
+    background by a shell without job control (``make test &``, a CI runner's script)
+    inherits SIGINT ignored, and so would every process the tests start, so the tests of
+    Ctrl-C (a SIGINT sent to a job) would wait for an exit that never comes. A handler, unlike
+    an ignored signal, is not inherited: the tests' processes start with Python's own."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 _GUARDED = ("BATCHSCORE_WORKSPACE", "BATCHSCORE_DATABASE_URL", "BATCHSCORE_DATA_STORE",
