@@ -217,7 +217,10 @@ class ReadAhead:
 
     def __init__(self, client: redis.Redis, key: str, consumer: str, count: int) -> None:
         self._pool = client.connection_pool
-        self._conn: Any = self._pool.get_connection()
+        try:
+            self._conn: Any = self._pool.get_connection()
+        except TypeError:  # redis-py before 5.3 needs the command's name (later ones warn)
+            self._conn = self._pool.get_connection("XREADGROUP")
         try:
             self._conn.send_command("XREADGROUP", "GROUP", GROUP, consumer, "COUNT", count,
                                     "STREAMS", key, ">")
