@@ -10,6 +10,7 @@ import pytest
 
 from batchscore.serving import InferenceLogger
 from batchscore.storage import Store
+from helpers import wait_for
 
 FRAME = pd.DataFrame({"age": [50.0, 61.0, 40.0], "visits": [1, 2, 3]})
 
@@ -44,9 +45,7 @@ def test_many_requests_of_many_rows_make_one_file(ws) -> None:  # type: ignore[n
     for i in range(20):
         logger.log(rows, [float(i)] * len(rows), request_id=f"r{i}", model="m", version="1")
         if i == 9:  # the thread takes the first 1,200 rows before the others come
-            deadline = time.monotonic() + 30
-            while not logger._queue.empty() and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for(logger._queue.empty, timeout=30, every=0.01)
             assert logger._queue.empty()
     logger.close()
     assert len(logger.written) == 1 and logger.dropped == 0
