@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -49,6 +50,17 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
             os.environ.pop(var, None)
         else:
             os.environ[var] = value
+
+
+@pytest.fixture
+def machine_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh temporary folder for this test and the processes it starts (``$TMPDIR``):
+    what jobs leave there is seen (``helpers.left_in_tmp``)."""
+    folder = tmp_path / "machine-tmp"
+    folder.mkdir()
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr(tempfile, "tempdir", str(folder))
+    return folder
 
 
 @pytest.fixture

@@ -173,7 +173,8 @@ def test_script_that_cannot_be_imported_on_workers_fails_the_job(
 @pytest.mark.ray
 def test_settings_that_cannot_be_pickled_are_refused(ray_cluster, tmp_path):
     spec = JobSpec(scoring_script="x.py", options={"lock": threading.Lock()})
-    cfg = WorkerConfig("job-x", spec, (), f"file://{tmp_path}", "logs", str(tmp_path), "parts")
+    cfg = WorkerConfig("job-x", spec, (), f"file://{tmp_path}", "logs", str(tmp_path), "parts",
+                       str(tmp_path / "scratch"))
     with pytest.raises(SpecError, match=r"could not be sent to the Ray workers.*lock"):
         make_executor("ray").start(cfg, 1)
 

@@ -12,6 +12,7 @@ from svc_helpers import CLIP, FAST, TestClient, wait_for
 from azurite import azurite  # noqa: F401 - session fixture
 from batchscore.service import ServiceConfig, create_app
 from batchscore.workspace import open_workspace
+from helpers import left_in_tmp
 from video.conftest import write_clip
 
 pytest.importorskip("adlfs")
@@ -34,7 +35,7 @@ def az_ws(ws, azurite, monkeypatch):  # noqa: F811
         service.delete_container(name)
 
 
-def test_upload_to_incoming_gives_a_styled_video_in_outgoing(az_ws, tmp_path):
+def test_upload_to_incoming_gives_a_styled_video_in_outgoing(az_ws, tmp_path, machine_tmp):
     ws, blobs = az_ws
     assert ws.settings.data_store == "az://"
     clip = write_clip(tmp_path / "clip.mp4", CLIP)
@@ -71,6 +72,8 @@ def test_upload_to_incoming_gives_a_styled_video_in_outgoing(az_ws, tmp_path):
         assert [m["state"] for m in mbs] == ["done", "done"]
         logs = client.get(f"/api/v1/jobs/{job_id}/logs").json()
         assert [e["event"] for e in logs["events"]][-1] == "job-finished"
+        # the copies of the remote video, its chunks and the joined video before its upload
+        assert left_in_tmp(machine_tmp) == []
         trigger = client.get("/api/v1/triggers/videos").json()
         assert {(x["path"], x["state"]) for x in trigger["ledger"]} == {
             ("incoming/old.mp4", "baseline"), ("incoming/clip.mp4", "started")}

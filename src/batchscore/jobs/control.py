@@ -83,7 +83,7 @@ def submit_job(
         logs = JobLogs(ws.system, job.id)
         logs.event("job-created", inputs=len(urls), minibatches=job.minibatches_total,
                    items=job.items_total, output=output_url)
-        logs.flush()
+        logs.close()
     crash_point("job-created")
     return job, created
 

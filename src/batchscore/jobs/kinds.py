@@ -65,6 +65,10 @@ class WorkerConfig:
     log_prefix: str  # relative path in the system store: paths.job_logs(job_id)
     staging_dir: str  # local folder given as AZUREML_BI_OUTPUT_PATH
     parts_prefix: str  # paths.job_parts(job_id); a part goes to paths.part_path(...)
+    # A local folder of this run for the workers' own files (downloaded inputs, models,
+    # code): the runner removes it once the workers have stopped, and a later run removes a
+    # killed run's. A worker makes its own folder in it (tempfile.mkdtemp(dir=...)).
+    scratch_dir: str
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ and the values of secret environment variables never reach the files.
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -85,3 +86,9 @@ class JobLogs:
         for name in sorted(self._dirty):
             self.store.put_file(self.folder / name, f"{self.prefix}/{name}")
         self._dirty.clear()
+
+    def close(self) -> None:
+        """Flush; a remote store's local copies are removed (a later JobLogs reads them back)."""
+        self.flush()
+        if not self.store.is_local:
+            shutil.rmtree(self.folder, ignore_errors=True)

@@ -11,6 +11,7 @@ a job that another runner (``job resume``) finishes without re-running finished 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import tempfile
 import threading
@@ -204,6 +205,7 @@ class _Run:
         self._progress_read: float | None = None  # time.monotonic() of the last read; None: never
         # every mini-batch ran; the workers are stopped once the job has ended
         self._open: Executor | None = None
+        self._scratch: Path | None = None  # this run's WorkerConfig.scratch_dir
         # Not yet saved (group commit): attempts, mini-batches started, their log timings,
         # and what they add to the counts, which count them only once they are saved.
         self._unsaved: list[db.AttemptRecord] = []
@@ -289,9 +291,28 @@ class _Run:
             return self.ws.system.local_path(paths.job_staging(self.job.id))
         return Path(tempfile.gettempdir()) / "batchscore" / self.job.id / "staging"
 
+    def _scratch_root(self) -> Path:
+        """The job's local scratch: one folder per run in it (see WorkerConfig.scratch_dir)."""
+        return self._staging().parent / "scratch"
+
+    def _drop_stale_scratch(self) -> None:
+        """A killed run's scratch (copies of remote inputs, models, code): this runner holds
+        the lease, so no other run of this job on this machine still uses it."""
+        root = self._scratch_root()
+        if root.is_dir():
+            for child in root.iterdir():
+                _remove(child)
+
+    def _drop_scratch(self) -> None:
+        """This run's scratch, once its workers have stopped."""
+        scratch, self._scratch = self._scratch, None
+        if scratch is not None:
+            _remove(scratch)
+
     # -- the run -------------------------------------------------------------------------
     def run(self) -> db.Job:
         self._drop_stale_model_folders()
+        self._drop_stale_scratch()
         self.logs.event("runner-started", runner=self.runner,
                         pending=self.total - self.done - self.failed,
                         done=self.done, failed=self.failed)
@@ -315,14 +336,16 @@ class _Run:
             if self._open is not None:  # interrupted during the commit: stop the workers now
                 self._open.abort()
                 self._open = None
+                self._drop_scratch()
             if not beat.lost:
                 self._release()
             raise
         finally:
             beat.stop()
             if self._open is not None:  # every mini-batch ran and the job ended
-                self._open.close_later()
+                self._open.close_later(then=self._drop_scratch)
                 self._open = None
+            self.logs.close()
 
     def _threshold_reason(self) -> str:
         limit = self.spec.error_threshold
@@ -337,27 +360,33 @@ class _Run:
 
     def _dispatch(self, beat: _Heartbeat) -> str:
         executor = make_executor(self.executor_kind, ray_address=self.ws.settings.ray_address)
+        get_kind(self.spec.kind).stage(self.job.id, self.spec, self.ws.system)
+        connected_engines()  # any one-time search for engines, here, not in every worker
+        root = self._scratch_root()
+        root.mkdir(parents=True, exist_ok=True)
+        self._scratch = Path(tempfile.mkdtemp(prefix="run-", dir=root))
         cfg = WorkerConfig(
             job_id=self.job.id, spec=self.spec, inputs=tuple(self.job.inputs),
             system_url=self.ws.system.url,
             log_prefix=paths.job_logs(self.job.id), staging_dir=str(self._staging()),
-            parts_prefix=paths.job_parts(self.job.id),
+            parts_prefix=paths.job_parts(self.job.id), scratch_dir=str(self._scratch),
         )
-        get_kind(self.spec.kind).stage(self.job.id, self.spec, self.ws.system)
-        connected_engines()  # any one-time search for engines, here, not in every worker
-        executor.start(cfg, self.spec.workers)
         timeout = self.spec.retry_settings.timeout
         try:
+            executor.start(cfg, self.spec.workers)
             with _CtrlC() as ctrl_c:
                 outcome = self._rounds(executor, beat, ctrl_c, timeout)
         except BaseException:
             executor.abort()
+            self._drop_scratch()
             raise
-        if outcome == "complete":
-            if get_kind(self.spec.kind).commit_reads_shutdown:
-                executor.close()  # out of _CtrlC: a Ctrl-C while workers shut down raises
-            else:
-                self._open = executor  # stopped once the job has ended (run())
+        if outcome != "complete":  # _rounds stopped the workers
+            self._drop_scratch()
+        elif get_kind(self.spec.kind).commit_reads_shutdown:
+            executor.close()  # out of _CtrlC: a Ctrl-C while workers shut down raises
+            self._drop_scratch()
+        else:
+            self._open = executor  # stopped once the job has ended (run())
         return outcome
 
     def _rounds(self, executor: Executor, beat: _Heartbeat, ctrl_c: _CtrlC,
@@ -571,3 +600,7 @@ class _Run:
             self.logs.flush()
         except Exception:  # nosec B110  # best effort at exit
             pass
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)

@@ -170,7 +170,7 @@ class EntryScript:
         self.cfg = cfg
         spec = cfg.spec
         self.store = Store(cfg.system_url, "system")
-        scratch = Path(cfg.staging_dir).parent / "scratch"
+        scratch = Path(cfg.scratch_dir)
         if spec.model_dir:
             os.environ["AZUREML_MODEL_DIR"] = str(model_folder(cfg.job_id, spec.model_dir))
         os.environ["AZUREML_BI_OUTPUT_PATH"] = cfg.staging_dir
@@ -199,10 +199,19 @@ class EntryScript:
         self.takes_context = _takes_context(run)
 
     def run(self, idx: int, attempt: int, items: list[Any]) -> TaskResult:
+        """One attempt; the copies of its remote input files are removed once it ends (a
+        job over a million remote files never holds more than the running mini-batches')."""
+        copies = Path(self.cfg.scratch_dir) / "inputs" / f"{idx:08d}-{attempt}-{os.getpid()}"
+        try:
+            return self._run(idx, attempt, items, copies)
+        finally:
+            shutil.rmtree(copies, ignore_errors=True)
+
+    def _run(self, idx: int, attempt: int, items: list[Any], copies: Path) -> TaskResult:
         spec = self.cfg.spec
         started = time.time()
-        scratch = Path(self.cfg.staging_dir).parent / "scratch"
-        mini_batch, ctx = _prepare(spec, idx, items, scratch)
+        scratch = Path(self.cfg.scratch_dir)
+        mini_batch, ctx = _prepare(spec, idx, items, copies)
         if self.env is not None:
             answer = self._run_in_env(mini_batch, ctx, idx, attempt, scratch)
             if not answer.get("ok"):
@@ -329,11 +338,12 @@ def _takes_context(run: Any) -> bool:
     return len(params) >= 2
 
 
-def _prepare(spec: JobSpec, idx: int, items: list[Any], scratch: Path) -> tuple[Any, Any]:
-    """The mini-batch as the script sees it, and its context."""
+def _prepare(spec: JobSpec, idx: int, items: list[Any], copies: Path) -> tuple[Any, Any]:
+    """The mini-batch as the script sees it (remote files copied into ``copies``), and its
+    context."""
     ctx = MiniBatchContext(minibatch_index=idx)
     if spec.input_format == "files":
-        return [local_copy(url, scratch / "inputs") for url in items], ctx
+        return [local_copy(url, copies) for url in items], ctx
     if spec.partition_keys:
         item = items[0]
         key = item["partition"]

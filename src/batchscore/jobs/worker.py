@@ -133,7 +133,8 @@ def _redirect_output(cfg: WorkerConfig) -> None:
     if store.is_local:
         folder = store.local_path(workers_dir(cfg.log_prefix))
     else:
-        folder = Path(tempfile.mkdtemp(prefix="batchscore-logs-"))
+        Path(cfg.scratch_dir).mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="logs-", dir=cfg.scratch_dir))
     folder.mkdir(parents=True, exist_ok=True)
     _state["log_files"] = []
     for fd, suffix, stream in ((1, "stdout", sys.stdout), (2, "stderr", sys.stderr)):

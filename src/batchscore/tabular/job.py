@@ -20,6 +20,7 @@ import time
 import warnings
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -338,7 +339,10 @@ class TabularScorer:
         rel = model_pin(cfg.job_id)
         pin = json.loads(self.store.read_text(rel)) if self.store.exists(rel) else {}
         registry = pin.get("registry_uri") or default_registry_uri(self.opts.registry_uri)
-        self.scratch = tempfile.mkdtemp(prefix=f"batchscore-{cfg.job_id}-")
+        # in the run's scratch, which the runner removes once the workers have stopped
+        # (this worker's own is removed by shutdown() where it ends normally)
+        Path(cfg.scratch_dir).mkdir(parents=True, exist_ok=True)
+        self.scratch = tempfile.mkdtemp(prefix="tabular-", dir=cfg.scratch_dir)
         self.loader = ModelLoader(registry, self.scratch, roots=self._roots())
         self.cache = ModelCache(self.loader, self.opts.model_cache)
         self.keys = self.opts.key_columns

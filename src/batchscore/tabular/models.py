@@ -30,9 +30,11 @@ from __future__ import annotations
 import os
 import pickle
 import posixpath
+import shutil
 import string
 import tempfile
 import warnings
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -236,10 +238,20 @@ class ModelLoader:
                  roots: list[str] | None = None) -> None:
         self.roots = [to_url(r) for r in roots] if roots is not None else None
         self.registry_uri = registry_uri
-        self.scratch = Path(scratch or tempfile.mkdtemp(prefix="batchscore-models-"))
-        self.scratch.mkdir(parents=True, exist_ok=True)
+        self._scratch = Path(scratch) if scratch else None
         self._client: Any = None
         self._downloads: dict[str, str] = {}
+
+    @property
+    def scratch(self) -> Path:
+        """Where registry and remote models are copied: the folder given (made when first
+        needed), else a temporary one made when first needed and removed with the loader
+        (resolving a reference, as a job's submit does, makes none)."""
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="batchscore-models-"))
+            weakref.finalize(self, shutil.rmtree, str(self._scratch), True)
+        self._scratch.mkdir(parents=True, exist_ok=True)
+        return self._scratch
 
     # registry ---------------------------------------------------------------------------
     def _registry(self, ref: str) -> Any:

@@ -79,12 +79,6 @@ def segment_frames_for(frame_count: int, workers: int) -> int:
     return max(1, min(MAX_SEGMENT_FRAMES, max(balanced, min(MIN_SEGMENT_FRAMES, one_each))))
 
 
-def _scratch(spec_job: str) -> Path:
-    path = Path(tempfile.gettempdir()) / "batchscore" / spec_job
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def _input_path(url: str, scratch: Path) -> str:
     try:
         return local_copy(url, scratch)
@@ -133,8 +127,8 @@ class VideoKind(JobKind):
                 f"output {output_url} already exists; pass --overwrite to replace it")
 
     def plan(self, spec: JobSpec, urls: list[str], system: Store) -> list[PlannedBatch]:
-        path = _input_path(urls[0], _scratch("plan"))
-        info = probe(path)
+        with tempfile.TemporaryDirectory(prefix="batchscore-plan-") as scratch:
+            info = probe(_input_path(urls[0], Path(scratch)))
         options = spec.options
         frames = options.get("segment_frames") or segment_frames_for(info.frame_count,
                                                                       spec.workers)
@@ -150,23 +144,30 @@ class VideoKind(JobKind):
             raise JobStateError(
                 f"job {ctx.job_id}: {ctx.minibatches_total - len(ctx.parts)} of "
                 f"{ctx.minibatches_total} segment(s) failed; a video needs all of them")
-        scratch = _scratch(ctx.job_id)
-        source = _input_path(ctx.inputs[0], scratch)
-        chunks = [_local_part(ctx.system, part, scratch) for part in ctx.parts]
-        fs, out = url_to_fs(to_url(ctx.output_url))
-        joined = time.time()
-        if to_url(ctx.output_url).startswith("file://"):
-            join_chunks(chunks, source, out)  # written as .partial, renamed when complete
-            local = Path(out)
-        else:
-            local = scratch / f"output{Path(out).suffix}"
-            join_chunks(chunks, source, local)
-            tmp = f"{out}.partial"
-            fs.put_file(str(local), tmp)
-            fs.mv(tmp, out)
-        if ctx.spec.options.get("report", True):
-            timing = _timing(ctx, time.time() - joined)
-            _write_report(ctx.spec.options, source, local, out, fs, scratch, timing)
+        # copies of a remote input and chunks, the joined video before its upload: removed
+        # once committed
+        with tempfile.TemporaryDirectory(prefix=f"batchscore-{ctx.job_id}-") as scratch:
+            _join(ctx, Path(scratch))
+
+
+def _join(ctx: CommitContext, scratch: Path) -> None:
+    """Join the chunks into the output video (with the source's audio) and its report."""
+    source = _input_path(ctx.inputs[0], scratch)
+    chunks = [_local_part(ctx.system, part, scratch) for part in ctx.parts]
+    fs, out = url_to_fs(to_url(ctx.output_url))
+    joined = time.time()
+    if to_url(ctx.output_url).startswith("file://"):
+        join_chunks(chunks, source, out)  # written as .partial, renamed when complete
+        local = Path(out)
+    else:
+        local = scratch / f"output{Path(out).suffix}"
+        join_chunks(chunks, source, local)
+        tmp = f"{out}.partial"
+        fs.put_file(str(local), tmp)
+        fs.mv(tmp, out)
+    if ctx.spec.options.get("report", True):
+        timing = _timing(ctx, time.time() - joined)
+        _write_report(ctx.spec.options, source, local, out, fs, scratch, timing)
 
 
 def _timing(ctx: CommitContext, join_seconds: float) -> dict[str, Any]:
@@ -259,7 +260,7 @@ class VideoScorer:
         smoothing = options.get("smoothing")
         self.smoothing = SmoothingSettings(**smoothing) if smoothing is not None else None
         self.batch_size = int(options.get("batch_size") or 4)
-        self.scratch = _scratch(cfg.job_id)
+        self.scratch = Path(cfg.scratch_dir)  # the run's: removed once the workers stop
         self.input = _input_path(cfg.inputs[0], self.scratch)
 
     def run(self, idx: int, attempt: int, items: list[Any]) -> TaskResult:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,10 +65,13 @@ class Executor(ABC):
     def close(self) -> None:
         """Let workers finish (running the script's ``shutdown()``), then stop them."""
 
-    def close_later(self) -> None:
+    def close_later(self, then: Callable[[], None] | None = None) -> None:
         """:meth:`close` without waiting for it where the executor can (its workers are
-        stopped by a thread that the process waits for before it exits); else :meth:`close`."""
+        stopped by a thread that the process waits for before it exits); else :meth:`close`.
+        ``then`` is called once the workers have stopped (it removes their scratch folder)."""
         self.close()
+        if then is not None:
+            then()
 
     @abstractmethod
     def abort(self) -> None:

@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures import wait as futures_wait
@@ -228,16 +229,19 @@ class LocalExecutor(Executor):
             self._pool = None
         self._futures.clear()
 
-    def close_later(self) -> None:
+    def close_later(self, then: Callable[[], None] | None = None) -> None:
         """Every mini-batch has run: the workers are stopped by a thread (pebble's own stop
-        waits up to 0.1 s for its manager thread's next round). The thread is not a daemon:
-        the interpreter waits for it before it exits, so a command leaves no worker behind."""
+        waits up to 0.1 s for its manager thread's next round), which calls ``then`` after.
+        The thread is not a daemon: the interpreter waits for it before it exits, so a
+        command leaves no worker (and no scratch folder) behind."""
         pool, self._pool = self._pool, None
         self._futures.clear()
         if pool is None:
+            if then is not None:
+                then()
             return
         pool.close()
-        threading.Thread(target=_join_pool, args=(pool,), name="batchscore-pool-close",
+        threading.Thread(target=_join_pool, args=(pool, then), name="batchscore-pool-close",
                          daemon=False).start()
 
     def abort(self) -> None:
@@ -248,9 +252,12 @@ class LocalExecutor(Executor):
         self._futures.clear()
 
 
-def _join_pool(pool: ProcessPool) -> None:
+def _join_pool(pool: ProcessPool, then: Callable[[], None] | None = None) -> None:
     try:
         pool.join(timeout=30)
     except TimeoutError:  # a worker that does not end: stopped
         pool.stop()
         pool.join(timeout=30)
+    finally:
+        if then is not None:
+            then()
