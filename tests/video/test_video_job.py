@@ -37,17 +37,47 @@ def _same_video(a: Path, b: Path) -> None:
     assert pb.audio == pa.audio
 
 
+class _Together:
+    """The real network, except that a worker's first stylize() leaves a mark ``busy-<pid>``
+    and waits until ``n`` workers have left one (two minutes at most): no worker can finish
+    a segment before every worker has begun one, however slow the others' start is."""
+
+    def __init__(self, model: object, marks: Path, n: int) -> None:
+        self._model, self._marks, self._n, self._joined = model, marks, n, False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._model, name)
+
+    def stylize(self, frames: np.ndarray) -> np.ndarray:
+        if not self._joined:
+            (self._marks / f"busy-{os.getpid()}").touch()
+            deadline = time.monotonic() + 120
+            while len(list(self._marks.glob("busy-*"))) < self._n and \
+                    time.monotonic() < deadline:
+                time.sleep(0.02)
+            self._joined = True
+        return self._model.stylize(frames)  # type: ignore[attr-defined]
+
+
 def test_segments_run_in_parallel_and_join_to_the_input_timing(
-    ws, clips, tmp_path, audio_packets
+    ws, clips, tmp_path, audio_packets, monkeypatch
 ):
     src = clips["ntsc"]
     out = tmp_path / "styled.mp4"
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    real = video_job.model_from_spec
+    monkeypatch.setattr(video_job, "model_from_spec",
+                        lambda spec: _Together(real(spec), marks, 2))  # the workers fork
+    monkeypatch.setenv("BATCHSCORE_WORKER_START", "fork")
     job = stylize_job(ws, str(src), str(out), style=7, max_size=64, workers=2,
                       segment_frames=10)
     assert job.state == "succeeded" and job.items_succeeded == probe(src).frame_count
     assert job.minibatches_total >= 3  # 36 frames in segments of about 10
     workers = {mb.worker for mb in list_minibatches(ws, job.id)}
-    assert len(workers) == 2
+    # on a loaded machine one worker could take every segment before the other started:
+    # the network above holds the first segments until both workers are in one
+    assert len(workers) == 2 and len(list(marks.glob("busy-*"))) == 2
     _same_video(src, out)
     assert audio_packets(out) == audio_packets(src)  # audio copied packet by packet
     frames = list((ws.system.local_path("jobs", job.id, "logs", "frames")).iterdir())
