@@ -36,11 +36,8 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, every: float =
 def left_in_tmp(tmp_dir: Path) -> list[str]:
     """What jobs left in the temporary folder ``tmp_dir`` (the ``machine_tmp`` fixture's),
     once their workers have stopped (a finished job's pool is stopped by a thread: waited
-    for). The machine's job folders (``batchscore/model-dirs``) may stay, empty; so may
-    onnxruntime's ``.ses`` (its usage-telemetry session, written on import unless
-    ``$ORT_DISABLE_TELEMETRY`` is set: not a job's)."""
+    for). The machine's job folders (``batchscore/model-dirs``) may stay, empty."""
     wait_for(lambda: not any(t.name == "batchscore-pool-close" for t in threading.enumerate()),
              what="the jobs' workers to stop")
-    kept = {"batchscore", ".ses"}
-    return sorted({str(p) for p in tmp_dir.rglob("*") if not p.is_dir() and p.name not in kept}
-                  | {str(p) for p in tmp_dir.iterdir() if p.name not in kept})
+    return sorted({str(p) for p in tmp_dir.rglob("*") if not p.is_dir()}
+                  | {str(p) for p in tmp_dir.iterdir() if p.name != "batchscore"})

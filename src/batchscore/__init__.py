@@ -1,5 +1,14 @@
 """batchscore: self-hosted batch scoring. The public API; everything else is internal."""
 
+import os
+
+# ONNX Runtime (from 1.29, on Linux and macOS too) and MLflow (3.x) send usage telemetry to
+# their makers unless told not to, ONNX Runtime before it starts: a self-hosted platform's
+# models, workers and servers send nothing anywhere by default (the children they start
+# inherit it). Set either variable yourself to choose otherwise (docs/security.md).
+os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 from .errors import (
     BatchscoreError,
     InputError,
