@@ -9,12 +9,15 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
+from azurite import azurite  # noqa: F401 - session fixture
 from batchscore import paths
 from batchscore.jobs import resume_job, run_job, submit_job
 from batchscore.jobs.logs import JobLogs
 from batchscore.jobs.spec import spec_from_mapping
 from batchscore.storage import Store
-from batchscore.workspace import Workspace
+from batchscore.workspace import Workspace, open_workspace
 from helpers import left_in_tmp
 
 
@@ -103,3 +106,45 @@ def test_a_remote_system_stores_log_copies_go_when_the_logs_are_closed(machine_t
         assert left_in_tmp(machine_tmp) == []
     finally:
         system.remove("", recursive=True)
+
+
+@pytest.mark.usefixtures("azurite")
+def test_a_job_with_a_remote_system_store_leaves_nothing_on_this_machine(
+        ws, script, files, machine_tmp, tmp_path, azurite, monkeypatch):  # noqa: F811
+    """The system store in Azure Blob (the emulator): the job's logs, the workers' logs and the
+    files the script stages are uploaded; this machine's copies of them go when the job ends."""
+    from azure.storage.blob import BlobServiceClient
+
+    pytest.importorskip("adlfs")
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite)
+    container = f"system-{os.getpid()}"
+    service = BlobServiceClient.from_connection_string(azurite)
+    service.create_container(container)
+    monkeypatch.setenv("BATCHSCORE_SYSTEM_STORE", f"az://{container}")
+    remote = open_workspace(ws.settings.root)
+    stages = script("""
+        import os
+        def run(mini_batch):
+            for p in mini_batch:
+                with open(os.path.join(os.environ["AZUREML_BI_OUTPUT_PATH"],
+                                       os.path.basename(p) + ".seen"), "w") as fh:
+                    fh.write("seen")
+                print("scored", p)
+            return [os.path.basename(p) for p in mini_batch]
+    """)
+    try:
+        assert not remote.system.is_local
+        spec = spec_from_mapping({"scoring_script": str(stages), "mini_batch_size": 1})
+        job = run_job(remote, spec, [str(files(2))], str(tmp_path / "out"))
+        assert job.state == "succeeded", job.reason
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+            ".batchscore-job.json", "f000.txt.seen", "f001.txt.seen", "predictions.csv"]
+        assert left_in_tmp(machine_tmp) == []
+        logs = paths.job_logs(job.id)
+        assert remote.system.exists(logs, paths.EVENTS)
+        worker_logs = remote.system.list(paths.workers_dir(logs))
+        assert any("scored" in remote.system.read_text(p) for p in worker_logs
+                   if p.endswith(".stdout.txt"))
+    finally:
+        remote.close()
+        service.delete_container(container)

@@ -581,6 +581,8 @@ class _Run:
     def _finish(self, state: str, reason: str | None) -> db.Job:
         telemetry.job_finished(state, reason)
         drop_model_folder(self.job.id)  # the job ended: its copy of the model is not needed
+        if not self.ws.system.is_local:  # this machine's staging of a remote store's job
+            _remove(self._staging())
         self._report(state, force=True)
         self.logs.event("job-finished", state=state, reason=reason,
                         items_succeeded=self.items_ok, items_failed=self.items_failed)
