@@ -24,7 +24,7 @@ import pytest
 
 from servers import free_port, skip_missing
 
-__all__ = ["ACCOUNT", "KEY", "azurite", "azurite_blob", "connection_string"]
+__all__ = ["ACCOUNT", "KEY", "azure_env", "azurite", "azurite_blob", "connection_string"]
 
 ACCOUNT = "devstoreaccount1"
 # The emulator's published development key (the same in every Azurite install).
@@ -87,6 +87,22 @@ def azurite_blob() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[str]:
-    """A connection string of a running Azurite blob service (one per test session)."""
+    """A connection string of a running Azurite blob service (one per test session: imported
+    by tests/conftest.py alone, since a fixture imported into several modules is a separate
+    fixture, and a separate Azurite, in each)."""
     with azurite_blob() as conn:
         yield conn
+
+
+@pytest.fixture
+def azure_env(azurite: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """``$AZURE_STORAGE_CONNECTION_STRING`` set to Azurite's for this test. adlfs reads it
+    when a filesystem is made and fsspec keeps one filesystem per set of arguments (none for
+    ``az://``), so the instances made under another test's variable are dropped, before and
+    after."""
+    AzureBlobFileSystem = pytest.importorskip("adlfs").AzureBlobFileSystem
+
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite)
+    AzureBlobFileSystem.clear_instance_cache()
+    yield azurite
+    AzureBlobFileSystem.clear_instance_cache()

@@ -148,6 +148,7 @@ def service(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 # fixtures, and the hook that ends the run with one line per missing test server
+from azurite import azure_env, azurite  # noqa: E402, F401
 from ray_cluster import ray_cluster, ray_gpu_node, ray_worker_node  # noqa: E402, F401
 from servers import (  # noqa: E402, F401
     pg_database,

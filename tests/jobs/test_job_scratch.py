@@ -9,9 +9,6 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
-from azurite import azurite  # noqa: F401 - session fixture
 from batchscore import paths
 from batchscore.jobs import resume_job, run_job, submit_job
 from batchscore.jobs.logs import JobLogs
@@ -108,17 +105,14 @@ def test_a_remote_system_stores_log_copies_go_when_the_logs_are_closed(machine_t
         system.remove("", recursive=True)
 
 
-@pytest.mark.usefixtures("azurite")
 def test_a_job_with_a_remote_system_store_leaves_nothing_on_this_machine(
-        ws, script, files, machine_tmp, tmp_path, azurite, monkeypatch):  # noqa: F811
+        ws, script, files, machine_tmp, tmp_path, azure_env, monkeypatch):
     """The system store in Azure Blob (the emulator): the job's logs, the workers' logs and the
     files the script stages are uploaded; this machine's copies of them go when the job ends."""
     from azure.storage.blob import BlobServiceClient
 
-    pytest.importorskip("adlfs")
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite)
     container = f"system-{os.getpid()}"
-    service = BlobServiceClient.from_connection_string(azurite)
+    service = BlobServiceClient.from_connection_string(azure_env)
     service.create_container(container)
     monkeypatch.setenv("BATCHSCORE_SYSTEM_STORE", f"az://{container}")
     remote = open_workspace(ws.settings.root)

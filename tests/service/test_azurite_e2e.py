@@ -9,7 +9,6 @@ import av
 import pytest
 from svc_helpers import CLIP, FAST, TestClient, wait_for
 
-from azurite import azurite  # noqa: F401 - session fixture
 from batchscore.service import ServiceConfig, create_app
 from batchscore.workspace import open_workspace
 from helpers import left_in_tmp
@@ -19,12 +18,11 @@ pytest.importorskip("adlfs")
 
 
 @pytest.fixture
-def az_ws(ws, azurite, monkeypatch):  # noqa: F811
+def az_ws(ws, azure_env, monkeypatch):
     from azure.storage.blob import BlobServiceClient
 
-    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite)
     monkeypatch.setenv("BATCHSCORE_DATA_STORE", "az://")
-    service = BlobServiceClient.from_connection_string(azurite)
+    service = BlobServiceClient.from_connection_string(azure_env)
     for name in ("incoming", "outgoing"):
         if not service.get_container_client(name).exists():
             service.create_container(name)
