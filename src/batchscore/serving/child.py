@@ -7,7 +7,9 @@ descriptors it inherits (the deployment's public socket, which the supervisor ke
 and a private one on which the supervisor checks that this very process is ready).
 SIGTERM makes it stop accepting at once, then wait until every connection it has accepted
 has begun its first request (uvicorn's shutdown closes a connection that has not sent one
-yet, and the client, which connected before the swap, would see its request refused), then
+yet, and the client, which connected before the swap, would see its request refused; a
+connection accepted in the moment before SIGTERM is waited for too, though asyncio hands it
+to uvicorn a few loop turns later), then
 shut down as uvicorn does: finish the requests in flight, then exit. The wait is for that
 event, checked every ``POLL_SECONDS``, bounded by the graceful period (a client that connects
 and never sends cannot hold a swap longer than that). When its supervisor dies it exits too,
@@ -41,6 +43,18 @@ def _unstarted(connections: object) -> int:
     return count
 
 
+def _accepting(loop: object) -> int:
+    """How many connections this event loop has accepted but not yet handed to a protocol:
+    asyncio accepts in a batch, then makes each one's transport and protocol in a task of its
+    own (``_accept_connection2``); until that task ends, uvicorn does not know the connection
+    (its ``connection_made`` comes last)."""
+    import asyncio
+
+    return sum(1 for task in asyncio.all_tasks(loop)  # type: ignore[arg-type]
+               if not task.done() and getattr(task.get_coro(), "__qualname__", "")
+               .endswith("_accept_connection2"))
+
+
 def _draining_server(config: object, limit: float) -> object:
     import asyncio
     import signal
@@ -64,12 +78,15 @@ def _draining_server(config: object, limit: float) -> object:
             self.draining = True
             loop = self.loop
 
-            def settled(deadline: float) -> None:
-                if (_unstarted(self.server_state.connections) == 0
-                        or loop.time() >= deadline):
+            def settled(deadline: float, quiet: int = 0) -> None:
+                # every accepted connection is uvicorn's and has begun its request, seen on
+                # two checks in a row (callbacks queued by the first one's have run)
+                busy = _accepting(loop) + _unstarted(self.server_state.connections)
+                quiet = 0 if busy else quiet + 1
+                if quiet >= 2 or loop.time() >= deadline:
                     self.should_exit = True
                 else:
-                    loop.call_later(POLL_SECONDS, settled, deadline)
+                    loop.call_later(POLL_SECONDS, settled, deadline, quiet)
 
             def stop_accepting() -> None:
                 for server in getattr(self, "servers", []):
