@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,11 +41,12 @@ def _same_video(a: Path, b: Path) -> None:
 
 class _Together:
     """The real network, except that a worker's first stylize() leaves a mark ``busy-<pid>``
-    and waits until ``n`` workers have left one (two minutes at most): no worker can finish
-    a segment before every worker has begun one, however slow the others' start is."""
+    and waits at a barrier (made before the workers fork) until every worker has begun a
+    segment: no worker can finish one before the others have started, however slow their
+    start-up is. A barrier that is never met breaks after two minutes (the segment fails)."""
 
-    def __init__(self, model: object, marks: Path, n: int) -> None:
-        self._model, self._marks, self._n, self._joined = model, marks, n, False
+    def __init__(self, model: object, marks: Path, barrier: Any) -> None:
+        self._model, self._marks, self._barrier, self._joined = model, marks, barrier, False
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._model, name)
@@ -51,10 +54,7 @@ class _Together:
     def stylize(self, frames: np.ndarray) -> np.ndarray:
         if not self._joined:
             (self._marks / f"busy-{os.getpid()}").touch()
-            deadline = time.monotonic() + 120
-            while len(list(self._marks.glob("busy-*"))) < self._n and \
-                    time.monotonic() < deadline:
-                time.sleep(0.02)
+            self._barrier.wait(timeout=120)
             self._joined = True
         return self._model.stylize(frames)  # type: ignore[attr-defined]
 
@@ -66,9 +66,10 @@ def test_segments_run_in_parallel_and_join_to_the_input_timing(
     out = tmp_path / "styled.mp4"
     marks = tmp_path / "marks"
     marks.mkdir()
+    barrier = multiprocessing.get_context("fork").Barrier(2)  # inherited by both workers
     real = video_job.model_from_spec
     monkeypatch.setattr(video_job, "model_from_spec",
-                        lambda spec: _Together(real(spec), marks, 2))  # the workers fork
+                        lambda spec: _Together(real(spec), marks, barrier))  # workers fork
     monkeypatch.setenv("BATCHSCORE_WORKER_START", "fork")
     job = stylize_job(ws, str(src), str(out), style=7, max_size=64, workers=2,
                       segment_frames=10)
