@@ -25,6 +25,7 @@ from batchscore.cli import app as cli
 from batchscore.client import Client
 from batchscore.errors import UsageError
 from batchscore.tlsconfig import clear_text_warning, client_verify, server_tls, set_ca_file
+from helpers import left_in_tmp
 from servers import free_port
 
 trustme = pytest.importorskip("trustme")
@@ -247,7 +248,7 @@ def test_model_serve_serves_over_tls(pki, tmp_path):  # type: ignore[no-untyped-
         proc.wait(30)
 
 
-def test_a_deployment_and_its_children_serve_over_tls(ws, pki, tmp_path):  # type: ignore[no-untyped-def]
+def test_a_deployment_and_its_children_serve_over_tls(ws, pki, tmp_path, machine_tmp):  # type: ignore[no-untyped-def]
     pytest.importorskip("mlflow")
     from batchscore.registry.models import artifact_location, client, use_registry
     from batchscore.serving.supervisor import list_deployments, start_deployment, stop_deployment
@@ -276,3 +277,5 @@ def test_a_deployment_and_its_children_serve_over_tls(ws, pki, tmp_path):  # typ
         assert "tls" not in d.to_dict()  # the JSON of `model deployments` keeps its keys
     finally:
         stop_deployment(ws, "total")
+    # the child downloaded the runs:/ version; the copy went with it (MLflow leaves it)
+    assert left_in_tmp(machine_tmp) == []

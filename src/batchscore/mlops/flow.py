@@ -42,6 +42,7 @@ from ..registry.models import (
     artifact_location,
     client,
     list_models,
+    load_pyfunc,
     safe_tag,
     use_registry,
 )
@@ -202,7 +203,7 @@ def _run(ws: Workspace, proj: Project, run_id: str, data: pd.DataFrame | None,
     champion = _champion(ws, proj.model_name)
     alias, best = champion if champion is not None else ("production", None)
     log(f"evaluate against {alias} ...")
-    best_metrics = _champion_metrics(proj, alias, best, test_df, features, target)
+    best_metrics = _champion_metrics(ws, proj, alias, best, test_df, features, target)
     promoted, reason = _decide(metrics["rmse"], best_metrics.get("rmse"),
                                float(params["promotion"]["margin"]), alias)
     log(reason)
@@ -277,16 +278,14 @@ def _train(ws: Workspace, proj: Project, tags: dict[str, str], train_df: pd.Data
         return _Trained(info.model_uri, active.info.run_id, metrics)
 
 
-def _champion_metrics(proj: Project, alias: str, best: ModelVersion | None,
+def _champion_metrics(ws: Workspace, proj: Project, alias: str, best: ModelVersion | None,
                       test_df: pd.DataFrame, features: list[str], target: str
                       ) -> dict[str, float]:
     """The champion's metrics on the same held-out split ({} without a champion)."""
-    import mlflow
-
     if best is None:
         return {}
     try:
-        best_model = mlflow.pyfunc.load_model(best.uri)
+        best_model = load_pyfunc(ws, best)
     except Exception as exc:  # a flavour's loader raises anything on broken artifacts
         raise InputError(f"the {alias} version {best.uri} ({best.source}) cannot be "
                          f"loaded to compare with: {type(exc).__name__}: {exc}") from None

@@ -21,8 +21,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
+import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..errors import ModelNotFoundError
 from ..workspace import Workspace
@@ -39,6 +43,7 @@ __all__ = [
     "client",
     "get_version",
     "list_models",
+    "load_pyfunc",
     "parse_ref",
     "production_state",
     "promote",
@@ -174,6 +179,27 @@ def list_models(ws: Workspace, name: str | None = None) -> list[ModelVersion]:
     for model in sorted(c.search_registered_models(), key=lambda m: m.name):
         out.extend(_versions(c, model.name))
     return out
+
+
+def load_pyfunc(ws: Workspace, version: ModelVersion) -> Any:
+    """``version`` loaded as an MLflow pyfunc model. Files the registry keeps on this machine
+    are read in place; others (``runs:/``, a remote artifact store) are downloaded into a
+    private temporary folder that goes with the model (when it is collected, at the latest
+    when the process exits), where MLflow alone would leave one copy per load."""
+    import mlflow.pyfunc
+
+    use_registry(ws)
+    where = client(ws).get_model_version_download_uri(version.name, str(version.version))
+    if urlsplit(where).scheme in ("", "file"):
+        return mlflow.pyfunc.load_model(version.uri)
+    folder = tempfile.mkdtemp(prefix="batchscore-model-")
+    try:
+        model = mlflow.pyfunc.load_model(version.uri, dst_path=folder)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    weakref.finalize(model, shutil.rmtree, folder, ignore_errors=True)
+    return model
 
 
 def get_version(ws: Workspace, ref: str) -> ModelVersion:

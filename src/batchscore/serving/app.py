@@ -43,14 +43,11 @@ MAX_BODY_BYTES = 5 * 1024 * 1024
 
 def load_served_model(ws: Workspace, ref: str) -> ServedModel:
     """A registry version (``NAME@ALIAS``, ``NAME/VERSION``) loaded through MLflow pyfunc."""
-    import mlflow.pyfunc
-
-    from ..registry.models import get_version, use_registry
+    from ..registry.models import get_version, load_pyfunc
 
     version = get_version(ws, ref)
-    use_registry(ws)
     try:
-        model = mlflow.pyfunc.load_model(version.uri)
+        model = load_pyfunc(ws, version)
     except Exception as exc:  # a flavour's loader raises anything on broken artifacts
         raise InputError(f"model {version.uri} ({version.source}) cannot be loaded: "
                          f"{type(exc).__name__}: {exc}") from None
