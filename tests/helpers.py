@@ -36,8 +36,9 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 60.0, every: float =
 def left_in_tmp(tmp_dir: Path) -> list[str]:
     """What jobs left in the temporary folder ``tmp_dir`` (the ``machine_tmp`` fixture's),
     once their workers have stopped (a finished job's pool is stopped by a thread: waited
-    for). The machine's job folders (``batchscore/model-dirs``) may stay, empty."""
+    for). The user's machine folder (``batchscore-<uid>``, ``workspace.machine_dir``) may
+    keep empty folders."""
     wait_for(lambda: not any(t.name == "batchscore-pool-close" for t in threading.enumerate()),
              what="the jobs' workers to stop")
     return sorted({str(p) for p in tmp_dir.rglob("*") if not p.is_dir()}
-                  | {str(p) for p in tmp_dir.iterdir() if p.name != "batchscore"})
+                  | {str(p) for p in tmp_dir.iterdir() if p.name != f"batchscore-{os.getuid()}"})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -17,7 +19,8 @@ from .secrets import init_secrets
 from .state import connect, create_database
 from .storage import Store
 
-__all__ = ["Workspace", "init_workspace", "open_workspace", "private_dir", "write_private"]
+__all__ = ["Workspace", "init_workspace", "machine_dir", "open_workspace", "private_dir",
+           "write_private"]
 
 
 @dataclass
@@ -100,6 +103,33 @@ def private_dir(path: str | os.PathLike[str]) -> Path:
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(folder, 0o700)
     return folder
+
+
+def machine_dir(*parts: str) -> Path:
+    """``$TMPDIR/batchscore-<uid>/<parts>``: where this user's batchscore keeps what it holds
+    on this machine outside a workspace (copies of remote models and scoring scripts, the
+    registry's downloads, a remote system store's staging and scratch, runner logs). Only
+    the root is made here (0700); callers make what is below it.
+
+    The root is this user's alone: a shared temporary folder is writable by every user, and
+    a folder there that another user made first could hold a model or script that a job
+    would then load, or receive what a job writes. A root that is a link, is not this
+    user's, or that others may write to is refused with what to do."""
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    root = Path(tempfile.gettempdir()) / f"batchscore-{uid if uid is not None else 'user'}"
+    with contextlib.suppress(FileExistsError):
+        root.mkdir(mode=0o700)
+    info = os.lstat(root)
+    if uid is not None:
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != uid \
+                or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise WorkspaceError(
+                f"{root} is not a private folder of this user (uid {uid}): it is a link, "
+                f"another user's, or others may write to it; remove it, or set TMPDIR to a "
+                "folder of your own")
+        if info.st_mode & 0o077:
+            os.chmod(root, 0o700)
+    return root.joinpath(*parts)
 
 
 def _private_file(path: Path) -> None:

@@ -20,7 +20,6 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, SpecError
@@ -29,7 +28,7 @@ from ..jobs.spec import JobSpec, spec_from_mapping
 from ..pipelines.contract import Plan, submit_and_attach
 from ..registry.models import get_version
 from ..state.runs import list_runs, run_by_key
-from ..workspace import Workspace
+from ..workspace import Workspace, machine_dir
 from .deployments import get_deployment
 from .endpoints import Endpoint, get_endpoint
 from .specs import check_model_location, is_registry_ref, templated, with_registry
@@ -220,9 +219,7 @@ def start_runner(ws: Workspace, run_id: str) -> subprocess.Popen[bytes]:
     if ws.system.is_local:
         log_dir = ws.system.local_path("runs", run_id)
     else:
-        import tempfile
-
-        log_dir = Path(tempfile.gettempdir()) / "batchscore" / "runs" / run_id
+        log_dir = machine_dir("runs", run_id)
     log_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, BATCHSCORE_WORKSPACE=str(ws.settings.root))
     with open(log_dir / "runner.log", "ab") as log:

@@ -20,7 +20,6 @@ import gzip
 import hashlib
 import io
 import tarfile
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from pathlib import Path
 from ..errors import BundleTooLargeError, InputError, ScriptError, SpecError
 from ..paths import script_bundle
 from ..storage import Store
+from ..workspace import machine_dir
 from .spec import JobSpec
 
 __all__ = [
@@ -308,7 +308,7 @@ def _check(archive: bytes, scoring_script: str, limit: int | None) -> _Checked:
 
 
 def _cache_root() -> Path:
-    return Path(tempfile.gettempdir()) / "batchscore" / "scripts"
+    return machine_dir("scripts")
 
 
 def store_bundle(system: Store, archive: bytes, scoring_script: str,

@@ -30,7 +30,7 @@ from ..errors import JobStateError
 from ..state import jobs as db
 from ..state.db import connected_engines
 from ..state.tables import jobs as jobs_table
-from ..workspace import Workspace
+from ..workspace import Workspace, machine_dir
 from .executors import Completion, Executor, Outcome, make_executor
 from .kinds import CommitContext, JobKind, WorkerConfig, get_kind
 from .logs import JobLogs
@@ -289,7 +289,7 @@ class _Run:
     def _staging(self) -> Path:
         if self.ws.system.is_local:
             return self.ws.system.local_path(paths.job_staging(self.job.id))
-        return Path(tempfile.gettempdir()) / "batchscore" / self.job.id / "staging"
+        return machine_dir(self.job.id, "staging")
 
     def _scratch_root(self) -> Path:
         """The job's local scratch: one folder per run in it (see WorkerConfig.scratch_dir)."""

@@ -29,6 +29,7 @@ from ..errors import InputError, ScriptError
 from ..io import sql
 from ..paths import job_code, part_path
 from ..storage import Store, local_copy, to_url
+from ..workspace import machine_dir
 from .kinds import (
     CommitContext,
     ContractError,
@@ -291,7 +292,7 @@ def model_folder(job_id: str, model: str) -> Path:
 
 def model_dirs() -> Path:
     """Where this machine keeps each job's ``AZUREML_MODEL_DIR`` (:func:`model_folder`)."""
-    return Path(tempfile.gettempdir()) / "batchscore" / "model-dirs"
+    return machine_dir("model-dirs")
 
 
 def drop_model_folder(job_id: str) -> None:

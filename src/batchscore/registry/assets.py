@@ -21,13 +21,16 @@ are made absolute, URLs stay) under ``assets/data/<name>/<version>.json`` in the
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from fsspec.core import url_to_fs
 
@@ -42,12 +45,14 @@ from ..jobs.refs import (
 )
 from ..jobs.spec import read_yaml_mapping
 from ..storage import to_url
+from ..workspace import machine_dir
 from .models import (
     ModelVersion,
     artifact_location,
     client,
     get_version,
     list_models,
+    registry_uri,
     use_registry,
 )
 
@@ -216,8 +221,8 @@ def resolve_model(ws: Workspace, ref: str) -> ResolvedModel:
     version or label is a :class:`ModelNotFoundError` naming what exists."""
     v = _pick(ws, ref)
     location = client(ws).get_model_version_download_uri(v.name, str(v.version))
-    scheme = location.split("://", 1)[0] if "://" in location else "file"
-    if location.startswith("/") or scheme in _FSSPEC_SCHEMES:
+    scheme = urlsplit(location).scheme  # runs:/RUN/model has a scheme and no "://"
+    if not scheme or location.startswith("/") or scheme in _FSSPEC_SCHEMES:
         location = to_url(location)
     else:  # runs:/, models:/, mlflow-artifacts:/...: fetched once into this machine's cache
         location = _download(ws, v, location)
@@ -225,15 +230,29 @@ def resolve_model(ws: Workspace, ref: str) -> ResolvedModel:
 
 
 def _download(ws: Workspace, v: ModelVersion, uri: str) -> str:
+    """The version's files, downloaded once into this user's cache on this machine. The
+    cache is keyed by the registry and the version's identity (source and creation time),
+    not by name and number alone: version 1 of ``m`` in another workspace, or in this one
+    after its registry was made again, is another model."""
     import mlflow
 
-    target = Path(tempfile.gettempdir()) / "batchscore" / "registry" / v.name / str(v.version)
-    done = target / ".complete"
-    if not done.exists():
+    identity = "\0".join([registry_uri(ws), v.name, str(v.version), v.source, repr(v.created_at)])
+    key = hashlib.sha256(identity.encode()).hexdigest()[:32]
+    root = machine_dir("registry")
+    target = root / key
+    if not target.exists():  # made whole by one rename: never seen half-downloaded
         use_registry(ws)
-        target.mkdir(parents=True, exist_ok=True)
-        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(target / v.name))
-        done.write_text("")
+        root.mkdir(exist_ok=True)
+        build = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=root))
+        try:
+            mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(build / v.name))
+            try:
+                build.rename(target)
+            except OSError:  # another process made it first
+                if not target.exists():
+                    raise
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
     return to_url(str(target / v.name))
 
 
