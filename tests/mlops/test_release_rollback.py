@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import textwrap
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,6 +141,10 @@ def history(ws) -> list[int] | None:  # type: ignore[no-untyped-def]
     return None if raw is None else json.loads(raw)
 
 
+def _stamp(t: float) -> str:
+    return f"{time.strftime('%H:%M:%S', time.localtime(t))}.{int(t % 1 * 1000):03d}"
+
+
 class Load:
     """Clients scoring the deployment in a loop; every request must get a full answer.
 
@@ -156,11 +161,13 @@ class Load:
         with httpx.Client(base_url=self.url, timeout=30,
                           limits=httpx.Limits(max_keepalive_connections=0)) as http:
             while not self.stop.is_set():
+                started = time.time()
                 try:
                     r = http.post("/invocations", json={"instances": SAMPLE_ROWS})
                     v = http.get("/version")
-                except httpx.HTTPError as exc:
-                    self.failures.append(f"{type(exc).__name__}: {exc}")
+                except httpx.HTTPError as exc:  # when, to read beside the deployment's log
+                    self.failures.append(f"{type(exc).__name__}: {exc} (request sent at "
+                                         f"{_stamp(started)}, failed at {_stamp(time.time())})")
                     continue
                 if r.status_code != 200 or len(r.json()["predictions"]) != 2:
                     self.failures.append(f"{r.status_code}: {r.text}")
@@ -243,7 +250,8 @@ def test_failed_production_smoke_test_swaps_back_under_load(mws, cli, deployed):
         f"error: smoke test of {NAME}/2 in production failed: check 'sample rows' failed: "
         f"prediction 0 is None, not a finite number; the deployment at {deployed.url} serves "
         f"version 1 again; the production alias is back on version 1"]
-    assert load.failures == []  # no request lost in the swap to 2 or in the swap back
+    # no request lost in the swap to 2 or in the swap back (else: the deployment's log)
+    assert load.failures == [], Path(before.log).read_text()[-6000:]
     assert load.versions and load.versions[-1] == "1" and set(load.versions) <= {"1", "2"}
     after = get_deployment(mws, NAME)
     assert after is not None and after.version == 1 and after.pid == before.pid

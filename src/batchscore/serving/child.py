@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["POLL_SECONDS", "main", "serve_on"]
+__all__ = ["POLL_SECONDS", "log_line", "main", "serve_on"]
 
 POLL_SECONDS = 0.02
 
@@ -55,6 +55,18 @@ def _accepting(loop: object) -> int:
                .endswith("_accept_connection2"))
 
 
+def log_line(message: str) -> None:
+    """A line of the deployment's log (the supervisor's output, which its children share),
+    stamped to the millisecond: a swap's steps are milliseconds apart."""
+    now = time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+    print(f"{stamp}.{int(now % 1 * 1000):03d} {message}", flush=True)
+
+
+def _say(message: str) -> None:
+    log_line(f"child {os.getpid()}: {message}")
+
+
 def _draining_server(config: object, limit: float) -> object:
     import asyncio
     import signal
@@ -78,19 +90,26 @@ def _draining_server(config: object, limit: float) -> object:
             self.draining = True
             loop = self.loop
 
-            def settled(deadline: float, quiet: int = 0) -> None:
+            def settled(deadline: float, quiet: int = 0, checks: int = 1) -> None:
                 # every accepted connection is uvicorn's and has begun its request, seen on
                 # two checks in a row (callbacks queued by the first one's have run)
                 busy = _accepting(loop) + _unstarted(self.server_state.connections)
                 quiet = 0 if busy else quiet + 1
                 if quiet >= 2 or loop.time() >= deadline:
+                    why = ("every accepted connection has begun its request" if quiet >= 2
+                           else f"{busy} accepted connection(s) sent nothing in time")
+                    _say(f"{why} ({checks} checks); finishing "
+                         f"{len(self.server_state.connections)} connection(s), then exiting")
                     self.should_exit = True
                 else:
-                    loop.call_later(POLL_SECONDS, settled, deadline, quiet)
+                    loop.call_later(POLL_SECONDS, settled, deadline, quiet, checks + 1)
 
             def stop_accepting() -> None:
                 for server in getattr(self, "servers", []):
                     server.close()
+                _say(f"SIGTERM: stopped accepting; {_accepting(loop)} connection(s) being "
+                     f"accepted, {_unstarted(self.server_state.connections)} not begun, "
+                     f"{len(self.server_state.connections)} open")
                 settled(loop.time() + limit)
 
             loop.call_soon_threadsafe(stop_accepting)
@@ -141,6 +160,7 @@ def serve_on(sockets: list[socket.socket], *, ref: str | None = None,
 
         threading.Thread(target=watch, name="parent-watch", daemon=True).start()
     server.run(sockets=sockets)
+    _say(f"stopped after {server.server_state.total_requests} request(s)")
 
 
 def main(argv: list[str] | None = None) -> int:

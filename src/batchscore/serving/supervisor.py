@@ -388,10 +388,10 @@ class _Supervisor:
         self.control_port = 0
 
     def say(self, message: str) -> None:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         from ..redact import redact
+        from .child import log_line
 
-        print(redact(f"{stamp} supervisor {self.name} ({self.env}): {message}"), flush=True)
+        log_line(redact(f"supervisor {self.name} ({self.env}): {message}"))
 
     def write_state(self, status: str, error: str | None = None) -> None:
         import psutil
