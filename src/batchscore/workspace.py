@@ -117,6 +117,7 @@ def machine_dir(*parts: str) -> Path:
     user's, or that others may write to is refused with what to do."""
     uid = os.getuid() if hasattr(os, "getuid") else None
     root = Path(tempfile.gettempdir()) / f"batchscore-{uid if uid is not None else 'user'}"
+    root.parent.mkdir(parents=True, exist_ok=True)  # a $TMPDIR not made yet
     with contextlib.suppress(FileExistsError):
         root.mkdir(mode=0o700)
     info = os.lstat(root)

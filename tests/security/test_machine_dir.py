@@ -32,6 +32,14 @@ def test_the_folder_is_made_private_to_this_user(machine_tmp: Path) -> None:
     assert stat.S_IMODE(os.lstat(root).st_mode) == 0o700
 
 
+def test_a_temporary_folder_not_made_yet_is_made(machine_tmp: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(machine_tmp / "not" / "yet"))
+    assert machine_dir("x").parent.is_dir()
+
+
 @pytest.mark.parametrize("plant", ["link", "writable", "other-user"])
 def test_a_planted_root_is_refused(machine_tmp: Path, tmp_path: Path, plant: str) -> None:
     root = machine_tmp / f"batchscore-{os.getuid()}"
