@@ -33,6 +33,7 @@ from batchscore.registry.models import (
     promote,
     use_registry,
 )
+from batchscore.serving.child import log_stamp
 from batchscore.serving.supervisor import (
     DeploymentError,
     get_deployment,
@@ -141,10 +142,6 @@ def history(ws) -> list[int] | None:  # type: ignore[no-untyped-def]
     return None if raw is None else json.loads(raw)
 
 
-def _stamp(t: float) -> str:
-    return f"{time.strftime('%H:%M:%S', time.localtime(t))}.{int(t % 1 * 1000):03d}"
-
-
 class Load:
     """Clients scoring the deployment in a loop; every request must get a full answer.
 
@@ -167,7 +164,7 @@ class Load:
                     v = http.get("/version")
                 except httpx.HTTPError as exc:  # when, to read beside the deployment's log
                     self.failures.append(f"{type(exc).__name__}: {exc} (request sent at "
-                                         f"{_stamp(started)}, failed at {_stamp(time.time())})")
+                                         f"{log_stamp(started)}, failed at {log_stamp()})")
                     continue
                 if r.status_code != 200 or len(r.json()["predictions"]) != 2:
                     self.failures.append(f"{r.status_code}: {r.text}")

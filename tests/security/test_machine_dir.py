@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import stat
+import tempfile
 import textwrap
 import warnings
 from pathlib import Path
@@ -16,6 +17,14 @@ from pathlib import Path
 import pytest
 
 from batchscore.errors import WorkspaceError
+from batchscore.registry.assets import resolve_model
+from batchscore.registry.models import (
+    artifact_location,
+    client,
+    get_version,
+    load_pyfunc,
+    use_registry,
+)
 from batchscore.workspace import Workspace, init_workspace, machine_dir
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "getuid"), reason="POSIX users")
@@ -34,8 +43,6 @@ def test_the_folder_is_made_private_to_this_user(machine_tmp: Path) -> None:
 
 def test_a_temporary_folder_not_made_yet_is_made(machine_tmp: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import tempfile
-
     monkeypatch.setattr(tempfile, "tempdir", str(machine_tmp / "not" / "yet"))
     assert machine_dir("x").parent.is_dir()
 
@@ -80,8 +87,6 @@ def _register_by_run(ws: Workspace, tmp_path: Path, value: float) -> None:
     import pandas as pd
     from mlflow.models import infer_signature
 
-    from batchscore.registry.models import artifact_location, client, use_registry
-
     code = tmp_path / f"model_{int(value)}.py"
     code.write_text(textwrap.dedent(MODEL).replace("VALUE", repr(value)))
     folder = tmp_path / f"model-{int(value)}"
@@ -103,8 +108,6 @@ def test_version_1_of_two_workspaces_are_two_models(machine_tmp: Path, tmp_path:
     import mlflow.pyfunc
     import pandas as pd
 
-    from batchscore.registry.assets import resolve_model
-
     found = []
     for value in (1.0, 2.0):
         ws = init_workspace(tmp_path / f"ws{int(value)}")
@@ -125,8 +128,6 @@ def test_a_served_version_s_download_goes_with_it(machine_tmp: Path, ws: Workspa
                                                   tmp_path: Path) -> None:
     pytest.importorskip("mlflow")
     import pandas as pd
-
-    from batchscore.registry.models import get_version, load_pyfunc
 
     _register_by_run(ws, tmp_path, 3.0)
     model = load_pyfunc(ws, get_version(ws, "constant/1"))

@@ -24,6 +24,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from ..errors import InputError, UsageError
+from ..registry.models import get_version, load_pyfunc
 from ..state.events import EventWriter
 from ..workspace import Workspace
 from .anomaly import AnomalyConfig, AnomalyDetector, log_event
@@ -43,8 +44,6 @@ MAX_BODY_BYTES = 5 * 1024 * 1024
 
 def load_served_model(ws: Workspace, ref: str) -> ServedModel:
     """A registry version (``NAME@ALIAS``, ``NAME/VERSION``) loaded through MLflow pyfunc."""
-    from ..registry.models import get_version, load_pyfunc
-
     version = get_version(ws, ref)
     try:
         model = load_pyfunc(ws, version)

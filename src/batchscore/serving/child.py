@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["POLL_SECONDS", "log_line", "main", "serve_on"]
+__all__ = ["POLL_SECONDS", "log_line", "log_stamp", "main", "serve_on"]
 
 POLL_SECONDS = 0.02
 
@@ -55,12 +55,16 @@ def _accepting(loop: object) -> int:
                .endswith("_accept_connection2"))
 
 
+def log_stamp(when: float | None = None) -> str:
+    """``when`` (default: now) as the deployment's log stamps it, to the millisecond."""
+    now = time.time() if when is None else when
+    return f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now))}.{int(now % 1 * 1000):03d}"
+
+
 def log_line(message: str) -> None:
     """A line of the deployment's log (the supervisor's output, which its children share),
     stamped to the millisecond: a swap's steps are milliseconds apart."""
-    now = time.time()
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-    print(f"{stamp}.{int(now % 1 * 1000):03d} {message}", flush=True)
+    print(f"{log_stamp()} {message}", flush=True)
 
 
 def _say(message: str) -> None:

@@ -38,8 +38,10 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import DeploymentError
+from ..redact import redact
 from ..tlsconfig import ServerTLS, pinned_context
 from ..workspace import Workspace
+from .child import log_line
 
 __all__ = [
     "ENVIRONMENTS",
@@ -388,9 +390,6 @@ class _Supervisor:
         self.control_port = 0
 
     def say(self, message: str) -> None:
-        from ..redact import redact
-        from .child import log_line
-
         log_line(redact(f"supervisor {self.name} ({self.env}): {message}"))
 
     def write_state(self, status: str, error: str | None = None) -> None:
