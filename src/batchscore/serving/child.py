@@ -5,11 +5,12 @@ Started by the supervisor (:mod:`batchscore.serving.supervisor`) as
 --model-dir DIR)``. It never binds a port: it serves on the listening sockets whose file
 descriptors it inherits (the deployment's public socket, which the supervisor keeps open,
 and a private one on which the supervisor checks that this very process is ready).
-SIGTERM makes it stop accepting at once, then wait until every connection it has accepted
-has begun its first request (uvicorn's shutdown closes a connection that has not sent one
-yet, and the client, which connected before the swap, would see its request refused; a
-connection accepted in the moment before SIGTERM is waited for too, though asyncio hands it
-to uvicorn a few loop turns later), then
+SIGTERM makes it stop accepting at once (in the loop turn after any connections asyncio has
+just accepted got their transports: closing the server before that drops them unanswered),
+then wait until every connection it has accepted has begun its first request (uvicorn's
+shutdown closes a connection that has not sent one yet, and the client, which connected
+before the swap, would see its request refused; a connection accepted in the moment before
+SIGTERM is waited for too, though asyncio hands it to uvicorn a few loop turns later), then
 shut down as uvicorn does: finish the requests in flight, then exit. The wait is for that
 event, checked every ``POLL_SECONDS``, bounded by the graceful period (a client that connects
 and never sends cannot hold a swap longer than that). When its supervisor dies it exits too,
@@ -24,9 +25,10 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["POLL_SECONDS", "log_line", "log_stamp", "main", "serve_on"]
+__all__ = ["POLL_SECONDS", "close_servers", "log_line", "log_stamp", "main", "serve_on"]
 
 POLL_SECONDS = 0.02
 
@@ -53,6 +55,34 @@ def _accepting(loop: object) -> int:
     return sum(1 for task in asyncio.all_tasks(loop)  # type: ignore[arg-type]
                if not task.done() and getattr(task.get_coro(), "__qualname__", "")
                .endswith("_accept_connection2"))
+
+
+def _unmade(loop: object) -> int:
+    """How many accepted connections wait for the first step of their ``_accept_connection2``
+    task, which makes their transport: until it runs, closing the server would make that step
+    fail (CPython's ``Server._attach`` asserts the server is open; asyncio drops the error
+    unless in debug mode) and the accepted socket would be closed unanswered."""
+    import asyncio
+    import inspect
+
+    return sum(1 for task in asyncio.all_tasks(loop)  # type: ignore[arg-type]
+               if getattr(task.get_coro(), "__qualname__", "").endswith("_accept_connection2")
+               and inspect.getcoroutinestate(task.get_coro()) == inspect.CORO_CREATED)
+
+
+def close_servers(loop: object, servers: list[object], then: Callable[[], None]) -> None:
+    """Close ``servers`` (asyncio servers on ``loop``) in a loop turn in which no connection
+    they accepted is still waiting for its transport, then call ``then``.
+
+    A SIGTERM can queue the stop before the tasks of a batch of connections that asyncio has
+    just accepted; those tasks run first, then the servers close. Closing cancels any accept
+    already queued in the same turn, so no connection is accepted after."""
+    if _unmade(loop):
+        loop.call_soon(close_servers, loop, servers, then)  # type: ignore[attr-defined]
+        return
+    for server in servers:
+        server.close()  # type: ignore[attr-defined]
+    then()
 
 
 def log_stamp(when: float | None = None) -> str:
@@ -108,15 +138,14 @@ def _draining_server(config: object, limit: float) -> object:
                 else:
                     loop.call_later(POLL_SECONDS, settled, deadline, quiet, checks + 1)
 
-            def stop_accepting() -> None:
-                for server in getattr(self, "servers", []):
-                    server.close()
+            def stopped_accepting() -> None:
                 _say(f"SIGTERM: stopped accepting; {_accepting(loop)} connection(s) being "
                      f"accepted, {_unstarted(self.server_state.connections)} not begun, "
                      f"{len(self.server_state.connections)} open")
                 settled(loop.time() + limit)
 
-            loop.call_soon_threadsafe(stop_accepting)
+            loop.call_soon_threadsafe(lambda: close_servers(
+                loop, list(getattr(self, "servers", [])), stopped_accepting))
 
     return DrainingServer(config)  # type: ignore[arg-type]
 
