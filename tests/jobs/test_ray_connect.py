@@ -43,6 +43,35 @@ def test_a_client_server_that_failed_to_start_is_tried_again() -> None:
     assert (ray.inits, ray.shutdowns) == (3, 2)
 
 
+# the proxy's own start-up of the server failed (seen under a CPU hog: Ray's psutil check of
+# the server process it had just started, which had exited)
+PROXY_START_FAILED = """Initialization failure from server:
+Traceback (most recent call last):
+  File "ray/util/client/server/proxier.py", line 765, in Datapath
+    if not self.proxy_manager.start_specific_server(
+  File "ray/util/client/server/proxier.py", line 396, in start_specific_server
+    cmd = psutil_proc.cmdline()
+  File "ray/thirdparty_files/psutil/_pslinux.py", line 1648, in _raise_if_zombie
+    raise ZombieProcess(self.pid, self._name, self._ppid)
+psutil.ZombieProcess: PID still exists but it's a zombie (pid=20851)
+"""
+
+
+def test_a_proxy_that_failed_starting_the_server_is_tried_again() -> None:
+    ray = _Ray(fail=1, message=PROXY_START_FAILED)
+    ray_executor._connect(ray, "ray://127.0.0.1:10001", 1)
+    assert (ray.inits, ray.shutdowns) == (2, 1)
+
+
+def test_other_server_side_init_failures_are_not_tried_again() -> None:
+    ray = _Ray(fail=1, message="Initialization failure from server:\nTraceback (most recent "
+               "call last):\n  File \"ray/util/client/server/server.py\", in Init\n"
+               "ValueError: bad job config")
+    with pytest.raises(UsageError, match="bad job config"):
+        ray_executor._connect(ray, "ray://127.0.0.1:10001", 1)
+    assert ray.inits == 1
+
+
 def test_it_gives_up_after_the_last_try() -> None:
     ray = _Ray(fail=99, message=TRANSIENT)
     with pytest.raises(UsageError, match="could not join the Ray cluster"):

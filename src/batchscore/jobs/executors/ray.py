@@ -371,6 +371,17 @@ def _fits(have: dict[str, float], need: dict[str, float]) -> bool:
 CLIENT_START_TRIES = 3
 
 
+def _client_server_start_failed(exc: BaseException) -> bool:
+    """Whether joining failed because the Ray client proxy could not start the server it
+    starts for each client, which on a loaded head is transient (a new try usually works):
+    the start timed out ("Starting Ray client server failed"), or the proxy's own start-up
+    code failed (its traceback, sent back as the init's error, is in ``start_specific_server``:
+    for instance Ray's psutil check of a server process that had just exited)."""
+    text = str(exc)
+    return "Starting Ray client server failed" in text or (
+        "Initialization failure from server" in text and "start_specific_server" in text)
+
+
 def _connect(ray: Any, address: str | None, cpus: float) -> None:
     """Join the cluster at ``address``, or start a local instance; reuse a live connection."""
     if ray.is_initialized():
@@ -386,10 +397,7 @@ def _connect(ray: Any, address: str | None, cpus: float) -> None:
             ray.init(address=address, **common)
             return
         except Exception as exc:
-            # The Ray client proxy starts one server per client; on a loaded head that start
-            # can time out ("Starting Ray client server failed"): a new try usually succeeds.
-            transient = "Starting Ray client server failed" in str(exc)
-            if transient and attempt + 1 < CLIENT_START_TRIES:
+            if _client_server_start_failed(exc) and attempt + 1 < CLIENT_START_TRIES:
                 with contextlib.suppress(Exception):
                     ray.shutdown()
                 time.sleep(2.0 * (attempt + 1))
