@@ -6,6 +6,7 @@
 #     .ci/under-load.sh            # make test (the whole suite, servers required)
 #     .ci/under-load.sh ci         # .ci/run's steps: the lowest-versions lanes, then make test
 #     DIR=/tmp/load2 .ci/under-load.sh
+#     HOGS=0 .ci/under-load.sh     # no hogs of its own (runs started together beside shared hogs)
 #
 # The lowest lanes' venvs have no shuffling plugin: there, only the main suite is shuffled.
 set -u
@@ -16,9 +17,9 @@ dir=${DIR:-$(mktemp -d /tmp/batchscore-load.XXXXXX)}
 rm -rf "$dir" && mkdir -p "$dir" && git clone -q "$repo" "$dir/main" && ln -s "$shared" "$dir/shared"
 cd "$dir/main" || exit 2
 echo "under-load: $(git rev-parse --short HEAD) in $dir, mode $mode, start $(date -u +%T), load $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 -c "while 1: pass" & h1=$!
-python3 -c "while 1: pass" & h2=$!
-trap 'kill $h1 $h2 2>/dev/null' EXIT
+hogs=()
+for _ in $(seq 1 "${HOGS:-2}"); do python3 -c "while 1: pass" & hogs+=($!); done
+trap 'kill "${hogs[@]}" 2>/dev/null' EXIT
 start=$(date +%s)
 shuffle="-p random_order --random-order"
 if [ "$mode" = ci ]; then
