@@ -45,16 +45,21 @@ def _unstarted(connections: object) -> int:
     return count
 
 
-def _accepting(loop: object) -> int:
-    """How many connections this event loop has accepted but not yet handed to a protocol:
-    asyncio accepts in a batch, then makes each one's transport and protocol in a task of its
-    own (``_accept_connection2``); until that task ends, uvicorn does not know the connection
-    (its ``connection_made`` comes last)."""
+def _accept_coroutines(loop: object) -> list[object]:
+    """The coroutines of the tasks in which asyncio makes the transport and protocol of each
+    connection it has accepted (``_accept_connection2``; asyncio accepts in a batch, then
+    hands each connection to such a task), for the tasks not done yet."""
     import asyncio
 
-    return sum(1 for task in asyncio.all_tasks(loop)  # type: ignore[arg-type]
-               if not task.done() and getattr(task.get_coro(), "__qualname__", "")
-               .endswith("_accept_connection2"))
+    coros = (task.get_coro() for task in asyncio.all_tasks(loop))  # type: ignore[arg-type]
+    return [c for c in coros if getattr(c, "__qualname__", "").endswith("_accept_connection2")]
+
+
+def _accepting(loop: object) -> int:
+    """How many connections this event loop has accepted but not yet handed to a protocol:
+    until its ``_accept_connection2`` task ends, uvicorn does not know the connection (its
+    ``connection_made`` comes last)."""
+    return len(_accept_coroutines(loop))
 
 
 def _unmade(loop: object) -> int:
@@ -62,12 +67,10 @@ def _unmade(loop: object) -> int:
     task, which makes their transport: until it runs, closing the server would make that step
     fail (CPython's ``Server._attach`` asserts the server is open; asyncio drops the error
     unless in debug mode) and the accepted socket would be closed unanswered."""
-    import asyncio
     import inspect
 
-    return sum(1 for task in asyncio.all_tasks(loop)  # type: ignore[arg-type]
-               if getattr(task.get_coro(), "__qualname__", "").endswith("_accept_connection2")
-               and inspect.getcoroutinestate(task.get_coro()) == inspect.CORO_CREATED)
+    return sum(1 for coro in _accept_coroutines(loop)
+               if inspect.getcoroutinestate(coro) == inspect.CORO_CREATED)  # type: ignore[arg-type]
 
 
 def close_servers(loop: object, servers: list[object], then: Callable[[], None]) -> None:
