@@ -109,3 +109,28 @@ def test_rows_of_two_hours_land_in_two_partitions(ws) -> None:  # type: ignore[n
     frames = {rel.rsplit("/", 1)[0]: pd.read_parquet(ws.data.local_path(rel))
               for rel in logger.written}
     assert frames["inference-logs/dt=2026-01-31/hour=23"]["prediction"].tolist() == [1.0, 3.0]
+
+
+@pytest.mark.parametrize("predictions", [
+    [[1.0, 2.0], [3.0], [4.0, 5.0, 6.0]],  # integers after floats: one float column
+    [[True, False], [True], [False, True, True]],
+    [["a", "b"], ["c"], ["d", "e", "f"]],
+    [[1.0, 2.0], [True], [3.0, 4.0, 5.0]],  # a boolean among numbers: kept as it is
+    [[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0]], [[7.0, 8.0], [9.0, 0.0], [1.5, 2.5]]],
+    [[None, 1.0], [2.0], [3.0, None, 4.0]],
+])
+def test_predictions_of_every_kind_are_logged_as_given(ws, predictions) -> None:  # type: ignore[no-untyped-def]
+    logger = InferenceLogger(ws.data, flush_seconds=60)
+    for i, values in enumerate(predictions):
+        logger.log(pd.concat([FRAME] * 3, ignore_index=True).iloc[:len(values)], values,
+                   request_id=f"r{i}", model="m", version="1")
+    logger.close()
+    assert logger.dropped == 0
+    frame = read_all(logger, ws.data)
+    expected = [p for values in predictions for p in values]
+    logged = [list(p) if hasattr(p, "__len__") and not isinstance(p, str) else p
+              for p in frame["prediction"].tolist()]
+    assert [None if isinstance(p, float) and p != p else p for p in logged] == expected
+    assert frame["request_id"].tolist() == [f"r{i}" for i, v in enumerate(predictions)
+                                            for _ in v]
+    assert frame.groupby("request_id")["logged_at"].nunique().tolist() == [1] * len(predictions)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from ..storage import Store
@@ -124,16 +125,37 @@ class InferenceLogger:
 
 
 def _rows(entries: list[_Entry]) -> pd.DataFrame:
-    """One frame of the queued requests: request id, time, model, version, inputs, prediction."""
-    counts = [len(e.frame) for e in entries]
+    """One frame of the queued requests: request id, time, model, version, inputs, prediction.
 
-    def spread(values: list[Any]) -> list[Any]:
-        return [v for v, n in zip(values, counts, strict=True) for _ in range(n)]
+    The per-request values are repeated with NumPy (one element per request, not per row:
+    a 10,000-row request made 40,000 list entries and 10,000 datetime conversions); numeric
+    predictions are joined as arrays, any others (texts, lists, None) as Python values."""
+    counts = np.fromiter((len(e.frame) for e in entries), dtype=np.int64, count=len(entries))
+
+    def spread(values: list[Any]) -> np.ndarray:
+        return np.repeat(np.array(values, dtype=object), counts)
 
     frame = pd.concat([e.frame for e in entries], ignore_index=True)
     frame.insert(0, "request_id", spread([e.request_id for e in entries]))
-    frame.insert(1, "logged_at", pd.DatetimeIndex(spread([e.logged_at for e in entries])))
+    frame.insert(1, "logged_at", pd.DatetimeIndex([e.logged_at for e in entries]).repeat(counts))
     frame.insert(2, "model", spread([e.model for e in entries]))
     frame.insert(3, "version", spread([e.version for e in entries]))
-    frame["prediction"] = [p for e in entries for p in e.predictions]
+    frame["prediction"] = _predictions(entries)
     return frame
+
+
+def _predictions(entries: list[_Entry]) -> np.ndarray | list[Any]:
+    """Every entry's predictions in order: one array when all are plain numbers (or booleans)
+    of one kind, else a list of the values as they are."""
+    arrays = []
+    for e in entries:
+        array = np.asarray(e.predictions) if e.predictions else None
+        if array is None:
+            continue
+        if array.ndim != 1 or array.dtype.kind not in "biuf":
+            return [p for e in entries for p in e.predictions]
+        arrays.append(array)
+    kinds = {a.dtype.kind == "b" for a in arrays}
+    if len(kinds) > 1:  # booleans beside numbers: as pandas would have kept them
+        return [p for e in entries for p in e.predictions]
+    return np.concatenate(arrays) if arrays else []
