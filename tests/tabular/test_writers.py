@@ -107,3 +107,30 @@ def test_crash_before_success_marker_then_resume_completes_the_folder(ws, tmp_pa
     assert (out / "_SUCCESS").exists() and len(list(out.glob("part-*.parquet"))) == 3
     assert pd.read_parquet(out)["TS"].tolist() == data["TS"].tolist()
     assert [j.state for j in list_jobs(ws)] == ["succeeded"]
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_parts_keep_statistics_except_for_the_job_id(tmp_path, nested):
+    """The job id column (one value in every row) is written without min/max statistics,
+    which cost a comparison per row; every other column keeps them. With a nested column
+    (statistics are named by leaf paths) every column keeps them, the job id too."""
+    from batchscore.storage import Store
+    from batchscore.tabular.writers import JOB_COLUMN, write_part
+
+    store = Store(tmp_path.as_uri(), "system")
+    frame = pd.DataFrame({"id": [3, 1, 2], "prediction": [0.5, 0.25, 0.75]})
+    if nested:
+        frame["scores"] = [[0.1, 0.9], [0.2, 0.8], [0.3, 0.7]]
+    write_part(store, "parts/p.parquet", frame, "job-1")
+    meta = pq.ParquetFile(tmp_path / "parts" / "p.parquet").metadata.row_group(0)
+    stats = {meta.column(i).path_in_schema: meta.column(i).statistics
+             for i in range(meta.num_columns)}
+    assert (stats["id"].min, stats["id"].max) == (1, 3)
+    assert (stats["prediction"].min, stats["prediction"].max) == (0.25, 0.75)
+    if nested:
+        assert stats["scores.list.element"].has_min_max
+        assert stats[JOB_COLUMN].has_min_max
+    else:
+        assert stats[JOB_COLUMN] is None or not stats[JOB_COLUMN].has_min_max
+    assert pq.read_table(tmp_path / "parts" / "p.parquet").column(JOB_COLUMN).to_pylist() \
+        == ["job-1"] * 3

@@ -185,18 +185,24 @@ def write_part(store: Store, rel: str, frame: pd.DataFrame, job_id: str,
     table = pa.Table.from_pandas(frame, preserve_index=False)
     table = table.append_column(JOB_COLUMN, pa.repeat(pa.scalar(job_id), table.num_rows))
     encode = [JOB_COLUMN, *dictionary]
+    # no min/max statistics for the job id: one value in every row, compared row by row as
+    # text (1.6 ms of a 131,072-row part's 6.5 ms here); the other columns keep theirs (a
+    # nested column's statistics are named by their leaves' paths: then every column has
+    # them, the job id too)
+    stats: bool | list[str] = True if any(pa.types.is_nested(f.type) for f in table.schema) \
+        else [c for c in table.column_names if c != JOB_COLUMN]
     if store.is_local:  # straight to the file, through a temporary name (no copy in memory)
         final = store.local_path(rel)
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
         try:
-            pq.write_table(table, tmp, use_dictionary=encode)
+            pq.write_table(table, tmp, use_dictionary=encode, write_statistics=stats)
             os.replace(tmp, final)
         finally:
             tmp.unlink(missing_ok=True)
         return
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, use_dictionary=encode)
+    pq.write_table(table, sink, use_dictionary=encode, write_statistics=stats)
     store.write_bytes(rel, sink.getvalue().to_pybytes())
 
 
