@@ -7,12 +7,14 @@ schemas of tables that must become one file (:func:`unify_schemas`, :func:`confo
 from __future__ import annotations
 
 import threading
+from contextlib import nullcontext
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from fsspec.core import url_to_fs
+from fsspec.implementations.local import LocalFileSystem
 
 from ..errors import InputError
 
@@ -84,8 +86,10 @@ def read_item(item: dict[str, Any], columns: list[str] | None = None) -> pd.Data
         table = cached[1]
     else:
         fs, path = url_to_fs(url)
-        with fs.open(path, "rb") as fh:
-            pf = pq.ParquetFile(fh)
+        # a local file is read by Arrow itself, not through a Python file object
+        with (nullcontext(path) if isinstance(fs, LocalFileSystem) else fs.open(path, "rb")
+              ) as source:
+            pf = pq.ParquetFile(source)
             present = pf.schema_arrow.names
             cols = [c for c in columns if c in present] if columns is not None else None
             table = pf.read_row_groups(list(range(first, last + 1)), columns=cols)
