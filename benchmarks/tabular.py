@@ -22,7 +22,8 @@ model (a folder in hive layout ``models/group=G/model.joblib``). The bare loop d
 ``group_by: [group]`` (each worker loads the models it meets and caches them).
 
 Each figure is the median of ``--repeat`` interleaved repetitions; ratios are against the bare
-loop of the same run.
+loop of the same run. ``--warmup N`` first runs every way N times untimed (a fresh process's
+first bare loop pays for its memory's first use, up to twice its later time here).
 
 Streams (``--events N``): events/s of the landing path (a consumer group read, tumbling
 windows, Parquet landing with its ledger, acknowledgements) against the broker alone (the
@@ -271,6 +272,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=131_072, help="rows per mini-batch")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=0,
+                        help="untimed repetitions of every way first (a fresh process's first "
+                             "bare loop pays for its memory: up to 2x its later time here)")
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--one-worker", action="store_true",
                         help="also time the job with 1 worker (key batchscore-1)")
@@ -310,7 +314,7 @@ def main() -> None:
         root = Path(tmp)
         files = make_data(root, args.rows, args.files, args.groups)
         models = save_models(root, args.groups)
-        for rep in range(args.repeat):
+        for rep in range(-args.warmup, args.repeat):
             for name in times:
                 out = root / f"out-{name}-{rep}"
                 cpu_start = _cpu()
@@ -326,14 +330,15 @@ def main() -> None:
                         w, files, models, args.groups, n, args.batch, o))
                     ws.close()
                     _reap_workers()
-                if name != "ray":  # Ray's work is done in processes that are not children
-                    cpu.setdefault(name, []).append(_cpu() - cpu_start)
                 rows = _rows_out(out)
                 assert rows == args.rows, f"{name}: wrote {rows} rows, expected {args.rows}"
-                times[name].append(elapsed)
+                if rep >= 0:  # not a warm-up
+                    if name != "ray":  # Ray's work is done in processes that are not children
+                        cpu.setdefault(name, []).append(_cpu() - cpu_start)
+                    times[name].append(elapsed)
                 shutil.rmtree(out, ignore_errors=True)
-                print(f"rep {rep} {name:12s} {elapsed:7.2f} s  {args.rows / elapsed:12,.0f} rows/s",
-                      flush=True)
+                print(f"{'warm-up' if rep < 0 else f'rep {rep}'} {name:12s} {elapsed:7.2f} s  "
+                      f"{args.rows / elapsed:12,.0f} rows/s", flush=True)
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "command": "benchmarks/tabular.py " + " ".join(
