@@ -211,6 +211,8 @@ def parse_mlflow(body: Any, sig: Signature) -> pd.DataFrame:
         # each signature column's place in the body: its last, as a dict of the row takes it
         place = {c: i for i, c in enumerate(columns)}
         at = [place[n] for n, _ in sig]
+        if at == list(range(len(columns))):  # the signature's columns, in its order
+            return to_frame(rows, sig)
         return to_frame([[r[i] for i in at] for r in rows], sig)
     if key == "dataframe_records":
         if not isinstance(value, list):
