@@ -310,7 +310,7 @@ def serve(
     from ..errors import UsageError
     from ..serving import InferenceLogger, create_app, load_served_model
     from ..serving.anomaly import AnomalyConfig
-    from ..serving.app import model_detector
+    from ..serving.app import freeze_startup_heap, model_detector
     from ..serving.folder import load_model_folder
     from ..state.events import EventWriter
     from ..tlsconfig import clear_text_warning, server_tls
@@ -338,6 +338,7 @@ def serve(
         events = None if ws is None else EventWriter(ws.engine)  # anomaly events
         app_ = create_app(served, logger=logger, detector=model_detector(served, anomalies),
                           events=events)
+        freeze_startup_heap()
         console.print(f"serving {served.name}/{served.version} on "
                       f"{'https' if tls else 'http'}://{host}:{port}")
         uvicorn.run(app_, host=host, port=port, log_level="info",

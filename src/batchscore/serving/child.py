@@ -163,7 +163,7 @@ def serve_on(sockets: list[socket.socket], *, ref: str | None = None,
     from ..state.events import EventWriter
     from ..workspace import open_workspace
     from .anomaly import AnomalyConfig
-    from .app import create_app, load_served_model, model_detector
+    from .app import create_app, freeze_startup_heap, load_served_model, model_detector
     from .datalog import InferenceLogger
     from .folder import load_model_folder
 
@@ -181,6 +181,7 @@ def serve_on(sockets: list[socket.socket], *, ref: str | None = None,
     events = EventWriter(ws.engine) if ws is not None else None
     app = create_app(served, logger=logger, detector=model_detector(served, anomalies),
                      events=events)
+    freeze_startup_heap()
     config = uvicorn.Config(app, log_level="warning",
                             timeout_graceful_shutdown=int(graceful_seconds), lifespan="on",
                             **(tls or {}))  # ssl_certfile, ssl_keyfile
