@@ -56,3 +56,35 @@ def test_no_other_module_defines_a_redaction_function() -> None:
              for node in ast.walk(ast.parse(path.read_text()))
              if isinstance(node, ast.FunctionDef) and node.name in names]
     assert not found, found
+
+
+def test_a_secret_put_in_the_environment_is_masked_from_the_next_call_on(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The process's secrets are read again whenever the environment has changed (through
+    os.environ, by any thread), and only then."""
+    import os
+    import threading
+
+    from batchscore.redact import redact, secret_values
+
+    text = "token is Zq9-secret-value-1234 here"
+    monkeypatch.delenv("BENCH_API_TOKEN", raising=False)
+    assert redact(text) == text
+    first = secret_values()
+    assert secret_values() == first  # unchanged environment: the same answer
+    monkeypatch.setenv("BENCH_API_TOKEN", "Zq9-secret-value-1234")
+    assert redact(text) == f"token is {MASK} here"
+    assert "Zq9-secret-value-1234" in secret_values()
+    monkeypatch.setenv("BENCH_API_TOKEN", "Other-secret-5678")  # changed in place
+    assert redact(text) == text
+    assert redact("Other-secret-5678") == MASK
+    done = threading.Event()
+
+    def other_thread() -> None:
+        os.environ["BENCH_API_TOKEN"] = "Thread-secret-9012"
+        done.set()
+
+    threading.Thread(target=other_thread).start()
+    assert done.wait(30)
+    assert redact("Thread-secret-9012") == MASK
+    monkeypatch.delenv("BENCH_API_TOKEN")
+    assert redact("Thread-secret-9012") == "Thread-secret-9012"

@@ -210,16 +210,11 @@ def _secrets_of(name: str, value: str) -> tuple[str, ...]:
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     """Every value that :func:`redact` masks, longest first (see the module's rules)."""
     if environ is None:
-        for _ in range(5):  # another thread may change the environment while we read it
-            try:
-                items = list(os.environ.items())
-                break
-            except RuntimeError:
-                continue
-        else:  # pragma: no cover
-            items = []
-    else:
-        items = list(environ.items())
+        return list(_environment()[1])
+    return _secret_values(list(environ.items()))
+
+
+def _secret_values(items: list[tuple[str, str]]) -> list[str]:
     found: set[str] = set()
     for name, value in items:
         if value:
@@ -227,16 +222,52 @@ def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
     return sorted(found, key=lambda v: (-len(v), v))
 
 
+# The process's secrets and their masker, with the environment they were read from: every log
+# record is redacted, and reading the environment (a decode of every name and value) then
+# looking each one up cost more than the rest of an answered request's access-log line.
+# The raw environment is copied (one C-level dict copy) and compared with the last one;
+# any change, by any thread, is seen at the next record.
+_env_cache: tuple[object, tuple[str, ...], Callable[[str], str]] | None = None
+
+
+def _environment() -> tuple[object, tuple[str, ...], Callable[[str], str]]:
+    global _env_cache
+    raw = getattr(os.environ, "_data", None)
+    snapshot: object = dict(raw) if isinstance(raw, dict) else None
+    cached = _env_cache
+    if snapshot is not None and cached is not None and cached[0] == snapshot:
+        return cached
+    for _ in range(5):  # another thread may change the environment while we read it
+        try:
+            items = list(os.environ.items())
+            break
+        except RuntimeError:
+            continue
+    else:  # pragma: no cover
+        items = []
+    values = tuple(_secret_values(items))
+    entry = (snapshot, values, _mask_of(values))
+    if snapshot is not None:
+        _env_cache = entry
+    return entry
+
+
 @lru_cache(maxsize=16)
 def _pattern(values: tuple[str, ...]) -> re.Pattern[str] | None:
     return re.compile("|".join(re.escape(v) for v in values)) if values else None
 
 
-def _masker(environ: Mapping[str, str] | None = None) -> Callable[[str], str]:
-    pattern = _pattern(tuple(secret_values(environ)))
+def _mask_of(values: tuple[str, ...]) -> Callable[[str], str]:
+    pattern = _pattern(values)
     if pattern is None:
         return hide_password
     return lambda text: hide_password(pattern.sub(MASK, text)) if text else text
+
+
+def _masker(environ: Mapping[str, str] | None = None) -> Callable[[str], str]:
+    if environ is None:
+        return _environment()[2]
+    return _mask_of(tuple(secret_values(environ)))
 
 
 def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
