@@ -30,7 +30,7 @@ from ..state.events import EventWriter
 from ..workspace import Workspace
 from .anomaly import AnomalyConfig, AnomalyDetector, log_event
 from .asgi import ScoringApp
-from .datalog import InferenceLogger
+from .datalog import LOG_COLUMNS, InferenceLogger, clashing_columns
 from .exchange import Exchange
 from .metrics import ServingMetrics
 from .predict import served_predict
@@ -105,7 +105,15 @@ def create_app(model: ServedModel, *, logger: InferenceLogger | None = None,
     """The scoring app of ``model``. ``logger`` logs requests and predictions to the data
     store; ``detector`` judges latency and errors (default: :func:`model_detector`); its
     events are logged and, with ``events``, written to the state database. The app's
-    shutdown closes them: the detector resolves what is still on, the writer flushes."""
+    shutdown closes them: the detector resolves what is still on, the writer flushes. A
+    model whose inputs hold a column the request log keeps for its own (``model``,
+    ``prediction``, ...) is refused with ``logger`` (UsageError), before any request."""
+    if logger is not None and (clash := clashing_columns([n for n, _ in model.signature])):
+        logger.close()
+        raise UsageError(
+            f"model {model.name}/{model.version} has input column(s) {', '.join(clash)}, "
+            f"which the request log keeps for its own ({', '.join(LOG_COLUMNS)}): serve it "
+            "without request logging (--no-log), or rename the column(s)")
     app = ScoringApp(title=f"batchscore model {model.name}", version=model.version)
     detector = detector if detector is not None else model_detector(model)
     detector.listeners.append(log_event)

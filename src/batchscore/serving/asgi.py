@@ -93,6 +93,8 @@ class ScoringMiddleware:
         else:
             answer = await self.exchange.infer(name, headers, receive)
         await self._send(answer, send)
+        if answer.after is not None:  # the client has its answer
+            answer.after()
 
     @staticmethod
     async def _send(answer: Answer, send: Send) -> None:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..storage import Store
 
-__all__ = ["InferenceLogger"]
+__all__ = ["LOG_COLUMNS", "InferenceLogger", "clashing_columns"]
 
 
 class _Entry(NamedTuple):
@@ -32,6 +32,12 @@ class _Entry(NamedTuple):
 
 
 _META = ("request_id", "logged_at", "model", "version")
+LOG_COLUMNS = (*_META, "prediction")  # the log's own columns, beside a request's inputs
+
+
+def clashing_columns(names: Sequence[str]) -> list[str]:
+    """The input columns among ``names`` that the log's own columns would hide."""
+    return [c for c in LOG_COLUMNS if c in names]
 
 
 class InferenceLogger:
@@ -66,8 +72,7 @@ class InferenceLogger:
         values = list(predictions)
         if len(values) != len(frame):
             raise ValueError(f"{len(values)} predictions for {len(frame)} input rows")
-        names = frame.columns if columns is None else columns
-        taken = [c for c in _META if c in names]
+        taken = clashing_columns(frame.columns if columns is None else columns)
         if taken:
             raise ValueError(f"input columns {taken} clash with the log's own columns")
         entry = _Entry(frame.copy(), values, request_id, datetime.now(UTC), model, version)

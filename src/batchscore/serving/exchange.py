@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 from fastapi.responses import JSONResponse, Response
+from starlette.background import BackgroundTask
 from starlette.requests import ClientDisconnect
 from starlette.types import Receive
 
@@ -54,11 +55,14 @@ def _render(content: Any) -> bytes:
 
 
 class Answer(NamedTuple):
-    """A scoring request's answer: its status, its JSON body, the request id it echoes."""
+    """A scoring request's answer: its status, its JSON body, the request id it echoes, and
+    what to do once it has been sent (``after``: log the request's rows), so that a client
+    waits for none of it."""
 
     status: int
     body: bytes
     request_id: str
+    after: Callable[[], None] | None = None
 
     @classmethod
     def failure(cls, message: str, status: int, request_id: str) -> Answer:
@@ -75,7 +79,8 @@ class Answer(NamedTuple):
     def response(self) -> Response:
         """The same answer as a Starlette response (for a FastAPI route)."""
         return Response(self.body, status_code=self.status, media_type="application/json",
-                        headers={"X-Request-ID": self.request_id} if self.request_id else None)
+                        headers={"X-Request-ID": self.request_id} if self.request_id else None,
+                        background=BackgroundTask(self.after) if self.after else None)
 
 
 def fail(message: str, status: int, request_id: str) -> JSONResponse:
@@ -219,6 +224,9 @@ class Exchange:
         answered 500. Runs in a worker thread."""
         try:
             data = _jsonable(self.model.predict(frame))
+            if isinstance(data, list) and len(data) != len(frame):
+                raise ValueError(f"the model returned {len(data)} predictions for "
+                                 f"{len(frame)} rows")
         except Exception as exc:
             return self._model_failed(exc, request_id)
         try:
@@ -237,9 +245,20 @@ class Exchange:
 
     def _answer(self, payload: dict[str, Any], frame: pd.DataFrame, data: list[Any],
                 request_id: str) -> Answer:
-        """Render the answer, and only then log the request's rows with their predictions."""
+        """Render the answer; the request's rows are logged with their predictions once it
+        has been sent (:attr:`Answer.after`)."""
         body = json.dumps(payload, allow_nan=False, separators=(",", ":")).encode()
-        if self.logger is not None:
-            self.logger.log(frame, data, request_id=request_id, model=self.model.name,
-                            version=self.model.version, columns=self._columns)
-        return Answer(200, body, request_id)
+        if self.logger is None:
+            return Answer(200, body, request_id)
+        return Answer(200, body, request_id, after=lambda: self._log(frame, data, request_id))
+
+    def _log(self, frame: pd.DataFrame, data: list[Any], request_id: str) -> None:
+        logger = self.logger
+        assert logger is not None
+        try:
+            logger.log(frame, data, request_id=request_id, model=self.model.name,
+                       version=self.model.version, columns=self._columns)
+        except Exception as exc:  # the client has its answer: the rows are counted as lost
+            logger.dropped += len(frame)
+            log.error("the rows of request %s cannot be logged: %s: %s", request_id,
+                      type(exc).__name__, exc)
