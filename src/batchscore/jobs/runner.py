@@ -63,12 +63,7 @@ _PLAN_CHUNK = 1_000  # pending mini-batches read from the plan at a time
 # a bounded share of the runner's time however short the mini-batches are and however slow
 # the database's commit (an fsync'd PostgreSQL commit on a loaded machine: several ms) ...
 _GROUP_FACTOR = 4.0
-_GROUP_MAX_S = 0.5  # ... and never longer than this (progress is shown as it is saved),
-# ... nor shorter than this: at most 20 saves a second, whatever the database. A save is
-# more than its commit (the log's timings, the counts: 2-5 ms of the runner's CPU here,
-# taken from the workers where they share the cores); waiting 50 ms more to count a
-# finished attempt is not seen in progress, and a crash runs at most that much work again.
-_GROUP_MIN_S = 0.05
+_GROUP_MAX_S = 0.5  # ... and never longer than this (progress is shown as it is saved)
 
 
 def get_kind_of(ws: Workspace, job_id: str) -> JobKind:
@@ -436,7 +431,7 @@ class _Run:
         return min(0.2, max(0.0, due))
 
     def _group_s(self) -> float:
-        return min(_GROUP_MAX_S, max(_GROUP_MIN_S, _GROUP_FACTOR * self._commit_s))
+        return min(_GROUP_MAX_S, _GROUP_FACTOR * self._commit_s)
 
     def _save_due(self) -> bool:
         return self._unsaved_since is not None and (
