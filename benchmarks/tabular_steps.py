@@ -36,6 +36,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from batchscore.io import parquet
+from batchscore.storage import Store
+from batchscore.tabular.models import ModelLoader
+from batchscore.tabular.scoring import score_rows
+from batchscore.tabular.writers import write_part
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tabular import FEATURES, make_data, save_models
 
@@ -46,12 +52,6 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=60)
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
-
-    from batchscore.io import parquet
-    from batchscore.storage import Store
-    from batchscore.tabular.models import ModelLoader
-    from batchscore.tabular.scoring import score_rows
-    from batchscore.tabular.writers import write_part
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

@@ -4,6 +4,8 @@ clients see (issue 16). The log redaction itself is tested in tests/mlops/test_s
 from __future__ import annotations
 
 import ast
+import os
+import threading
 from pathlib import Path
 
 import batchscore
@@ -14,7 +16,9 @@ from batchscore.redact import (
     hide_userinfo,
     public_text,
     public_value,
+    redact,
     safe_url,
+    secret_values,
 )
 
 SRC = Path(batchscore.__file__).resolve().parent
@@ -61,11 +65,6 @@ def test_no_other_module_defines_a_redaction_function() -> None:
 def test_a_secret_put_in_the_environment_is_masked_from_the_next_call_on(monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The process's secrets are read again whenever the environment has changed (through
     os.environ, by any thread), and only then."""
-    import os
-    import threading
-
-    from batchscore.redact import redact, secret_values
-
     text = "token is Zq9-secret-value-1234 here"
     monkeypatch.delenv("BENCH_API_TOKEN", raising=False)
     assert redact(text) == text

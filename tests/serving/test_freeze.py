@@ -13,10 +13,13 @@ from typing import Any
 import mlflow
 import pandas as pd
 import pytest
+import uvicorn
 from mlflow.models import infer_signature
 from sklearn.linear_model import LinearRegression
 from typer.testing import CliRunner
 
+import batchscore.serving.app as app_module
+import batchscore.serving.child as child
 from batchscore.cli import app
 from batchscore.workspace import Workspace
 
@@ -58,8 +61,6 @@ def model_folder(tmp_path: Path) -> Path:
 
 
 def _record(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    import batchscore.serving.app as app_module
-
     calls: list[str] = []
     monkeypatch.setattr(app_module, "freeze_startup_heap", lambda: calls.append("freeze"))
     return calls
@@ -67,8 +68,6 @@ def _record(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_model_serve_freezes_after_loading_and_before_serving(
         ws: Workspace, model_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import uvicorn
-
     calls = _record(monkeypatch)
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append("serve"))
     result = CliRunner().invoke(app, ["model", "serve", "--model-dir", str(model_folder),
@@ -80,8 +79,6 @@ def test_model_serve_freezes_after_loading_and_before_serving(
 
 def test_a_deployment_child_freezes_after_loading_and_before_serving(
         model_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import batchscore.serving.child as child
-
     calls = _record(monkeypatch)
 
     class Server:

@@ -9,7 +9,7 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 
 from batchscore.tabular import scoring
 from batchscore.tabular.models import ColumnSpec, LoadedModel
-from batchscore.tabular.scoring import Reject, ScoringError, prediction_frame, score_rows
+from batchscore.tabular.scoring import Reject, ScoringError, _missing, prediction_frame, score_rows
 
 
 class Recorder:
@@ -158,8 +158,6 @@ def test_wrong_number_of_predictions():
     pd.Series(["a", None, "a"], dtype="category"),
 ], ids=lambda c: str(c.dtype))
 def test_missing_values_are_found_in_every_kind_of_column(col):
-    from batchscore.tabular.scoring import _missing
-
     found = _missing(col)
     expected = col.isna().to_numpy()
     if found is None:  # a column that cannot hold a missing value

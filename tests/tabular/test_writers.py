@@ -14,8 +14,9 @@ import yaml
 
 from batchscore.errors import SpecError
 from batchscore.jobs import list_jobs, run_job
+from batchscore.storage import Store
 from batchscore.tabular import tabular_spec
-from batchscore.tabular.writers import OutputTarget, output_target
+from batchscore.tabular.writers import JOB_COLUMN, OutputTarget, output_target, write_part
 
 
 @pytest.mark.parametrize(("url", "fmt", "table", "target"), [
@@ -114,9 +115,6 @@ def test_parts_keep_statistics_except_for_the_job_id(tmp_path, nested):
     """The job id column (one value in every row) is written without min/max statistics,
     which cost a comparison per row; every other column keeps them. With a nested column
     (statistics are named by leaf paths) every column keeps them, the job id too."""
-    from batchscore.storage import Store
-    from batchscore.tabular.writers import JOB_COLUMN, write_part
-
     store = Store(tmp_path.as_uri(), "system")
     frame = pd.DataFrame({"id": [3, 1, 2], "prediction": [0.5, 0.25, 0.75]})
     if nested:
