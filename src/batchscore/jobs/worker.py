@@ -29,6 +29,7 @@ from .. import telemetry
 from ..paths import workers_dir
 from ..storage import Store
 from .kinds import TaskResult, WorkerConfig, get_kind, worker_name
+from .threads import limit_threads
 
 __all__ = ["InitError", "run_task", "worker_init"]
 
@@ -101,6 +102,7 @@ def worker_init(cfg: WorkerConfig) -> None:
             format="%(asctime)s %(levelname)s %(name)s %(process)d: %(message)s",
             force=True,
         )
+        limit_threads(spec.workers)  # W workers share the machine's CPUs (jobs/threads.py)
         _state["scorer"] = get_kind(spec.kind).make_scorer(cfg)
         # However the worker ends: its pool closes its channel (a multiprocessing child runs
         # its finalizers, not atexit), it is terminated (SIGTERM), or the interpreter exits.

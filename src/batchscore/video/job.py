@@ -34,6 +34,7 @@ from ..jobs.kinds import (
 from ..jobs.plan import PlannedBatch
 from ..jobs.runner import ProgressCallback
 from ..jobs.spec import JobSpec
+from ..jobs.threads import threads_per_worker
 from ..models.arbitrary import compute_style_vector
 from ..models.base import run_size
 from ..models.onnx_image import load_model_card
@@ -345,7 +346,7 @@ def stylize_job(
         raise SpecError("give one of style, style_image and model_card")
     common: dict[str, Any] = {
         "max_size": max_size or None, "batch_size": batch_size, "strength": strength,
-        "device": device, "threads": threads or max(1, (os.cpu_count() or 1) // workers),
+        "device": device, "threads": threads or threads_per_worker(workers),
     }
     if style_image is not None:
         if not Path(style_image).is_file():

@@ -1,0 +1,101 @@
+"""A worker's native thread pools hold its share of the machine's CPUs (jobs/threads.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from batchscore.jobs import run_job, spec_from_mapping
+from batchscore.jobs import threads as threads_mod
+from batchscore.jobs.threads import available_cpus, threads_per_worker
+
+SEEN = """
+    import json, os
+    def run(mini_batch):
+        import numpy, pyarrow
+        from threadpoolctl import threadpool_info
+        pools = threadpool_info()
+        seen = {"omp": os.environ.get("OMP_NUM_THREADS"),
+                "blas": os.environ.get("OPENBLAS_NUM_THREADS"),
+                "pools": sorted({p["num_threads"] for p in pools}),
+                "apis": sorted({p["user_api"] for p in pools}),
+                "arrow": pyarrow.cpu_count()}
+        return [json.dumps(seen, separators=(",", ":")) for _ in mini_batch]
+"""
+
+
+def test_the_cpus_are_divided_among_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert available_cpus() == 16
+    assert [threads_per_worker(w) for w in (1, 2, 4, 5, 16, 32, 0)] == [16, 8, 4, 3, 1, 1, 16]
+
+
+def test_without_an_affinity_the_machines_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(pid: int) -> set[int]:
+        raise OSError("not here")
+
+    monkeypatch.setattr(os, "sched_getaffinity", refuse, raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 6)
+    assert available_cpus() == 6
+    assert threads_per_worker(4) == 1
+
+
+@pytest.mark.parametrize("value", ["", "0", "-2", "two", " 4 "])
+def test_only_a_positive_whole_number_is_the_users_choice(
+        monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert threads_mod._chosen() == (4 if value == " 4 " else None)
+
+
+def _seen(ws, script, files, tmp_path: Path, **settings: object) -> dict:  # type: ignore[no-untyped-def]
+    spec = spec_from_mapping({"scoring_script": str(script(SEEN)), "mini_batch_size": 1,
+                              **settings})
+    job = run_job(ws, spec, [str(files(2))], str(tmp_path / "out"))
+    assert job.state == "succeeded", job.reason
+    lines = {line for line in (tmp_path / "out/predictions.csv").read_text().splitlines()}
+    assert len(lines) == 1, lines  # both workers alike
+    return json.loads(lines.pop())  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_each_worker_gets_its_share_of_the_cpus(ws, script, files, tmp_path, monkeypatch,
+                                                start: str) -> None:
+    """Forked, the runner's NumPy was loaded with a pool per CPU: limited in place; spawned,
+    the libraries load after the variables are set. Arrow's pool either way."""
+    monkeypatch.setenv("BATCHSCORE_WORKER_START", start)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    seen = _seen(ws, script, files, tmp_path, max_concurrency_per_instance=2)
+    n = threads_per_worker(2)
+    assert "blas" in seen["apis"]  # NumPy's BLAS was found and counted
+    assert seen["pools"] == [n]
+    assert seen["arrow"] == n
+    assert (seen["omp"], seen["blas"]) == (str(n), str(n))
+
+
+@pytest.mark.parametrize("start", ["fork", "spawn"])
+def test_the_users_omp_num_threads_wins(ws, script, files, tmp_path, monkeypatch,
+                                        start: str) -> None:
+    monkeypatch.setenv("BATCHSCORE_WORKER_START", start)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    seen = _seen(ws, script, files, tmp_path, max_concurrency_per_instance=2,
+                 environment_variables={"OMP_NUM_THREADS": "3"})
+    assert seen["pools"] == [3]
+    assert seen["arrow"] == 3
+    assert (seen["omp"], seen["blas"]) == ("3", "3")
+
+
+def test_a_library_that_refuses_costs_speed_not_the_job(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    def refuse(limits: int) -> None:
+        raise RuntimeError("this BLAS cannot be limited")
+
+    monkeypatch.setattr(threads_mod, "threadpool_limits", refuse)
+    for name in threads_mod.THREAD_VARIABLES:  # set here: undone after the test
+        monkeypatch.setenv(name, "2")
+    with caplog.at_level("WARNING", logger="batchscore.worker"):
+        assert threads_mod.limit_threads(4) == 2
+    assert "could not limit the native thread pools to 2: RuntimeError: this BLAS cannot " \
+           "be limited" in caplog.text
