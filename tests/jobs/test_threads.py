@@ -99,3 +99,18 @@ def test_a_library_that_refuses_costs_speed_not_the_job(monkeypatch, caplog) -> 
         assert threads_mod.limit_threads(4) == 2
     assert "could not limit the native thread pools to 2: RuntimeError: this BLAS cannot " \
            "be limited" in caplog.text
+
+
+def test_one_worker_on_every_cpu_leaves_the_pools_as_they_are(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Nothing to resize (the libraries' default is a thread per CPU): no library scan."""
+    def scanned(limits: int) -> None:
+        raise AssertionError("the loaded libraries were scanned")
+
+    monkeypatch.setattr(threads_mod, "threadpool_limits", scanned)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    for name in threads_mod.THREAD_VARIABLES:
+        monkeypatch.setenv(name, "")  # recorded, so that what the call sets is undone
+        monkeypatch.delenv(name)
+    assert threads_mod.limit_threads(1) == 4
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "4"

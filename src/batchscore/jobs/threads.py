@@ -63,6 +63,11 @@ def limit_threads(workers: int) -> int:
     threads = chosen if chosen is not None else threads_per_worker(workers)
     for name in THREAD_VARIABLES:
         os.environ.setdefault(name, str(threads))
+    if chosen is None and threads >= (os.cpu_count() or 1):
+        # the libraries' own default (a thread per CPU): nothing to resize, and finding the
+        # loaded libraries costs threadpoolctl 4-16 ms (a realpath of every one)
+        log.info("native threads per worker: %d (every CPU: one worker)", threads)
+        return threads
     try:
         threadpool_limits(limits=threads)
         pyarrow = sys.modules.get("pyarrow")
