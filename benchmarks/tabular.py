@@ -14,7 +14,8 @@ predictions (key column + prediction) as Parquet, in the same run of this progra
   that, by a thread its process waits for before it exits);
 * **batchscore, 1 worker** (``--one-worker``): the same job with one worker process, against
   the same single-process bare loop: the engine's own cost, with no second worker sharing
-  the core (on a machine whose vCPUs behave as one core, W workers cannot beat one process).
+  the CPUs (each of W workers gets the CPUs divided by W for its native thread pools; one
+  worker keeps them all, as the bare loop does).
 
 Many models (``--groups``): the files carry a ``group`` column and every group has its own
 model (a folder in hive layout ``models/group=G/model.joblib``). The bare loop does
