@@ -82,6 +82,7 @@ unset BATCHSCORE_REQUIRE_SERVICES
   -k "not crash_in_or_after_the_commit and not crash_before_success_marker and not registry_template" \
   tests/test_public_api.py \
   tests/jobs/test_plan.py tests/jobs/test_spec.py tests/jobs/test_fresh_boot_clock.py \
+  tests/jobs/test_threads.py \
   "tests/jobs/test_semantics.py::test_files_in_minibatches_of_size_output_in_input_order[local]" \
   "tests/jobs/test_semantics.py::test_run_that_raises_is_retried_then_succeeds[local]" \
   "tests/jobs/test_semantics.py::test_dataframe_rows_space_separated_without_header[local]" \

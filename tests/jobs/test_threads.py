@@ -18,10 +18,12 @@ SEEN = """
         import numpy, pyarrow
         from threadpoolctl import threadpool_info
         pools = threadpool_info()
+        here = os.path.dirname(os.path.dirname(numpy.__file__))  # numpy.libs/ beside numpy/
         seen = {"omp": os.environ.get("OMP_NUM_THREADS"),
                 "blas": os.environ.get("OPENBLAS_NUM_THREADS"),
-                "pools": sorted({p["num_threads"] for p in pools}),
-                "apis": sorted({p["user_api"] for p in pools}),
+                "most": max(p["num_threads"] for p in pools),
+                "numpy": [p["num_threads"] for p in pools if p["user_api"] == "blas"
+                          and p["filepath"].startswith(os.path.join(here, "numpy"))],
                 "arrow": pyarrow.cpu_count()}
         return [json.dumps(seen, separators=(",", ":")) for _ in mini_batch]
 """
@@ -70,8 +72,10 @@ def test_each_worker_gets_its_share_of_the_cpus(ws, script, files, tmp_path, mon
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     seen = _seen(ws, script, files, tmp_path, max_concurrency_per_instance=2)
     n = threads_per_worker(2)
-    assert "blas" in seen["apis"]  # NumPy's BLAS was found and counted
-    assert seen["pools"] == [n]
+    # NumPy's own BLAS (found: the test fails without it) holds n threads; no pool holds more
+    # (a library may hold fewer: opencv-python-headless 4.8's OpenBLAS 0.3.3 keeps 1)
+    assert seen["numpy"] == [n]
+    assert seen["most"] <= n
     assert seen["arrow"] == n
     assert (seen["omp"], seen["blas"]) == (str(n), str(n))
 
@@ -83,7 +87,8 @@ def test_the_users_omp_num_threads_wins(ws, script, files, tmp_path, monkeypatch
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
     seen = _seen(ws, script, files, tmp_path, max_concurrency_per_instance=2,
                  environment_variables={"OMP_NUM_THREADS": "3"})
-    assert seen["pools"] == [3]
+    assert seen["numpy"] == [3]
+    assert seen["most"] <= 3
     assert seen["arrow"] == 3
     assert (seen["omp"], seen["blas"]) == ("3", "3")
 
