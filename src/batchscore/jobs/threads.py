@@ -66,7 +66,8 @@ def limit_threads(workers: int) -> int:
     if chosen is None and threads >= (os.cpu_count() or 1):
         # the libraries' own default (a thread per CPU): nothing to resize, and finding the
         # loaded libraries costs threadpoolctl 4-16 ms (a realpath of every one)
-        log.info("native threads per worker: %d (every CPU: one worker)", threads)
+        log.info("native threads per worker: %d (%d CPUs, %d workers: the libraries' "
+                 "default)", threads, available_cpus(), workers)
         return threads
     try:
         threadpool_limits(limits=threads)
