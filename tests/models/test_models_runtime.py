@@ -93,3 +93,48 @@ def test_public_surface() -> None:
         "execution_providers", "load_model_card", "model_from_spec", "parse_style_weights",
         "resolution_free",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize(("machine", "flags", "saturates"), [
+    ("x86_64", "fpu sse2 avx2 fma", True),                # AVX2 only: 16-bit sums saturate
+    ("x86_64", "fpu avx2 avx512f avx512bw", True),        # AVX-512 without VNNI too
+    ("x86_64", "fpu avx2 avx512f avx512_vnni", False),
+    ("x86_64", "fpu avx2 avx_vnni", False),
+    ("aarch64", "fp asimd asimddp", False),               # ARM: not this problem
+])
+def test_which_cpus_saturate_8_bit_dot_products(tmp_path, monkeypatch, machine: str,
+                                                 flags: str, saturates: bool) -> None:
+    from batchscore.models import runtime
+
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\n")
+    monkeypatch.setattr(runtime.platform, "machine", lambda: machine)
+    runtime.integer_dot_saturates.cache_clear()
+    try:
+        assert runtime.integer_dot_saturates(str(info)) is saturates
+        # an x86 CPU whose flags cannot be read counts as one that saturates
+        assert runtime.integer_dot_saturates(str(tmp_path / "none")) is (machine == "x86_64")
+    finally:
+        runtime.integer_dot_saturates.cache_clear()
+
+
+def test_a_saturating_cpu_runs_quantized_layers_in_float(monkeypatch) -> None:
+    """The session option is set where the CPU saturates, and only there."""
+    from batchscore.models import runtime
+    from batchscore.models.assets import builtin_model_path
+
+    seen = []
+    real = ort.InferenceSession
+
+    def spy(source, options=None, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            seen.append(options.get_session_config_entry("session.disable_quant_qdq"))
+        except Exception:  # not set (onnxruntime raises for a key it was not given)
+            seen.append(None)
+        return real(source, options, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    for saturates in (True, False):
+        monkeypatch.setattr(runtime, "integer_dot_saturates", lambda s=saturates: s)
+        runtime.create_session(builtin_model_path("arbitrary_predict"), RuntimeOptions())
+    assert seen == ["1", None]

@@ -96,7 +96,10 @@ def test_shipped_reference_is_what_the_script_makes():
     pytest.importorskip("sklearn")
     from batchscore.video.references import compute_reference
 
-    np.testing.assert_allclose(compute_reference(7), builtin_references()[7], atol=2e-3)
+    # float kernels of two CPUs (the references' machine's and an AVX2 VM) differ by up to
+    # 0.013; the 8-bit kernels of an x86 CPU without VNNI moved the vector by 0.38
+    # (models/runtime.py): within 0.03 is the same reference, beyond it another network
+    np.testing.assert_allclose(compute_reference(7), builtin_references()[7], atol=0.03)
 
 
 def test_sample_indices_spread_and_skip_the_first_frame():
