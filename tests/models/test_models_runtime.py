@@ -19,7 +19,9 @@ from batchscore.models import (
     RuntimeOptions,
     execution_providers,
     model_from_spec,
+    runtime,
 )
+from batchscore.models.assets import builtin_model_path
 
 
 def test_cpu_and_auto() -> None:
@@ -104,8 +106,6 @@ def test_public_surface() -> None:
 ])
 def test_which_cpus_saturate_8_bit_dot_products(tmp_path, monkeypatch, machine: str,
                                                  flags: str, saturates: bool) -> None:
-    from batchscore.models import runtime
-
     info = tmp_path / "cpuinfo"
     info.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\n")
     monkeypatch.setattr(runtime.platform, "machine", lambda: machine)
@@ -120,9 +120,6 @@ def test_which_cpus_saturate_8_bit_dot_products(tmp_path, monkeypatch, machine: 
 
 def test_a_saturating_cpu_runs_quantized_layers_in_float(monkeypatch) -> None:
     """The session option is set where the CPU saturates, and only there."""
-    from batchscore.models import runtime
-    from batchscore.models.assets import builtin_model_path
-
     seen = []
     real = ort.InferenceSession
 
