@@ -63,22 +63,21 @@ def limit_threads(workers: int) -> int:
     threads = chosen if chosen is not None else threads_per_worker(workers)
     for name in THREAD_VARIABLES:
         os.environ.setdefault(name, str(threads))
+    why = "OMP_NUM_THREADS" if chosen is not None \
+        else f"{available_cpus()} CPUs, {workers} workers"
     if chosen is None and threads >= (os.cpu_count() or 1):
         # the libraries' own default (a thread per CPU): nothing to resize, and finding the
         # loaded libraries costs threadpoolctl 4-16 ms (a realpath of every one)
-        log.info("native threads per worker: %d (%d CPUs, %d workers: the libraries' "
-                 "default)", threads, available_cpus(), workers)
-        return threads
-    try:
-        threadpool_limits(limits=threads)
-        pyarrow = sys.modules.get("pyarrow")
-        if pyarrow is not None:
-            pyarrow.set_cpu_count(threads)
-    except Exception as exc:  # a library that refuses costs speed, never the job
-        log.warning("could not limit the native thread pools to %d: %s: %s", threads,
-                    type(exc).__name__, exc)
-        return threads
-    log.info("native threads per worker: %d (%s)", threads,
-             "OMP_NUM_THREADS" if chosen is not None
-             else f"{available_cpus()} CPUs, {workers} workers")
+        why += ": the libraries' default"
+    else:
+        try:
+            threadpool_limits(limits=threads)
+            pyarrow = sys.modules.get("pyarrow")
+            if pyarrow is not None:
+                pyarrow.set_cpu_count(threads)
+        except Exception as exc:  # a library that refuses costs speed, never the job
+            log.warning("could not limit the native thread pools to %d: %s: %s", threads,
+                        type(exc).__name__, exc)
+            return threads
+    log.info("native threads per worker: %d (%s)", threads, why)
     return threads

@@ -5,9 +5,10 @@ integers, which an x86 CPU without VNNI (AVX2, or AVX-512 without VNNI) computes
 instructions whose 16-bit intermediate sums saturate: on such a CPU the style predictor's
 vector moved by up to 0.38 against 0.013 between float kernels (``arbitrary_predict``,
 ``tests/video/test_video_quality.py``). There the session keeps the quantized layers as
-dequantize + float convolution (``session.disable_quant_qdq``): the same numbers as elsewhere,
-a little slower (about 8% for ``arbitrary_transform`` here). CPUs with VNNI, ARM and GPUs keep
-the integer kernels.
+dequantize + float convolution (``session.disable_quant_qdq``): the same numbers as elsewhere;
+on an AVX2 VM the predictor took 1.6x its 8-bit time and the arbitrary-style network 0.88x
+(``benchmarks/quantized.py``, ``benchmarks/VIDEO.md``). CPUs with VNNI, ARM and GPUs keep the
+integer kernels.
 """
 
 from __future__ import annotations
