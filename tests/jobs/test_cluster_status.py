@@ -129,3 +129,32 @@ def test_the_local_executor_lists_a_running_jobs_worker_processes(  # type: igno
     assert printed.exit_code == 0 and worker in {
         w["pid"] for w in json.loads(printed.output)["workers"]}
     assert cluster_status(ws)["workers"] == []  # the job ended: no worker left
+
+
+def test_two_jobs_of_one_process_each_list_their_own_workers(  # type: ignore[no-untyped-def]
+        ws, script, files, marks, tmp_path):
+    """As in the service: two jobs run on threads of one process, their workers forked by
+    one fork server; each job lists its own worker, not the other's."""
+    spec = spec_from_mapping({"scoring_script": str(script(GATED)), "mini_batch_size": 1,
+                              "max_concurrency_per_instance": 1})
+    inputs = str(files(1))
+    runs = [run_in_thread(lambda o=o: run_job(ws, spec, [inputs], str(tmp_path / o)))
+            for o in ("a", "b")]
+    try:
+        first = wait_for_mark(marks)
+        second = wait_for_mark(marks, pids=lambda: {
+            int(m.name.split("-")[1]) for m in marks.glob("run-*")} - {first})
+        during = cluster_status(ws)
+    finally:
+        (marks / "go").touch()
+    for thread, box in runs:
+        thread.join(120)
+        assert not thread.is_alive() and box["job"].state == "succeeded", box
+    # (other children of this test process, the servers earlier tests started, may be
+    # listed under both: the two workers are what tells the jobs apart)
+    listed: dict[str, set[int]] = {box["job"].id: set() for _, box in runs}
+    for worker in during["workers"]:
+        if worker["pid"] in (first, second):
+            listed[worker["job_id"]].add(worker["pid"])
+    assert sorted(len(pids) for pids in listed.values()) == [1, 1], during
+    assert set.union(*listed.values()) == {first, second}, during

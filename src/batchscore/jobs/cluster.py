@@ -13,8 +13,10 @@ The answer is the JSON shape of ``GET /api/v1/cluster`` (plain dicts, lists, num
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -178,7 +180,7 @@ def _local_status(ws: Workspace) -> dict[str, Any]:
                             "state": "elsewhere", "pid": None})
             continue
         try:
-            children = _workers_of(psutil.Process(int(pid)))
+            children = _workers_of(psutil.Process(int(pid)), job_id)
         except psutil.Error:
             workers.append({"worker": None, "runner": runner, "job_id": job_id,
                             "state": "runner-gone", "pid": int(pid)})
@@ -191,19 +193,37 @@ def _local_status(ws: Workspace) -> dict[str, Any]:
             "workers": workers, "note": None}
 
 
-def _workers_of(runner: Any) -> list[Any]:
-    """The runner's worker processes: its children in its own session (a deployment's
-    supervisor or a Ray node it started leads a session of its own), less multiprocessing's
-    resource tracker."""
-    import os
-
+def _workers_of(runner: Any, job_id: str) -> list[Any]:
+    """The runner's worker processes of job ``job_id``: its children in its own session (a
+    deployment's supervisor or a Ray node it started leads a session of its own), less
+    multiprocessing's resource tracker, and the children of its fork server (the service's
+    jobs start their workers from it). One process runs several jobs (the service's run
+    slots): a worker's stdout is its log file, in its job's folder. A child whose log lies in
+    another job's folder is that job's; a fork server's child counts once its log is in this
+    job's folder (the server outlives the jobs it served)."""
     session = os.getsid(runner.pid)
     found = []
     for child in runner.children():
         with contextlib.suppress(Exception):
             if os.getsid(child.pid) != session:
                 continue
-            if any("resource_tracker" in part for part in child.cmdline()):
+            cmdline = " ".join(child.cmdline())
+            if "resource_tracker" in cmdline:
                 continue
-            found.append(child)
+            if "multiprocessing.forkserver" in cmdline:
+                found.extend(w for w in child.children() if _logs_in(w, job_id) is True)
+            elif _logs_in(child, job_id) is not False:
+                found.append(child)
     return found
+
+
+def _logs_in(worker: Any, job_id: str) -> bool | None:
+    """Whether ``worker``'s stdout is a worker log in ``job_id``'s folder; None: not known
+    (no log open yet, or a process that is not ours to look at)."""
+    try:
+        stdout = next((f.path for f in worker.open_files() if f.fd == 1), None)
+    except Exception:  # gone, or not ours to look at
+        return None
+    if stdout is None or not Path(stdout).name.startswith("worker-"):
+        return None
+    return job_id in Path(stdout).parts
