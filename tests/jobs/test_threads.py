@@ -62,11 +62,12 @@ def _seen(ws, script, files, tmp_path: Path, **settings: object) -> dict:  # typ
     return json.loads(lines.pop())  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("start", ["fork", "spawn"])
+@pytest.mark.parametrize("start", ["fork", "spawn", "forkserver"])
 def test_each_worker_gets_its_share_of_the_cpus(ws, script, files, tmp_path, monkeypatch,
                                                 start: str) -> None:
     """Forked, the runner's NumPy was loaded with a pool per CPU: limited in place; spawned,
-    the libraries load after the variables are set. Arrow's pool either way."""
+    the libraries load after the variables are set; forked by the fork server, NumPy was
+    loaded there. Arrow's pool each way."""
     monkeypatch.setenv("BATCHSCORE_WORKER_START", start)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
@@ -80,7 +81,7 @@ def test_each_worker_gets_its_share_of_the_cpus(ws, script, files, tmp_path, mon
     assert (seen["omp"], seen["blas"]) == (str(n), str(n))
 
 
-@pytest.mark.parametrize("start", ["fork", "spawn"])
+@pytest.mark.parametrize("start", ["fork", "spawn", "forkserver"])
 def test_the_users_omp_num_threads_wins(ws, script, files, tmp_path, monkeypatch,
                                         start: str) -> None:
     monkeypatch.setenv("BATCHSCORE_WORKER_START", start)

@@ -3,10 +3,14 @@ ends cannot hold a run (and its slot) forever.
 
 Before the fix workers were forked from whatever process ran the job: from the service (run
 slots are threads) a worker could inherit a lock that another thread held at that moment, and
-hang in ``init()`` for good; the pool waited 30 minutes per try before replacing it."""
+hang in ``init()`` for good; the pool waited 30 minutes per try before replacing it. Such
+workers were then spawned (seconds of imports per job); now a fork server forks them: a
+single-threaded process of its own, which imported the workers' modules once."""
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import threading
 from pathlib import Path
@@ -14,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from batchscore.jobs import get_job, job_logs, run_job, spec_from_mapping
-from batchscore.jobs.executors.local import init_seconds, start_method
+from batchscore.jobs.executors.local import init_seconds, start_method, start_worker_server
+from batchscore.jobs.executors.preload import import_modules
+from batchscore.service import context as service_context
 from batchscore.workspace import Workspace
 
 HELPER = """
@@ -43,6 +49,32 @@ def init():
 def run(mini_batch):
     return list(mini_batch)
 """
+
+
+WHO_STARTED_ME = """
+import json
+import os
+import sys
+
+def run(mini_batch):
+    return [json.dumps({"parent": os.getppid(), "mark": os.environ.get("BATCHSCORE_TEST_MARK"),
+                        "preloaded": "batchscore.tabular.job" in sys.modules})
+            for _ in mini_batch]
+"""
+
+
+def _on_a_thread(fn):  # type: ignore[no-untyped-def]
+    """``fn()`` run as the service's run slots run jobs: on a thread; its result."""
+    outcome: dict[str, object] = {}
+
+    def slot() -> None:
+        outcome["method"] = start_method()
+        outcome["result"] = fn()
+
+    thread = threading.Thread(target=slot, name="batchscore-slot-test")
+    thread.start()
+    thread.join()
+    return outcome
 
 
 def _spec(script: Path, retries: int = 1) -> object:
@@ -86,7 +118,7 @@ def test_workers_started_beside_other_threads_do_not_inherit_their_locks(
     finally:
         release.set()
         thread.join()
-    assert outcome["method"] == "spawn"
+    assert outcome["method"] == "forkserver"
     job = outcome["job"]
     assert job.state == "succeeded", job.reason  # type: ignore[attr-defined]
     assert start_method() == "fork"  # the command line (the main thread) still forks
@@ -137,3 +169,51 @@ def test_a_hung_start_up_in_the_service_frees_its_run_slot(
     assert len({r.id for r in done}) == 2
     assert [r.state for r in done] == ["failed", "failed"], [r.reason for r in done]
     assert all("did not finish" in (r.reason or "") for r in done)
+
+
+@pytest.mark.timeout(300)
+def test_workers_of_a_job_run_on_a_thread_come_from_the_fork_server(
+        ws: Workspace, tmp_path: Path, script, files, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forked by the fork server, not by this process; the server imported the kinds'
+    modules once (a script job's worker finds the tabular kind's module loaded without
+    importing it); the worker has this process's environment as it is when the job starts,
+    not the one the server started with."""
+    start_worker_server()
+    monkeypatch.setenv("BATCHSCORE_TEST_MARK", "set after the server started")
+    spec, inputs = _spec(script(WHO_STARTED_ME)), [str(files(2))]
+    outcome = _on_a_thread(lambda: run_job(ws, spec, inputs, str(tmp_path / "out"),
+                                           executor="local"))
+    assert outcome["method"] == "forkserver"
+    job = outcome["result"]
+    assert job.state == "succeeded", job.reason  # type: ignore[attr-defined]
+    seen = [json.loads(line) for line in
+            (tmp_path / "out/predictions.csv").read_text().splitlines()]
+    assert len(seen) == 2
+    for worker in seen:
+        assert worker["parent"] != os.getpid()
+        assert worker["mark"] == "set after the server started"
+        assert worker["preloaded"] is True
+
+
+@pytest.mark.parametrize(("executor", "started"), [("local", 1), ("ray", 0)])
+def test_the_service_starts_the_fork_server_when_its_jobs_use_local_workers(
+        ws: Workspace, monkeypatch: pytest.MonkeyPatch, executor: str, started: int) -> None:
+    calls: list[None] = []
+    monkeypatch.setattr(service_context, "start_worker_server", lambda: calls.append(None))
+    object.__setattr__(ws.settings, "executor", executor)
+    service = service_context.Service.open(ws, service_context.ServiceConfig())
+    service.start()
+    try:
+        assert len(calls) == started
+    finally:
+        service.stop()
+
+
+def test_a_module_the_fork_server_cannot_import_is_skipped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server still starts (its workers import what they need themselves, and report
+    the error): neither a missing module nor one that raises at import stops the others."""
+    (tmp_path / "raises_at_import_xyz.py").write_text("raise RuntimeError('broken')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names = ["no_such_module_xyz", "raises_at_import_xyz", "json"]
+    assert import_modules(names) == ["json"]

@@ -87,8 +87,15 @@ def _forget_inherited_connections() -> None:
             engine.dispose(close=False)
 
 
-def worker_init(cfg: WorkerConfig) -> None:
-    """Pool initializer: never raises (an error is kept and reported by the first task)."""
+def worker_init(cfg: WorkerConfig, environ: dict[str, str] | None = None) -> None:
+    """Pool initializer: never raises (an error is kept and reported by the first task).
+
+    ``environ``: the runner's environment, for a worker that did not inherit it (one forked
+    by a fork server has the server's)."""
+    if environ is not None:
+        os.environ.clear()
+        os.environ.update(environ)
+        tempfile.tempdir = None  # $TMPDIR's folder, found again from this environment
     _die_with_parent()
     _forget_inherited_connections()
     _state.clear()

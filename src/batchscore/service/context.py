@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from ..errors import UsageError
+from ..jobs.executors.local import start_worker_server
 from ..streaming.pool import ConsumerPool
 from ..triggers import TriggerLoop
 from ..workspace import Workspace
@@ -93,7 +94,11 @@ class Service:
                    ConsumerPool(ws, config.scan_interval))  # one consumer thread per stream
 
     def start(self) -> None:
-        """Start the run slots, the trigger loop and the stream consumers."""
+        """Start the run slots, the trigger loop and the stream consumers (and, for local
+        workers, the fork server the run slots' jobs start them from: it imports in the
+        background meanwhile)."""
+        if self.ws.settings.executor == "local":
+            start_worker_server()
         self.slots.start()
         self.triggers.start()
         self.streams.start()

@@ -1,10 +1,13 @@
 """The local executor: a pebble process pool on this machine.
 
 Workers of a job run from a thread other than the main one (the service's run slots) are
-spawned, not forked, so that no lock another thread of the service held at that moment
-(SQLAlchemy's pool, a handler's) is inherited locked; the command line and detached runners
-(jobs on the main thread) fork. ``$BATCHSCORE_WORKER_START`` (fork, spawn, forkserver)
-overrides the choice (:func:`start_method`). A pool whose
+not forked from that process, so that no lock another thread of the service held at that
+moment (SQLAlchemy's pool, a handler's) is inherited locked: multiprocessing's fork server
+(a single-threaded process of its own, started once) forks them. It imports
+:mod:`.preload` once, when it starts, so that a job's workers do not each import
+batchscore, pandas and pyarrow again (a spawned worker did: seconds per job). The command
+line and detached runners (jobs on the main thread) fork. ``$BATCHSCORE_WORKER_START``
+(fork, spawn, forkserver) overrides the choice (:func:`start_method`). A pool whose
 workers start no task within :func:`init_seconds` (a hung ``init()``) is killed and
 replaced, and its mini-batches count an attempt (a second time in a row fails the job)."""
 
@@ -21,6 +24,8 @@ from concurrent.futures import FIRST_COMPLETED, Future
 from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import forkserver
+from multiprocessing.context import BaseContext
 from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
@@ -29,9 +34,12 @@ from ..kinds import ContractError, WorkerConfig
 from ..worker import InitError, run_task, worker_init
 from .base import Completion, Executor, Outcome
 
-__all__ = ["LocalExecutor", "init_seconds", "stall_seconds", "start_method"]
+__all__ = ["LocalExecutor", "init_seconds", "stall_seconds", "start_method",
+           "start_worker_server"]
 
 MAX_STALLS = 3
+
+_PRELOAD = "batchscore.jobs.executors.preload"  # what the fork server imports (by name: not here)
 
 
 def stall_seconds(timeout: float, started_any: bool) -> float:
@@ -53,15 +61,37 @@ def init_seconds() -> float:
     return float(env) if env else 600.0
 
 
-def start_method() -> str:
-    """``spawn`` when the job runs on a thread other than the main one (the service's run
-    slots, or any program that runs jobs from threads: a fork would copy the locks its other
-    threads hold at that moment), else ``fork`` (the command line, a detached runner);
-    ``$BATCHSCORE_WORKER_START`` (fork, spawn, forkserver) chooses otherwise."""
+def worker_context(method: str) -> BaseContext:
+    """The multiprocessing context of ``method``; for ``forkserver``, one whose server
+    imports :mod:`.preload` (said before the server starts: it starts once a process)."""
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload([_PRELOAD])
+    return context
+
+
+def start_worker_server() -> None:
+    """Start the fork server now, if jobs run from threads will use it (the service calls
+    this as it starts): it imports :mod:`.preload` in the background, so the first
+    job does not wait for it. It ends when this process does."""
+    if (_chosen() or "forkserver") == "forkserver":
+        worker_context("forkserver")
+        forkserver.ensure_running()
+
+
+def _chosen() -> str | None:
     chosen = os.environ.get("BATCHSCORE_WORKER_START", "")
-    if chosen in ("fork", "spawn", "forkserver"):
-        return chosen
-    return "fork" if threading.current_thread() is threading.main_thread() else "spawn"
+    return chosen if chosen in ("fork", "spawn", "forkserver") else None
+
+
+def start_method() -> str:
+    """``forkserver`` when the job runs on a thread other than the main one (the service's
+    run slots, or any program that runs jobs from threads: a fork of this process would copy
+    the locks its other threads hold at that moment), else ``fork`` (the command line, a
+    detached runner); ``$BATCHSCORE_WORKER_START`` (fork, spawn, forkserver) chooses
+    otherwise."""
+    main = threading.current_thread() is threading.main_thread()
+    return _chosen() or ("fork" if main else "forkserver")
 
 
 class LocalExecutor(Executor):
@@ -91,11 +121,14 @@ class LocalExecutor(Executor):
         self._pool = self._new_pool()
 
     def _new_pool(self) -> ProcessPool:
+        method = start_method()
+        # a fork server's child has the server's environment: it gets this process's
+        environ = dict(os.environ) if method == "forkserver" else None
         return ProcessPool(
             max_workers=self._workers,
             initializer=worker_init,
-            initargs=(self._cfg,),
-            context=multiprocessing.get_context(start_method()),
+            initargs=(self._cfg, environ),
+            context=worker_context(method),
         )
 
     def submit(self, idx: int, attempt: int, items: list[Any], timeout: float) -> None:
