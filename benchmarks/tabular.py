@@ -17,6 +17,19 @@ predictions (key column + prediction) as Parquet, in the same run of this progra
   the CPUs (each of W workers gets the CPUs divided by W for its native thread pools; one
   worker keeps them all, as the bare loop does).
 
+* **batchscore, on a thread** (``--thread``): the same job run from a thread, as the
+  service's run slots run jobs: its workers are forked by the fork server (started when this
+  program starts, as the service starts it), key ``batchscore-thread``; and the same with
+  ``BATCHSCORE_WORKER_START=spawn``, key ``batchscore-thread-spawn``: how the service started
+  them before (a fresh interpreter per worker, importing everything). Neither has a
+  ``cpu_s`` (the fork server's workers are not this program's children).
+
+* **fresh processes** (``--floor``): the bare loop's work split over W processes forked for
+  it (file i to process i mod W, each with its share of the CPUs for its thread pools, as a
+  job's workers get), key ``fresh-W``: what any engine that starts its workers for each job
+  pays at least (the forks, each new process's first use of its memory, its model's load),
+  with nothing of batchscore's own.
+
 Many models (``--groups``): the files carry a ``group`` column and every group has its own
 model (a folder in hive layout ``models/group=G/model.joblib``). The bare loop does
 ``groupby`` + one ``predict`` per group with every model loaded once; the job uses
@@ -35,6 +48,8 @@ Example:
     .venv/bin/python benchmarks/tabular.py --rows 1000000 --workers 2 --repeat 3
     .venv/bin/python benchmarks/tabular.py --rows 1000000 --groups 15 --skip-ray
     .venv/bin/python benchmarks/tabular.py --rows 1000000 --skip-ray --one-worker
+    .venv/bin/python benchmarks/tabular.py --rows 1000000 --skip-ray --thread --warmup 1
+    .venv/bin/python benchmarks/tabular.py --rows 1000000 --skip-ray --floor --warmup 1
     .venv/bin/python benchmarks/tabular.py --events 200000 --repeat 3
 """
 
@@ -42,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import resource
@@ -134,6 +150,35 @@ def bare_loop(files: list[Path], models: Path, groups: int, out: Path) -> None:
                        out / f"part-{i:05d}.parquet")
 
 
+def _fresh_worker(files: list[Path], numbers: list[int], models: Path, out: Path,
+                  workers: int) -> None:
+    from batchscore.jobs.threads import limit_threads
+
+    limit_threads(workers)  # the share a job's worker takes
+    model = joblib.load(models / "model.joblib")
+    for i, path in zip(numbers, files, strict=True):
+        frame = pq.read_table(path).to_pandas()
+        pred = pd.DataFrame({"id": frame["id"], "prediction": model.predict(frame[FEATURES])})
+        pq.write_table(pa.Table.from_pandas(pred, preserve_index=False),
+                       out / f"part-{i:05d}.parquet")
+
+
+def fresh_processes(files: list[Path], models: Path, workers: int, out: Path) -> None:
+    """The bare loop's work on ``workers`` processes forked for it (one model)."""
+    out.mkdir(parents=True)
+    context = multiprocessing.get_context("fork")
+    numbers = list(range(len(files)))
+    procs = [context.Process(target=_fresh_worker,
+                             args=(files[w::workers], numbers[w::workers], models, out, workers))
+             for w in range(workers)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    failed = [proc.exitcode for proc in procs if proc.exitcode]
+    assert not failed, f"fresh processes exited with {failed}"
+
+
 class _RayPredictor:
     def __init__(self, model_path: str) -> None:
         self.model = joblib.load(model_path)
@@ -164,6 +209,32 @@ def batchscore_job(ws: Workspace, files: list[Path], models: Path, groups: int,
                         mini_batch_size=batch, workers=workers)
     job = run_job(ws, spec, [str(p) for p in files], str(out) + "/", executor="local")
     assert job.state == "succeeded", job.reason
+
+
+def batchscore_job_on_thread(start: str | None, *args: object) -> None:
+    """:func:`batchscore_job` on a thread, as the service's run slots run jobs; ``start``:
+    ``$BATCHSCORE_WORKER_START`` for it (None: the default, the fork server)."""
+    errors: list[BaseException] = []
+
+    def slot() -> None:
+        try:
+            batchscore_job(*args)  # type: ignore[arg-type]
+        except BaseException as exc:  # re-raised on the main thread
+            errors.append(exc)
+
+    before = os.environ.pop("BATCHSCORE_WORKER_START", None)
+    if start is not None:
+        os.environ["BATCHSCORE_WORKER_START"] = start
+    try:
+        thread = threading.Thread(target=slot, name="benchmark-run-slot")
+        thread.start()
+        thread.join()
+    finally:
+        os.environ.pop("BATCHSCORE_WORKER_START", None)
+        if before is not None:
+            os.environ["BATCHSCORE_WORKER_START"] = before
+    if errors:
+        raise errors[0]
 
 
 def _events(n: int, sensors: int = 15) -> list[dict[str, object]]:
@@ -279,6 +350,14 @@ def main() -> None:
     parser.add_argument("--skip-ray", action="store_true")
     parser.add_argument("--one-worker", action="store_true",
                         help="also time the job with 1 worker (key batchscore-1)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the bare loop's work on W processes forked for it "
+                             "(key fresh-W): the least an engine that starts workers per job "
+                             "pays")
+    parser.add_argument("--thread", action="store_true",
+                        help="also time the job run on a thread (the service's way), its "
+                             "workers from the fork server and spawned (keys "
+                             "batchscore-thread, batchscore-thread-spawn)")
     parser.add_argument("--events", type=int, help="measure the stream landing path instead")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -311,6 +390,15 @@ def main() -> None:
         times["batchscore-1"] = []
     if use_ray:
         times["ray"] = []
+    fresh = f"fresh-{args.workers}"
+    if args.floor and args.groups <= 1:
+        times[fresh] = []
+    if args.thread:
+        from batchscore.jobs.executors.local import start_worker_server
+
+        start_worker_server()  # as the service does when it starts
+        times["batchscore-thread"] = []
+        times["batchscore-thread-spawn"] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         files = make_data(root, args.rows, args.files, args.groups)
@@ -324,6 +412,16 @@ def main() -> None:
                 elif name == "ray":
                     elapsed = _timed(lambda o=out: ray_data(files, models, args.workers,
                                                             args.batch, o))
+                elif name == fresh:
+                    elapsed = _timed(lambda o=out: fresh_processes(files, models, args.workers,
+                                                                   o))
+                elif name.startswith("batchscore-thread"):
+                    start = "spawn" if name.endswith("-spawn") else None
+                    ws = init_workspace(root / f"ws-{name}-{rep}")
+                    elapsed = _timed(lambda o=out, w=ws, m=start: batchscore_job_on_thread(
+                        m, w, files, models, args.groups, args.workers, args.batch, o))
+                    ws.close()
+                    _reap_workers()
                 else:
                     workers = 1 if name == "batchscore-1" else args.workers
                     ws = init_workspace(root / f"ws-{name}-{rep}")
@@ -334,7 +432,9 @@ def main() -> None:
                 rows = _rows_out(out)
                 assert rows == args.rows, f"{name}: wrote {rows} rows, expected {args.rows}"
                 if rep >= 0:  # not a warm-up
-                    if name != "ray":  # Ray's work is done in processes that are not children
+                    # Ray's work, and the fork server's workers', is done in processes that
+                    # are not this program's children
+                    if name != "ray" and not name.startswith("batchscore-thread"):
                         cpu.setdefault(name, []).append(_cpu() - cpu_start)
                     times[name].append(elapsed)
                 shutil.rmtree(out, ignore_errors=True)
@@ -344,9 +444,11 @@ def main() -> None:
     result = {
         "command": "benchmarks/tabular.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if k not in ("json", "skip_ray", "one_worker") and v is not None)
+            if k not in ("json", "skip_ray", "one_worker", "thread", "floor") and v is not None)
             + (" --skip-ray" if args.skip_ray else "")
-            + (" --one-worker" if args.one_worker else ""),
+            + (" --one-worker" if args.one_worker else "")
+            + (" --thread" if args.thread else "")
+            + (" --floor" if args.floor else ""),
         "machine": f"{platform.node()} ({os.cpu_count()} vCPUs, Python "
                    f"{platform.python_version()})",
         "date": time.strftime("%Y-%m-%d"),
