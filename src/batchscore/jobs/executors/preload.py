@@ -21,7 +21,6 @@ MODULES = (
 )
 
 
-
 def import_modules(names: tuple[str, ...] | list[str]) -> list[str]:
     """Import each of ``names``, skipping any that fails (whatever it raises); the names
     imported."""
