@@ -9,10 +9,14 @@ single-threaded process of its own, which imported the workers' modules once."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,7 @@ from batchscore.jobs.executors.local import init_seconds, start_method, start_wo
 from batchscore.jobs.executors.preload import import_modules
 from batchscore.service import context as service_context
 from batchscore.workspace import Workspace
+from helpers import pid_alive
 
 HELPER = """
 import threading
@@ -52,6 +57,7 @@ def run(mini_batch):
 
 
 WHO_STARTED_ME = """
+import contextlib
 import json
 import os
 import sys
@@ -217,3 +223,69 @@ def test_a_module_the_fork_server_cannot_import_is_skipped(
     monkeypatch.syspath_prepend(str(tmp_path))
     names = ["no_such_module_xyz", "raises_at_import_xyz", "json"]
     assert import_modules(names) == ["json"]
+
+
+RUNS_A_JOB_ON_A_THREAD = """
+import sys
+import threading
+from pathlib import Path
+
+from batchscore import init_workspace
+from batchscore.jobs import run_job, spec_from_mapping
+
+
+def main():
+    root, scoring_script, inputs = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+    ws = init_workspace(root / "ws")
+    spec = spec_from_mapping({"scoring_script": scoring_script, "mini_batch_size": 1,
+                              "max_concurrency_per_instance": 2})
+    slot = threading.Thread(target=run_job, args=(ws, spec, [inputs], str(root / "out")))
+    slot.start()
+    slot.join()
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+SAYS_ITS_PID_AND_SLEEPS = """
+import os
+import time
+
+def run(mini_batch):
+    open(os.path.join(os.environ["PIDS"], str(os.getpid())), "w").close()
+    time.sleep(600)
+    return list(mini_batch)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_the_fork_servers_workers_end_with_their_runner(tmp_path: Path, script, files) -> None:
+    """kill -9 of a process that runs a job on a thread: its workers, which the fork server
+    forked (their parent is the server, which their own lives keep alive), exit in the middle
+    of their mini-batch, not at its end (ten minutes later)."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    program = tmp_path / "program.py"
+    program.write_text(RUNS_A_JOB_ON_A_THREAD)
+    proc = subprocess.Popen(
+        [sys.executable, str(program), str(tmp_path), str(script(SAYS_ITS_PID_AND_SLEEPS)),
+         str(files(2))], env={**os.environ, "PIDS": str(pids)})
+    try:
+        deadline = time.monotonic() + 120  # a safety net: the test waits for the two marks
+        while len(list(pids.iterdir())) < 2:
+            assert proc.poll() is None, "the program ended before its workers started"
+            assert time.monotonic() < deadline, "the workers did not start"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait(30)
+    workers = [int(p.name) for p in pids.iterdir()]
+    deadline = time.monotonic() + 60
+    while any(pid_alive(pid) for pid in workers):
+        if time.monotonic() > deadline:
+            for pid in workers:  # not left sleeping for ten minutes
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            pytest.fail(f"workers {workers} outlived their runner")
+        time.sleep(0.1)

@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import faulthandler
 import logging
+import multiprocessing.connection
 import multiprocessing.util
 import os
 import signal
@@ -43,19 +44,28 @@ _state: dict[str, Any] = {}
 
 
 def _die_with_parent() -> None:
-    """Exit when the process that started this worker dies (``kill -9`` of the runner).
+    """Exit when the process that runs this worker's job dies (``kill -9`` of the runner).
 
-    A watcher thread rather than Linux's PR_SET_PDEATHSIG: that signal fires when the
-    *thread* that forked the worker ends, and pebble forks replacement workers from its
-    manager thread, which ends before the pool stops its workers.
+    A worker that a fork server forked for its runner (the service's jobs) watches the runner
+    through multiprocessing's sentinel of it (a pipe the runner holds open): its parent in
+    the process tree is the fork server, which outlives the runner as long as any of its
+    children lives. Any other worker watches its parent's pid: a watcher thread rather than
+    Linux's PR_SET_PDEATHSIG, which fires when the *thread* that forked the worker ends, and
+    pebble forks replacement workers from its manager thread, which ends before the pool
+    stops its workers.
     """
+    runner = multiprocessing.parent_process()
     parent = os.getppid()
-
-    def watch() -> None:
-        while True:
-            time.sleep(0.5)
-            if os.getppid() != parent:
-                os._exit(1)
+    if runner is not None and runner.pid != parent:
+        def watch() -> None:
+            multiprocessing.connection.wait([runner.sentinel])
+            os._exit(1)
+    else:
+        def watch() -> None:
+            while True:
+                time.sleep(0.5)
+                if os.getppid() != parent:
+                    os._exit(1)
 
     threading.Thread(target=watch, name="batchscore-parent-watch", daemon=True).start()
 
