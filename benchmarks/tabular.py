@@ -126,15 +126,20 @@ def save_models(root: Path, groups: int) -> Path:
     return folder
 
 
+def _score_file(model: object, path: Path, dest: Path) -> None:
+    """One file, one model: read, predict, write the key and the predictions."""
+    frame = pq.read_table(path).to_pandas()
+    pred = pd.DataFrame({"id": frame["id"],
+                         "prediction": model.predict(frame[FEATURES])})  # type: ignore[attr-defined]
+    pq.write_table(pa.Table.from_pandas(pred, preserve_index=False), dest)
+
+
 def bare_loop(files: list[Path], models: Path, groups: int, out: Path) -> None:
     out.mkdir(parents=True)
     if groups <= 1:
         model = joblib.load(models / "model.joblib")
         for i, path in enumerate(files):
-            frame = pq.read_table(path).to_pandas()
-            pred = pd.DataFrame({"id": frame["id"], "prediction": model.predict(frame[FEATURES])})
-            pq.write_table(pa.Table.from_pandas(pred, preserve_index=False),
-                           out / f"part-{i:05d}.parquet")
+            _score_file(model, path, out / f"part-{i:05d}.parquet")
         return
     loaded: dict[int, object] = {}
     for i, path in enumerate(files):
@@ -157,10 +162,7 @@ def _fresh_worker(files: list[Path], numbers: list[int], models: Path, out: Path
     limit_threads(workers)  # the share a job's worker takes
     model = joblib.load(models / "model.joblib")
     for i, path in zip(numbers, files, strict=True):
-        frame = pq.read_table(path).to_pandas()
-        pred = pd.DataFrame({"id": frame["id"], "prediction": model.predict(frame[FEATURES])})
-        pq.write_table(pa.Table.from_pandas(pred, preserve_index=False),
-                       out / f"part-{i:05d}.parquet")
+        _score_file(model, path, out / f"part-{i:05d}.parquet")
 
 
 def fresh_processes(files: list[Path], models: Path, workers: int, out: Path) -> None:
