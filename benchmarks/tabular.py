@@ -79,6 +79,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from batchscore.jobs.executors.local import start_worker_server
+from batchscore.jobs.threads import limit_threads
+
 if TYPE_CHECKING:
     from batchscore.workspace import Workspace
 
@@ -157,8 +160,6 @@ def bare_loop(files: list[Path], models: Path, groups: int, out: Path) -> None:
 
 def _fresh_worker(files: list[Path], numbers: list[int], models: Path, out: Path,
                   workers: int) -> None:
-    from batchscore.jobs.threads import limit_threads
-
     limit_threads(workers)  # the share a job's worker takes
     model = joblib.load(models / "model.joblib")
     for i, path in zip(numbers, files, strict=True):
@@ -396,8 +397,6 @@ def main() -> None:
     if args.floor and args.groups <= 1:
         times[fresh] = []
     if args.thread:
-        from batchscore.jobs.executors.local import start_worker_server
-
         start_worker_server()  # as the service does when it starts
         times["batchscore-thread"] = []
         times["batchscore-thread-spawn"] = []

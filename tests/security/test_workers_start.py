@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,7 @@ from batchscore.jobs.executors.local import init_seconds, start_method, start_wo
 from batchscore.jobs.executors.preload import import_modules
 from batchscore.service import context as service_context
 from batchscore.workspace import Workspace
-from helpers import pid_alive
+from helpers import pid_alive, wait_for
 
 HELPER = """
 import threading
@@ -111,21 +110,14 @@ def test_workers_started_beside_other_threads_do_not_inherit_their_locks(
     holding.wait()
     monkeypatch.setenv("BATCHSCORE_INIT_TIMEOUT", "120")  # only a safety net if it breaks
     spec, inputs = _spec(script(TAKES_THE_LOCK)), [str(files(3))]
-    outcome: dict[str, object] = {}
-
-    def slot() -> None:  # as the service's run slots do: the job runs on a thread
-        outcome["method"] = start_method()
-        outcome["job"] = run_job(ws, spec, inputs, str(tmp_path / "out"), executor="local")
-
     try:
-        runner = threading.Thread(target=slot, name="batchscore-slot-test")
-        runner.start()
-        runner.join()
+        outcome = _on_a_thread(lambda: run_job(ws, spec, inputs, str(tmp_path / "out"),
+                                               executor="local"))
     finally:
         release.set()
         thread.join()
     assert outcome["method"] == "forkserver"
-    job = outcome["job"]
+    job = outcome["result"]
     assert job.state == "succeeded", job.reason  # type: ignore[attr-defined]
     assert start_method() == "fork"  # the command line (the main thread) still forks
 
@@ -271,21 +263,19 @@ def test_the_fork_servers_workers_end_with_their_runner(tmp_path: Path, script, 
     proc = subprocess.Popen(
         [sys.executable, str(program), str(tmp_path), str(script(SAYS_ITS_PID_AND_SLEEPS)),
          str(files(2))], env={**os.environ, "PIDS": str(pids)})
-    try:
-        deadline = time.monotonic() + 120  # a safety net: the test waits for the two marks
-        while len(list(pids.iterdir())) < 2:
-            assert proc.poll() is None, "the program ended before its workers started"
-            assert time.monotonic() < deadline, "the workers did not start"
-            time.sleep(0.05)
+    try:  # the two workers' marks (or the program's end) are the event waited for
+        wait_for(lambda: len(list(pids.iterdir())) >= 2 or proc.poll() is not None,
+                 timeout=120, what="the two workers' marks")
+        assert proc.poll() is None, "the program ended before its workers started"
     finally:
         proc.kill()
         proc.wait(30)
     workers = [int(p.name) for p in pids.iterdir()]
-    deadline = time.monotonic() + 60
-    while any(pid_alive(pid) for pid in workers):
-        if time.monotonic() > deadline:
-            for pid in workers:  # not left sleeping for ten minutes
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-            pytest.fail(f"workers {workers} outlived their runner")
-        time.sleep(0.1)
+    try:
+        wait_for(lambda: not any(map(pid_alive, workers)), timeout=60,
+                 what=f"the end of workers {workers}, which outlived their runner")
+    except AssertionError:
+        for pid in workers:  # not left sleeping for ten minutes
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        raise
