@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from batchscore.jobs import job_logs, run_job, spec_from_mapping
+from batchscore.errors import UsageError
+from batchscore.jobs import job_logs, list_jobs, resume_job, run_job, spec_from_mapping
 from batchscore.jobs.executors.local import stall_seconds
 
 LOCK_AND_DIE = """
@@ -53,3 +54,33 @@ def test_stall_limits():
 def test_the_environment_sets_the_limit(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("BATCHSCORE_STALL_SECONDS", "7")
     assert stall_seconds(30, started_any=False) == 7
+
+
+ECHO = """
+import os
+
+def run(mini_batch):
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("BATCHSCORE_WORKER_START", "forkk"), ("BATCHSCORE_WORKER_START", "thread"),
+    ("BATCHSCORE_STALL_SECONDS", "soon"), ("BATCHSCORE_STALL_SECONDS", "-1"),
+    ("BATCHSCORE_INIT_TIMEOUT", "nan"), ("BATCHSCORE_INIT_TIMEOUT", "0"),
+    ("BATCHSCORE_INIT_TIMEOUT", "inf")])
+def test_a_bad_worker_setting_is_refused_before_any_worker_starts(
+        ws, tmp_path, script, files, monkeypatch, name: str, value: str) -> None:
+    """Named with its value, before a worker starts; the job stays resumable and runs once
+    the setting is mended (a bad value was used silently, or raised from deep inside)."""
+    monkeypatch.setenv(name, value)
+    spec = spec_from_mapping({"scoring_script": str(script(ECHO)), "mini_batch_size": 1})
+    with pytest.raises(UsageError, match=rf"\${name}='{value}': expected"):
+        run_job(ws, spec, [str(files(2))], str(tmp_path / "out"), executor="local")
+    assert not (tmp_path / "out").exists()
+    [job] = list_jobs(ws)
+    assert not job.finished, job.state
+    monkeypatch.delenv(name)
+    job = resume_job(ws, job.id, executor="local")
+    assert job.state == "succeeded", job.reason
+    assert (tmp_path / "out" / "predictions.csv").read_text().split() == ["f000.txt", "f001.txt"]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from batchscore.errors import UsageError
 from batchscore.jobs import get_job, job_logs, run_job, spec_from_mapping
 from batchscore.jobs.executors.local import init_seconds, start_method, start_worker_server
 from batchscore.jobs.executors.preload import import_modules
@@ -205,6 +206,17 @@ def test_the_service_starts_the_fork_server_when_its_jobs_use_local_workers(
         assert len(calls) == started
     finally:
         service.stop()
+
+
+def test_a_service_with_a_bad_worker_setting_does_not_start(
+        ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused as the service is made (``batchscore serve`` says it and exits), not first
+    when a run slot's job starts its workers."""
+    monkeypatch.setenv("BATCHSCORE_WORKER_START", "thread")
+    with pytest.raises(UsageError, match=r"\$BATCHSCORE_WORKER_START='thread'"):
+        service_context.Service.open(ws, service_context.ServiceConfig())
+    object.__setattr__(ws.settings, "executor", "ray")  # not read by Ray's workers
+    service_context.Service.open(ws, service_context.ServiceConfig())
 
 
 def test_a_module_the_fork_server_cannot_import_is_skipped(

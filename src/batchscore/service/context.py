@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 
 from ..errors import UsageError
-from ..jobs.executors.local import start_worker_server
+from ..jobs.executors.local import check_settings, start_worker_server
 from ..streaming.pool import ConsumerPool
 from ..triggers import TriggerLoop
 from ..workspace import Workspace
@@ -88,6 +88,8 @@ class Service:
 
     @classmethod
     def open(cls, ws: Workspace, config: ServiceConfig) -> Service:
+        if ws.settings.executor == "local":
+            check_settings()  # its run slots' workers: a bad setting stops it here
         return cls(ws, config, RunSlots(ws, config.run_slots),
                    TriggerLoop(ws, config.scan_interval),
                    RateLimiter(config.runs_per_minute, config.runs_burst),

@@ -13,6 +13,7 @@ replaced, and its mini-batches count an attempt (a second time in a row fails th
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import socket
@@ -30,16 +31,33 @@ from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
 
+from ...errors import UsageError
 from ..kinds import ContractError, WorkerConfig
 from ..worker import InitError, run_task, worker_init
 from .base import Completion, Executor, Outcome
 
-__all__ = ["LocalExecutor", "init_seconds", "stall_seconds", "start_method",
+__all__ = ["LocalExecutor", "check_settings", "init_seconds", "stall_seconds", "start_method",
            "start_worker_server"]
 
 MAX_STALLS = 3
 
 _PRELOAD = "batchscore.jobs.executors.preload"  # what the fork server imports (by name: not here)
+_METHODS = ("fork", "spawn", "forkserver")
+
+
+def _seconds_setting(name: str) -> float | None:
+    """The number of seconds in ``$name`` (unset or empty: None); anything else than a
+    finite number above 0 is refused, naming the variable."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UsageError(f"${name}={value!r}: expected a number of seconds above 0")
+    return seconds
 
 
 def stall_seconds(timeout: float, started_any: bool) -> float:
@@ -47,9 +65,9 @@ def stall_seconds(timeout: float, started_any: bool) -> float:
     ``$BATCHSCORE_STALL_SECONDS``, else the longer of 120 s and twice the task timeout, once
     the pool has started a task (before that its workers may still be in a slow init(): 30
     minutes)."""
-    env = os.environ.get("BATCHSCORE_STALL_SECONDS")
-    if env:
-        return float(env)
+    chosen = _seconds_setting("BATCHSCORE_STALL_SECONDS")
+    if chosen is not None:
+        return chosen
     return max(120.0, 2 * timeout) if started_any else 1800.0
 
 
@@ -57,8 +75,17 @@ def init_seconds() -> float:
     """How long a new pool's workers may take to start a first task (their ``init()``):
     ``$BATCHSCORE_INIT_TIMEOUT``, else 600 s. (When the stall watchdog's limit is shorter,
     it acts first: the pool is replaced without counting an attempt.)"""
-    env = os.environ.get("BATCHSCORE_INIT_TIMEOUT")
-    return float(env) if env else 600.0
+    chosen = _seconds_setting("BATCHSCORE_INIT_TIMEOUT")
+    return 600.0 if chosen is None else chosen
+
+
+def check_settings() -> None:
+    """Refuse a bad ``$BATCHSCORE_WORKER_START``, ``$BATCHSCORE_STALL_SECONDS`` or
+    ``$BATCHSCORE_INIT_TIMEOUT`` (:class:`UsageError` naming it): called as a job's workers
+    start and as the service starts, not first when a job reads it."""
+    _chosen()
+    _seconds_setting("BATCHSCORE_STALL_SECONDS")
+    init_seconds()
 
 
 def worker_context(method: str) -> BaseContext:
@@ -80,8 +107,15 @@ def start_worker_server() -> None:
 
 
 def _chosen() -> str | None:
-    chosen = os.environ.get("BATCHSCORE_WORKER_START", "")
-    return chosen if chosen in ("fork", "spawn", "forkserver") else None
+    """``$BATCHSCORE_WORKER_START`` (unset or empty: None); a value not among fork, spawn
+    and forkserver is refused, naming the variable."""
+    chosen = os.environ.get("BATCHSCORE_WORKER_START", "").strip()
+    if not chosen:
+        return None
+    if chosen not in _METHODS:
+        raise UsageError(f"$BATCHSCORE_WORKER_START={chosen!r}: expected one of "
+                         f"{', '.join(_METHODS)}")
+    return chosen
 
 
 def start_method() -> str:
@@ -116,6 +150,7 @@ class LocalExecutor(Executor):
         return len(self._futures) + len(self._lost)
 
     def start(self, cfg: WorkerConfig, workers: int) -> None:
+        check_settings()  # before any worker starts, not while the job runs
         self._workers = workers
         self._cfg = cfg
         self._pool = self._new_pool()
