@@ -18,6 +18,7 @@ import sys
 import threading
 from pathlib import Path
 
+import psutil
 import pytest
 
 from batchscore.errors import UsageError
@@ -291,3 +292,141 @@ def test_the_fork_servers_workers_end_with_their_runner(tmp_path: Path, script, 
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         raise
+
+
+EXITS_IN_INIT = """
+import os
+import signal
+
+def init():
+    if os.environ["HOW"] == "exit":
+        os._exit(3)
+    os.kill(os.getpid(), signal.SIGKILL)  # as the OOM killer does to a model too big
+
+def run(mini_batch):
+    return list(mini_batch)
+"""
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+@pytest.mark.parametrize(("how", "said"), [("exit", "exit code 3"), ("kill", "killed by SIGKILL")])
+def test_workers_that_end_as_they_start_fail_the_job_with_their_exit(
+        ws: Workspace, tmp_path: Path, script, files, monkeypatch: pytest.MonkeyPatch,
+        start: str, how: str, said: str) -> None:
+    """pebble replaces a worker that ends without end: before, the job went on starting
+    workers until the init timeout (600 s), then blamed a slow init()."""
+    monkeypatch.setenv("BATCHSCORE_WORKER_START", start)
+    monkeypatch.setenv("HOW", how)
+    spec = spec_from_mapping({"scoring_script": str(script(EXITS_IN_INIT)), "mini_batch_size": 1,
+                              "max_concurrency_per_instance": 2})
+    job = run_job(ws, spec, [str(files(4))], str(tmp_path / "out"), executor="local")
+    assert job.state == "failed"
+    assert "ended as they started" in (job.reason or "") and said in (job.reason or ""), \
+        job.reason
+    assert "__main__" not in (job.reason or "")  # this main module (pytest's) is guarded
+    assert not (tmp_path / "out").exists()
+
+
+UNGUARDED_PROGRAM = """
+import sys
+import threading
+from pathlib import Path
+
+from batchscore import init_workspace
+from batchscore.jobs import run_job, spec_from_mapping
+
+root, scoring_script, inputs = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+ws = init_workspace(root / "ws")
+spec = spec_from_mapping({"scoring_script": scoring_script, "mini_batch_size": 1,
+                          "max_concurrency_per_instance": 2})
+done = {}
+slot = threading.Thread(target=lambda: done.update(
+    job=run_job(ws, spec, [inputs], str(root / "out"))))
+slot.start()
+slot.join()
+print("STATE", done["job"].state, done["job"].reason)
+"""
+
+ECHOES = """
+import os
+
+def run(mini_batch):
+    return [os.path.basename(p) for p in mini_batch]
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_program_without_a_main_guard_gets_a_failed_job_that_says_so(
+        tmp_path: Path, script, files) -> None:
+    """Its workers (the fork server's) import the program first, which runs a job again in
+    each: multiprocessing refuses it and they exit, forever (2,800 worker starts in 200 s
+    before, and no end). The job fails at once, saying what to write."""
+    program = tmp_path / "program.py"
+    program.write_text(UNGUARDED_PROGRAM)
+    done = subprocess.run(
+        [sys.executable, str(program), str(tmp_path), str(script(ECHOES)), str(files(2))],
+        capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [line] = [x for x in done.stdout.splitlines() if x.startswith("STATE")]
+    assert line.startswith("STATE failed"), line
+    assert "ended as they started" in line and "program.py" in line, line
+    assert 'if __name__ == "__main__":' in line, line
+
+
+SLOW_FIRST_TIME = """
+import os
+import time
+
+def run(mini_batch):
+    name = os.path.basename(mini_batch[0])
+    marks = os.environ["PIDS"]
+    again = any(m.startswith(name + ".") for m in os.listdir(marks))
+    open(os.path.join(marks, f"{name}.{os.getpid()}"), "w").close()
+    if not again:
+        time.sleep(600)  # the first try of each mini-batch: killed with its fork server
+    return [name]
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.timeout(300)
+def test_a_fork_server_killed_alone_takes_its_workers_and_the_job_goes_on(
+        ws: Workspace, tmp_path: Path, script, files, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The OOM killer (or an operator) kills the fork server while its workers run: the
+    runner reads their ends from the server and retries their mini-batches on workers of a
+    new server; the old workers exit then too, instead of running their mini-batch on,
+    unseen (to its end, up to the task timeout)."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    monkeypatch.setenv("PIDS", str(pids))
+    spec = spec_from_mapping({"scoring_script": str(script(SLOW_FIRST_TIME)),
+                              "mini_batch_size": 1, "max_concurrency_per_instance": 2,
+                              "retry_settings": {"max_retries": 2, "timeout": 600}})
+    outcome: dict[str, object] = {}
+    slot = threading.Thread(target=lambda: outcome.update(_on_a_thread(
+        lambda: run_job(ws, spec, [str(files(2))], str(tmp_path / "out"), executor="local"))))
+    slot.start()
+    try:
+        first = wait_for(lambda: len(marks := list(pids.iterdir())) >= 2 and marks,
+                         timeout=120, what="the first tries of both mini-batches")
+        workers = [int(m.name.rsplit(".", 1)[1]) for m in first]
+        [server] = {psutil.Process(pid).ppid() for pid in workers}
+        assert server != os.getpid()
+        os.kill(server, signal.SIGKILL)
+        wait_for(lambda: not any(map(_running, workers)), timeout=60,
+                 what=f"the end of workers {workers} after their fork server's")
+    finally:
+        slot.join(240)
+    assert outcome["method"] == "forkserver"
+    job = outcome["result"]
+    assert job.state == "succeeded", job.reason  # type: ignore[attr-defined]
+    assert (tmp_path / "out/predictions.csv").read_text().split() == ["f000.txt", "f001.txt"]
+    retried = [e for e in job_logs(ws, job.id).events if e.get("event") == "retry"]  # type: ignore[attr-defined]
+    assert len(retried) == 2 and all(e.get("outcome") == "died" for e in retried), retried

@@ -49,7 +49,10 @@ def _die_with_parent() -> None:
     A worker that a fork server forked for its runner (the service's jobs) watches the runner
     through multiprocessing's sentinel of it (a pipe the runner holds open): its parent in
     the process tree is the fork server, which outlives the runner as long as any of its
-    children lives. Any other worker watches its parent's pid: a watcher thread rather than
+    children lives. It also exits when the fork server dies (killed on its own, say by the
+    OOM killer): the runner then reads its workers' ends from the server and counts them
+    dead (their mini-batches are retried, on workers of a new server), so they must not run
+    on unseen. Any other worker watches its parent's pid: a watcher thread rather than
     Linux's PR_SET_PDEATHSIG, which fires when the *thread* that forked the worker ends, and
     pebble forks replacement workers from its manager thread, which ends before the pool
     stops its workers.
@@ -58,7 +61,9 @@ def _die_with_parent() -> None:
     parent = os.getppid()
     if runner is not None and runner.pid != parent:
         def watch() -> None:
-            multiprocessing.connection.wait([runner.sentinel])
+            while not multiprocessing.connection.wait([runner.sentinel], timeout=0.5):
+                if os.getppid() != parent:  # the fork server died
+                    break
             os._exit(1)
     else:
         def watch() -> None:

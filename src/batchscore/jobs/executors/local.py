@@ -16,7 +16,9 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import signal
 import socket
+import sys
 import threading
 import time
 import traceback
@@ -27,6 +29,7 @@ from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver
 from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from pebble import ProcessExpired, ProcessPool
@@ -43,6 +46,52 @@ MAX_STALLS = 3
 
 _PRELOAD = "batchscore.jobs.executors.preload"  # what the fork server imports (by name: not here)
 _METHODS = ("fork", "spawn", "forkserver")
+
+
+class _CountedContext:
+    """A pool's multiprocessing context that keeps the worker processes started through it
+    (pebble starts and replaces them), so that workers which exit as they start are seen:
+    pebble replaces them without end and says nothing."""
+
+    def __init__(self, context: BaseContext) -> None:
+        self._context = context
+        self.live: list[BaseProcess] = []
+        self.exits: list[int] = []  # exit codes of those that ended
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+    def Process(self, *args: Any, **kwargs: Any) -> BaseProcess:  # multiprocessing's name
+        process: BaseProcess = self._context.Process(*args, **kwargs)  # type: ignore[attr-defined]
+        self.live.append(process)
+        return process
+
+    def ended(self) -> list[int]:
+        """The exit codes of the processes that ended (a negative one: killed by a signal)."""
+        for process in list(self.live):
+            if process.pid is not None and not process.is_alive():
+                self.live.remove(process)
+                self.exits.append(process.exitcode if process.exitcode is not None else -1)
+        return self.exits
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _main_imported_by_workers() -> str | None:
+    """The main module that a spawned or fork-server worker imports before it runs anything
+    (multiprocessing's rule), or None (``python -m package``, an interactive session)."""
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    if name is not None:
+        return None if name == "__main__" or name.endswith(".__main__") else name
+    return getattr(main, "__file__", None)
 
 
 def _seconds_setting(name: str) -> float | None:
@@ -128,6 +177,11 @@ def start_method() -> str:
     return _chosen() or ("fork" if main else "forkserver")
 
 
+def _ran(future: Future[Any]) -> bool:
+    """A finished task that a worker took (not one given up with its broken pool)."""
+    return not future.cancelled() and not isinstance(future.exception(), BrokenProcessPool)
+
+
 class LocalExecutor(Executor):
     """Worker processes on this machine; ``max_concurrency_per_instance`` sets their number."""
 
@@ -140,6 +194,8 @@ class LocalExecutor(Executor):
         self._started_any = False  # the current pool has started a task
         self._stalls = 0
         self._init_timeouts = 0  # pools in a row whose workers never started a task
+        self._launches: _CountedContext | None = None  # the current pool's processes
+        self._exits: list[int] = []  # of workers of earlier pools, since a task last started
 
     @property
     def capacity(self) -> int:
@@ -151,6 +207,7 @@ class LocalExecutor(Executor):
 
     def start(self, cfg: WorkerConfig, workers: int) -> None:
         check_settings()  # before any worker starts, not while the job runs
+        self._exits = []
         self._workers = workers
         self._cfg = cfg
         self._pool = self._new_pool()
@@ -159,11 +216,13 @@ class LocalExecutor(Executor):
         method = start_method()
         # a fork server's child has the server's environment: it gets this process's
         environ = dict(os.environ) if method == "forkserver" else None
+        self._method = method
+        self._launches = _CountedContext(worker_context(method))
         return ProcessPool(
             max_workers=self._workers,
             initializer=worker_init,
             initargs=(self._cfg, environ),
-            context=worker_context(method),
+            context=self._launches,  # type: ignore[arg-type]  # a BaseContext's stand-in
         )
 
     def submit(self, idx: int, attempt: int, items: list[Any], timeout: float) -> None:
@@ -186,28 +245,78 @@ class LocalExecutor(Executor):
         for future, (idx, attempt, _) in old.items():
             future.cancel()
             self._lost.append(Completion(idx, attempt, Outcome.LOST, error=why))
-        self._pool.stop()
-        self._pool = self._new_pool()
+        self._next_pool()
         self._progress_at = time.monotonic()
         self._started_any = False
 
+    def _next_pool(self) -> None:
+        """Stop the pool and start another; what its workers' exits were is kept while no
+        task has started (read before the stop: the workers it stops are not counted)."""
+        assert self._pool is not None and self._launches is not None
+        if not self._started_any:
+            self._exits += self._launches.ended()
+        self._pool.stop()
+        self._pool = self._new_pool()
+
     def wait(self, timeout: float) -> list[Completion]:
         lost, self._lost = self._lost, []
+        failed = self._exit_at_start(lost)
+        if failed:
+            return failed
         if lost or not self._futures:
             return lost
         done, _ = futures_wait(list(self._futures), timeout=timeout, return_when=FIRST_COMPLETED)
         now = time.monotonic()
-        if done or any(f.running() for f in self._futures):
+        if any(f.running() for f in self._futures) or any(map(_ran, done)):
             self._progress_at = now
             self._started_any = True
             self._init_timeouts = 0
+            self._exits = []
             if done:
                 self._stalls = 0
-        else:
+        elif not done:
+            failed = self._exit_at_start([])
+            if failed:
+                return failed
             stalled = self._stalled(now)
             if stalled:
                 return stalled
         return [self._completion(f) for f in done]
+
+    def _exit_at_start(self, lost: list[Completion]) -> list[Completion]:
+        """Until a task starts, workers should not end at all: once more of them have ended
+        than the job has workers, plus one (across the pools started meanwhile: pebble gives
+        up a pool whose workers all ended, and a new one is started), they end as they
+        start (an ``init()`` that exits or crashes, a worker killed for memory as it loads
+        the model, a main module that is not guarded), and would be replaced without end.
+        The mini-batches waiting (and ``lost``, from pools given up) fail the job (FATAL),
+        with the exit codes."""
+        if self._started_any or self._launches is None:
+            return []
+        exits = self._exits + self._launches.ended()
+        if len(exits) <= self._workers + 1:
+            return []
+        codes = ", ".join(sorted({_exit_text(code) for code in exits}))
+        error = (f"the worker processes ended as they started, {len(exits)} times before "
+                 f"any took a mini-batch ({codes}); their errors are in the job's worker "
+                 "logs, or on this process's stderr when they came before the logs opened")
+        main = _main_imported_by_workers() if self._method != "fork" else None
+        if main is not None:
+            error += (f". Each worker ({self._method}) imports this program's main module "
+                      f"{main!r} first: its code must run under "
+                      "`if __name__ == \"__main__\":`")
+        out = [Completion(idx, attempt, Outcome.FATAL, error=error)
+               for idx, attempt, _ in self._futures.values()]
+        out += [Completion(c.idx, c.attempt, Outcome.FATAL, error=error) for c in lost]
+        for future in self._futures:
+            future.cancel()
+        self._futures = {}
+        self._exits = []
+        assert self._pool is not None
+        self._pool.stop()
+        self._pool = self._new_pool()
+        self._progress_at = time.monotonic()
+        return out
 
     def _stalled(self, now: float) -> list[Completion]:
         """A watchdog: tasks wait, none runs, and none started or finished for a long time.
@@ -252,9 +361,7 @@ class LocalExecutor(Executor):
         for future in self._futures:
             future.cancel()
         self._futures = {}
-        assert self._pool is not None
-        self._pool.stop()
-        self._pool = self._new_pool()
+        self._next_pool()
         self._progress_at = time.monotonic()
         return out
 
