@@ -47,9 +47,12 @@ def run(mini_batch):
 """
 
 HANGS = """
+import os
 import threading
 
 def init():
+    if "PIDS" in os.environ:
+        open(os.path.join(os.environ["PIDS"], str(os.getpid())), "w").close()
     threading.Event().wait()  # never returns
 
 def run(mini_batch):
@@ -127,7 +130,11 @@ def test_workers_started_beside_other_threads_do_not_inherit_their_locks(
 @pytest.mark.timeout(300)
 def test_a_worker_start_up_that_never_ends_fails_the_run(
         ws: Workspace, tmp_path: Path, script, files, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The run ends (its slot is free): each try counts an attempt, then the job fails."""
+    """The run ends (its slot is free): each try counts an attempt, then the job fails; the
+    hung workers of each try are stopped (they were left hanging, for good in the service)."""
+    pids = tmp_path / "pids"
+    pids.mkdir()
+    monkeypatch.setenv("PIDS", str(pids))
     monkeypatch.setenv("BATCHSCORE_INIT_TIMEOUT", "2")
     assert init_seconds() == 2
     spec = _spec(script(HANGS), retries=3)
@@ -138,6 +145,10 @@ def test_a_worker_start_up_that_never_ends_fails_the_run(
     assert any(e.get("event") == "retry" and e.get("outcome") == "timeout" for e in events), \
         events
     assert get_job(ws, job.id).finished
+    hung = [int(p.name) for p in pids.iterdir()]
+    assert len(hung) >= 2, hung  # a worker per try
+    wait_for(lambda: not any(map(_running, hung)), timeout=60,
+             what=f"the end of the hung workers {hung}")
 
 
 @pytest.mark.timeout(300)

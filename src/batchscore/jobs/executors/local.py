@@ -255,7 +255,7 @@ class LocalExecutor(Executor):
         assert self._pool is not None and self._launches is not None
         if not self._started_any:
             self._exits += self._launches.ended()
-        self._pool.stop()
+        _retire(self._pool)
         self._pool = self._new_pool()
 
     def wait(self, timeout: float) -> list[Completion]:
@@ -311,10 +311,8 @@ class LocalExecutor(Executor):
         for future in self._futures:
             future.cancel()
         self._futures = {}
+        self._next_pool()
         self._exits = []
-        assert self._pool is not None
-        self._pool.stop()
-        self._pool = self._new_pool()
         self._progress_at = time.monotonic()
         return out
 
@@ -425,6 +423,14 @@ class LocalExecutor(Executor):
             self._pool.join(timeout=30)
             self._pool = None
         self._futures.clear()
+
+
+def _retire(pool: ProcessPool) -> None:
+    """Stop ``pool`` for good: its workers (a hung ``init()``'s too) and its threads, which
+    pebble stops in ``join()`` (``stop()`` alone leaves both), on a thread of their own."""
+    pool.stop()
+    threading.Thread(target=_join_pool, args=(pool,), name="batchscore-pool-stop",
+                     daemon=False).start()
 
 
 def _join_pool(pool: ProcessPool, then: Callable[[], None] | None = None) -> None:
