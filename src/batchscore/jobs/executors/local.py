@@ -55,24 +55,28 @@ class _CountedContext:
 
     def __init__(self, context: BaseContext) -> None:
         self._context = context
-        self.live: list[BaseProcess] = []
-        self.exits: list[int] = []  # exit codes of those that ended
+        self._lock = threading.Lock()  # pebble's manager thread starts them, the runner reads
+        self._live: list[BaseProcess] = []
+        self._exits: list[int] = []  # exit codes of those that ended
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._context, name)
 
     def Process(self, *args: Any, **kwargs: Any) -> BaseProcess:  # multiprocessing's name
         process: BaseProcess = self._context.Process(*args, **kwargs)  # type: ignore[attr-defined]
-        self.live.append(process)
+        self.ended()  # the ones that ended are let go (their pipes with them), counted
+        with self._lock:
+            self._live.append(process)
         return process
 
     def ended(self) -> list[int]:
         """The exit codes of the processes that ended (a negative one: killed by a signal)."""
-        for process in list(self.live):
-            if process.pid is not None and not process.is_alive():
-                self.live.remove(process)
-                self.exits.append(process.exitcode if process.exitcode is not None else -1)
-        return self.exits
+        with self._lock:
+            for process in list(self._live):
+                if process.pid is not None and not process.is_alive():
+                    self._live.remove(process)
+                    self._exits.append(-1 if process.exitcode is None else process.exitcode)
+            return list(self._exits)
 
 
 def _exit_text(code: int) -> str:
@@ -195,6 +199,7 @@ class LocalExecutor(Executor):
         self._stalls = 0
         self._init_timeouts = 0  # pools in a row whose workers never started a task
         self._launches: _CountedContext | None = None  # the current pool's processes
+        self._method = "fork"  # the current pool's start method
         self._exits: list[int] = []  # of workers of earlier pools, since a task last started
 
     @property
