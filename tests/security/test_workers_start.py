@@ -264,13 +264,13 @@ if __name__ == "__main__":
     main()
 """
 
-SAYS_ITS_PID_AND_SLEEPS = """
+SAYS_ITS_PID_AND_BLOCKS = """
 import os
-import time
+import threading
 
 def run(mini_batch):
     open(os.path.join(os.environ["PIDS"], str(os.getpid())), "w").close()
-    time.sleep(600)
+    threading.Event().wait()  # never returns: it ends only when its process is ended
     return list(mini_batch)
 """
 
@@ -279,13 +279,13 @@ def run(mini_batch):
 def test_the_fork_servers_workers_end_with_their_runner(tmp_path: Path, script, files) -> None:
     """kill -9 of a process that runs a job on a thread: its workers, which the fork server
     forked (their parent is the server, which their own lives keep alive), exit in the middle
-    of their mini-batch, not at its end (ten minutes later)."""
+    of their mini-batch (one that never ends on its own)."""
     pids = tmp_path / "pids"
     pids.mkdir()
     program = tmp_path / "program.py"
     program.write_text(RUNS_A_JOB_ON_A_THREAD)
     proc = subprocess.Popen(
-        [sys.executable, str(program), str(tmp_path), str(script(SAYS_ITS_PID_AND_SLEEPS)),
+        [sys.executable, str(program), str(tmp_path), str(script(SAYS_ITS_PID_AND_BLOCKS)),
          str(files(2))], env={**os.environ, "PIDS": str(pids)})
     try:  # the two workers' marks (or the program's end) are the event waited for
         wait_for(lambda: len(list(pids.iterdir())) >= 2 or proc.poll() is not None,
@@ -299,7 +299,7 @@ def test_the_fork_servers_workers_end_with_their_runner(tmp_path: Path, script, 
         wait_for(lambda: not any(map(pid_alive, workers)), timeout=60,
                  what=f"the end of workers {workers}, which outlived their runner")
     except AssertionError:
-        for pid in workers:  # not left sleeping for ten minutes
+        for pid in workers:  # not left blocked for good
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         raise
@@ -325,8 +325,8 @@ def run(mini_batch):
 def test_workers_that_end_as_they_start_fail_the_job_with_their_exit(
         ws: Workspace, tmp_path: Path, script, files, monkeypatch: pytest.MonkeyPatch,
         start: str, how: str, said: str) -> None:
-    """pebble replaces a worker that ends without end: before, the job went on starting
-    workers until the init timeout (600 s), then blamed a slow init()."""
+    """pebble replaces a worker that ends, and a pool whose workers all ended, without end:
+    before, such a job started workers and pools and never ended."""
     monkeypatch.setenv("BATCHSCORE_WORKER_START", start)
     monkeypatch.setenv("HOW", how)
     spec = spec_from_mapping({"scoring_script": str(script(EXITS_IN_INIT)), "mini_batch_size": 1,
@@ -387,7 +387,7 @@ def test_a_program_without_a_main_guard_gets_a_failed_job_that_says_so(
 
 SLOW_FIRST_TIME = """
 import os
-import time
+import threading
 
 def run(mini_batch):
     name = os.path.basename(mini_batch[0])
@@ -395,7 +395,7 @@ def run(mini_batch):
     again = any(m.startswith(name + ".") for m in os.listdir(marks))
     open(os.path.join(marks, f"{name}.{os.getpid()}"), "w").close()
     if not again:
-        time.sleep(600)  # the first try of each mini-batch: killed with its fork server
+        threading.Event().wait()  # the first try of each: never returns, ended with its server
     return [name]
 """
 

@@ -21,7 +21,6 @@ import socket
 import sys
 import tempfile
 import threading
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -59,18 +58,15 @@ def _die_with_parent() -> None:
     """
     runner = multiprocessing.parent_process()
     parent = os.getppid()
-    if runner is not None and runner.pid != parent:
-        def watch() -> None:
-            while not multiprocessing.connection.wait([runner.sentinel], timeout=0.5):
-                if os.getppid() != parent:  # the fork server died
-                    break
-            os._exit(1)
-    else:
-        def watch() -> None:
-            while True:
-                time.sleep(0.5)
-                if os.getppid() != parent:
-                    os._exit(1)
+    # a fork server's child: the runner's end too (the wait returns at once), beside the
+    # server's; any other worker: its parent's end alone (an empty wait is a half-second pause)
+    sentinels = [runner.sentinel] if runner is not None and runner.pid != parent else []
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            if multiprocessing.connection.wait(sentinels, timeout=0.5):
+                break
+        os._exit(1)
 
     threading.Thread(target=watch, name="batchscore-parent-watch", daemon=True).start()
 

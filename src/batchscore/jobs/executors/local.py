@@ -279,10 +279,7 @@ class LocalExecutor(Executor):
             self._exits = []
             if done:
                 self._stalls = 0
-        elif not done:
-            failed = self._exit_at_start([])
-            if failed:
-                return failed
+        elif not done:  # (workers ending as they start: seen at the next wait's start)
             stalled = self._stalled(now)
             if stalled:
                 return stalled
@@ -310,14 +307,18 @@ class LocalExecutor(Executor):
             error += (f". Each worker ({self._method}) imports this program's main module "
                       f"{main!r} first: its code must run under "
                       "`if __name__ == \"__main__\":`")
-        out = [Completion(idx, attempt, Outcome.FATAL, error=error)
+        out = self._give_up_waiting(Outcome.FATAL, error)
+        self._exits = []
+        return out + [Completion(c.idx, c.attempt, Outcome.FATAL, error=error) for c in lost]
+
+    def _give_up_waiting(self, outcome: Outcome, error: str) -> list[Completion]:
+        """The tasks waiting end with ``outcome`` and ``error``; the pool is replaced."""
+        out = [Completion(idx, attempt, outcome, error=error)
                for idx, attempt, _ in self._futures.values()]
-        out += [Completion(c.idx, c.attempt, Outcome.FATAL, error=error) for c in lost]
         for future in self._futures:
             future.cancel()
         self._futures = {}
         self._next_pool()
-        self._exits = []
         self._progress_at = time.monotonic()
         return out
 
@@ -359,14 +360,7 @@ class LocalExecutor(Executor):
                  f"{limit:g}s; they were killed and replaced"
                  + (f" ({self._init_timeouts} times in a row)" if self._init_timeouts > 1
                     else ""))
-        out = [Completion(idx, attempt, outcome, error=error)
-               for idx, attempt, _ in self._futures.values()]
-        for future in self._futures:
-            future.cancel()
-        self._futures = {}
-        self._next_pool()
-        self._progress_at = time.monotonic()
-        return out
+        return self._give_up_waiting(outcome, error)
 
     def _completion(self, future: Future[Any]) -> Completion:
         idx, attempt, timeout = self._futures.pop(future)
