@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from sqlalchemy import create_engine, text
 from batchscore.errors import WorkspaceError
 from batchscore.jobs import run_job, spec_from_mapping, submit_job
 from batchscore.state import SCHEMA_HEAD, connect, create_database
+from batchscore.state import db as state_db
 from batchscore.state import jobs as db
 from batchscore.workspace import init_workspace
 
@@ -23,6 +26,41 @@ def test_create_then_connect_sqlite(tmp_path: Path) -> None:
         assert conn.execute(text("select version_num from alembic_version")).scalar() == \
             SCHEMA_HEAD
     engine.dispose()
+
+
+def test_the_schema_head_is_the_newest_migration() -> None:
+    """SCHEMA_HEAD is written in the code (so that opening a database needs no Alembic): it
+    must name Alembic's head of the migrations folder; a new migration updates it."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(state_db.__file__).with_name("migrations")))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == SCHEMA_HEAD
+
+
+def test_opening_a_current_database_does_not_import_alembic(tmp_path: Path) -> None:
+    """Alembic (with Mako and the dialects it loads) costs every command a fifth of a second:
+    a current database opens without it; an older one is upgraded with it."""
+    init_workspace(tmp_path / "ws").close()
+    probe = ("import sys; from batchscore.workspace import open_workspace; "
+             f"open_workspace({str(tmp_path / 'ws')!r}).close(); "
+             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_version_table_with_several_revisions_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'state.db'}"
+    create_database(url).dispose()
+    raw = create_engine(url)
+    with raw.begin() as conn:
+        conn.execute(text("insert into alembic_version (version_num) values ('0007')"))
+    raw.dispose()
+    with pytest.raises(WorkspaceError, match=r"several schema revisions \['0007', '0008'\]|"
+                                             r"several schema revisions \['0008', '0007'\]"):
+        connect(url)
 
 
 def test_missing_database_says_to_init(tmp_path: Path) -> None:
