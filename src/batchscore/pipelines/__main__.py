@@ -5,6 +5,7 @@ The detached runner that an endpoint's invocation starts outside a service
 
 from __future__ import annotations
 
+import gc
 import sys
 
 from ..workspace import open_workspace
@@ -24,4 +25,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        code = main(sys.argv[1:])
+    finally:
+        gc.freeze()  # no collection of every object at exit (batchscore.cli.main says why)
+    sys.exit(code)
