@@ -10,6 +10,7 @@ single-threaded process of its own, which imported the workers' modules once."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import signal
@@ -68,7 +69,10 @@ import sys
 
 def run(mini_batch):
     return [json.dumps({"parent": os.getppid(), "mark": os.environ.get("BATCHSCORE_TEST_MARK"),
-                        "preloaded": "batchscore.tabular.job" in sys.modules})
+                        "preloaded": "batchscore.tabular.job" in sys.modules,
+                        "warm": sorted(m for m in sys.modules if m in (
+                            "batchscore.cli", "pyarrow.pandas_compat")
+                            or m.startswith("narwhals._pandas_like"))})
             for _ in mini_batch]
 """
 
@@ -187,8 +191,9 @@ def test_workers_of_a_job_run_on_a_thread_come_from_the_fork_server(
         ws: Workspace, tmp_path: Path, script, files, monkeypatch: pytest.MonkeyPatch) -> None:
     """Forked by the fork server, not by this process; the server imported the kinds'
     modules once (a script job's worker finds the tabular kind's module loaded without
-    importing it); the worker has this process's environment as it is when the job starts,
-    not the one the server started with."""
+    importing it), the command line's (the service's main module imports it) and what the
+    first table through pyarrow and scikit-learn imports; the worker has this process's
+    environment as it is when the job starts, not the one the server started with."""
     start_worker_server()
     monkeypatch.setenv("BATCHSCORE_TEST_MARK", "set after the server started")
     spec, inputs = _spec(script(WHO_STARTED_ME)), [str(files(2))]
@@ -204,6 +209,9 @@ def test_workers_of_a_job_run_on_a_thread_come_from_the_fork_server(
         assert worker["parent"] != os.getpid()
         assert worker["mark"] == "set after the server started"
         assert worker["preloaded"] is True
+        assert {"batchscore.cli", "pyarrow.pandas_compat"} <= set(worker["warm"])
+        if importlib.util.find_spec("narwhals") is not None:  # scikit-learn 1.7 and later
+            assert "narwhals._pandas_like.dataframe" in worker["warm"]
 
 
 @pytest.mark.parametrize(("executor", "started"), [("local", 1), ("ray", 0)])
