@@ -30,6 +30,21 @@ predictions (key column + prediction) as Parquet, in the same run of this progra
   pays at least (the forks, each new process's first use of its memory, its model's load),
   with nothing of batchscore's own.
 
+* **commands** (``--commands``): the bare loop as a user's script run with ``python``
+  (``benchmarks/bare_score.py``), key ``bare-script``, against ``batchscore endpoint invoke
+  ENDPOINT --input ... --output ... --wait``, key ``batchscore-command``: each a fresh process
+  timed from its start to its exit (the interpreter's start, the imports, the work, the exit),
+  as a user meets them. The workspace and the endpoint (the same model, keys, features,
+  workers and mini-batch size as the job above) are made before the clock.
+
+* **the service** (``--service``): the same endpoint invoked through a running ``batchscore
+  serve`` (started before the clock on 127.0.0.1, the inputs uploaded into its data store),
+  key ``batchscore-service``: from the request's start to the job's ``job-finished`` event (the
+  service's clock is this machine's): the request, the run slot, planning, the workers (forked
+  by the service's fork server), the commit. The client polls the job every 0.2 s only to know
+  when to read its events. The first job after the service starts may wait for the fork
+  server's imports: use ``--warmup 1``.
+
 Many models (``--groups``): the files carry a ``group`` column and every group has its own
 model (a folder in hive layout ``models/group=G/model.joblib``). The bare loop does
 ``groupby`` + one ``predict`` per group with every model loaded once; the job uses
@@ -50,12 +65,15 @@ Example:
     .venv/bin/python benchmarks/tabular.py --rows 1000000 --skip-ray --one-worker
     .venv/bin/python benchmarks/tabular.py --rows 1000000 --skip-ray --thread --warmup 1
     .venv/bin/python benchmarks/tabular.py --rows 1000000 --skip-ray --floor --warmup 1
+    .venv/bin/python benchmarks/tabular.py --rows 1000000 --skip-ray --commands --warmup 1
+    .venv/bin/python benchmarks/tabular.py --rows 1000000 --skip-ray --service --warmup 1
     .venv/bin/python benchmarks/tabular.py --events 200000 --repeat 3
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -63,6 +81,8 @@ import platform
 import resource
 import shutil
 import statistics
+import subprocess  # nosec B404  # the benchmark's own commands
+import sys
 import tempfile
 import threading
 import time
@@ -75,6 +95,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from bare_score import FEATURES, score_file  # benchmarks/: the bare loop as a user's script
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -85,7 +106,6 @@ from batchscore.jobs.threads import limit_threads
 if TYPE_CHECKING:
     from batchscore.workspace import Workspace
 
-FEATURES = [f"f{i}" for i in range(8)]
 
 
 def make_data(root: Path, rows: int, files: int, groups: int, seed: int = 0) -> list[Path]:
@@ -129,20 +149,12 @@ def save_models(root: Path, groups: int) -> Path:
     return folder
 
 
-def _score_file(model: object, path: Path, dest: Path) -> None:
-    """One file, one model: read, predict, write the key and the predictions."""
-    frame = pq.read_table(path).to_pandas()
-    pred = pd.DataFrame({"id": frame["id"],
-                         "prediction": model.predict(frame[FEATURES])})  # type: ignore[attr-defined]
-    pq.write_table(pa.Table.from_pandas(pred, preserve_index=False), dest)
-
-
 def bare_loop(files: list[Path], models: Path, groups: int, out: Path) -> None:
     out.mkdir(parents=True)
     if groups <= 1:
         model = joblib.load(models / "model.joblib")
         for i, path in enumerate(files):
-            _score_file(model, path, out / f"part-{i:05d}.parquet")
+            score_file(model, path, out / f"part-{i:05d}.parquet")
         return
     loaded: dict[int, object] = {}
     for i, path in enumerate(files):
@@ -163,7 +175,7 @@ def _fresh_worker(files: list[Path], numbers: list[int], models: Path, out: Path
     limit_threads(workers)  # the share a job's worker takes
     model = joblib.load(models / "model.joblib")
     for i, path in zip(numbers, files, strict=True):
-        _score_file(model, path, out / f"part-{i:05d}.parquet")
+        score_file(model, path, out / f"part-{i:05d}.parquet")
 
 
 def fresh_processes(files: list[Path], models: Path, workers: int, out: Path) -> None:
@@ -314,6 +326,90 @@ def stream_benchmark(root: Path, events: int, repeat: int) -> dict[str, object]:
                                           "all": per_rep}}
 
 
+def _batchscore_command() -> list[str]:
+    """The ``batchscore`` console script of this interpreter's environment (as a user runs
+    it), or ``python -m batchscore`` where there is none."""
+    script = Path(sys.executable).with_name("batchscore")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "batchscore"]
+
+
+def make_endpoint(root: Path, models: Path, workers: int, batch: int) -> Path:
+    """A workspace holding endpoint ``bench`` (the job's model, keys, features, workers and
+    mini-batch size), made with the command line before the clock; its folder."""
+    ws = root / "ws-commands"
+    cmd = _batchscore_command()
+    subprocess.run([*cmd, "init", "-w", str(ws)], check=True, stdout=subprocess.DEVNULL)  # nosec B603
+    subprocess.run([*cmd, "endpoint", "create", "bench", "--model", str(models), "--keys", "id",
+                    "--features", ",".join(FEATURES), "--workers", str(workers),
+                    "--mini-batch-size", str(batch), "-w", str(ws)],
+                   check=True, stdout=subprocess.DEVNULL)  # nosec B603
+    return ws
+
+
+def bare_script(files: list[Path], models: Path, out: Path) -> None:
+    script = Path(__file__).with_name("bare_score.py")
+    subprocess.run([sys.executable, str(script), str(models / "model.joblib"), str(out),  # nosec B603
+                    *map(str, files)], check=True)
+
+
+def batchscore_command(ws: Path, files: list[Path], out: Path) -> None:
+    pattern = str(files[0].parent / "*.parquet")
+    subprocess.run([*_batchscore_command(), "endpoint", "invoke", "bench", "-i", pattern,  # nosec B603
+                    "-o", f"{out}/", "--wait", "--no-progress", "-w", str(ws)],
+                   check=True, stdout=subprocess.DEVNULL)
+
+
+class Service:
+    """``batchscore serve`` on the workspace ``ws`` (from :func:`make_endpoint`), on a free
+    port of 127.0.0.1, with ``files`` copied into its data store's ``in/``."""
+
+    def __init__(self, ws: Path, files: list[Path]) -> None:
+        import socket
+
+        import httpx
+
+        from batchscore.client import Client
+
+        inbox = ws / "data" / "in"
+        inbox.mkdir(parents=True)
+        for path in files:
+            shutil.copy(path, inbox / path.name)
+        self.ws = ws
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.proc = subprocess.Popen(  # nosec B603
+            [*_batchscore_command(), "serve", "--port", str(port), "-w", str(ws)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        token_file = ws / "service" / "admin.token"
+        url = f"http://127.0.0.1:{port}"
+        while True:  # the service writes its token, then listens
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"batchscore serve exited with {self.proc.returncode}")
+            if token_file.is_file():
+                with contextlib.suppress(httpx.TransportError):  # not listening yet
+                    httpx.get(f"{url}/healthz").raise_for_status()
+                    break
+            time.sleep(0.05)
+        self.client = Client(url, token_file.read_text().strip())
+
+    def score(self, out: str) -> float:
+        """Invoke the endpoint; seconds from the request's start to the job's end."""
+        started = time.time()
+        job_id = self.client.invoke_endpoint("bench", ["in/*.parquet"], out).job_id
+        while self.client.get_job(job_id).state not in ("succeeded", "failed", "canceled"):
+            time.sleep(0.2)
+        job = self.client.get_job(job_id)
+        assert job.state == "succeeded", job.reason
+        events = self.client.job_logs(job_id).events
+        return max(e["time"] for e in events if e["event"] == "job-finished") - started
+
+    def stop(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait()
+
+
 def _timed(fn: Callable[[], None]) -> float:
     start = time.perf_counter()
     fn()
@@ -361,6 +457,13 @@ def main() -> None:
                         help="also time the job run on a thread (the service's way), its "
                              "workers from the fork server and spawned (keys "
                              "batchscore-thread, batchscore-thread-spawn)")
+    parser.add_argument("--commands", action="store_true",
+                        help="also time the bare loop as a script and `batchscore endpoint "
+                             "invoke --wait`, each a fresh process, start to exit (keys "
+                             "bare-script, batchscore-command)")
+    parser.add_argument("--service", action="store_true",
+                        help="also time the endpoint invoked through `batchscore serve` "
+                             "(key batchscore-service)")
     parser.add_argument("--events", type=int, help="measure the stream landing path instead")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
@@ -400,56 +503,83 @@ def main() -> None:
         start_worker_server()  # as the service does when it starts
         times["batchscore-thread"] = []
         times["batchscore-thread-spawn"] = []
+    if (args.commands or args.service) and args.groups > 1:
+        parser.error("--commands, --service: one model only (--groups 1)")
+    if args.commands:
+        times["bare-script"] = []
+        times["batchscore-command"] = []
+    if args.service:
+        times["batchscore-service"] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         files = make_data(root, args.rows, args.files, args.groups)
         models = save_models(root, args.groups)
-        for rep in range(-args.warmup, args.repeat):
-            for name in times:
-                out = root / f"out-{name}-{rep}"
-                cpu_start = _cpu()
-                if name == "bare":
-                    elapsed = _timed(lambda o=out: bare_loop(files, models, args.groups, o))
-                elif name == "ray":
-                    elapsed = _timed(lambda o=out: ray_data(files, models, args.workers,
-                                                            args.batch, o))
-                elif name == fresh:
-                    elapsed = _timed(lambda o=out: fresh_processes(files, models, args.workers,
-                                                                   o))
-                elif name.startswith("batchscore-thread"):
-                    start = "spawn" if name.endswith("-spawn") else None
-                    ws = init_workspace(root / f"ws-{name}-{rep}")
-                    elapsed = _timed(lambda o=out, w=ws, m=start: batchscore_job_on_thread(
-                        m, w, files, models, args.groups, args.workers, args.batch, o))
-                    ws.close()
-                    _reap_workers()
-                else:
-                    workers = 1 if name == "batchscore-1" else args.workers
-                    ws = init_workspace(root / f"ws-{name}-{rep}")
-                    elapsed = _timed(lambda o=out, w=ws, n=workers: batchscore_job(
-                        w, files, models, args.groups, n, args.batch, o))
-                    ws.close()
-                    _reap_workers()
-                rows = _rows_out(out)
-                assert rows == args.rows, f"{name}: wrote {rows} rows, expected {args.rows}"
-                if rep >= 0:  # not a warm-up
-                    # Ray's work, and the fork server's workers', is done in processes that
-                    # are not this program's children
-                    if name != "ray" and not name.startswith("batchscore-thread"):
-                        cpu.setdefault(name, []).append(_cpu() - cpu_start)
-                    times[name].append(elapsed)
-                shutil.rmtree(out, ignore_errors=True)
-                print(f"{'warm-up' if rep < 0 else f'rep {rep}'} {name:12s} {elapsed:7.2f} s  "
-                      f"{args.rows / elapsed:12,.0f} rows/s", flush=True)
+        command_ws = make_endpoint(root, models, args.workers, args.batch) \
+            if args.commands or args.service else None
+        service = Service(command_ws, files) if command_ws and args.service else None
+        try:
+            for rep in range(-args.warmup, args.repeat):
+                for name in times:
+                    out = root / f"out-{name}-{rep}"
+                    cpu_start = _cpu()
+                    if name == "bare":
+                        elapsed = _timed(lambda o=out: bare_loop(files, models, args.groups, o))
+                    elif name == "ray":
+                        elapsed = _timed(lambda o=out: ray_data(files, models, args.workers,
+                                                                args.batch, o))
+                    elif name == fresh:
+                        elapsed = _timed(lambda o=out: fresh_processes(files, models, args.workers,
+                                                                       o))
+                    elif name == "batchscore-service":
+                        assert service is not None and command_ws is not None
+                        elapsed = service.score(out.name + "/")
+                        out = command_ws / "data" / out.name
+                    elif name == "bare-script":
+                        elapsed = _timed(lambda o=out: bare_script(files, models, o))
+                    elif name == "batchscore-command":
+                        assert command_ws is not None
+                        elapsed = _timed(lambda o=out: batchscore_command(command_ws, files, o))
+                    elif name.startswith("batchscore-thread"):
+                        start = "spawn" if name.endswith("-spawn") else None
+                        ws = init_workspace(root / f"ws-{name}-{rep}")
+                        elapsed = _timed(lambda o=out, w=ws, m=start: batchscore_job_on_thread(
+                            m, w, files, models, args.groups, args.workers, args.batch, o))
+                        ws.close()
+                        _reap_workers()
+                    else:
+                        workers = 1 if name == "batchscore-1" else args.workers
+                        ws = init_workspace(root / f"ws-{name}-{rep}")
+                        elapsed = _timed(lambda o=out, w=ws, n=workers: batchscore_job(
+                            w, files, models, args.groups, n, args.batch, o))
+                        ws.close()
+                        _reap_workers()
+                    rows = _rows_out(out)
+                    assert rows == args.rows, f"{name}: wrote {rows} rows, expected {args.rows}"
+                    if rep >= 0:  # not a warm-up
+                        # Ray's work, and the fork server's workers', is done in processes that
+                        # are not this program's children
+                        if name not in ("ray", "batchscore-service") \
+                                and not name.startswith("batchscore-thread"):
+                            cpu.setdefault(name, []).append(_cpu() - cpu_start)
+                        times[name].append(elapsed)
+                    shutil.rmtree(out, ignore_errors=True)
+                    print(f"{'warm-up' if rep < 0 else f'rep {rep}'} {name:12s} {elapsed:7.2f} s  "
+                          f"{args.rows / elapsed:12,.0f} rows/s", flush=True)
+        finally:
+            if service is not None:
+                service.stop()
     med = {k: statistics.median(v) for k, v in times.items()}
     result = {
         "command": "benchmarks/tabular.py " + " ".join(
             f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()
-            if k not in ("json", "skip_ray", "one_worker", "thread", "floor") and v is not None)
+            if k not in ("json", "skip_ray", "one_worker", "thread", "floor", "commands", "service")
+            and v is not None)
             + (" --skip-ray" if args.skip_ray else "")
             + (" --one-worker" if args.one_worker else "")
             + (" --thread" if args.thread else "")
-            + (" --floor" if args.floor else ""),
+            + (" --floor" if args.floor else "")
+            + (" --commands" if args.commands else "")
+            + (" --service" if args.service else ""),
         "machine": f"{platform.node()} ({os.cpu_count()} vCPUs, Python "
                    f"{platform.python_version()})",
         "date": time.strftime("%Y-%m-%d"),
@@ -466,8 +596,14 @@ def main() -> None:
         "cpu_ratio_vs_bare": {k: statistics.median(cpu["bare"]) / statistics.median(v)
                               for k, v in cpu.items()},
     }
+    if args.commands:  # the command against the script: both from the interpreter's start
+        result["command_vs_script"] = med["bare-script"] / med["batchscore-command"]
+        result["command_vs_script_cpu"] = (statistics.median(cpu["bare-script"])
+                                           / statistics.median(cpu["batchscore-command"]))
     print(json.dumps({k: result[k] for k in ("median_s", "rows_per_s", "ratio_vs_bare",
-                                             "cpu_median_s", "cpu_ratio_vs_bare")}, indent=2))
+                                             "cpu_median_s", "cpu_ratio_vs_bare",
+                                             "command_vs_script", "command_vs_script_cpu")
+                      if k in result}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 
