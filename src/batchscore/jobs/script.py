@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from fsspec.core import url_to_fs
 
 from ..errors import InputError, ScriptError
-from ..io import sql
 from ..paths import job_code, part_path
 from ..storage import Store, local_copy, to_url
 from ..workspace import machine_dir
@@ -125,10 +123,14 @@ class ScriptKind(JobKind):
         check_script(spec)
         _code_files(spec)  # refuse code too big to ship before anything is recorded
         if spec.input_format == "sql":
+            from ..io import sql  # pandas and pyarrow: only for the inputs that need them
+
             sql.check_query(spec.options.get("query"))
 
     def expand_inputs(self, spec: JobSpec, inputs: Sequence[str]) -> list[str]:
         if spec.input_format == "sql":  # one database URL, run as options.query
+            from ..io import sql
+
             if len(inputs) != 1 or not sql.is_database_url(inputs[0]):
                 raise InputError(f"input_format sql takes one database URL as input "
                                  f"(sqlite:///..., postgresql://...), got {list(inputs)}")
@@ -241,7 +243,7 @@ class EntryScript:
                     scratch: Path) -> dict[str, Any]:
         """Run the mini-batch in the script's virtualenv: paths as they are; a DataFrame
         through a Parquet file in this worker's scratch, removed once answered."""
-        if not isinstance(mini_batch, pd.DataFrame):
+        if not _is_frame(mini_batch):
             return dict(self.env.run(list(mini_batch), idx))
         frame = scratch / "frames" / f"{idx:08d}-{attempt}-{os.getpid()}.parquet"
         frame.parent.mkdir(parents=True, exist_ok=True)
@@ -346,6 +348,8 @@ def _prepare(spec: JobSpec, idx: int, items: list[Any], copies: Path) -> tuple[A
     if spec.input_format == "files":
         return [local_copy(url, copies) for url in items], ctx
     if spec.partition_keys:
+        import pandas as pd
+
         item = items[0]
         key = item["partition"]
         ctx.partition_key_value = dict(key)
@@ -361,8 +365,15 @@ def _prepare(spec: JobSpec, idx: int, items: list[Any], copies: Path) -> tuple[A
     return read_batch(spec, items[0]), ctx
 
 
+def _is_frame(value: Any) -> bool:
+    """Whether ``value`` is a pandas DataFrame, without importing pandas for a script whose
+    mini-batches are files (no DataFrame exists before pandas is loaded)."""
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(value, pandas.DataFrame)
+
+
 def _format_rows(result: Any) -> tuple[int, str]:
-    if isinstance(result, pd.DataFrame):
+    if _is_frame(result):
         text = result.to_csv(sep=" ", header=False, index=False, lineterminator="\n")
         return len(result), text
     if isinstance(result, list):

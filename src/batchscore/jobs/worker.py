@@ -12,6 +12,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import faulthandler
+import importlib
 import logging
 import multiprocessing.connection
 import multiprocessing.util
@@ -98,6 +99,21 @@ def _forget_inherited_connections() -> None:
             engine.dispose(close=False)
 
 
+# batchscore's readers, with pandas, pyarrow and NumPy. The engine's own modules load them only
+# where rows are read (a command that runs no job skips them: 0.9 s of `job list`), so they
+# are loaded here: by a runner before it forks its workers (each would otherwise import them
+# itself, for a scoring script that uses pandas over files too), and by every worker before
+# its thread pools are limited (limits apply in place to the libraries loaded; one loaded
+# later reads the variables instead, which OpenBLAS caps at the CPU count).
+READERS = ("batchscore.io.files", "batchscore.io.sql")
+
+
+def load_readers() -> None:
+    """Import :data:`READERS` (at once where they are loaded already)."""
+    for name in READERS:
+        importlib.import_module(name)
+
+
 def worker_init(cfg: WorkerConfig, environ: dict[str, str] | None = None) -> None:
     """Pool initializer: never raises (an error is kept and reported by the first task).
 
@@ -120,6 +136,7 @@ def worker_init(cfg: WorkerConfig, environ: dict[str, str] | None = None) -> Non
             format="%(asctime)s %(levelname)s %(name)s %(process)d: %(message)s",
             force=True,
         )
+        load_readers()  # before the limits: a spawned worker has not loaded them yet
         limit_threads(spec.workers)  # W workers share the machine's CPUs (jobs/threads.py)
         _state["scorer"] = get_kind(spec.kind).make_scorer(cfg)
         # However the worker ends: its pool closes its channel (a multiprocessing child runs

@@ -36,7 +36,7 @@ from pebble import ProcessExpired, ProcessPool
 
 from ...errors import UsageError
 from ..kinds import ContractError, WorkerConfig
-from ..worker import InitError, run_task, worker_init
+from ..worker import InitError, load_readers, run_task, worker_init
 from .base import Completion, Executor, Outcome
 
 __all__ = ["LocalExecutor", "check_settings", "init_seconds", "stall_seconds", "start_method",
@@ -221,6 +221,8 @@ class LocalExecutor(Executor):
         method = start_method()
         # a fork server's child has the server's environment: it gets this process's
         environ = dict(os.environ) if method == "forkserver" else None
+        if method == "fork":
+            load_readers()  # inherited by the workers, not imported by each
         self._method = method
         self._launches = _CountedContext(worker_context(method))
         return ProcessPool(
