@@ -51,13 +51,20 @@ def test_opening_a_current_database_does_not_import_alembic(tmp_path: Path) -> N
     assert out.stdout.strip() == "[]", out.stdout
 
 
-def test_a_version_table_with_several_revisions_is_refused(tmp_path: Path) -> None:
+def _database_then(tmp_path: Path, statement: str) -> str:
+    """A current state database changed by ``statement`` (SQL) behind batchscore's back; its
+    URL."""
     url = f"sqlite:///{tmp_path / 'state.db'}"
     create_database(url).dispose()
     raw = create_engine(url)
     with raw.begin() as conn:
-        conn.execute(text("insert into alembic_version (version_num) values ('0007')"))
+        conn.execute(text(statement))
     raw.dispose()
+    return url
+
+
+def test_a_version_table_with_several_revisions_is_refused(tmp_path: Path) -> None:
+    url = _database_then(tmp_path, "insert into alembic_version (version_num) values ('0007')")
     with pytest.raises(WorkspaceError, match=r"several schema revisions \['0007', '0008'\]|"
                                              r"several schema revisions \['0008', '0007'\]"):
         connect(url)
@@ -69,12 +76,7 @@ def test_missing_database_says_to_init(tmp_path: Path) -> None:
 
 
 def test_database_from_newer_version_is_refused(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'state.db'}"
-    create_database(url).dispose()
-    raw = create_engine(url)
-    with raw.begin() as conn:
-        conn.execute(text("update alembic_version set version_num = 'ffff9999'"))
-    raw.dispose()
+    url = _database_then(tmp_path, "update alembic_version set version_num = 'ffff9999'")
     with pytest.raises(WorkspaceError, match="'ffff9999', newer than this batchscore"):
         connect(url)
 
