@@ -210,7 +210,7 @@ def test_workers_of_a_job_run_on_a_thread_come_from_the_fork_server(
         assert worker["mark"] == "set after the server started"
         assert worker["preloaded"] is True
         assert {"batchscore.cli", "pyarrow.pandas_compat"} <= set(worker["warm"])
-        if importlib.util.find_spec("narwhals") is not None:  # scikit-learn 1.7 and later
+        if importlib.util.find_spec("narwhals.stable.v2") is not None:  # scikit-learn 1.7+
             assert "narwhals._pandas_like.dataframe" in worker["warm"]
 
 
