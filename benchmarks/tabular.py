@@ -73,13 +73,13 @@ Example:
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import multiprocessing
 import os
 import platform
 import resource
 import shutil
+import socket
 import statistics
 import subprocess  # nosec B404  # the benchmark's own commands
 import sys
@@ -100,6 +100,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from batchscore.backend.remote import RemoteBackend
+from batchscore.cli._common import Report
 from batchscore.jobs.executors.local import start_worker_server
 from batchscore.jobs.threads import limit_threads
 
@@ -364,48 +366,48 @@ class Service:
     port of 127.0.0.1, with ``files`` copied into its data store's ``in/``."""
 
     def __init__(self, ws: Path, files: list[Path]) -> None:
-        import socket
-
-        import httpx
-
-        from batchscore.client import Client
-
         inbox = ws / "data" / "in"
         inbox.mkdir(parents=True)
         for path in files:
             shutil.copy(path, inbox / path.name)
-        self.ws = ws
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = sock.getsockname()[1]
         self.proc = subprocess.Popen(  # nosec B603
             [*_batchscore_command(), "serve", "--port", str(port), "-w", str(ws)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        token_file = ws / "service" / "admin.token"
-        url = f"http://127.0.0.1:{port}"
-        while True:  # the service writes its token, then listens
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"batchscore serve exited with {self.proc.returncode}")
-            if token_file.is_file():
-                with contextlib.suppress(httpx.TransportError):  # not listening yet
-                    httpx.get(f"{url}/healthz").raise_for_status()
-                    break
-            time.sleep(0.05)
-        self.client = Client(url, token_file.read_text().strip())
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        listening = threading.Event()
+        self.output: list[str] = []
+
+        def read() -> None:  # the service's log, read to its end (a full pipe would stop it)
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.output.append(line)
+                if "Uvicorn running on" in line:  # it listens (its token was written before)
+                    listening.set()
+            listening.set()  # it exited
+
+        threading.Thread(target=read, name="benchmark-service-log", daemon=True).start()
+        listening.wait()
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"batchscore serve exited with {self.proc.returncode}: "
+                               + "".join(self.output[-20:]))
+        token = (ws / "service" / "admin.token").read_text().strip()
+        self.backend = RemoteBackend(f"http://127.0.0.1:{port}", token)
 
     def score(self, out: str) -> float:
-        """Invoke the endpoint; seconds from the request's start to the job's end."""
+        """Invoke the endpoint and follow the job as ``--wait`` does; seconds from the
+        request's start to the job's ``job-finished`` event."""
+        client = self.backend.client
         started = time.time()
-        job_id = self.client.invoke_endpoint("bench", ["in/*.parquet"], out).job_id
-        while self.client.get_job(job_id).state not in ("succeeded", "failed", "canceled"):
-            time.sleep(0.2)
-        job = self.client.get_job(job_id)
-        assert job.state == "succeeded", job.reason
-        events = self.client.job_logs(job_id).events
+        job_id = client.invoke_endpoint("bench", ["in/*.parquet"], out).job_id
+        code = self.backend.follow(job_id, Report(progress=False))
+        assert code == 0, client.get_job(job_id).reason
+        events = client.job_logs(job_id).events
         return max(e["time"] for e in events if e["event"] == "job-finished") - started
 
     def stop(self) -> None:
-        self.client.close()
+        self.backend.client.close()
         self.proc.terminate()
         self.proc.wait()
 
