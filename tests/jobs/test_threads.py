@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_info
 
 from batchscore.jobs import run_job, spec_from_mapping
 from batchscore.jobs import threads as threads_mod
@@ -120,3 +122,118 @@ def test_one_worker_on_every_cpu_leaves_the_pools_as_they_are(monkeypatch) -> No
         monkeypatch.delenv(name)
     assert threads_mod.limit_threads(1) == 4
     assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
+
+
+def _numpy_blas() -> list[int]:
+    """The threads of NumPy's own BLAS in this process (as SEEN finds it)."""
+    import numpy
+
+    here = os.path.dirname(os.path.dirname(numpy.__file__))
+    return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"
+            and p["filepath"].startswith(os.path.join(here, "numpy"))]
+
+
+def _refuse_in_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that resizes its pools itself fails to (forked: the patch is inherited)."""
+    def refuse(limits: int) -> None:
+        raise RuntimeError("the worker resized its pools")
+
+    monkeypatch.setattr(threads_mod, "threadpool_limits", refuse)
+
+
+def test_a_forked_worker_inherits_its_pools_sized(ws, script, files, tmp_path,  # type: ignore[no-untyped-def]
+                                                  monkeypatch) -> None:
+    """The runner sizes its pools as each worker forks (a forked OpenBLAS that is resized
+    starts threads that spin): the worker finds them sized and sets nothing. Before, each
+    worker resized its own (here refused: its NumPy kept the runner's pool of a thread per
+    CPU)."""
+    if (os.cpu_count() or 1) < 2 or _numpy_blas() == [1]:
+        pytest.skip("NumPy's BLAS holds one thread already: nothing would tell")
+    monkeypatch.setenv("BATCHSCORE_WORKER_START", "fork")
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    before = _numpy_blas()
+    _refuse_in_the_worker(monkeypatch)
+    seen = _seen(ws, script, files, tmp_path, max_concurrency_per_instance=4)
+    assert seen["numpy"] == [1]  # 4 CPUs, 4 workers
+    assert seen["arrow"] == 1
+    assert _numpy_blas() == before  # the runner's own pools given back
+
+
+def test_sizing_for_a_fork_gives_the_pools_back(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Sized while the child forks, the parent's pools are what they were after, and the
+    child knows what it inherited."""
+    before = _numpy_blas()
+    sizing = threads_mod.ForkSizing(1)
+    context = multiprocessing.get_context("fork")
+    queue = context.SimpleQueue()
+
+    def child() -> None:
+        queue.put((_numpy_blas(), threads_mod._inherited()))
+
+    process = context.Process(target=child)
+    with sizing.forking():
+        process.start()
+    process.join()
+    assert queue.get() == ([1], 1)
+    assert _numpy_blas() == before
+    assert threads_mod._inherited() is None  # this process was not forked sized
+
+
+@pytest.mark.parametrize("start", ["fork", "forkserver"])
+def test_one_worker_gets_every_cpu(ws, script, files, tmp_path, monkeypatch,  # type: ignore[no-untyped-def]
+                                   start: str) -> None:
+    """The fork server holds its pools at one thread (most workers want that): a job of one
+    worker raises them to a thread per CPU again."""
+    monkeypatch.setenv("BATCHSCORE_WORKER_START", start)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    seen = _seen(ws, script, files, tmp_path, max_concurrency_per_instance=1)
+    n = threads_per_worker(1)
+    assert seen["numpy"] == [n]
+    assert seen["arrow"] == n
+
+
+def test_pools_that_cannot_be_sized_for_a_fork_are_left_to_the_worker(monkeypatch,  # type: ignore[no-untyped-def]
+                                                                       caplog) -> None:
+    """A library that refuses as the runner sizes for a fork: the worker still forks, knows
+    it inherited nothing (and sizes its own), and the next fork may take the lock again."""
+    sizing = threads_mod.ForkSizing(1)
+
+    def refuse(**limits: object) -> None:
+        raise RuntimeError("this BLAS cannot be limited")
+
+    monkeypatch.setattr(sizing._controller, "limit", refuse)
+    context = multiprocessing.get_context("fork")
+    queue = context.SimpleQueue()
+
+    def child() -> None:
+        queue.put(threads_mod._inherited())
+
+    process = context.Process(target=child)
+    with caplog.at_level("WARNING", logger="batchscore.worker"), sizing.forking():
+        process.start()
+    process.join()
+    assert queue.get() is None
+    assert "could not size the native thread pools to 1 for a worker: RuntimeError: this " \
+           "BLAS cannot be limited" in caplog.text
+    with sizing.forking():  # the lock was given back
+        pass
+
+
+def test_a_worker_forked_while_sizing_may_fork_sized_workers_of_its_own() -> None:
+    """A worker is forked while its parent holds the sizing's lock: in the worker the lock
+    is free (a job run from a worker would otherwise wait for it forever)."""
+    context = multiprocessing.get_context("fork")
+    queue = context.SimpleQueue()
+
+    def child() -> None:
+        queue.put(threads_mod._fork_lock.acquire(blocking=False))  # held: copied so
+
+    process = context.Process(target=child)
+    with threads_mod.ForkSizing(1).forking():
+        process.start()
+    process.join()
+    assert queue.get() is True

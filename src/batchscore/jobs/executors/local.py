@@ -5,8 +5,10 @@ not forked from that process, so that no lock another thread of the service held
 moment (SQLAlchemy's pool, a handler's) is inherited locked: multiprocessing's fork server
 (a single-threaded process of its own, started once) forks them. It imports
 :mod:`.preload` once, when it starts, so that a job's workers do not each import
-batchscore, pandas and pyarrow again (a spawned worker did: seconds per job). The command
-line and detached runners (jobs on the main thread) fork. ``$BATCHSCORE_WORKER_START``
+batchscore, pandas and pyarrow again (a spawned worker did: seconds per job), then sizes its
+native thread pools (:mod:`.server_threads`). The command line and detached runners (jobs on
+the main thread) fork, each worker with the runner's thread pools sized for it
+(:class:`..threads.ForkSizing`). ``$BATCHSCORE_WORKER_START``
 (fork, spawn, forkserver) overrides the choice (:func:`start_method`). A pool whose
 workers start no task within :func:`init_seconds` (a hung ``init()``) is killed and
 replaced, and its mini-batches count an attempt (a second time in a row fails the job)."""
@@ -28,7 +30,7 @@ from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import forkserver
-from multiprocessing.context import BaseContext
+from multiprocessing.context import BaseContext, ForkProcess
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -36,6 +38,7 @@ from pebble import ProcessExpired, ProcessPool
 
 from ...errors import UsageError
 from ..kinds import ContractError, WorkerConfig
+from ..threads import ForkSizing, fork_sizing
 from ..worker import InitError, load_readers, run_task, worker_init
 from .base import Completion, Executor, Outcome
 
@@ -44,17 +47,31 @@ __all__ = ["LocalExecutor", "check_settings", "init_seconds", "stall_seconds", "
 
 MAX_STALLS = 3
 
-_PRELOAD = "batchscore.jobs.executors.preload"  # what the fork server imports (by name: not here)
+# what the fork server imports, in order (by name: not here)
+_PRELOAD = ["batchscore.jobs.executors.preload", "batchscore.jobs.executors.server_threads"]
 _METHODS = ("fork", "spawn", "forkserver")
+
+
+class _SizedFork(ForkProcess):
+    """A worker forked while this process's native thread pools hold the worker's share of
+    the CPUs (:class:`..threads.ForkSizing`)."""
+
+    sizing: ForkSizing
+
+    def start(self) -> None:
+        with self.sizing.forking():
+            super().start()
 
 
 class _CountedContext:
     """A pool's multiprocessing context that keeps the worker processes started through it
     (pebble starts and replaces them), so that workers which exit as they start are seen:
-    pebble replaces them without end and says nothing."""
+    pebble replaces them without end and says nothing. ``sizing``: a fork context's, the
+    thread pools its workers inherit."""
 
-    def __init__(self, context: BaseContext) -> None:
+    def __init__(self, context: BaseContext, sizing: ForkSizing | None = None) -> None:
         self._context = context
+        self._sizing = sizing
         self._lock = threading.Lock()  # pebble's manager thread starts them, the runner reads
         self._live: list[BaseProcess] = []
         self._exits: list[int] = []  # exit codes of those that ended
@@ -63,7 +80,12 @@ class _CountedContext:
         return getattr(self._context, name)
 
     def Process(self, *args: Any, **kwargs: Any) -> BaseProcess:  # multiprocessing's name
-        process: BaseProcess = self._context.Process(*args, **kwargs)  # type: ignore[attr-defined]
+        process: BaseProcess
+        if self._sizing is not None:
+            process = _SizedFork(*args, **kwargs)
+            process.sizing = self._sizing
+        else:
+            process = self._context.Process(*args, **kwargs)  # type: ignore[attr-defined]
         self.ended()  # the ones that ended are let go (their pipes with them), counted
         with self._lock:
             self._live.append(process)
@@ -146,7 +168,7 @@ def worker_context(method: str) -> BaseContext:
     imports :mod:`.preload` (said before the server starts: it starts once a process)."""
     context = multiprocessing.get_context(method)
     if method == "forkserver":
-        context.set_forkserver_preload([_PRELOAD])
+        context.set_forkserver_preload(_PRELOAD)
     return context
 
 
@@ -221,10 +243,14 @@ class LocalExecutor(Executor):
         method = start_method()
         # a fork server's child has the server's environment: it gets this process's
         environ = dict(os.environ) if method == "forkserver" else None
+        sizing = None
         if method == "fork":
             load_readers()  # inherited by the workers, not imported by each
+            # after the readers: their libraries are loaded (and found) by then
+            sizing = fork_sizing(self._workers,
+                                 {**os.environ, **self._cfg.spec.environment_variables})
         self._method = method
-        self._launches = _CountedContext(worker_context(method))
+        self._launches = _CountedContext(worker_context(method), sizing)
         return ProcessPool(
             max_workers=self._workers,
             initializer=worker_init,
