@@ -73,6 +73,7 @@ Example:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
@@ -100,10 +101,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from batchscore.backend.remote import RemoteBackend
-from batchscore.cli._common import Report
 from batchscore.jobs.executors.local import start_worker_server
-from batchscore.jobs.threads import limit_threads
+from batchscore.jobs.threads import fork_sizing, limit_threads
 
 if TYPE_CHECKING:
     from batchscore.workspace import Workspace
@@ -181,15 +180,19 @@ def _fresh_worker(files: list[Path], numbers: list[int], models: Path, out: Path
 
 
 def fresh_processes(files: list[Path], models: Path, workers: int, out: Path) -> None:
-    """The bare loop's work on ``workers`` processes forked for it (one model)."""
+    """The bare loop's work on ``workers`` processes forked for it (one model), each forked
+    with its thread pools sized as a job's workers are (a forked OpenBLAS that is resized
+    starts threads that spin: ``src/batchscore/jobs/threads.py``)."""
     out.mkdir(parents=True)
     context = multiprocessing.get_context("fork")
     numbers = list(range(len(files)))
     procs = [context.Process(target=_fresh_worker,
                              args=(files[w::workers], numbers[w::workers], models, out, workers))
              for w in range(workers)]
+    sizing = fork_sizing(workers, os.environ)
     for proc in procs:
-        proc.start()
+        with sizing.forking() if sizing is not None else contextlib.nullcontext():
+            proc.start()
     for proc in procs:
         proc.join()
     failed = [proc.exitcode for proc in procs if proc.exitcode]
@@ -393,11 +396,18 @@ class Service:
             raise RuntimeError(f"batchscore serve exited with {self.proc.returncode}: "
                                + "".join(self.output[-20:]))
         token = (ws / "service" / "admin.token").read_text().strip()
+        # imported here, not at the top: this program is the main module that every worker
+        # forked by the fork server (--thread) runs again, and the client's modules are not
+        # among what the fork server preloads (0.47 s a worker, every job)
+        from batchscore.backend.remote import RemoteBackend
+
         self.backend = RemoteBackend(f"http://127.0.0.1:{port}", token)
 
     def score(self, out: str) -> float:
         """Invoke the endpoint and follow the job as ``--wait`` does; seconds from the
         request's start to the job's ``job-finished`` event."""
+        from batchscore.cli._common import Report  # see __init__
+
         client = self.backend.client
         started = time.time()
         job_id = client.invoke_endpoint("bench", ["in/*.parquet"], out).job_id
