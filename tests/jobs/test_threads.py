@@ -64,17 +64,25 @@ def _seen(ws, script, files, tmp_path: Path, **settings: object) -> dict:  # typ
     return json.loads(lines.pop())  # type: ignore[no-any-return]
 
 
-@pytest.mark.parametrize("start", ["fork", "spawn", "forkserver"])
-def test_each_worker_gets_its_share_of_the_cpus(ws, script, files, tmp_path, monkeypatch,
-                                                start: str) -> None:
-    """Forked, the runner's NumPy was loaded with a pool per CPU: limited in place; spawned,
-    the libraries load after the variables are set; forked by the fork server, NumPy was
-    loaded there. Arrow's pool each way."""
+def _no_users_choice(monkeypatch: pytest.MonkeyPatch, start: str) -> None:
+    """Workers started by ``start``, with no thread count chosen in the environment."""
     monkeypatch.setenv("BATCHSCORE_WORKER_START", start)
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
-    seen = _seen(ws, script, files, tmp_path, max_concurrency_per_instance=2)
-    n = threads_per_worker(2)
+
+
+@pytest.mark.parametrize("workers", [2, 1])
+@pytest.mark.parametrize("start", ["fork", "spawn", "forkserver"])
+def test_each_worker_gets_its_share_of_the_cpus(ws, script, files, tmp_path, monkeypatch,
+                                                start: str, workers: int) -> None:
+    """Forked, the runner's NumPy was loaded with a pool per CPU: sized as each worker
+    forks; spawned, the libraries load after the variables are set; forked by the fork
+    server, NumPy was loaded there, and the server holds its pools at one thread (what most
+    workers want): a job of one worker raises them to a thread per CPU again. Arrow's pool
+    each way."""
+    _no_users_choice(monkeypatch, start)
+    seen = _seen(ws, script, files, tmp_path, max_concurrency_per_instance=workers)
+    n = threads_per_worker(workers)
     # NumPy's own BLAS (found: the test fails without it) holds n threads; no pool holds more
     # (a library may hold fewer: opencv-python-headless 4.8's OpenBLAS 0.3.3 keeps 1)
     assert seen["numpy"] == [n]
@@ -96,11 +104,16 @@ def test_the_users_omp_num_threads_wins(ws, script, files, tmp_path, monkeypatch
     assert (seen["omp"], seen["blas"]) == ("3", "3")
 
 
-def test_a_library_that_refuses_costs_speed_not_the_job(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+def _refuse_resizing(monkeypatch: pytest.MonkeyPatch, why: str) -> None:
+    """limit_threads' resize raises RuntimeError(why) (in a worker forked after this too)."""
     def refuse(limits: int) -> None:
-        raise RuntimeError("this BLAS cannot be limited")
+        raise RuntimeError(why)
 
     monkeypatch.setattr(threads_mod, "threadpool_limits", refuse)
+
+
+def test_a_library_that_refuses_costs_speed_not_the_job(monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    _refuse_resizing(monkeypatch, "this BLAS cannot be limited")
     for name in threads_mod.THREAD_VARIABLES:  # set here: undone after the test
         monkeypatch.setenv(name, "2")
     with caplog.at_level("WARNING", logger="batchscore.worker"):
@@ -133,14 +146,6 @@ def _numpy_blas() -> list[int]:
             and p["filepath"].startswith(os.path.join(here, "numpy"))]
 
 
-def _refuse_in_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A worker that resizes its pools itself fails to (forked: the patch is inherited)."""
-    def refuse(limits: int) -> None:
-        raise RuntimeError("the worker resized its pools")
-
-    monkeypatch.setattr(threads_mod, "threadpool_limits", refuse)
-
-
 def test_a_forked_worker_inherits_its_pools_sized(ws, script, files, tmp_path,  # type: ignore[no-untyped-def]
                                                   monkeypatch) -> None:
     """The runner sizes its pools as each worker forks (a forked OpenBLAS that is resized
@@ -149,13 +154,11 @@ def test_a_forked_worker_inherits_its_pools_sized(ws, script, files, tmp_path,  
     CPU)."""
     if (os.cpu_count() or 1) < 2 or _numpy_blas() == [1]:
         pytest.skip("NumPy's BLAS holds one thread already: nothing would tell")
-    monkeypatch.setenv("BATCHSCORE_WORKER_START", "fork")
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    _no_users_choice(monkeypatch, "fork")
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(4)), raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     before = _numpy_blas()
-    _refuse_in_the_worker(monkeypatch)
+    _refuse_resizing(monkeypatch, "the worker resized its pools")  # inherited by the workers
     seen = _seen(ws, script, files, tmp_path, max_concurrency_per_instance=4)
     assert seen["numpy"] == [1]  # 4 CPUs, 4 workers
     assert seen["arrow"] == 1
@@ -180,20 +183,6 @@ def test_sizing_for_a_fork_gives_the_pools_back(monkeypatch) -> None:  # type: i
     assert queue.get() == ([1], 1)
     assert _numpy_blas() == before
     assert threads_mod._inherited() is None  # this process was not forked sized
-
-
-@pytest.mark.parametrize("start", ["fork", "forkserver"])
-def test_one_worker_gets_every_cpu(ws, script, files, tmp_path, monkeypatch,  # type: ignore[no-untyped-def]
-                                   start: str) -> None:
-    """The fork server holds its pools at one thread (most workers want that): a job of one
-    worker raises them to a thread per CPU again."""
-    monkeypatch.setenv("BATCHSCORE_WORKER_START", start)
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
-    seen = _seen(ws, script, files, tmp_path, max_concurrency_per_instance=1)
-    n = threads_per_worker(1)
-    assert seen["numpy"] == [n]
-    assert seen["arrow"] == n
 
 
 def test_pools_that_cannot_be_sized_for_a_fork_are_left_to_the_worker(monkeypatch,  # type: ignore[no-untyped-def]
