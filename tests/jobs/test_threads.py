@@ -7,6 +7,7 @@ import multiprocessing
 import os
 from pathlib import Path
 
+import numpy
 import pytest
 from threadpoolctl import threadpool_info
 
@@ -139,8 +140,6 @@ def test_one_worker_on_every_cpu_leaves_the_pools_as_they_are(monkeypatch) -> No
 
 def _numpy_blas() -> list[int]:
     """The threads of NumPy's own BLAS in this process (as SEEN finds it)."""
-    import numpy
-
     here = os.path.dirname(os.path.dirname(numpy.__file__))
     return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"
             and p["filepath"].startswith(os.path.join(here, "numpy"))]
